@@ -1,0 +1,58 @@
+# uring-sync — build, test, demo, bench.  `make` builds everything into build/.
+# Missing build dependencies are installed with apt-get (as root) first.
+
+BUILD      ?= build
+BUILD_TYPE ?= RelWithDebInfo
+JOBS       ?= 2
+CMAKE_FLAGS ?=
+
+DEB_PACKAGES := build-essential cmake pkg-config liburing-dev libssl-dev libcli11-dev \
+                libgtest-dev googletest rsync util-linux
+STAMP := $(BUILD)/.deps-ok
+
+.PHONY: all deps native test test-native demo bench clean format sanitize
+
+all: native
+
+# Install what a fresh Debian 12 machine lacks (needs root; prints the
+# command otherwise).
+$(STAMP):
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing packages:$$missing — run: sudo apt-get install$$missing"; exit 1; fi; \
+	fi
+	@mkdir -p $(BUILD) && touch $@
+
+deps: $(STAMP)
+
+$(BUILD)/CMakeCache.txt: $(STAMP) CMakeLists.txt
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS)
+
+native: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+test-native: native
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+test: test-native
+
+demo: native
+	bash test/demo.sh
+
+bench: native
+	python3 test/bench/bench.py
+
+# ASan+UBSan build of the engine and its tests, in its own tree.
+sanitize: $(STAMP)
+	cmake -S . -B $(BUILD)/asan -DCMAKE_BUILD_TYPE=Debug -DUSYNC_SANITIZE=address
+	cmake --build $(BUILD)/asan -j $(JOBS)
+	cd $(BUILD)/asan && ctest --output-on-failure -j $(JOBS)
+
+format:
+	clang-format -i native/include/*/*.h native/src/*.h native/src/*.cc native/tests/*.cc cmd/uring-sync/*.h cmd/uring-sync/*.cc
+
+clean:
+	rm -rf $(BUILD)

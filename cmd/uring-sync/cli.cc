@@ -1,0 +1,91 @@
+#include "cli.h"
+
+#include <CLI/CLI.hpp>
+#include <cctype>
+#include <limits>
+#include <stdexcept>
+
+namespace usync::cli {
+
+uint64_t parse_size(const std::string& text) {
+  size_t i = 0;
+  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
+  if (i == 0 || i > 18) throw std::invalid_argument("not a size: '" + text + "'");
+  uint64_t n = std::stoull(text.substr(0, i));
+  std::string unit = text.substr(i);
+  for (char& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  unsigned shift = 0;
+  if (unit.empty() || unit == "B")
+    shift = 0;
+  else if (unit == "K" || unit == "KB" || unit == "KIB")
+    shift = 10;
+  else if (unit == "M" || unit == "MB" || unit == "MIB")
+    shift = 20;
+  else if (unit == "G" || unit == "GB" || unit == "GIB")
+    shift = 30;
+  else
+    throw std::invalid_argument("unknown size unit in '" + text + "' (use K, M or G)");
+  if (n > (std::numeric_limits<uint64_t>::max() >> shift)) throw std::invalid_argument("size too large: " + text);
+  return n << shift;
+}
+
+std::optional<int> parse(int argc, const char* const* argv, Options* o, std::ostream& os, std::ostream& err) {
+  CLI::App app{
+      "Copy a tree of many small files fast and faithfully (io_uring).\n"
+      "DST becomes a copy of SRC, like `cp -rT SRC DST` or `rsync -r SRC/ DST/`:\n"
+      "DST is created if missing and merged into if it exists.",
+      "uring-sync"};
+  app.set_version_flag("--version", std::string("uring-sync ") + usync_version_string());
+  std::string chunk;
+  app.add_option("SRC", o->src, "source directory (or file)")->required();
+  app.add_option("DST", o->dst, "destination directory (or file)")->required();
+  app.add_option("-j,--jobs", o->jobs, "rings (or threads of the synchronous engine); default: from the CPU count")
+      ->check(CLI::Range(1, 1024));
+  app.add_option("-c,--chunk-size", chunk, "I/O buffer size, e.g. 128K, 1M (default 128K)");
+  app.add_option("-q,--queue-depth", o->queue_depth, "files in flight per ring (default 128)")
+      ->check(CLI::Range(1, 4096));
+  app.add_flag("-p,--preserve", o->preserve, "keep permission bits and timestamps");
+  app.add_flag("-n,--dry-run", o->dry_run, "list what would be copied; change nothing");
+  app.add_flag("-v,--verbose", o->verbose, "list copied files and print a summary");
+  app.add_flag("--progress", o->progress, "show a live progress line");
+  app.add_option("--exclude", o->excludes,
+                 "skip entries matching PATTERN (repeatable; * ? [..] **, leading / anchors, trailing / = dirs)")
+      ->take_all();
+  app.add_option("--engine", o->engine, "auto (io_uring if possible), uring, or sync")
+      ->check(CLI::IsMember({"auto", "uring", "sync"}));
+  app.add_flag("--fail-fast", o->fail_fast, "stop at the first error");
+  try {
+    app.parse(argc, argv);
+    if (!chunk.empty()) {
+      o->chunk_size = parse_size(chunk);
+      if (o->chunk_size < 4096 || o->chunk_size > (64u << 20))
+        throw CLI::ValidationError("--chunk-size", "must be between 4K and 64M");
+    }
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e, os, err);
+    return code == 0 ? kExitOk : kExitUsage;
+  } catch (const std::exception& e) {
+    err << "uring-sync: " << e.what() << "\n";
+    return kExitUsage;
+  }
+  return std::nullopt;
+}
+
+usync_options engine_options(const Options& o, std::vector<const char*>* ptrs) {
+  usync_options opts;
+  usync_options_init(&opts);
+  opts.workers = o.jobs;
+  opts.queue_depth = o.queue_depth;
+  opts.chunk_size = static_cast<uint32_t>(o.chunk_size);
+  if (o.preserve) opts.flags |= USYNC_PRESERVE;
+  if (o.dry_run) opts.flags |= USYNC_DRY_RUN;
+  if (o.fail_fast) opts.flags |= USYNC_FAIL_FAST;
+  if (o.engine == "sync") opts.flags |= USYNC_FORCE_SYNC;
+  ptrs->clear();
+  for (const std::string& e : o.excludes) ptrs->push_back(e.c_str());
+  opts.excludes = ptrs->data();
+  opts.exclude_count = ptrs->size();
+  return opts;
+}
+
+}  // namespace usync::cli

@@ -1,0 +1,45 @@
+// Command-line parsing of uring-sync (CLI11), kept apart from main() so it
+// can be tested.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "uringsync/uringsync.h"
+
+namespace usync::cli {
+
+struct Options {
+  std::string src, dst;
+  uint32_t jobs = 0;
+  uint32_t queue_depth = 0;
+  uint64_t chunk_size = 0;
+  bool preserve = false;
+  bool dry_run = false;
+  bool verbose = false;
+  bool progress = false;
+  bool fail_fast = false;
+  std::string engine = "auto";  // auto | uring | sync
+  std::vector<std::string> excludes;
+};
+
+// Exit codes.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailures = 1;  // some entries failed
+inline constexpr int kExitUsage = 2;     // bad usage, or the job could not start
+inline constexpr int kExitInterrupted = 130;
+
+// Parses argv.  Returns an exit code when the program should stop now (help,
+// version, or a usage error, whose message went to err), or nullopt to run.
+std::optional<int> parse(int argc, const char* const* argv, Options* out, std::ostream& os, std::ostream& err);
+
+// "128K", "1M", "65536", "2MiB" -> bytes.  Throws std::invalid_argument.
+uint64_t parse_size(const std::string& text);
+
+// Engine options for the parsed command line (excludes point into opts).
+usync_options engine_options(const Options& opts, std::vector<const char*>* exclude_ptrs);
+
+}  // namespace usync::cli

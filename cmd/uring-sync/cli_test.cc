@@ -1,0 +1,95 @@
+#include "cli.h"
+
+#include <gtest/gtest.h>
+
+#include <sstream>
+#include <stdexcept>
+
+#include "progress.h"
+
+namespace usync::cli {
+namespace {
+
+std::optional<int> Parse(std::vector<const char*> args, Options* o, std::string* err_text = nullptr) {
+  args.insert(args.begin(), "uring-sync");
+  std::ostringstream out, err;
+  auto r = parse(static_cast<int>(args.size()), args.data(), o, out, err);
+  if (err_text != nullptr) *err_text = err.str() + out.str();
+  return r;
+}
+
+TEST(Cli, ParsesEveryOption) {
+  Options o;
+  ASSERT_FALSE(Parse({"-j", "3", "-c", "1M", "-q", "64", "-p", "-n", "-v", "--progress", "--exclude", "*.tmp",
+                      "--exclude", "cache/", "--engine", "sync", "--fail-fast", "a", "b"},
+                     &o));
+  EXPECT_EQ(o.jobs, 3u);
+  EXPECT_EQ(o.chunk_size, 1u << 20);
+  EXPECT_EQ(o.queue_depth, 64u);
+  EXPECT_TRUE(o.preserve && o.dry_run && o.verbose && o.progress && o.fail_fast);
+  EXPECT_EQ(o.engine, "sync");
+  EXPECT_EQ(o.excludes, (std::vector<std::string>{"*.tmp", "cache/"}));
+  EXPECT_EQ(o.src, "a");
+  EXPECT_EQ(o.dst, "b");
+  std::vector<const char*> ptrs;
+  usync_options eo = engine_options(o, &ptrs);
+  EXPECT_EQ(eo.workers, 3u);
+  EXPECT_EQ(eo.exclude_count, 2u);
+  EXPECT_TRUE(eo.flags & USYNC_PRESERVE);
+  EXPECT_TRUE(eo.flags & USYNC_FORCE_SYNC);
+  EXPECT_TRUE(eo.flags & USYNC_DRY_RUN);
+}
+
+TEST(Cli, UsageErrorsExitTwo) {
+  Options o;
+  std::string err;
+  EXPECT_EQ(Parse({"onlyone"}, &o, &err), kExitUsage);
+  EXPECT_EQ(Parse({"-c", "12Q", "a", "b"}, &o, &err), kExitUsage);
+  EXPECT_NE(err.find("unit"), std::string::npos) << err;
+  EXPECT_EQ(Parse({"-c", "1K", "a", "b"}, &o, &err), kExitUsage);  // below 4K
+  EXPECT_EQ(Parse({"--engine", "fast", "a", "b"}, &o), kExitUsage);
+  EXPECT_EQ(Parse({"-j", "0", "a", "b"}, &o), kExitUsage);
+  EXPECT_EQ(Parse({"--bogus", "a", "b"}, &o), kExitUsage);
+}
+
+TEST(Cli, HelpAndVersionExitZero) {
+  Options o;
+  std::string text;
+  EXPECT_EQ(Parse({"--help"}, &o, &text), kExitOk);
+  EXPECT_NE(text.find("--queue-depth"), std::string::npos);
+  EXPECT_EQ(Parse({"--version"}, &o, &text), kExitOk);
+  EXPECT_NE(text.find("0.1.0"), std::string::npos);
+}
+
+TEST(Cli, Sizes) {
+  EXPECT_EQ(parse_size("128K"), 131072u);
+  EXPECT_EQ(parse_size("128k"), 131072u);
+  EXPECT_EQ(parse_size("2MiB"), 2u << 20);
+  EXPECT_EQ(parse_size("4096"), 4096u);
+  EXPECT_EQ(parse_size("1G"), 1u << 30);
+  EXPECT_THROW(parse_size(""), std::invalid_argument);
+  EXPECT_THROW(parse_size("K"), std::invalid_argument);
+  EXPECT_THROW(parse_size("99999999999999999999"), std::invalid_argument);
+}
+
+TEST(Progress, RendersCountsRateAndEta) {
+  usync_stats s{};
+  s.files_found = 100;
+  s.files_done = 50;
+  s.bytes_found = 200 << 20;
+  s.bytes_done = 100 << 20;
+  s.elapsed_ns = 2000000000ull;
+  s.walk_done = 1;
+  const std::string line = render_progress(s, 120);
+  EXPECT_NE(line.find("50/100 files"), std::string::npos) << line;
+  EXPECT_NE(line.find("100.0 MiB"), std::string::npos) << line;
+  EXPECT_NE(line.find("50.0 MiB/s"), std::string::npos) << line;
+  EXPECT_NE(line.find("ETA 0:02"), std::string::npos) << line;
+  EXPECT_LE(line.size(), 120u);
+  s.walk_done = 0;
+  EXPECT_NE(render_progress(s, 120).find("50/100+ files"), std::string::npos);
+  EXPECT_LE(render_progress(s, 30).size(), 30u);
+}
+
+}  // namespace
+}  // namespace usync::cli

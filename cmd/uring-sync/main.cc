@@ -1,0 +1,140 @@
+// uring-sync: the command-line face of liburingsync.
+#include <signal.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <string_view>
+
+#include "cli.h"
+#include "progress.h"
+#include "uringsync/uringsync.h"
+
+namespace {
+
+std::atomic<usync_engine*> g_engine{nullptr};
+
+extern "C" void on_signal(int) {
+  if (usync_engine* e = g_engine.load()) usync_engine_cancel(e);
+}
+
+struct Context {
+  const usync::cli::Options* opts;
+  usync::cli::ProgressLine* progress;
+  std::string src_root;
+};
+
+// Source-side steps name the source path, the rest the destination.
+bool source_side(int step) {
+  return step == USYNC_STEP_OPEN_SRC || step == USYNC_STEP_STAT || step == USYNC_STEP_READ ||
+         step == USYNC_STEP_READDIR;
+}
+
+std::string_view relative(std::string_view path, std::string_view root) {
+  if (path.size() > root.size() && path.compare(0, root.size(), root) == 0) {
+    path.remove_prefix(root.size());
+    while (!path.empty() && path.front() == '/') path.remove_prefix(1);
+  }
+  return path;
+}
+
+extern "C" void on_error(void* user, const usync_file_error* e) {
+  auto* c = static_cast<Context*>(user);
+  if (c->progress != nullptr) c->progress->finish();
+  std::fprintf(stderr, "uring-sync: %s '%s': %s\n", usync_step_name(e->step),
+               source_side(e->step) ? e->src_path : e->dst_path, std::strerror(e->error));
+}
+
+extern "C" void on_file(void* user, const usync_file_done* d) {
+  auto* c = static_cast<Context*>(user);
+  const std::string_view rel = relative(d->src_path, c->src_root);
+  std::fwrite(rel.data(), 1, rel.size(), stdout);
+  std::fputc('\n', stdout);
+}
+
+extern "C" void on_progress(void* user, const usync_stats* s) {
+  auto* c = static_cast<Context*>(user);
+  if (c->progress != nullptr) c->progress->update(*s);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace usync::cli;
+  Options opts;
+  if (auto code = parse(argc, argv, &opts, std::cout, std::cerr)) return *code;
+
+  std::vector<const char*> excludes;
+  usync_options eo = engine_options(opts, &excludes);
+  ProgressLine progress(stderr);
+  Context ctx{&opts, opts.progress ? &progress : nullptr, opts.src};
+  eo.cb_user = &ctx;
+  eo.error_cb = on_error;
+  if (opts.verbose || opts.dry_run) eo.file_done_cb = on_file;
+  if (opts.progress) {
+    eo.progress_cb = on_progress;
+    eo.progress_interval_ms = 100;
+  }
+
+  usync_engine* engine = nullptr;
+  if (int ret = usync_engine_create(&eo, &engine); ret < 0) {
+    std::fprintf(stderr, "uring-sync: %s\n",
+                 ret == -EINVAL ? "invalid option or exclude pattern" : std::strerror(-ret));
+    return kExitUsage;
+  }
+  if (opts.engine == "uring" && usync_engine_kind(engine) != USYNC_ENGINE_URING) {
+    std::fprintf(stderr, "uring-sync: --engine=uring: io_uring is not available here\n");
+    usync_engine_destroy(engine);
+    return kExitUsage;
+  }
+  g_engine.store(engine);
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+
+  const int ret = usync_copy_tree(engine, opts.src.c_str(), opts.dst.c_str());
+  usync_stats st{};
+  usync_engine_stats(engine, &st, sizeof st);
+  if (opts.progress) {
+    progress.update(st);
+    progress.finish();
+  }
+  g_engine.store(nullptr);
+  const int kind = usync_engine_kind(engine);
+  usync_engine_destroy(engine);
+
+  int code = kExitOk;
+  switch (ret) {
+    case 0: break;
+    case -EIO: code = kExitFailures; break;
+    case -ECANCELED:
+      std::fprintf(stderr, "uring-sync: interrupted\n");
+      code = kExitInterrupted;
+      break;
+    case -EINVAL:
+      std::fprintf(stderr, "uring-sync: cannot copy '%s' to '%s': source and destination overlap\n", opts.src.c_str(),
+                   opts.dst.c_str());
+      return kExitUsage;
+    default:
+      std::fprintf(stderr, "uring-sync: cannot copy '%s' to '%s': %s\n", opts.src.c_str(), opts.dst.c_str(),
+                   std::strerror(-ret));
+      return kExitUsage;
+  }
+  if (opts.verbose || st.files_failed > 0) {
+    std::fprintf(stderr,
+                 "uring-sync: %s%llu files (%s), %llu dirs, %llu symlinks, %llu special; %llu failed; "
+                 "%llu excluded; %.3f s (engine: %s, workers: %u)\n",
+                 opts.dry_run ? "would copy " : "", static_cast<unsigned long long>(st.files_done),
+                 human_bytes(static_cast<double>(st.bytes_done)).c_str(),
+                 static_cast<unsigned long long>(st.dirs_created), static_cast<unsigned long long>(st.symlinks_created),
+                 static_cast<unsigned long long>(st.specials_created), static_cast<unsigned long long>(st.files_failed),
+                 static_cast<unsigned long long>(st.files_excluded), static_cast<double>(st.elapsed_ns) / 1e9,
+                 kind == USYNC_ENGINE_URING ? "io_uring" : "sync", st.workers);
+  }
+  return code;
+}

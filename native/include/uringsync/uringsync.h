@@ -1,0 +1,234 @@
+/*
+ * uringsync.h — the whole public contract of liburingsync.
+ *
+ * liburingsync copies trees of many small files fast and faithfully on Linux,
+ * using io_uring (liburing) when the kernel allows it and an equivalent
+ * synchronous thread pool when it does not.
+ *
+ * Conventions (same as liburing):
+ *  - Every function that can fail returns 0 on success or a negative errno.
+ *  - Every symbol starts with usync_ / USYNC_.
+ *  - Handles are opaque; *_create has a matching *_destroy which accepts NULL.
+ *  - No function throws; no C++ exception ever crosses this boundary.
+ *  - There is no thread-local "last error": detail arrives through the
+ *    error callback and the usync_stats struct.
+ *
+ * Threading: an engine may be used from any thread.  Copy calls on one engine
+ * are serialised (a second concurrent call waits for the first).  The
+ * following may be called from any thread at any time while a copy runs:
+ * usync_engine_cancel(), usync_engine_stats().  Callbacks run on engine
+ * threads, never concurrently with each other for one engine, and must not
+ * call back into the same engine except usync_engine_cancel() and
+ * usync_engine_stats().
+ */
+#ifndef URINGSYNC_URINGSYNC_H
+#define URINGSYNC_URINGSYNC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(USYNC_BUILDING_LIBRARY)
+#define USYNC_API __attribute__((visibility("default")))
+#else
+#define USYNC_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define USYNC_VERSION_MAJOR 0
+#define USYNC_VERSION_MINOR 1
+#define USYNC_VERSION_PATCH 0
+#define USYNC_VERSION_NUMBER (USYNC_VERSION_MAJOR * 10000 + USYNC_VERSION_MINOR * 100 + USYNC_VERSION_PATCH)
+
+/* Runtime version of the library actually loaded: USYNC_VERSION_NUMBER and
+ * "MAJOR.MINOR.PATCH".  The string is static; do not free it. */
+USYNC_API unsigned usync_version_number(void);
+USYNC_API const char *usync_version_string(void);
+
+/* ---------------------------------------------------------------- options */
+
+/* Option flags (usync_options.flags). */
+enum usync_flag {
+  /* Keep permission bits (incl. setuid/setgid/sticky) and access/modify times
+   * of files and directories.  Without it new files get the source's
+   * permission bits filtered by the umask, like cp -r. */
+  USYNC_PRESERVE = 1u << 0,
+  /* Walk and report, but create and write nothing. */
+  USYNC_DRY_RUN = 1u << 1,
+  /* Never use io_uring: run the synchronous thread-pool engine.  The
+   * environment variable URING_SYNC_FORCE_SYNC=1 has the same effect. */
+  USYNC_FORCE_SYNC = 1u << 2,
+  /* Stop the whole job at the first per-file error (default: go on and report
+   * each failure). */
+  USYNC_FAIL_FAST = 1u << 3,
+  /* Compute the MD5 of every copied file while copying it (usync_result.md5,
+   * usync_file_done.md5).  Costs CPU; off by default. */
+  USYNC_HASH_MD5 = 1u << 4,
+  /* Do not print the one-line notice on stderr when io_uring is unavailable
+   * and the synchronous engine is used instead. */
+  USYNC_QUIET_FALLBACK = 1u << 5,
+};
+
+/* Which step of a copy failed (usync_file_error.step). */
+enum usync_step {
+  USYNC_STEP_NONE = 0,
+  USYNC_STEP_OPEN_SRC = 1,
+  USYNC_STEP_STAT = 2,
+  USYNC_STEP_OPEN_DST = 3,
+  USYNC_STEP_READ = 4,
+  USYNC_STEP_WRITE = 5,
+  USYNC_STEP_CLOSE = 6,
+  USYNC_STEP_METADATA = 7, /* chmod / utimes */
+  USYNC_STEP_RENAME = 8,   /* moving the finished temp file into place */
+  USYNC_STEP_MKDIR = 9,
+  USYNC_STEP_READDIR = 10,
+  USYNC_STEP_SYMLINK = 11,
+  USYNC_STEP_MKNOD = 12, /* FIFOs, sockets and device nodes */
+  USYNC_STEP_CANCELED = 13,
+};
+
+/* Static, human-readable name of a step ("open source", "read", ...). */
+USYNC_API const char *usync_step_name(int step);
+
+/* A per-file failure.  All pointers are borrowed and valid only for the
+ * duration of the callback. */
+typedef struct usync_file_error {
+  const char *src_path; /* path of the source entry (root-relative paths are
+                           joined to the root given to the copy call) */
+  const char *dst_path; /* path of the destination entry */
+  int error;            /* positive errno */
+  int step;             /* enum usync_step */
+} usync_file_error;
+
+/* A finished file (only reported when usync_options.file_done_cb is set). */
+typedef struct usync_file_done {
+  const char *src_path; /* borrowed, valid during the callback */
+  const char *dst_path; /* borrowed, valid during the callback */
+  uint64_t bytes;
+  int has_md5; /* 1 when USYNC_HASH_MD5 was set */
+  uint8_t md5[16];
+} usync_file_done;
+
+/* Counters of the current (or last) copy call.  Every field is monotonic
+ * during a call; all are reset when a copy call starts. */
+typedef struct usync_stats {
+  uint64_t files_found;    /* regular files the walker queued */
+  uint64_t bytes_found;    /* their sizes as stat'ed */
+  uint64_t files_done;     /* regular files copied completely */
+  uint64_t bytes_done;     /* bytes written to destination files */
+  uint64_t files_failed;   /* entries (of any type) that failed */
+  uint64_t files_excluded; /* entries skipped by an exclude pattern */
+  uint64_t dirs_created;
+  uint64_t symlinks_created;
+  uint64_t specials_created; /* FIFOs, sockets, device nodes */
+  uint64_t elapsed_ns;       /* since the copy call started */
+  uint32_t walk_done;        /* 1 once the walker has seen the whole tree */
+  uint32_t engine;           /* enum usync_engine_kind actually used */
+  uint32_t workers;          /* rings (io_uring) or threads (sync) in use */
+} usync_stats;
+
+enum usync_engine_kind {
+  USYNC_ENGINE_NONE = 0,
+  USYNC_ENGINE_URING = 1, /* io_uring rings */
+  USYNC_ENGINE_SYNC = 2,  /* synchronous thread pool */
+};
+
+typedef void (*usync_error_fn)(void *user, const usync_file_error *err);
+typedef void (*usync_file_done_fn)(void *user, const usync_file_done *done);
+typedef void (*usync_progress_fn)(void *user, const usync_stats *stats);
+
+typedef struct usync_options {
+  /* Set by usync_options_init(); lets the library grow this struct. */
+  uint32_t struct_size;
+  uint32_t flags;            /* enum usync_flag, OR'ed */
+  uint32_t workers;          /* rings / threads; 0 = chosen from the CPU count */
+  uint32_t queue_depth;      /* files in flight per ring; 0 = 128 */
+  uint32_t chunk_size;       /* bytes per read/write buffer; 0 = 128 KiB */
+  uint32_t iowq_max_workers; /* io-wq threads per ring; 0 = 4 */
+  /* Exclude patterns (glob: * ? [..] **; a leading '/' anchors at the root;
+   * a trailing '/' matches directories only; a pattern without '/' matches
+   * the name at any depth).  Copied by usync_engine_create(). */
+  const char *const *excludes;
+  size_t exclude_count;
+  /* Optional callbacks, invoked on engine threads, serialised per engine. */
+  usync_error_fn error_cb;
+  usync_file_done_fn file_done_cb;
+  usync_progress_fn progress_cb; /* about every progress_interval_ms */
+  uint32_t progress_interval_ms; /* 0 = 200 */
+  void *cb_user;                 /* passed to every callback */
+} usync_options;
+
+/* Fill *opts with defaults (all zero, struct_size set).  Always do this
+ * before changing fields. */
+USYNC_API void usync_options_init(usync_options *opts);
+
+/* ----------------------------------------------------------------- engine */
+
+typedef struct usync_engine usync_engine;
+
+/* Create an engine.  *out receives a handle the caller frees with
+ * usync_engine_destroy().  opts may be NULL (defaults).  The options struct
+ * and the exclude strings are copied; the caller may free them afterwards.
+ * Returns 0, -EINVAL for a bad option or pattern, or -ENOMEM. */
+USYNC_API int usync_engine_create(const usync_options *opts, usync_engine **out);
+
+/* Destroy an engine; NULL is accepted.  Must not run concurrently with a
+ * copy call on the same engine. */
+USYNC_API void usync_engine_destroy(usync_engine *engine);
+
+/* Ask the running copy call (if any) to stop as soon as possible.  Files in
+ * flight are abandoned cleanly (no partial file left under its final name)
+ * and the call returns -ECANCELED.  Safe from any thread and from callbacks.
+ * A cancel with no call running affects the next call only if made between
+ * calls — it is cleared when a copy call starts. */
+USYNC_API void usync_engine_cancel(usync_engine *engine);
+
+/* Copy *out (size bytes at most; pass sizeof(usync_stats)) the counters of
+ * the running or last call.  Safe from any thread.  Returns 0 or -EINVAL. */
+USYNC_API int usync_engine_stats(const usync_engine *engine, usync_stats *out, size_t size);
+
+/* Which engine a copy call would use right now (USYNC_ENGINE_URING when
+ * io_uring can be set up and FORCE_SYNC is off). */
+USYNC_API int usync_engine_kind(const usync_engine *engine);
+
+/* Copy the tree at src so that dst becomes a copy of it (like cp -rT, or
+ * rsync src/ dst/).  dst and missing parents are created; an existing dst
+ * directory is merged into, existing files in it are replaced atomically.
+ * src may also be a single file or symlink.  Refuses (-EINVAL) when src and
+ * dst are the same tree or one contains the other.
+ * Returns 0 when everything was copied, -EIO when the job ran to its end but
+ * one or more entries failed (each was reported through error_cb and counted
+ * in files_failed), -ECANCELED after usync_engine_cancel(), or another
+ * negative errno when the job could not start (e.g. -ENOENT for src). */
+USYNC_API int usync_copy_tree(usync_engine *engine, const char *src, const char *dst);
+
+/* One explicit file copy for usync_copy_files(). */
+typedef struct usync_pair {
+  const char *src; /* path of a regular file (or a symlink to one) */
+  const char *dst; /* destination path; missing parent directories are made;
+                      an existing file there is replaced atomically */
+} usync_pair;
+
+/* Outcome of one pair. */
+typedef struct usync_result {
+  int error;       /* 0 or positive errno */
+  int step;        /* enum usync_step where it failed */
+  uint64_t bytes;  /* bytes copied */
+  uint8_t md5[16]; /* valid when error == 0 and USYNC_HASH_MD5 is set */
+} usync_result;
+
+/* Copy count explicit (src, dst) file pairs concurrently.  pairs and the
+ * strings they point to are borrowed for the duration of the call.  results
+ * (count entries, caller-allocated) receives each pair's outcome in order.
+ * Returns 0 when every pair succeeded, -EIO when some failed (see results),
+ * -ECANCELED after cancel (unfinished pairs get error ECANCELED), or another
+ * negative errno. */
+USYNC_API int usync_copy_files(usync_engine *engine, const usync_pair *pairs, size_t count, usync_result *results);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* URINGSYNC_URINGSYNC_H */

@@ -1,0 +1,409 @@
+#include "engine.h"
+
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <new>
+#include <thread>
+#include <unordered_set>
+
+#include "ring.h"
+#include "sync_copy.h"
+#include "uring_worker.h"
+#include "walker.h"
+
+namespace usync {
+namespace {
+
+unsigned cpu_count() noexcept {
+  const unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : n;
+}
+
+// More descriptors for wide trees: raise the soft limit to the hard one.
+void raise_nofile() noexcept {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+size_t dir_fd_budget() noexcept {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 4096;
+  const size_t cur = static_cast<size_t>(rl.rlim_cur);
+  // Two descriptors per open directory; keep room for workers and the caller.
+  return cur > 256 ? std::min<size_t>(4096, (cur - 128) / 2) : 16;
+}
+
+bool env_force_sync() noexcept {
+  const char* v = std::getenv("URING_SYNC_FORCE_SYNC");
+  return v != nullptr && *v != '\0' && std::strcmp(v, "0") != 0;
+}
+
+// Resolves p as far as it exists (the rest is appended lexically).
+std::string resolved(const std::string& p) {
+  std::error_code ec;
+  auto r = std::filesystem::weakly_canonical(std::filesystem::absolute(p, ec), ec);
+  return ec ? std::string() : r.string();
+}
+
+bool inside(const std::string& a, const std::string& b) {  // a == b or a under b
+  if (a.size() < b.size() || a.compare(0, b.size(), b) != 0) return false;
+  return a.size() == b.size() || a[b.size()] == '/' || b == "/";
+}
+
+std::string base_name(const std::string& p) {
+  std::string s = p;
+  while (s.size() > 1 && s.back() == '/') s.pop_back();
+  const size_t slash = s.rfind('/');
+  return slash == std::string::npos ? s : s.substr(slash + 1);
+}
+
+// mkdir -p for the parents of a path; returns 0 or errno.
+int make_parents(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos || slash == 0) return 0;
+  std::error_code ec;
+  std::filesystem::create_directories(path.substr(0, slash), ec);
+  return ec ? ec.value() : 0;
+}
+
+}  // namespace
+
+int Engine::create(const usync_options* in, Engine** out) noexcept {
+  if (out == nullptr) return -EINVAL;
+  *out = nullptr;
+  usync_options o;
+  usync_options_init(&o);
+  if (in != nullptr) {
+    if (in->struct_size < offsetof(usync_options, cb_user) + sizeof(void*) && in->struct_size != 0) return -EINVAL;
+    o = *in;
+  }
+  Engine* e = new (std::nothrow) Engine;
+  if (e == nullptr) return -ENOMEM;
+  try {
+    Config& c = e->cfg_;
+    c.flags = o.flags;
+    const unsigned cpus = cpu_count();
+    const bool sync = (o.flags & USYNC_FORCE_SYNC) != 0 || env_force_sync();
+    int err = 0;
+    e->kind_ = (!sync && uring_available(&err)) ? USYNC_ENGINE_URING : USYNC_ENGINE_SYNC;
+    if (!sync && e->kind_ == USYNC_ENGINE_SYNC && (o.flags & USYNC_QUIET_FALLBACK) == 0) {
+      std::fprintf(stderr, "uring-sync: io_uring unavailable (%s); using the synchronous engine\n",
+                   std::strerror(-err));
+      e->announced_ = true;
+    }
+    if (o.workers > 1024 || o.queue_depth > 4096 || o.iowq_max_workers > 1024) throw EINVAL;
+    if (o.chunk_size != 0 && (o.chunk_size < 4096 || o.chunk_size > (64u << 20))) throw EINVAL;
+    c.workers = o.workers != 0 ? o.workers
+                               : (e->kind_ == USYNC_ENGINE_URING ? std::max(2u, std::min(cpus, 16u))
+                                                                 : std::max(4u, std::min(cpus * 4, 64u)));
+    c.queue_depth = o.queue_depth != 0 ? o.queue_depth : 128;
+    c.chunk_size = o.chunk_size != 0 ? o.chunk_size : 128 * 1024;
+    c.iowq_max_workers = o.iowq_max_workers != 0 ? o.iowq_max_workers : 4;
+    c.progress_interval_ms = o.progress_interval_ms != 0 ? o.progress_interval_ms : 200;
+    c.large_threshold = std::max<uint64_t>(1u << 20, uint64_t{c.chunk_size} * 4);
+    if (o.exclude_count > 0 && o.excludes == nullptr) throw EINVAL;
+    for (size_t i = 0; i < o.exclude_count; ++i)
+      if (o.excludes[i] == nullptr || !c.filter.add(o.excludes[i])) throw EINVAL;
+    c.error_cb = o.error_cb;
+    c.file_done_cb = o.file_done_cb;
+    c.progress_cb = o.progress_cb;
+    c.cb_user = o.cb_user;
+  } catch (int err) {
+    delete e;
+    return -err;
+  } catch (...) {
+    delete e;
+    return -ENOMEM;
+  }
+  raise_nofile();
+  *out = e;
+  return 0;
+}
+
+void Engine::begin() {
+  counters_.reset();
+  counters_.start_ns.store(now_ns(), std::memory_order_relaxed);
+  cancel_.store(false, std::memory_order_relaxed);
+}
+
+int Engine::finish(const Job& job) {
+  counters_.end_ns.store(now_ns(), std::memory_order_relaxed);
+  if (cfg_.progress_cb != nullptr) {
+    usync_stats s{};
+    counters_.snapshot(&s);
+    cfg_.progress_cb(cfg_.cb_user, &s);
+  }
+  const bool failed = counters_.files_failed.load(std::memory_order_relaxed) > 0;
+  if (job.cancelled() && !(cfg_.has(USYNC_FAIL_FAST) && failed)) return -ECANCELED;
+  return failed ? -EIO : 0;
+}
+
+int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
+  const bool uring = kind_ == USYNC_ENGINE_URING;
+  counters_.engine.store(static_cast<uint32_t>(kind_), std::memory_order_relaxed);
+  counters_.workers.store(cfg_.workers, std::memory_order_relaxed);
+  job.max_open_dirs = dir_fd_budget();
+  std::mutex mu;
+  std::condition_variable cv;
+  size_t running = 0;
+  std::vector<std::thread> threads;
+  std::atomic<bool> fell_back{false};
+  auto spawn = [&](auto fn) {
+    {
+      std::lock_guard lk(mu);
+      ++running;
+    }
+    threads.emplace_back([&, fn] {
+      fn();
+      std::lock_guard lk(mu);
+      --running;
+      cv.notify_all();
+    });
+  };
+  try {
+    if (uring) {
+      for (uint32_t i = 0; i < cfg_.workers; ++i)
+        spawn([&] {
+          bool fb = false;
+          run_uring_worker(job, &fb);
+          if (fb) fell_back = true;
+        });
+      const uint32_t bulk = std::max(1u, std::min(cfg_.workers, 4u));
+      for (uint32_t i = 0; i < bulk; ++i) spawn([&] { run_sync_worker(job, job.large_q); });
+    } else {
+      for (uint32_t i = 0; i < cfg_.workers; ++i) spawn([&] { run_sync_worker(job, job.small_q); });
+    }
+    if (root != nullptr) spawn([&] { run_walker(job, root, uring); });
+  } catch (...) {
+    job.stop();  // could not start every thread: let the started ones drain
+  }
+  if (feed != nullptr) {
+    std::vector<FileTask> batch;
+    for (FileTask& t : *feed) {
+      const bool large = uring && t.size >= cfg_.large_threshold;
+      batch.push_back(std::move(t));
+      if (!(large ? job.large_q : job.small_q).push(batch)) {
+        for (FileTask& a : batch) job.abandon_file(a);
+        batch.clear();
+      }
+    }
+    job.small_q.close();
+    job.large_q.close();
+  }
+  {
+    std::unique_lock lk(mu);
+    const auto interval = std::chrono::milliseconds(cfg_.progress_interval_ms);
+    while (running > 0) {
+      if (cv.wait_for(lk, interval, [&] { return running == 0; })) break;
+      if (cancel_.load(std::memory_order_relaxed)) job.stop();  // wakes blocked threads
+      if (cfg_.progress_cb != nullptr) {
+        lk.unlock();
+        usync_stats s{};
+        counters_.snapshot(&s);
+        cfg_.progress_cb(cfg_.cb_user, &s);
+        lk.lock();
+      }
+    }
+  }
+  for (std::thread& t : threads) t.join();
+  if (fell_back && !announced_.exchange(true) && !cfg_.has(USYNC_QUIET_FALLBACK))
+    std::fprintf(stderr, "uring-sync: could not set up an io_uring on a worker; it used the synchronous engine\n");
+  return finish(job);
+}
+
+int Engine::copy_tree(const char* src, const char* dst) noexcept {
+  if (src == nullptr || dst == nullptr || *src == '\0' || *dst == '\0') return -EINVAL;
+  std::lock_guard lk(run_mu_);
+  try {
+    return copy_tree_locked(src, dst);
+  } catch (const std::bad_alloc&) {
+    return -ENOMEM;
+  } catch (...) {
+    return -EIO;
+  }
+}
+
+int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) {
+  begin();
+  Job job(cfg_, counters_, cancel_, kind_);
+  job.umask_bits = current_umask();
+  struct stat st {};
+  if (lstat(src.c_str(), &st) != 0) return -errno;
+
+  if (!S_ISDIR(st.st_mode)) {
+    // A single entry: into DST if it is an existing directory, else as DST.
+    std::string dst = dst_in;
+    struct stat dt {};
+    if (stat(dst.c_str(), &dt) == 0 && S_ISDIR(dt.st_mode)) dst += "/" + base_name(src);
+    const std::string rs = resolved(src), rd = resolved(dst);
+    if (!rs.empty() && rs == rd) return -EINVAL;
+    if (S_ISREG(st.st_mode)) {
+      std::vector<FileTask> one(1);
+      FileTask& t = one[0];
+      t.src_name = src;
+      t.dst_name = dst;
+      t.size = static_cast<uint64_t>(st.st_size);
+      t.mode = st.st_mode;
+      t.atime = st.st_atim;
+      t.mtime = st.st_mtim;
+      t.replace = true;
+      job.src_root = src;
+      job.dst_root = dst;
+      counters_.files_found.store(1, std::memory_order_relaxed);
+      counters_.bytes_found.store(t.size, std::memory_order_relaxed);
+      counters_.walk_done.store(1, std::memory_order_relaxed);
+      if (cfg_.has(USYNC_DRY_RUN)) {
+        counters_.files_done.store(1, std::memory_order_relaxed);
+        counters_.bytes_done.store(t.size, std::memory_order_relaxed);
+        job.file_done_cb(nullptr, src, dst, t.size, nullptr);
+        return finish(job);
+      }
+      if (const int err = make_parents(dst); err != 0) {
+        job.report(nullptr, src, dst, err, USYNC_STEP_MKDIR);
+        return finish(job);
+      }
+      job.files_outstanding.store(1);
+      return run(job, nullptr, &one);
+    }
+    counters_.walk_done.store(1, std::memory_order_relaxed);
+    if (!cfg_.has(USYNC_DRY_RUN)) {
+      int step = USYNC_STEP_NONE;
+      struct stat existing {};
+      const bool replace = lstat(dst.c_str(), &existing) == 0;
+      int err = make_parents(dst);
+      if (err == 0)
+        err = copy_special(job, AT_FDCWD, src.c_str(), st, AT_FDCWD, dst.c_str(), replace, &step);
+      else
+        step = USYNC_STEP_MKDIR;
+      if (err != 0) job.report(nullptr, src, dst, err, step);
+    }
+    return finish(job);
+  }
+
+  // A directory tree.  Refuse overlapping trees: copying into itself (or
+  // into an ancestor) would read what it writes, or write over the source.
+  const std::string rs = resolved(src), rd = resolved(dst_in);
+  if (!rs.empty() && !rd.empty() && (inside(rd, rs) || inside(rs, rd))) return -EINVAL;
+
+  UniqueFd sfd(open(src.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!sfd.valid()) return -errno;
+  UniqueFd dfd;
+  bool fresh = false;
+  if (!cfg_.has(USYNC_DRY_RUN)) {
+    if (mkdir(dst_in.c_str(), 0700) == 0) {
+      fresh = true;
+    } else if (errno == ENOENT) {
+      if (const int err = make_parents(dst_in); err != 0) return -err;
+      if (mkdir(dst_in.c_str(), 0700) != 0) return -errno;
+      fresh = true;
+    } else if (errno != EEXIST) {
+      return -errno;
+    }
+    dfd.reset(open(dst_in.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dfd.valid()) return -errno;
+    if (fresh) counters_.dirs_created.fetch_add(1, std::memory_order_relaxed);
+  }
+  job.src_root = src;
+  job.dst_root = dst_in;
+  Dir* root = job.new_dir(nullptr);
+  root->src = std::move(sfd);
+  root->dst = std::move(dfd);
+  root->mode = st.st_mode;
+  root->atime = st.st_atim;
+  root->mtime = st.st_mtim;
+  root->fresh = fresh;
+  return run(job, root, nullptr);
+}
+
+int Engine::copy_files(const usync_pair* pairs, size_t count, usync_result* results) noexcept {
+  if ((pairs == nullptr || results == nullptr) && count > 0) return -EINVAL;
+  std::lock_guard lk(run_mu_);
+  try {
+    return copy_files_locked(pairs, count, results);
+  } catch (const std::bad_alloc&) {
+    return -ENOMEM;
+  } catch (...) {
+    return -EIO;
+  }
+}
+
+int Engine::copy_files_locked(const usync_pair* pairs, size_t count, usync_result* results) {
+  begin();
+  Job job(cfg_, counters_, cancel_, kind_);
+  std::vector<usync_result> res(count);
+  job.results = &res;
+  std::vector<FileTask> tasks;
+  tasks.reserve(count);
+  std::unordered_set<std::string> made;  // parent directories known to exist
+  for (size_t i = 0; i < count; ++i) {
+    usync_result& r = res[i];
+    const char* s = pairs[i].src;
+    const char* d = pairs[i].dst;
+    if (s == nullptr || d == nullptr || *s == '\0' || *d == '\0') {
+      r.error = EINVAL;
+      r.step = USYNC_STEP_OPEN_SRC;
+      continue;
+    }
+    struct stat st {};
+    if (stat(s, &st) != 0)
+      r.error = errno;
+    else if (!S_ISREG(st.st_mode))
+      r.error = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+    if (r.error != 0) {
+      r.step = USYNC_STEP_STAT;
+      job.report(nullptr, s, d, r.error, r.step);
+      continue;
+    }
+    FileTask t;
+    t.src_name = s;
+    t.dst_name = d;
+    const size_t slash = t.dst_name.rfind('/');
+    if (slash != std::string::npos && slash > 0) {
+      std::string parent = t.dst_name.substr(0, slash);
+      if (!made.count(parent)) {
+        if (const int err = make_parents(t.dst_name); err != 0) {
+          r.error = err;
+          r.step = USYNC_STEP_MKDIR;
+          job.report(nullptr, s, d, err, r.step);
+          continue;
+        }
+        made.insert(std::move(parent));
+      }
+    }
+    t.size = static_cast<uint64_t>(st.st_size);
+    t.mode = st.st_mode;
+    t.atime = st.st_atim;
+    t.mtime = st.st_mtim;
+    t.pair = static_cast<uint32_t>(i);
+    t.replace = true;
+    counters_.files_found.fetch_add(1, std::memory_order_relaxed);
+    counters_.bytes_found.fetch_add(t.size, std::memory_order_relaxed);
+    tasks.push_back(std::move(t));
+  }
+  counters_.walk_done.store(1, std::memory_order_relaxed);
+  job.files_outstanding.store(tasks.size());
+  int ret;
+  if (cfg_.has(USYNC_DRY_RUN)) {
+    for (FileTask& t : tasks) job.finish_file(t, FileResult{0, USYNC_STEP_NONE, t.size});
+    ret = finish(job);
+  } else {
+    ret = run(job, nullptr, &tasks);
+  }
+  for (size_t i = 0; i < count; ++i) results[i] = res[i];
+  return ret;
+}
+
+}  // namespace usync

@@ -1,0 +1,45 @@
+// The engine behind the C handle: options, the choice between the io_uring
+// and the synchronous engine, and the orchestration of one copy call
+// (walker thread, worker threads, progress reporting, result).
+#pragma once
+
+#include <atomic>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "job.h"
+
+namespace usync {
+
+class Engine {
+ public:
+  // Returns 0 or -errno (-EINVAL for a bad option or exclude pattern).
+  static int create(const usync_options* opts, Engine** out) noexcept;
+
+  int copy_tree(const char* src, const char* dst) noexcept;
+  int copy_files(const usync_pair* pairs, size_t count, usync_result* results) noexcept;
+  void cancel() noexcept { cancel_.store(true, std::memory_order_relaxed); }
+  void stats(usync_stats* out) const noexcept { counters_.snapshot(out); }
+  int kind() const noexcept { return kind_; }
+  const Config& config() const noexcept { return cfg_; }
+
+ private:
+  Engine() = default;
+  int copy_tree_locked(const std::string& src, const std::string& dst);
+  int copy_files_locked(const usync_pair* pairs, size_t count, usync_result* results);
+  // Runs a prepared job to its end: the walker from root (if any) and the
+  // workers; pairs are queued by feed (if any).  Returns the call's result.
+  int run(Job& job, Dir* root, std::vector<FileTask>* feed);
+  void begin();
+  int finish(const Job& job);
+
+  Config cfg_;
+  Counters counters_;
+  std::atomic<bool> cancel_{false};
+  std::mutex run_mu_;
+  int kind_ = USYNC_ENGINE_SYNC;
+  std::atomic<bool> announced_{false};
+};
+
+}  // namespace usync

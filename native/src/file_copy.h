@@ -1,0 +1,81 @@
+// The per-file copy state machine, independent of any ring.
+//
+// A FileCopy plans the next batch of operations for one file (next()), the
+// driver submits them (as linked SQEs on a ring, or in a test as scripted
+// results) and feeds every result back (complete()).  When all operations of
+// a batch have completed the driver calls next() again; next() returning 0
+// means the file is finished: done() or failed().
+//
+// A small file (smaller than one chunk) takes two batches:
+//   [open src -L-> read -H-> close src]   then   [open dst -L-> write -L-> close dst]
+// (-L-> = IOSQE_IO_LINK, -H-> = IOSQE_IO_HARDLINK so that the short read that
+// ends every small file does not cancel the close).  Bigger files loop
+// read -> write chunk by chunk; short reads and writes are resumed for the
+// remainder; a failure anywhere closes what is open and ends in failed().
+#pragma once
+
+#include <cstdint>
+
+#include "uringsync/uringsync.h"
+
+namespace usync {
+
+enum class OpKind : uint8_t { kOpenSrc, kRead, kCloseSrc, kOpenDst, kWrite, kCloseDst };
+enum class Link : uint8_t { kNone, kSoft, kHard };
+
+struct OpReq {
+  OpKind kind;
+  Link link;         // how this op is linked to the next one in the batch
+  uint32_t len;      // kRead / kWrite: byte count
+  uint64_t offset;   // kRead / kWrite: file offset
+  uint32_t buf_off;  // kWrite: offset into the buffer
+};
+
+class FileCopy {
+ public:
+  static constexpr int kMaxOps = 4;
+
+  // size: the source size as stat'ed (a hint; the copy reads until EOF).
+  void start(uint64_t size, uint32_t chunk) noexcept;
+
+  // Plans the next batch into ops[0..kMaxOps); returns how many (0 = finished).
+  int next(OpReq* ops) noexcept;
+
+  // Result of one op of the current batch (a cqe->res).
+  void complete(OpKind kind, int res) noexcept;
+
+  // Abandon the file (cancellation): the next batch only closes what is open.
+  void abort(int err) noexcept { fail(USYNC_STEP_CANCELED, err); }
+
+  bool finished() const noexcept { return state_ == State::kDone || state_ == State::kFailed; }
+  bool done() const noexcept { return state_ == State::kDone; }
+  bool failed() const noexcept { return state_ == State::kFailed; }
+  int error() const noexcept { return err_; }  // positive errno
+  int step() const noexcept { return step_; }  // enum usync_step
+  bool dst_created() const noexcept { return dst_created_; }
+  bool src_open() const noexcept { return src_open_; }
+  bool dst_open() const noexcept { return dst_open_; }
+  uint64_t bytes_written() const noexcept { return written_; }
+
+ private:
+  enum class State : uint8_t { kIdle, kRunning, kFailing, kDone, kFailed };
+  void fail(int step, int err) noexcept;
+
+  State state_ = State::kIdle;
+  uint64_t size_ = 0;
+  uint32_t chunk_ = 0;
+  uint64_t read_off_ = 0;   // bytes read from the source so far
+  uint64_t written_ = 0;    // bytes written to the destination so far
+  uint32_t buf_len_ = 0;    // valid bytes in the buffer
+  uint32_t buf_done_ = 0;   // of which already written
+  uint32_t read_len_ = 0;   // length asked by the outstanding read
+  uint32_t write_len_ = 0;  // length asked by the outstanding write
+  bool src_open_ = false;
+  bool dst_open_ = false;
+  bool dst_created_ = false;
+  bool eof_ = false;
+  int err_ = 0;
+  int step_ = USYNC_STEP_NONE;
+};
+
+}  // namespace usync

@@ -1,0 +1,235 @@
+#include "job.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+
+namespace usync {
+
+uint64_t now_ns() noexcept {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+mode_t current_umask() noexcept {
+  FILE* f = std::fopen("/proc/self/status", "re");
+  if (f != nullptr) {
+    char line[256];
+    while (std::fgets(line, sizeof line, f) != nullptr) {
+      unsigned m = 0;
+      if (std::sscanf(line, "Umask: %o", &m) == 1) {
+        std::fclose(f);
+        return static_cast<mode_t>(m);
+      }
+    }
+    std::fclose(f);
+  }
+  return 022;
+}
+
+void Counters::reset() noexcept {
+  for (auto* c : {&files_found, &bytes_found, &files_done, &bytes_done, &files_failed, &files_excluded, &dirs_created,
+                  &symlinks_created, &specials_created, &start_ns, &end_ns})
+    c->store(0, std::memory_order_relaxed);
+  walk_done.store(0, std::memory_order_relaxed);
+  engine.store(0, std::memory_order_relaxed);
+  workers.store(0, std::memory_order_relaxed);
+}
+
+void Counters::snapshot(usync_stats* s) const noexcept {
+  auto ld = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+  s->files_found = ld(files_found);
+  s->bytes_found = ld(bytes_found);
+  s->files_done = ld(files_done);
+  s->bytes_done = ld(bytes_done);
+  s->files_failed = ld(files_failed);
+  s->files_excluded = ld(files_excluded);
+  s->dirs_created = ld(dirs_created);
+  s->symlinks_created = ld(symlinks_created);
+  s->specials_created = ld(specials_created);
+  const uint64_t start = ld(start_ns), end = ld(end_ns);
+  s->elapsed_ns = start == 0 ? 0 : (end != 0 ? end : now_ns()) - start;
+  s->walk_done = walk_done.load(std::memory_order_relaxed);
+  s->engine = engine.load(std::memory_order_relaxed);
+  s->workers = workers.load(std::memory_order_relaxed);
+}
+
+int FileTask::src_dirfd() const noexcept { return dir != nullptr ? dir->src.get() : AT_FDCWD; }
+int FileTask::dst_dirfd() const noexcept { return dir != nullptr ? dir->dst.get() : AT_FDCWD; }
+int FileTask::src_open_flags() const noexcept { return O_RDONLY | (dir != nullptr ? O_NOFOLLOW : 0); }
+
+std::string FileTask::create_name() const {
+  if (!replace) return dst_name;
+  static std::atomic<uint64_t> seq{0};
+  char tmp[64];
+  std::snprintf(tmp, sizeof tmp, ".usync-%d-%llu.tmp", static_cast<int>(getpid()),
+                static_cast<unsigned long long>(seq.fetch_add(1, std::memory_order_relaxed)));
+  const size_t slash = dst_name.rfind('/');
+  if (slash == std::string::npos) return tmp;
+  return dst_name.substr(0, slash + 1) + tmp;
+}
+
+Job::Job(const Config& c, Counters& k, std::atomic<bool>& cancel, int kind)
+    : cfg(c), counters(k), engine_kind(kind), cancel_(cancel) {}
+
+void Job::stop() noexcept {
+  cancel_.store(true, std::memory_order_relaxed);
+  small_q.close();
+  large_q.close();
+  dirs_cv_.notify_all();
+}
+
+std::string Job::join(const Dir* d, std::string_view root, std::string_view name) const {
+  // Collect components leaf-to-root, then assemble.
+  std::vector<std::string_view> parts;
+  for (const Dir* p = d; p != nullptr && p->parent != nullptr; p = p->parent) parts.push_back(p->name);
+  std::string out(root);
+  for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
+    if (!out.empty() && out.back() != '/') out += '/';
+    out += *it;
+  }
+  if (!name.empty()) {
+    if (!out.empty() && out.back() != '/') out += '/';
+    out += name;
+  }
+  return out;
+}
+
+std::string Job::src_path(const Dir* d, std::string_view name) const {
+  return d == nullptr ? std::string(name) : join(d, src_root, name);
+}
+std::string Job::dst_path(const Dir* d, std::string_view name) const {
+  return d == nullptr ? std::string(name) : join(d, dst_root, name);
+}
+std::string Job::rel_path(const Dir* d, std::string_view name) const { return join(d, "", name); }
+
+void Job::report(const Dir* d, std::string_view src_name, std::string_view dst_name, int err, int step) {
+  counters.files_failed.fetch_add(1, std::memory_order_relaxed);
+  if (cfg.error_cb != nullptr) {
+    const std::string s = src_path(d, src_name), t = dst_path(d, dst_name);
+    usync_file_error e{s.c_str(), t.c_str(), err, step};
+    std::lock_guard lk(cb_mu_);
+    cfg.error_cb(cfg.cb_user, &e);
+  }
+  if (cfg.has(USYNC_FAIL_FAST) && step != USYNC_STEP_CANCELED) stop();
+}
+
+void Job::file_done_cb(const Dir* d, std::string_view src_name, std::string_view dst_name, uint64_t bytes,
+                       const uint8_t* md5) {
+  if (cfg.file_done_cb == nullptr) return;
+  const std::string s = src_path(d, src_name), t = dst_path(d, dst_name);
+  usync_file_done fd{};
+  fd.src_path = s.c_str();
+  fd.dst_path = t.c_str();
+  fd.bytes = bytes;
+  if (md5 != nullptr) {
+    fd.has_md5 = 1;
+    std::memcpy(fd.md5, md5, 16);
+  }
+  std::lock_guard lk(cb_mu_);
+  cfg.file_done_cb(cfg.cb_user, &fd);
+}
+
+void Job::finish_file(FileTask& t, const FileResult& r) {
+  if (results != nullptr && t.pair < results->size()) {
+    usync_result& out = (*results)[t.pair];
+    out.error = r.error;
+    out.step = r.step;
+    out.bytes = r.bytes;
+    if (r.has_md5) std::memcpy(out.md5, r.md5, 16);
+  }
+  if (r.error == 0) {
+    counters.files_done.fetch_add(1, std::memory_order_relaxed);
+    counters.bytes_done.fetch_add(r.bytes, std::memory_order_relaxed);
+    file_done_cb(t.dir, t.src_name, t.dst_name, r.bytes, r.has_md5 ? r.md5 : nullptr);
+  } else if (r.step == USYNC_STEP_CANCELED && cancelled() && !cfg.has(USYNC_FAIL_FAST)) {
+    // Abandoned because the caller cancelled: not a failure of this file.
+  } else {
+    report(t.dir, t.src_name, t.dst_name, r.error, r.step);
+  }
+  files_outstanding.fetch_sub(1, std::memory_order_relaxed);
+  if (t.dir != nullptr) release_dir(t.dir);
+}
+
+void Job::abandon_file(FileTask& t) {
+  if (results != nullptr && t.pair < results->size()) {
+    (*results)[t.pair].error = ECANCELED;
+    (*results)[t.pair].step = USYNC_STEP_CANCELED;
+  }
+  files_outstanding.fetch_sub(1, std::memory_order_relaxed);
+  if (t.dir != nullptr) release_dir(t.dir);
+}
+
+Dir* Job::new_dir(Dir* parent) {
+  Dir* d = new Dir;
+  d->parent = parent;
+  open_dirs_.fetch_add(1, std::memory_order_relaxed);
+  return d;
+}
+
+void Job::release_dir(Dir* d) {
+  while (d != nullptr) {
+    if (d->pending.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    Dir* parent = d->parent;
+    finish_dir(d);
+    d = parent;  // the finished directory held one count on its parent
+  }
+}
+
+void Job::finish_dir(Dir* d) {
+  if (d->dst.valid() && !cancelled()) {
+    const mode_t want = preserve() ? (d->mode & 07777) : (d->mode & 0777 & ~umask_bits);
+    // A directory we created got 0700 (so its contents could be written);
+    // an existing one keeps its mode unless -p asks for the source's.
+    if ((d->fresh && want != 0700) || preserve()) {
+      if (fchmod(d->dst.get(), want) != 0) report(d, "", "", errno, USYNC_STEP_METADATA);
+    }
+    if (preserve()) {
+      const timespec ts[2] = {d->atime, d->mtime};
+      if (futimens(d->dst.get(), ts) != 0) report(d, "", "", errno, USYNC_STEP_METADATA);
+    }
+  }
+  delete d;
+  open_dirs_.fetch_sub(1, std::memory_order_relaxed);
+  { std::lock_guard lk(dirs_mu_); }
+  dirs_cv_.notify_all();
+}
+
+void Job::wait_open_dirs() {
+  // Directories with files in the queues close as those files finish; the
+  // ones that only wait for unvisited children (a very deep tree) never do,
+  // so never wait while nothing is outstanding.
+  auto ready = [&] {
+    return open_dirs() <= max_open_dirs || cancelled() || files_outstanding.load(std::memory_order_relaxed) == 0;
+  };
+  std::unique_lock lk(dirs_mu_);
+  while (!ready()) dirs_cv_.wait_for(lk, std::chrono::milliseconds(20));
+}
+
+int finalize_file(const Job& job, const FileTask& t, const std::string& written, int* step) noexcept {
+  const int dfd = t.dst_dirfd();
+  int err = 0;
+  if (job.preserve()) {
+    const timespec ts[2] = {t.atime, t.mtime};
+    if (fchmodat(dfd, written.c_str(), t.mode & 07777, 0) != 0 ||
+        utimensat(dfd, written.c_str(), ts, AT_SYMLINK_NOFOLLOW) != 0) {
+      err = errno;
+      *step = USYNC_STEP_METADATA;
+    }
+  }
+  if (err == 0 && t.replace && renameat(dfd, written.c_str(), dfd, t.dst_name.c_str()) != 0) {
+    err = errno;
+    *step = USYNC_STEP_RENAME;
+  }
+  if (err != 0) unlinkat(dfd, written.c_str(), 0);
+  return err;
+}
+
+}  // namespace usync

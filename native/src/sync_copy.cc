@@ -1,0 +1,154 @@
+#include "sync_copy.h"
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <memory>
+
+#include "unique_fd.h"
+
+namespace usync {
+namespace {
+
+bool write_all(int fd, const char* p, size_t n, uint64_t* done) noexcept {
+  while (n > 0) {
+    const ssize_t w = ::write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    if (w == 0) {
+      errno = ENOSPC;
+      return false;
+    }
+    p += w;
+    n -= static_cast<size_t>(w);
+    *done += static_cast<uint64_t>(w);
+  }
+  return true;
+}
+
+// Kernel-side copies.  Returns 1 when the file was copied, 0 to fall back to
+// read/write (nothing written yet), -1 on a real error (errno set).
+int copy_in_kernel(const Job& job, int in, int out, uint64_t* done) noexcept {
+  if (ioctl(out, FICLONE, in) == 0) {
+    struct stat st {};
+    if (fstat(out, &st) == 0) *done = static_cast<uint64_t>(st.st_size);
+    return 1;
+  }
+  for (;;) {
+    if (job.cancelled()) {
+      errno = ECANCELED;
+      return -1;
+    }
+    const ssize_t n = copy_file_range(in, nullptr, out, nullptr, 1u << 30, 0);
+    if (n > 0) {
+      *done += static_cast<uint64_t>(n);
+      continue;
+    }
+    if (n == 0) return 1;
+    if (errno == EINTR) continue;
+    if (*done == 0 && (errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP || errno == ENOSYS || errno == EBADF ||
+                       errno == EPERM || errno == ETXTBSY))
+      return 0;
+    return -1;
+  }
+}
+
+}  // namespace
+
+FileResult copy_file_sync(const Job& job, const FileTask& t, char* buf, size_t bufsize, Md5* md5) noexcept {
+  FileResult r;
+  UniqueFd in(openat(t.src_dirfd(), t.src_name.c_str(), t.src_open_flags() | O_CLOEXEC));
+  if (!in.valid()) {
+    r.error = errno;
+    r.step = USYNC_STEP_OPEN_SRC;
+    return r;
+  }
+  std::string name;
+  try {
+    name = t.create_name();
+  } catch (...) {
+    r.error = ENOMEM;
+    r.step = USYNC_STEP_OPEN_DST;
+    return r;
+  }
+  const int dfd = t.dst_dirfd();
+  UniqueFd out(openat(dfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, t.mode & 0777));
+  if (!out.valid()) {
+    r.error = errno;
+    r.step = USYNC_STEP_OPEN_DST;
+    return r;
+  }
+  auto fail = [&](int step) {
+    r.error = errno != 0 ? errno : EIO;
+    r.step = step;
+    out.reset();
+    unlinkat(dfd, name.c_str(), 0);
+    return r;
+  };
+
+  int kernel = 0;
+  if (md5 == nullptr && t.size >= job.cfg.large_threshold) {
+    kernel = copy_in_kernel(job, in.get(), out.get(), &r.bytes);
+    if (kernel < 0) return fail(USYNC_STEP_WRITE);
+  }
+  if (kernel == 0) {
+    for (;;) {
+      if (job.cancelled()) {
+        errno = ECANCELED;
+        return fail(USYNC_STEP_CANCELED);
+      }
+      const ssize_t n = ::read(in.get(), buf, bufsize);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return fail(USYNC_STEP_READ);
+      }
+      if (n == 0) break;
+      if (md5 != nullptr) md5->update(buf, static_cast<size_t>(n));
+      if (!write_all(out.get(), buf, static_cast<size_t>(n), &r.bytes)) return fail(USYNC_STEP_WRITE);
+    }
+  }
+  in.reset();
+  if (::close(out.release()) != 0) return fail(USYNC_STEP_CLOSE);
+  int step = USYNC_STEP_NONE;
+  if (const int err = finalize_file(job, t, name, &step); err != 0) {
+    r.error = err;
+    r.step = step;
+    return r;
+  }
+  if (md5 != nullptr) {
+    md5->final(r.md5);
+    r.has_md5 = true;
+  }
+  return r;
+}
+
+void run_sync_worker(Job& job, WorkQueue<FileTask>& q) noexcept {
+  const size_t size = job.cfg.chunk_size;
+  std::unique_ptr<char[]> buf(new (std::nothrow) char[size]);
+  std::unique_ptr<Md5> md5;
+  if (job.cfg.has(USYNC_HASH_MD5)) md5.reset(new (std::nothrow) Md5);
+  std::vector<FileTask> batch;
+  while (q.pop(batch, true)) {
+    for (FileTask& t : batch) {
+      if (job.cancelled()) {
+        job.abandon_file(t);
+        continue;
+      }
+      if (!buf) {
+        job.finish_file(t, FileResult{ENOMEM, USYNC_STEP_READ});
+        continue;
+      }
+      if (md5) md5->reset();
+      job.finish_file(t, copy_file_sync(job, t, buf.get(), size, md5.get()));
+    }
+    batch.clear();
+  }
+}
+
+}  // namespace usync

@@ -1,0 +1,16 @@
+// A worker of the io_uring engine: one ring on one thread driving up to
+// queue_depth FileCopy state machines at once, each in a fixed slot that owns
+// two direct descriptors (2i: source, 2i+1: destination) and one registered
+// buffer.  user_data = slot << 8 | OpKind.
+#pragma once
+
+#include "job.h"
+
+namespace usync {
+
+// Copies small files from job.small_q until it is closed and drained.  If the
+// ring cannot be set up on this thread, falls back to the synchronous loop
+// (same results) and says so through *used_fallback.
+void run_uring_worker(Job& job, bool* used_fallback) noexcept;
+
+}  // namespace usync

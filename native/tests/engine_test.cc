@@ -1,0 +1,374 @@
+// The engine through its C ABI, on real temporary trees, for both the
+// io_uring engine and the synchronous one.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "test_tree.h"
+#include "uringsync/uringsync.h"
+
+namespace usync {
+namespace {
+
+using testing::Pattern;
+using testing::Snapshot;
+using testing::TempDir;
+using testing::WriteFile;
+
+struct Collected {
+  std::mutex mu;
+  std::vector<std::string> errors;  // "step:errno:path"
+  std::vector<usync_file_done> done;
+  std::atomic<int> progress_calls{0};
+};
+
+extern "C" void CollectError(void* u, const usync_file_error* e) {
+  auto* c = static_cast<Collected*>(u);
+  std::lock_guard lk(c->mu);
+  c->errors.push_back(std::string(usync_step_name(e->step)) + ":" + std::strerror(e->error) + ":" + e->src_path);
+}
+extern "C" void CollectDone(void* u, const usync_file_done* d) {
+  auto* c = static_cast<Collected*>(u);
+  std::lock_guard lk(c->mu);
+  c->done.push_back(*d);
+}
+extern "C" void CountProgress(void* u, const usync_stats*) { static_cast<Collected*>(u)->progress_calls++; }
+
+class EngineTest : public ::testing::TestWithParam<bool> {
+ protected:
+  bool uring() const { return GetParam(); }
+
+  usync_engine* Make(uint32_t flags = 0, std::vector<const char*> excludes = {}, uint32_t chunk = 0) {
+    usync_options o;
+    usync_options_init(&o);
+    o.flags = flags | (uring() ? 0 : USYNC_FORCE_SYNC);
+    o.chunk_size = chunk;
+    o.queue_depth = 16;
+    o.excludes = excludes.data();
+    o.exclude_count = excludes.size();
+    o.error_cb = CollectError;
+    o.file_done_cb = CollectDone;
+    o.progress_cb = CountProgress;
+    o.cb_user = &got_;
+    usync_engine* e = nullptr;
+    EXPECT_EQ(usync_engine_create(&o, &e), 0);
+    if (e != nullptr && uring()) {
+      EXPECT_EQ(usync_engine_kind(e), USYNC_ENGINE_URING) << "io_uring must work on this machine";
+    }
+    return e;
+  }
+
+  Collected got_;
+};
+
+TEST_P(EngineTest, CopiesTreeExactly) {
+  TempDir t;
+  const std::string src = t / "src", dst = t / "dst";
+  const size_t chunk = 64 * 1024;
+  WriteFile(src + "/empty", "");
+  WriteFile(src + "/a/chunk-1", Pattern(chunk - 1, 1));
+  WriteFile(src + "/a/chunk", Pattern(chunk, 2));
+  WriteFile(src + "/a/chunk+1", Pattern(chunk + 1, 3));
+  WriteFile(src + "/a/b/c/deep", Pattern(10, 4), 0600);
+  WriteFile(src + "/big", Pattern(3 * 1024 * 1024 + 7, 5), 0755);  // bulk path
+  WriteFile(src + "/name with spaces\nand newline", "x");
+  WriteFile(src + "/non-utf8-\xff\xfe", "y");
+  std::filesystem::create_directories(src + "/emptydir");
+  ASSERT_EQ(symlink("a/chunk", (src + "/link").c_str()), 0);
+  ASSERT_EQ(symlink("/nonexistent/target", (src + "/dangling").c_str()), 0);
+  ASSERT_EQ(mkfifo((src + "/fifo").c_str(), 0640), 0);
+  for (int i = 0; i < 300; ++i) WriteFile(src + "/many/f" + std::to_string(i), Pattern(static_cast<size_t>(i) * 37, i));
+
+  usync_engine* e = Make(0, {}, chunk);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(usync_copy_tree(e, src.c_str(), dst.c_str()), 0);
+  usync_stats st{};
+  ASSERT_EQ(usync_engine_stats(e, &st, sizeof st), 0);
+  usync_engine_destroy(e);
+
+  EXPECT_TRUE(got_.errors.empty()) << got_.errors.front();
+  EXPECT_EQ(Snapshot(src), Snapshot(dst));
+  EXPECT_EQ(st.files_done, 308u);
+  EXPECT_EQ(st.files_found, 308u);
+  EXPECT_EQ(st.files_failed, 0u);
+  EXPECT_EQ(st.symlinks_created, 2u);
+  EXPECT_EQ(st.specials_created, 1u);
+  EXPECT_EQ(st.engine, uring() ? USYNC_ENGINE_URING : USYNC_ENGINE_SYNC);
+  EXPECT_EQ(st.walk_done, 1u);
+  EXPECT_EQ(got_.done.size(), 308u);
+  EXPECT_GE(got_.progress_calls.load(), 1);
+}
+
+TEST_P(EngineTest, PreserveKeepsModesAndTimes) {
+  TempDir t;
+  const std::string src = t / "src", dst = t / "dst";
+  WriteFile(src + "/suid", "s", 04755);
+  WriteFile(src + "/ro/inside", "r", 0600);
+  ASSERT_EQ(chmod((src + "/ro").c_str(), 0555), 0);
+  std::filesystem::create_directories(src + "/sticky");
+  ASSERT_EQ(chmod((src + "/sticky").c_str(), 01777), 0);
+  const timespec ts[2] = {{1000000000, 123456789}, {1200000000, 987654321}};
+  ASSERT_EQ(utimensat(AT_FDCWD, (src + "/suid").c_str(), ts, 0), 0);
+  ASSERT_EQ(utimensat(AT_FDCWD, (src + "/ro").c_str(), ts, 0), 0);
+
+  usync_engine* e = Make(USYNC_PRESERVE);
+  ASSERT_EQ(usync_copy_tree(e, src.c_str(), dst.c_str()), 0);
+  usync_engine_destroy(e);
+  EXPECT_EQ(Snapshot(src), Snapshot(dst));
+  for (const char* p : {"/suid", "/ro"}) {
+    struct stat a {
+    }, b{};
+    ASSERT_EQ(stat((src + p).c_str(), &a), 0);
+    ASSERT_EQ(stat((dst + p).c_str(), &b), 0);
+    EXPECT_EQ(a.st_mode, b.st_mode) << p;
+    EXPECT_EQ(a.st_mtim.tv_sec, b.st_mtim.tv_sec) << p;
+    EXPECT_EQ(a.st_mtim.tv_nsec, b.st_mtim.tv_nsec) << p;
+  }
+  ASSERT_EQ(chmod((src + "/ro").c_str(), 0755), 0);
+  ASSERT_EQ(chmod((dst + "/ro").c_str(), 0755), 0);
+}
+
+TEST_P(EngineTest, ReplacesExistingFilesAndKeepsExtras) {
+  TempDir t;
+  const std::string src = t / "src", dst = t / "dst";
+  WriteFile(src + "/a", "new contents");
+  WriteFile(src + "/d/b", "new b");
+  WriteFile(dst + "/a", "old and longer contents");
+  WriteFile(dst + "/d/b", "old b");
+  WriteFile(dst + "/extra", "stays");
+  usync_engine* e = Make();
+  ASSERT_EQ(usync_copy_tree(e, src.c_str(), dst.c_str()), 0);
+  usync_engine_destroy(e);
+  EXPECT_EQ(testing::ReadFile(AT_FDCWD, dst + "/a"), "new contents");
+  EXPECT_EQ(testing::ReadFile(AT_FDCWD, dst + "/d/b"), "new b");
+  EXPECT_EQ(testing::ReadFile(AT_FDCWD, dst + "/extra"), "stays");
+  EXPECT_EQ(Snapshot(dst).size(), 4u);  // no temporaries left
+}
+
+TEST_P(EngineTest, ErrorsAreReportedAndTheRestCopied) {
+  TempDir t;
+  const std::string src = t / "src", dst = t / "dst";
+  WriteFile(src + "/ok1", "1");
+  WriteFile(src + "/blocked/x", "x");
+  WriteFile(src + "/ok2", "2");
+  WriteFile(dst + "/blocked", "a file where the source has a directory");
+  usync_engine* e = Make();
+  EXPECT_EQ(usync_copy_tree(e, src.c_str(), dst.c_str()), -EIO);
+  usync_stats st{};
+  usync_engine_stats(e, &st, sizeof st);
+  usync_engine_destroy(e);
+  EXPECT_EQ(st.files_failed, 1u);
+  ASSERT_EQ(got_.errors.size(), 1u);
+  EXPECT_NE(got_.errors[0].find("create directory:Not a directory:"), std::string::npos) << got_.errors[0];
+  EXPECT_EQ(testing::ReadFile(AT_FDCWD, dst + "/ok1"), "1");
+  EXPECT_EQ(testing::ReadFile(AT_FDCWD, dst + "/ok2"), "2");
+}
+
+TEST_P(EngineTest, ExcludesPruneAndCount) {
+  TempDir t;
+  const std::string src = t / "src", dst = t / "dst";
+  WriteFile(src + "/keep.txt", "k");
+  WriteFile(src + "/skip.tmp", "s");
+  WriteFile(src + "/cache/a", "a");
+  WriteFile(src + "/sub/cache/b", "b");
+  WriteFile(src + "/top/x", "x");
+  WriteFile(src + "/sub/top/y", "y");
+  usync_engine* e = Make(0, {"*.tmp", "cache/", "/top"});
+  ASSERT_EQ(usync_copy_tree(e, src.c_str(), dst.c_str()), 0);
+  usync_stats st{};
+  usync_engine_stats(e, &st, sizeof st);
+  usync_engine_destroy(e);
+  auto snap = Snapshot(dst);
+  EXPECT_TRUE(snap.count("keep.txt"));
+  EXPECT_FALSE(snap.count("skip.tmp"));
+  EXPECT_FALSE(snap.count("cache"));
+  EXPECT_FALSE(snap.count("sub/cache"));
+  EXPECT_FALSE(snap.count("top"));
+  EXPECT_TRUE(snap.count("sub/top/y"));
+  EXPECT_EQ(st.files_excluded, 4u);
+}
+
+TEST_P(EngineTest, DryRunWritesNothing) {
+  TempDir t;
+  const std::string src = t / "src", dst = t / "dst";
+  WriteFile(src + "/a/b", "b");
+  WriteFile(src + "/c", "c");
+  usync_engine* e = Make(USYNC_DRY_RUN);
+  EXPECT_EQ(usync_copy_tree(e, src.c_str(), dst.c_str()), 0);
+  usync_engine_destroy(e);
+  EXPECT_FALSE(std::filesystem::exists(dst));
+  EXPECT_EQ(got_.done.size(), 2u);
+}
+
+TEST_P(EngineTest, RefusesOverlapAndMissingSource) {
+  TempDir t;
+  const std::string src = t / "src";
+  WriteFile(src + "/a", "a");
+  usync_engine* e = Make();
+  EXPECT_EQ(usync_copy_tree(e, src.c_str(), (src + "/inner").c_str()), -EINVAL);
+  EXPECT_EQ(usync_copy_tree(e, src.c_str(), src.c_str()), -EINVAL);
+  EXPECT_EQ(usync_copy_tree(e, src.c_str(), t.path().c_str()), -EINVAL);  // into an ancestor
+  EXPECT_FALSE(std::filesystem::exists(src + "/inner"));
+  EXPECT_EQ(usync_copy_tree(e, (t / "missing").c_str(), (t / "out").c_str()), -ENOENT);
+  usync_engine_destroy(e);
+}
+
+TEST_P(EngineTest, SingleFileSource) {
+  TempDir t;
+  WriteFile(t / "f", "single");
+  std::filesystem::create_directories(t / "dir");
+  usync_engine* e = Make();
+  EXPECT_EQ(usync_copy_tree(e, (t / "f").c_str(), (t / "g").c_str()), 0);
+  EXPECT_EQ(usync_copy_tree(e, (t / "f").c_str(), (t / "dir").c_str()), 0);
+  usync_engine_destroy(e);
+  EXPECT_EQ(testing::ReadFile(AT_FDCWD, t / "g"), "single");
+  EXPECT_EQ(testing::ReadFile(AT_FDCWD, t / "dir/f"), "single");
+}
+
+TEST_P(EngineTest, PathsDeeperThanPathMax) {
+  TempDir t;
+  const std::string src = t / "src", dst = t / "dst";
+  std::filesystem::create_directories(src);
+  const std::string comp(200, 'd');
+  int fd = open(src.c_str(), O_RDONLY | O_DIRECTORY);
+  for (int i = 0; i < 25; ++i) {  // 25 * 201 bytes > 4096
+    ASSERT_EQ(mkdirat(fd, comp.c_str(), 0755), 0);
+    int next = openat(fd, comp.c_str(), O_RDONLY | O_DIRECTORY);
+    close(fd);
+    fd = next;
+  }
+  WriteFile(fd, "bottom", "at the bottom");
+  close(fd);
+  usync_engine* e = Make();
+  EXPECT_EQ(usync_copy_tree(e, src.c_str(), dst.c_str()), 0);
+  usync_engine_destroy(e);
+  auto a = Snapshot(src), b = Snapshot(dst);
+  EXPECT_EQ(a.size(), 26u);
+  EXPECT_EQ(a, b);
+  // TempDir's remove_all cannot go that deep by path; unwind by fds.
+  for (const std::string& root : {src, dst}) {
+    std::string rel = root;
+    std::vector<int> fds{open(root.c_str(), O_RDONLY | O_DIRECTORY)};
+    for (int i = 0; i < 25; ++i) fds.push_back(openat(fds.back(), comp.c_str(), O_RDONLY | O_DIRECTORY));
+    unlinkat(fds.back(), "bottom", 0);
+    for (int i = 25; i > 0; --i) {
+      close(fds[static_cast<size_t>(i)]);
+      unlinkat(fds[static_cast<size_t>(i - 1)], comp.c_str(), AT_REMOVEDIR);
+    }
+    close(fds[0]);
+  }
+}
+
+TEST_P(EngineTest, CopyFilesWithMd5AndPerPairErrors) {
+  TempDir t;
+  WriteFile(t / "hello", "hello\n");
+  WriteFile(t / "big", Pattern(2 << 20, 9));
+  WriteFile(t / "out/exists", "old");
+  const std::string d1 = t / "out/new/sub/hello", d2 = t / "out/exists", d3 = t / "out/x", d4 = t / "out/big";
+  const std::string s1 = t / "hello", s3 = t / "missing", s4 = t / "big";
+  usync_pair pairs[] = {{s1.c_str(), d1.c_str()},
+                        {s1.c_str(), d2.c_str()},
+                        {s3.c_str(), d3.c_str()},
+                        {"/proc/self/mem", (t / "out/mem").c_str()},
+                        {s4.c_str(), d4.c_str()}};
+  usync_result res[5];
+  usync_engine* e = Make(USYNC_HASH_MD5 | USYNC_PRESERVE);
+  EXPECT_EQ(usync_copy_files(e, pairs, 5, res), -EIO);
+  usync_engine_destroy(e);
+  const uint8_t want[16] = {0xb1, 0x94, 0x6a, 0xc9, 0x24, 0x92, 0xd2, 0x34,
+                            0x7c, 0x62, 0x35, 0xb4, 0xd2, 0x61, 0x11, 0x84};  // md5("hello\n")
+  EXPECT_EQ(res[0].error, 0);
+  EXPECT_EQ(res[0].bytes, 6u);
+  EXPECT_EQ(std::memcmp(res[0].md5, want, 16), 0);
+  EXPECT_EQ(res[1].error, 0);
+  EXPECT_EQ(std::memcmp(res[1].md5, want, 16), 0);
+  EXPECT_EQ(res[2].error, ENOENT);
+  EXPECT_EQ(res[2].step, USYNC_STEP_STAT);
+  EXPECT_EQ(res[3].error, EIO);  // reading /proc/self/mem at offset 0 fails
+  EXPECT_EQ(res[3].step, USYNC_STEP_READ);
+  EXPECT_FALSE(std::filesystem::exists(t / "out/mem"));  // nothing left behind
+  EXPECT_EQ(res[4].error, 0);
+  EXPECT_EQ(res[4].bytes, 2u << 20);
+  EXPECT_EQ(testing::ReadFile(AT_FDCWD, d1), "hello\n");
+  EXPECT_EQ(testing::ReadFile(AT_FDCWD, d2), "hello\n");
+  EXPECT_EQ(testing::ReadFile(AT_FDCWD, d4), Pattern(2 << 20, 9));
+  struct stat a {
+  }, b{};
+  stat(s1.c_str(), &a);
+  stat(d1.c_str(), &b);
+  EXPECT_EQ(a.st_mtim.tv_nsec, b.st_mtim.tv_nsec);
+  EXPECT_EQ(got_.errors.size(), 2u);
+  EXPECT_EQ(Snapshot(t / "out").size(), 5u);  // new, new/sub, hello, exists, big: no temporaries
+}
+
+TEST_P(EngineTest, CancelStopsCleanly) {
+  TempDir t;
+  const std::string src = t / "src", dst = t / "dst";
+  const std::string data = Pattern(4096, 1);
+  for (int d = 0; d < 40; ++d)
+    for (int f = 0; f < 250; ++f) WriteFile(src + "/d" + std::to_string(d) + "/f" + std::to_string(f), data);
+  usync_engine* e = Make();
+  std::atomic<bool> started{false};
+  std::thread canceller([&] {
+    for (;;) {
+      usync_stats st{};
+      usync_engine_stats(e, &st, sizeof st);
+      if (st.files_done > 100) break;
+      std::this_thread::yield();
+    }
+    usync_engine_cancel(e);
+    started = true;
+  });
+  const int ret = usync_copy_tree(e, src.c_str(), dst.c_str());
+  canceller.join();
+  usync_engine_destroy(e);
+  // The copy may have won the race on a fast machine; otherwise it stopped.
+  EXPECT_TRUE(ret == -ECANCELED || ret == 0) << ret;
+  // Whatever exists under a final name is complete; no temporaries.
+  for (const auto& [rel, en] : Snapshot(dst)) {
+    EXPECT_EQ(rel.find(".usync-"), std::string::npos) << rel;
+    if (S_ISREG(en.mode)) {
+      EXPECT_EQ(en.content, data) << rel;
+    }
+  }
+  EXPECT_TRUE(got_.errors.empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, EngineTest, ::testing::Values(true, false),
+                         [](const auto& info) { return info.param ? "IoUring" : "Sync"; });
+
+TEST(Api, VersionAndNullSafety) {
+  EXPECT_EQ(usync_version_number(), static_cast<unsigned>(USYNC_VERSION_NUMBER));
+  EXPECT_STREQ(usync_version_string(), "0.1.0");
+  usync_engine_destroy(nullptr);
+  usync_engine_cancel(nullptr);
+  EXPECT_EQ(usync_copy_tree(nullptr, "a", "b"), -EINVAL);
+  EXPECT_EQ(usync_engine_create(nullptr, nullptr), -EINVAL);
+  EXPECT_STREQ(usync_step_name(USYNC_STEP_READ), "read");
+}
+
+TEST(Api, RejectsBadOptions) {
+  usync_options o;
+  usync_options_init(&o);
+  usync_engine* e = nullptr;
+  const char* bad[] = {"[unterminated"};
+  o.excludes = bad;
+  o.exclude_count = 1;
+  EXPECT_EQ(usync_engine_create(&o, &e), -EINVAL);
+  EXPECT_EQ(e, nullptr);
+  usync_options_init(&o);
+  o.chunk_size = 100;
+  EXPECT_EQ(usync_engine_create(&o, &e), -EINVAL);
+}
+
+}  // namespace
+}  // namespace usync

@@ -1,0 +1,117 @@
+// Helpers for tests that build real trees: a temporary directory, file
+// writers, and a whole-tree comparison that works below PATH_MAX through
+// directory fds.
+#pragma once
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace usync::testing {
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "usync-test-XXXXXX").string();
+    path_ = mkdtemp(tmpl.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& rel) const { return path_ + "/" + rel; }
+
+ private:
+  std::string path_;
+};
+
+inline std::string Pattern(size_t n, unsigned seed) {
+  std::string s(n, '\0');
+  unsigned x = seed * 2654435761u + 1;
+  for (size_t i = 0; i < n; ++i) {
+    x = x * 1103515245u + 12345u;
+    s[i] = static_cast<char>(x >> 16);
+  }
+  return s;
+}
+
+inline void WriteFile(int dirfd, const std::string& name, const std::string& data, mode_t mode = 0644) {
+  int fd = openat(dirfd, name.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  if (fd < 0) std::abort();
+  if (!data.empty() && write(fd, data.data(), data.size()) != static_cast<ssize_t>(data.size())) std::abort();
+  fchmod(fd, mode);
+  close(fd);
+}
+
+inline void WriteFile(const std::string& path, const std::string& data, mode_t mode = 0644) {
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  WriteFile(AT_FDCWD, path, data, mode);
+}
+
+inline std::string ReadFile(int dirfd, const std::string& name) {
+  int fd = openat(dirfd, name.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "<missing>";
+  std::string out;
+  char buf[65536];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  close(fd);
+  return out;
+}
+
+struct Entry {
+  mode_t mode = 0;      // type and permission bits
+  std::string content;  // file bytes or symlink target
+  bool operator==(const Entry& o) const { return mode == o.mode && content == o.content; }
+};
+
+// Relative path -> entry, for every entry under dirfd (recursively).
+inline void Snapshot(int dirfd, const std::string& prefix, std::map<std::string, Entry>* out) {
+  int fd = dup(dirfd);
+  DIR* d = fdopendir(fd);
+  if (d == nullptr) return;
+  while (dirent* e = readdir(d)) {
+    const std::string name = e->d_name;
+    if (name == "." || name == "..") continue;
+    struct stat st {};
+    if (fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    Entry en;
+    en.mode = st.st_mode;
+    const std::string rel = prefix + name;
+    if (S_ISREG(st.st_mode)) {
+      en.content = ReadFile(dirfd, name);
+    } else if (S_ISLNK(st.st_mode)) {
+      std::vector<char> buf(static_cast<size_t>(st.st_size) + 1);
+      const ssize_t n = readlinkat(dirfd, name.c_str(), buf.data(), buf.size());
+      en.content.assign(buf.data(), n > 0 ? static_cast<size_t>(n) : 0);
+    } else if (S_ISDIR(st.st_mode)) {
+      int sub = openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (sub >= 0) {
+        Snapshot(sub, rel + "/", out);
+        close(sub);
+      }
+    }
+    (*out)[rel] = en;
+  }
+  closedir(d);
+}
+
+inline std::map<std::string, Entry> Snapshot(const std::string& root) {
+  std::map<std::string, Entry> out;
+  int fd = open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    Snapshot(fd, "", &out);
+    close(fd);
+  }
+  return out;
+}
+
+}  // namespace usync::testing
