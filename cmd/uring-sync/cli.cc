@@ -44,6 +44,8 @@ std::optional<int> parse(int argc, const char* const* argv, Options* o, std::ost
   app.add_option("-c,--chunk-size", chunk, "I/O buffer size, e.g. 128K, 1M (default 128K)");
   app.add_option("-q,--queue-depth", o->queue_depth, "files in flight per ring (default 128)")
       ->check(CLI::Range(1, 4096));
+  app.add_option("--iowq-workers", o->iowq_workers, "io-wq kernel threads per ring (default 4)")
+      ->check(CLI::Range(1, 1024));
   app.add_flag("-p,--preserve", o->preserve, "keep permission bits and timestamps");
   app.add_flag("-n,--dry-run", o->dry_run, "list what would be copied; change nothing");
   app.add_flag("-v,--verbose", o->verbose, "list copied files and print a summary");
@@ -76,6 +78,7 @@ usync_options engine_options(const Options& o, std::vector<const char*>* ptrs) {
   usync_options_init(&opts);
   opts.workers = o.jobs;
   opts.queue_depth = o.queue_depth;
+  opts.iowq_max_workers = o.iowq_workers;
   opts.chunk_size = static_cast<uint32_t>(o.chunk_size);
   if (o.preserve) opts.flags |= USYNC_PRESERVE;
   if (o.dry_run) opts.flags |= USYNC_DRY_RUN;

@@ -16,6 +16,7 @@ struct Options {
   std::string src, dst;
   uint32_t jobs = 0;
   uint32_t queue_depth = 0;
+  uint32_t iowq_workers = 0;
   uint64_t chunk_size = 0;
   bool preserve = false;
   bool dry_run = false;

@@ -133,6 +133,12 @@ int Engine::create(const usync_options* in, Engine** out) noexcept {
   return 0;
 }
 
+void Engine::cancel() noexcept {
+  cancel_.store(true, std::memory_order_relaxed);
+  std::lock_guard lk(job_mu_);
+  if (current_ != nullptr) current_->stop();  // wakes threads blocked on the queues
+}
+
 void Engine::begin() {
   counters_.reset();
   counters_.start_ns.store(now_ns(), std::memory_order_relaxed);
@@ -153,6 +159,11 @@ int Engine::finish(const Job& job) {
 
 int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
   const bool uring = kind_ == USYNC_ENGINE_URING;
+  {
+    std::lock_guard lk(job_mu_);
+    current_ = &job;
+    if (cancel_.load(std::memory_order_relaxed)) job.stop();
+  }
   counters_.engine.store(static_cast<uint32_t>(kind_), std::memory_order_relaxed);
   counters_.workers.store(cfg_.workers, std::memory_order_relaxed);
   job.max_open_dirs = dir_fd_budget();
@@ -191,15 +202,21 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
     job.stop();  // could not start every thread: let the started ones drain
   }
   if (feed != nullptr) {
-    std::vector<FileTask> batch;
-    for (FileTask& t : *feed) {
-      const bool large = uring && t.size >= cfg_.large_threshold;
-      batch.push_back(std::move(t));
-      if (!(large ? job.large_q : job.small_q).push(batch)) {
+    std::vector<FileTask> small, large;
+    auto flush = [&](std::vector<FileTask>& batch, WorkQueue<FileTask>& q) {
+      if (!q.push(batch)) {
         for (FileTask& a : batch) job.abandon_file(a);
         batch.clear();
       }
+    };
+    for (FileTask& t : *feed) {
+      const bool big = uring && t.size >= cfg_.large_threshold;
+      std::vector<FileTask>& batch = big ? large : small;
+      batch.push_back(std::move(t));
+      if (batch.size() >= 64) flush(batch, big ? job.large_q : job.small_q);
     }
+    flush(small, job.small_q);
+    flush(large, job.large_q);
     job.small_q.close();
     job.large_q.close();
   }
@@ -208,7 +225,6 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
     const auto interval = std::chrono::milliseconds(cfg_.progress_interval_ms);
     while (running > 0) {
       if (cv.wait_for(lk, interval, [&] { return running == 0; })) break;
-      if (cancel_.load(std::memory_order_relaxed)) job.stop();  // wakes blocked threads
       if (cfg_.progress_cb != nullptr) {
         lk.unlock();
         usync_stats s{};
@@ -219,6 +235,10 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
     }
   }
   for (std::thread& t : threads) t.join();
+  {
+    std::lock_guard lk(job_mu_);
+    current_ = nullptr;
+  }
   if (fell_back && !announced_.exchange(true) && !cfg_.has(USYNC_QUIET_FALLBACK))
     std::fprintf(stderr, "uring-sync: could not set up an io_uring on a worker; it used the synchronous engine\n");
   return finish(job);

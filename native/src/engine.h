@@ -19,7 +19,7 @@ class Engine {
 
   int copy_tree(const char* src, const char* dst) noexcept;
   int copy_files(const usync_pair* pairs, size_t count, usync_result* results) noexcept;
-  void cancel() noexcept { cancel_.store(true, std::memory_order_relaxed); }
+  void cancel() noexcept;
   void stats(usync_stats* out) const noexcept { counters_.snapshot(out); }
   int kind() const noexcept { return kind_; }
   const Config& config() const noexcept { return cfg_; }
@@ -38,6 +38,8 @@ class Engine {
   Counters counters_;
   std::atomic<bool> cancel_{false};
   std::mutex run_mu_;
+  std::mutex job_mu_;       // guards current_
+  Job* current_ = nullptr;  // the running job, for cancel()
   int kind_ = USYNC_ENGINE_SYNC;
   std::atomic<bool> announced_{false};
 };

@@ -64,6 +64,7 @@ class UringWorker {
         start(std::move(local[next++]));
       }
       if (job_.cancelled()) {
+        job_.stop();  // closed queues: nothing can arrive after the drain below
         for (; next < local.size(); ++next) job_.abandon_file(local[next]);
         local.clear();
         next = 0;

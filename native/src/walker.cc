@@ -14,7 +14,7 @@
 namespace usync {
 namespace {
 
-constexpr size_t kBatch = 256;           // files per queued batch (one directory)
+constexpr size_t kBatch = 1024;          // files per queued batch (one directory)
 constexpr size_t kDentsBuf = 64 * 1024;  // getdents64 buffer
 
 struct linux_dirent64 {

@@ -274,11 +274,11 @@ TEST_P(EngineTest, CopyFilesWithMd5AndPerPairErrors) {
   WriteFile(t / "big", Pattern(2 << 20, 9));
   WriteFile(t / "out/exists", "old");
   const std::string d1 = t / "out/new/sub/hello", d2 = t / "out/exists", d3 = t / "out/x", d4 = t / "out/big";
-  const std::string s1 = t / "hello", s3 = t / "missing", s4 = t / "big";
+  const std::string s1 = t / "hello", s3 = t / "missing", s4 = t / "big", d5 = t / "out/mem";
   usync_pair pairs[] = {{s1.c_str(), d1.c_str()},
                         {s1.c_str(), d2.c_str()},
                         {s3.c_str(), d3.c_str()},
-                        {"/proc/self/mem", (t / "out/mem").c_str()},
+                        {"/proc/self/mem", d5.c_str()},
                         {s4.c_str(), d4.c_str()}};
   usync_result res[5];
   usync_engine* e = Make(USYNC_HASH_MD5 | USYNC_PRESERVE);
