@@ -213,23 +213,29 @@ void Job::wait_open_dirs() {
   while (!ready()) dirs_cv_.wait_for(lk, std::chrono::milliseconds(20));
 }
 
-int finalize_file(const Job& job, const FileTask& t, const std::string& written, int* step) noexcept {
-  const int dfd = t.dst_dirfd();
+int settle_entry(const Job& job, int dfd, const char* written, const char* final_name, mode_t mode,
+                 const timespec& atime, const timespec& mtime, int* step) noexcept {
   int err = 0;
   if (job.preserve()) {
-    const timespec ts[2] = {t.atime, t.mtime};
-    if (fchmodat(dfd, written.c_str(), t.mode & 07777, 0) != 0 ||
-        utimensat(dfd, written.c_str(), ts, AT_SYMLINK_NOFOLLOW) != 0) {
+    const timespec ts[2] = {atime, mtime};
+    // Symlinks have no mode of their own on Linux.
+    if ((!S_ISLNK(mode) && fchmodat(dfd, written, mode & 07777, 0) != 0) ||
+        utimensat(dfd, written, ts, AT_SYMLINK_NOFOLLOW) != 0) {
       err = errno;
       *step = USYNC_STEP_METADATA;
     }
   }
-  if (err == 0 && t.replace && renameat(dfd, written.c_str(), dfd, t.dst_name.c_str()) != 0) {
+  if (err == 0 && final_name != nullptr && renameat(dfd, written, dfd, final_name) != 0) {
     err = errno;
     *step = USYNC_STEP_RENAME;
   }
-  if (err != 0) unlinkat(dfd, written.c_str(), 0);
+  if (err != 0) unlinkat(dfd, written, 0);
   return err;
+}
+
+int finalize_file(const Job& job, const FileTask& t, const std::string& written, int* step) noexcept {
+  return settle_entry(job, t.dst_dirfd(), written.c_str(), t.replace ? t.dst_name.c_str() : nullptr, t.mode, t.atime,
+                      t.mtime, step);
 }
 
 }  // namespace usync

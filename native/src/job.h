@@ -144,6 +144,12 @@ class Job {
   std::condition_variable dirs_cv_;
 };
 
+// Applies -p metadata (mode, times) to the entry `written` in dfd and, when
+// final_name is not null, renames it over final_name; on failure removes
+// `written`.  Returns 0 or an errno and sets *step.
+int settle_entry(const Job& job, int dfd, const char* written, const char* final_name, mode_t mode,
+                 const timespec& atime, const timespec& mtime, int* step) noexcept;
+
 // Applies -p metadata to a finished destination file and moves a temporary
 // into place; on failure removes what was written.  Returns 0 or an errno and
 // sets *step.

@@ -224,21 +224,7 @@ int copy_special(const Job& job, int sfd, const char* name, const struct stat& s
     if (mknodat(dfd, target_name, st.st_mode & (S_IFMT | 0777), st.st_rdev) != 0) return errno;
     job.counters.specials_created.fetch_add(1, std::memory_order_relaxed);
   }
-  int err = 0;
-  if (job.preserve()) {
-    const timespec ts[2] = {st.st_atim, st.st_mtim};
-    if ((!S_ISLNK(st.st_mode) && fchmodat(dfd, target_name, st.st_mode & 07777, 0) != 0) ||
-        utimensat(dfd, target_name, ts, AT_SYMLINK_NOFOLLOW) != 0) {
-      err = errno;
-      *step = USYNC_STEP_METADATA;
-    }
-  }
-  if (err == 0 && replace && renameat(dfd, target_name, dfd, dname) != 0) {
-    err = errno;
-    *step = USYNC_STEP_RENAME;
-  }
-  if (err != 0) unlinkat(dfd, target_name, 0);
-  return err;
+  return settle_entry(job, dfd, target_name, replace ? dname : nullptr, st.st_mode, st.st_atim, st.st_mtim, step);
 }
 
 void run_walker(Job& job, Dir* root, bool route_large) noexcept {
