@@ -1,8 +1,10 @@
 #include "uring_worker.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <memory>
 #include <vector>
@@ -32,6 +34,13 @@ class UringWorker {
 
   int setup() {
     qd_ = cfg_.queue_depth;
+    // The direct-descriptor table counts against RLIMIT_NOFILE: under a low
+    // limit (ulimit -n 64) shrink the depth rather than give up the ring.
+    rlimit rl{};
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+      const auto per_ring = static_cast<uint32_t>(rl.rlim_cur / 4 / std::max(1u, cfg_.workers));
+      qd_ = std::max(1u, std::min(qd_, per_ring / 2));
+    }
     unsigned entries = 1;
     while (entries < qd_ * FileCopy::kMaxOps) entries <<= 1;
     if (const int ret = ring_.init(entries, qd_ * 2, cfg_.iowq_max_workers); ret < 0) return ret;
