@@ -53,7 +53,8 @@ std::optional<int> parse(int argc, const char* const* argv, Options* o, std::ost
   app.add_option("--exclude", o->excludes,
                  "skip entries matching PATTERN (repeatable; * ? [..] **, leading / anchors, trailing / = dirs)")
       ->take_all();
-  app.add_option("--engine", o->engine, "auto (io_uring if possible), uring, or sync")
+  app.add_option("--engine", o->engine,
+                 "auto (io_uring, or the synchronous engine for tmpfs sources or without io_uring), uring, or sync")
       ->check(CLI::IsMember({"auto", "uring", "sync"}));
   app.add_flag("--fail-fast", o->fail_fast, "stop at the first error");
   try {
@@ -84,6 +85,7 @@ usync_options engine_options(const Options& o, std::vector<const char*>* ptrs) {
   if (o.dry_run) opts.flags |= USYNC_DRY_RUN;
   if (o.fail_fast) opts.flags |= USYNC_FAIL_FAST;
   if (o.engine == "sync") opts.flags |= USYNC_FORCE_SYNC;
+  if (o.engine == "uring") opts.flags |= USYNC_FORCE_URING;
   ptrs->clear();
   for (const std::string& e : o.excludes) ptrs->push_back(e.c_str());
   opts.excludes = ptrs->data();

@@ -105,7 +105,7 @@ int main(int argc, char** argv) {
     progress.finish();
   }
   g_engine.store(nullptr);
-  const int kind = usync_engine_kind(engine);
+  const int kind = st.engine != 0 ? static_cast<int>(st.engine) : usync_engine_kind(engine);
   usync_engine_destroy(engine);
 
   int code = kExitOk;

@@ -1,8 +1,10 @@
 #include "engine.h"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -106,9 +108,9 @@ int Engine::create(const usync_options* in, Engine** out) noexcept {
     }
     if (o.workers > 1024 || o.queue_depth > 4096 || o.iowq_max_workers > 1024) throw EINVAL;
     if (o.chunk_size != 0 && (o.chunk_size < 4096 || o.chunk_size > (64u << 20))) throw EINVAL;
-    c.workers = o.workers != 0 ? o.workers
-                               : (e->kind_ == USYNC_ENGINE_URING ? std::max(2u, std::min(cpus, 16u))
-                                                                 : std::max(4u, std::min(cpus * 4, 64u)));
+    c.workers = o.workers != 0 ? o.workers : std::max(2u, std::min(cpus, 16u));
+    c.sync_workers = o.workers != 0 ? o.workers : std::max(4u, std::min(cpus * 4, 64u));
+    c.workers_auto = o.workers == 0;
     c.queue_depth = o.queue_depth != 0 ? o.queue_depth : 128;
     c.chunk_size = o.chunk_size != 0 ? o.chunk_size : 128 * 1024;
     c.iowq_max_workers = o.iowq_max_workers != 0 ? o.iowq_max_workers : 4;
@@ -157,21 +159,33 @@ int Engine::finish(const Job& job) {
   return failed ? -EIO : 0;
 }
 
+int Engine::kind_for(const char* path) const noexcept {
+  if (kind_ != USYNC_ENGINE_URING || cfg_.has(USYNC_FORCE_URING)) return kind_;
+  struct statfs sf {};
+  if (statfs(path, &sf) == 0 && (sf.f_type == TMPFS_MAGIC || sf.f_type == RAMFS_MAGIC)) return USYNC_ENGINE_SYNC;
+  return kind_;
+}
+
 int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
-  const bool uring = kind_ == USYNC_ENGINE_URING;
+  const bool uring = job.engine_kind == USYNC_ENGINE_URING;
+  uint32_t workers = uring ? cfg_.workers : cfg_.sync_workers;
+  // Chosen for a tmpfs source: no device latency to hide, so about two
+  // threads per CPU keep the cores busy without piling onto directory locks.
+  if (!uring && kind_ == USYNC_ENGINE_URING && cfg_.workers_auto)
+    workers = std::max(2u, std::min(cpu_count() * 2, workers));
   {
     std::lock_guard lk(job_mu_);
     current_ = &job;
     if (cancel_.load(std::memory_order_relaxed)) job.stop();
   }
-  counters_.engine.store(static_cast<uint32_t>(kind_), std::memory_order_relaxed);
-  counters_.workers.store(cfg_.workers, std::memory_order_relaxed);
+  counters_.engine.store(static_cast<uint32_t>(job.engine_kind), std::memory_order_relaxed);
+  counters_.workers.store(workers, std::memory_order_relaxed);
   job.max_open_dirs = dir_fd_budget();
   std::mutex mu;
   std::condition_variable cv;
   size_t running = 0;
   std::vector<std::thread> threads;
-  std::atomic<bool> fell_back{false};
+  std::atomic<uint32_t> fell_back{0};
   auto spawn = [&](auto fn) {
     {
       std::lock_guard lk(mu);
@@ -186,16 +200,16 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
   };
   try {
     if (uring) {
-      for (uint32_t i = 0; i < cfg_.workers; ++i)
+      for (uint32_t i = 0; i < workers; ++i)
         spawn([&] {
           bool fb = false;
           run_uring_worker(job, &fb);
-          if (fb) fell_back = true;
+          if (fb) fell_back.fetch_add(1);
         });
-      const uint32_t bulk = std::max(1u, std::min(cfg_.workers, 4u));
+      const uint32_t bulk = std::max(1u, std::min(workers, 4u));
       for (uint32_t i = 0; i < bulk; ++i) spawn([&] { run_sync_worker(job, job.large_q); });
     } else {
-      for (uint32_t i = 0; i < cfg_.workers; ++i) spawn([&] { run_sync_worker(job, job.small_q); });
+      for (uint32_t i = 0; i < workers; ++i) spawn([&] { run_sync_worker(job, job.small_q); });
     }
     if (root != nullptr) spawn([&] { run_walker(job, root, uring); });
   } catch (...) {
@@ -239,7 +253,8 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
     std::lock_guard lk(job_mu_);
     current_ = nullptr;
   }
-  if (fell_back && !announced_.exchange(true) && !cfg_.has(USYNC_QUIET_FALLBACK))
+  if (fell_back == workers && uring) counters_.engine.store(USYNC_ENGINE_SYNC, std::memory_order_relaxed);
+  if (fell_back > 0 && !announced_.exchange(true) && !cfg_.has(USYNC_QUIET_FALLBACK))
     std::fprintf(stderr, "uring-sync: could not set up an io_uring on a worker; it used the synchronous engine\n");
   return finish(job);
 }
@@ -258,7 +273,7 @@ int Engine::copy_tree(const char* src, const char* dst) noexcept {
 
 int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) {
   begin();
-  Job job(cfg_, counters_, cancel_, kind_);
+  Job job(cfg_, counters_, cancel_, kind_for(src.c_str()));
   job.umask_bits = current_umask();
   struct stat st {};
   if (lstat(src.c_str(), &st) != 0) return -errno;
@@ -362,7 +377,7 @@ int Engine::copy_files(const usync_pair* pairs, size_t count, usync_result* resu
 
 int Engine::copy_files_locked(const usync_pair* pairs, size_t count, usync_result* results) {
   begin();
-  Job job(cfg_, counters_, cancel_, kind_);
+  Job job(cfg_, counters_, cancel_, count > 0 && pairs[0].src != nullptr ? kind_for(pairs[0].src) : kind_);
   std::vector<usync_result> res(count);
   job.results = &res;
   std::vector<FileTask> tasks;

@@ -31,6 +31,8 @@ class Engine {
   // Runs a prepared job to its end: the walker from root (if any) and the
   // workers; pairs are queued by feed (if any).  Returns the call's result.
   int run(Job& job, Dir* root, std::vector<FileTask>* feed);
+  // The engine for a job reading from the filesystem holding path.
+  int kind_for(const char* path) const noexcept;
   void begin();
   int finish(const Job& job);
 

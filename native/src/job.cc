@@ -184,7 +184,8 @@ void Job::release_dir(Dir* d) {
 }
 
 void Job::finish_dir(Dir* d) {
-  if (d->dst.valid() && !cancelled()) {
+  // Also after a cancel: a directory left at 0700 would be a surprise.
+  if (d->dst.valid()) {
     const mode_t want = preserve() ? (d->mode & 07777) : (d->mode & 0777 & ~umask_bits);
     // A directory we created got 0700 (so its contents could be written);
     // an existing one keeps its mode unless -p asks for the source's.

@@ -22,7 +22,9 @@ namespace usync {
 // Engine options after defaults are applied.
 struct Config {
   uint32_t flags = 0;
-  uint32_t workers = 0;
+  uint32_t workers = 0;       // rings (io_uring engine)
+  uint32_t sync_workers = 0;  // threads (synchronous engine)
+  bool workers_auto = true;   // neither was set by the caller
   uint32_t queue_depth = 128;
   uint32_t chunk_size = 128 * 1024;
   uint32_t iowq_max_workers = 4;
@@ -95,7 +97,7 @@ class Job {
 
   const Config& cfg;
   Counters& counters;
-  const int engine_kind;
+  int engine_kind;  // the engine this job runs on (may differ from the handle's)
   mode_t umask_bits = 022;
   std::string src_root, dst_root;
   std::vector<usync_result>* results = nullptr;  // pair copies

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <memory>
 #include <vector>
 
@@ -117,24 +118,47 @@ class UringWorker {
 
   void advance(uint32_t i) noexcept {
     Slot& s = slots_[i];
-    if (job_.cancelled() && !s.fc.finished()) s.fc.abort(ECANCELED);
     OpReq ops[FileCopy::kMaxOps];
-    const int n = s.fc.next(ops);
-    if (n == 0) {
-      finish(i);
-      return;
+    for (;;) {
+      if (job_.cancelled() && !s.fc.finished()) s.fc.abort(ECANCELED);
+      const int n = s.fc.next(ops);
+      if (n == 0) {
+        finish(i);
+        return;
+      }
+      s.inflight = n;
+      bool cancel_chain = false;  // an op done inline failed: skip the rest of its chain
+      for (int k = 0; k < n; ++k) {
+        const bool linked_from_prev = k > 0 && ops[k - 1].link != Link::kNone;
+        if (cancel_chain && linked_from_prev) {
+          complete_inline(s, ops[k].kind, -ECANCELED);
+          continue;
+        }
+        cancel_chain = false;
+        const int res = prep(i, s, ops[k]);
+        if (res != kSubmitted) {
+          complete_inline(s, ops[k].kind, res);
+          cancel_chain = res < 0;
+        }
+      }
+      if (s.inflight > 0) return;
+      // Everything completed inline: plan the next batch now.
     }
-    s.inflight = n;
-    for (int k = 0; k < n; ++k) prep(i, s, ops[k]);
   }
 
-  void prep(uint32_t i, Slot& s, const OpReq& op) noexcept {
+  void complete_inline(Slot& s, OpKind kind, int res) noexcept {
+    s.fc.complete(kind, res);
+    --s.inflight;
+  }
+
+  static constexpr int kSubmitted = INT32_MIN;
+
+  // Queues one op; returns kSubmitted, or the op's result when it could not
+  // be queued (no SQE available) and so completed inline.
+  int prep(uint32_t i, Slot& s, const OpReq& op) noexcept {
     io_uring_sqe* sqe = ring_.sqe();
-    if (sqe == nullptr) {  // cannot happen with a sane ring; never lose the op
-      s.fc.complete(op.kind, -EBUSY);
-      if (--s.inflight == 0) advance(i);
-      return;
-    }
+    // The SQ holds kMaxOps per slot, so this cannot happen; never lose the op.
+    if (sqe == nullptr) return -EBUSY;
     const unsigned src = i * 2, dst = i * 2 + 1;
     char* buf = pool_->data(s.buf);
     switch (op.kind) {
@@ -166,6 +190,7 @@ class UringWorker {
     if (op.link == Link::kSoft) sqe->flags |= IOSQE_IO_LINK;
     if (op.link == Link::kHard) sqe->flags |= IOSQE_IO_HARDLINK;
     io_uring_sqe_set_data64(sqe, (static_cast<uint64_t>(i) << 8) | static_cast<uint64_t>(op.kind));
+    return kSubmitted;
   }
 
   void reap() noexcept {

@@ -2,7 +2,9 @@
 // io_uring engine and the synchronous one.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -50,7 +52,7 @@ class EngineTest : public ::testing::TestWithParam<bool> {
   usync_engine* Make(uint32_t flags = 0, std::vector<const char*> excludes = {}, uint32_t chunk = 0) {
     usync_options o;
     usync_options_init(&o);
-    o.flags = flags | (uring() ? 0 : USYNC_FORCE_SYNC);
+    o.flags = flags | (uring() ? USYNC_FORCE_URING : USYNC_FORCE_SYNC);
     o.chunk_size = chunk;
     o.queue_depth = 16;
     o.excludes = excludes.data();
@@ -368,6 +370,38 @@ TEST(Api, RejectsBadOptions) {
   usync_options_init(&o);
   o.chunk_size = 100;
   EXPECT_EQ(usync_engine_create(&o, &e), -EINVAL);
+}
+
+}  // namespace
+}  // namespace usync
+
+namespace usync {
+namespace {
+
+// Sources on tmpfs go to the synchronous engine unless io_uring is forced.
+TEST(EngineChoice, TmpfsSourceUsesSyncUnlessForced) {
+  struct statfs sf {};
+  if (statfs("/dev/shm", &sf) != 0 || sf.f_type != TMPFS_MAGIC) GTEST_SKIP() << "/dev/shm is not a tmpfs here";
+  char tmpl[] = "/dev/shm/usync-choice-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string root = tmpl;
+  testing::WriteFile(root + "/src/a", "a");
+  for (const bool force : {false, true}) {
+    usync_options o;
+    usync_options_init(&o);
+    o.flags = force ? USYNC_FORCE_URING : 0;
+    usync_engine* e = nullptr;
+    ASSERT_EQ(usync_engine_create(&o, &e), 0);
+    ASSERT_EQ(usync_engine_kind(e), USYNC_ENGINE_URING) << "io_uring must work on this machine";
+    const std::string dst = root + (force ? "/forced" : "/auto");
+    EXPECT_EQ(usync_copy_tree(e, (root + "/src").c_str(), dst.c_str()), 0);
+    usync_stats st{};
+    usync_engine_stats(e, &st, sizeof st);
+    usync_engine_destroy(e);
+    EXPECT_EQ(st.engine, force ? USYNC_ENGINE_URING : USYNC_ENGINE_SYNC);
+    EXPECT_EQ(testing::ReadFile(AT_FDCWD, dst + "/a"), "a");
+  }
+  std::filesystem::remove_all(root);
 }
 
 }  // namespace

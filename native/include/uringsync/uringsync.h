@@ -69,6 +69,12 @@ enum usync_flag {
   /* Do not print the one-line notice on stderr when io_uring is unavailable
    * and the synchronous engine is used instead. */
   USYNC_QUIET_FALLBACK = 1u << 5,
+  /* Use the io_uring engine even for sources on tmpfs/ramfs, where the
+   * engine otherwise picks the synchronous one: those filesystems cannot
+   * serve reads or writes without blocking (no FMODE_NOWAIT), so io_uring
+   * hands every read, write and create to an io-wq thread, and on memory
+   * there is no device latency to overlap.  For tests and benchmarks. */
+  USYNC_FORCE_URING = 1u << 6,
 };
 
 /* Which step of a copy failed (usync_file_error.step). */
