@@ -7,10 +7,10 @@ JOBS       ?= 2
 CMAKE_FLAGS ?=
 
 DEB_PACKAGES := build-essential cmake pkg-config liburing-dev libssl-dev libcli11-dev \
-                libgtest-dev googletest rsync util-linux
+                libgtest-dev googletest rsync util-linux time
 STAMP := $(BUILD)/.deps-ok
 
-.PHONY: all deps native test test-native demo bench clean format sanitize
+.PHONY: all deps native test test-native test-e2e demo bench bench-quick clean format sanitize
 
 all: native
 
@@ -37,13 +37,20 @@ native: $(BUILD)/CMakeCache.txt
 test-native: native
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
-test: test-native
+# End-to-end: the CLI on generated trees, both engines, whole-tree comparison.
+test-e2e: native
+	go test -count=1 ./test/e2e/...
+
+test: test-native test-e2e
 
 demo: native
 	bash test/demo.sh
 
 bench: native
-	python3 test/bench/bench.py
+	python3 test/bench/bench.py $(BENCH_ARGS)
+
+bench-quick: native
+	python3 test/bench/bench.py --quick $(BENCH_ARGS)
 
 # ASan+UBSan build of the engine and its tests, in its own tree.
 sanitize: $(STAMP)

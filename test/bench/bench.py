@@ -1,0 +1,654 @@
+#!/usr/bin/env python3
+"""Benchmark harness: uring-sync against its peers on seeded datasets.
+
+    make bench                                  # full run (as root): see --help
+    python3 test/bench/bench.py --quick         # ~1 minute smoke run
+    python3 test/bench/bench.py --datasets small4k --conditions cold --tools cp-r,uring-sync --reps 3
+
+What it does, per DESIGN.md's traps:
+  * datasets are generated from a fixed seed (same names, sizes and bytes every time);
+  * warm: the source sits on a tmpfs; cold: the source sits on an ext4 image loop-mounted
+    read-only from a file on the disk, and `sync; echo 3 > /proc/sys/vm/drop_caches` runs before
+    each timed run;
+  * every timed run copies into a FRESH destination filesystem (a new tmpfs, or with the
+    ext4-dst condition a new ext4 made with mkfs on /dev/shm), mounted before and unmounted
+    after the run, outside the timing;
+  * tools are interleaved (A B C A B C ...), each run N times; medians, min and max, and the
+    ratio to `cp -r` are reported, with user+sys CPU and peak RSS from wait4's rusage;
+  * every uring-sync run is verified afterwards (file count, bytes, a sample of contents).
+Results go to stdout and build/bench/results.md as Markdown, and to build/bench/results.json.
+All mounts are undone on exit, Ctrl-C and SIGTERM included.
+
+Python 3 standard library only. Needs root (mount, drop_caches) unless --no-mount.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import hashlib
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Callable, Iterator
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
+
+
+def log(msg: str) -> None:
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Datasets. Each is a seeded list of (relative path, size); add new ones to DATASETS.
+# --------------------------------------------------------------------------------------------
+
+_LISTINGS: dict[str, list[tuple[str, int]]] = {}
+_TOTALS: dict[str, tuple[int, int, int]] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    name: str
+    description: str
+    entries: Callable[[random.Random], Iterator[tuple[str, int]]]
+    seed: int = 20241124
+
+    def listing(self) -> list[tuple[str, int]]:
+        if self.name not in _LISTINGS:
+            _LISTINGS[self.name] = list(self.entries(random.Random(self.seed)))
+        return _LISTINGS[self.name]
+
+    def key(self) -> str:
+        """Changes whenever the dataset's names or sizes change (cache key for images)."""
+        h = hashlib.sha256()
+        for rel, size in self.listing():
+            h.update(f"{rel}\0{size}\n".encode())
+        h.update(CONTENT_VERSION.encode())
+        return h.hexdigest()[:16]
+
+
+def uniform(files: int, dirs: int, size: int) -> Callable[[random.Random], Iterator[tuple[str, int]]]:
+    def gen(_: random.Random) -> Iterator[tuple[str, int]]:
+        for i in range(files):
+            yield (f"d{i % dirs:04d}/f{i:07d}", size) if dirs > 1 else (f"f{i:07d}", size)
+    return gen
+
+
+def lognormal(files: int, dirs: int, median: int, sigma: float, cap: int) -> Callable[[random.Random], Iterator[tuple[str, int]]]:
+    def gen(rng: random.Random) -> Iterator[tuple[str, int]]:
+        for i in range(files):
+            size = min(cap, int(rng.lognormvariate(math.log(median), sigma)))
+            d = i % dirs
+            yield f"g{d // 16:03d}/d{d:04d}/f{i:07d}", size
+    return gen
+
+
+def ranged(files: int, dirs: int, lo: int, hi: int) -> Callable[[random.Random], Iterator[tuple[str, int]]]:
+    def gen(rng: random.Random) -> Iterator[tuple[str, int]]:
+        for i in range(files):
+            yield f"d{i % dirs:04d}/f{i:07d}", rng.randint(lo, hi)
+    return gen
+
+
+DATASETS: dict[str, Dataset] = {d.name: d for d in [
+    Dataset("small4k", "100K x 4 KiB in 100 dirs", uniform(100_000, 100, 4 * KIB)),
+    Dataset("quick", "10K x 4 KiB in 10 dirs (smoke runs)", uniform(10_000, 10, 4 * KIB)),
+    Dataset("mixed", "50K log-normal around 100 KiB in 200 dirs", lognormal(50_000, 200, 100 * KIB, 1.0, 64 * MIB)),
+    Dataset("flat", "100K x 4 KiB in one dir", uniform(100_000, 1, 4 * KIB)),
+    Dataset("large", "16 x 256 MiB", uniform(16, 1, 256 * MIB)),
+    Dataset("tiny1m", "1M x 0-1 KiB in 1000 dirs", ranged(1_000_000, 1000, 0, 1 * KIB)),
+]}
+
+CONTENT_VERSION = "blob-v1"
+
+
+class Content:
+    """Seeded, incompressible-looking file bytes: slices of a 4 MiB random blob."""
+
+    def __init__(self, seed: int):
+        self.blob = random.Random(seed ^ 0x5EED).randbytes(4 * MIB)
+
+    def write(self, path: str, index: int, size: int) -> None:
+        with open(path, "wb") as f:
+            off = (index * 7919) % (len(self.blob) // 2)
+            while size > 0:
+                n = min(size, len(self.blob) - off)
+                f.write(self.blob[off:off + n])
+                size -= n
+                off = 0
+
+    def expected(self, index: int, size: int) -> bytes:
+        off = (index * 7919) % (len(self.blob) // 2)
+        out = bytearray()
+        while size > 0:
+            n = min(size, len(self.blob) - off)
+            out += self.blob[off:off + n]
+            size -= n
+            off = 0
+        return bytes(out)
+
+
+def generate(ds: Dataset, root: str) -> None:
+    t0 = time.perf_counter()
+    content = Content(ds.seed)
+    made = set()
+    for i, (rel, size) in enumerate(ds.listing()):
+        d = os.path.dirname(rel)
+        if d not in made:
+            os.makedirs(os.path.join(root, d), exist_ok=True)
+            made.add(d)
+        content.write(os.path.join(root, rel), i, size)
+    log(f"generated {ds.name} ({ds.description}) in {time.perf_counter() - t0:.1f} s")
+
+
+def dataset_totals(ds: Dataset) -> tuple[int, int, int]:
+    """(files, dirs below the root, bytes)."""
+    if ds.name in _TOTALS:
+        return _TOTALS[ds.name]
+    listing = ds.listing()
+    dirs = set()
+    for rel, _ in listing:
+        d = os.path.dirname(rel)
+        while d:
+            dirs.add(d)
+            d = os.path.dirname(d)
+    _TOTALS[ds.name] = len(listing), len(dirs), sum(s for _, s in listing)
+    return _TOTALS[ds.name]
+
+
+# --------------------------------------------------------------------------------------------
+# Mounts, always undone.
+# --------------------------------------------------------------------------------------------
+
+def sh(*argv: str, check: bool = True, quiet: bool = False) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, check=check, stdout=subprocess.PIPE if quiet else None,
+                          stderr=subprocess.PIPE if quiet else None, text=True)
+
+
+class Mounts:
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.stack: list[str] = []
+
+    def tmpfs(self, path: str, size: int) -> None:
+        os.makedirs(path, exist_ok=True)
+        if not self.enabled:
+            return
+        sh("mount", "-t", "tmpfs", "-o", f"size={size},mode=0755,nr_inodes=0", "uring-sync-bench", path)
+        self.stack.append(path)
+
+    def ext4_image(self, image: str, path: str, readonly: bool) -> None:
+        os.makedirs(path, exist_ok=True)
+        opts = "loop,noatime" + (",ro" if readonly else "")
+        sh("mount", "-t", "ext4", "-o", opts, image, path)
+        self.stack.append(path)
+
+    def umount(self, path: str) -> None:
+        if path not in self.stack:
+            return
+        r = sh("umount", path, check=False, quiet=True)
+        if r.returncode != 0:
+            log(f"umount {path} failed ({r.stderr.strip()}); detaching lazily")
+            sh("umount", "-l", path, check=False, quiet=True)
+        self.stack.remove(path)
+
+    def cleanup(self) -> None:
+        for path in reversed(list(self.stack)):
+            self.umount(path)
+
+
+def mkfs_ext4(image: str, size: int, inodes: int) -> None:
+    with open(image, "wb") as f:
+        f.truncate(size)
+    # No lazy inode-table/journal init: the kernel would otherwise do it in the background
+    # during the timed runs.
+    sh("mkfs.ext4", "-F", "-q", "-N", str(inodes), "-E", "lazy_itable_init=0,lazy_journal_init=0", image)
+
+
+def fs_size(ds: Dataset) -> tuple[int, int]:
+    """(bytes, inodes) a filesystem holding one copy of ds needs, with headroom."""
+    files, dirs, total = dataset_totals(ds)
+    blocks = sum(max(1, -(-s // 4096)) * 4096 for _, s in ds.listing())
+    return int(blocks * 1.15) + (files + dirs) * 512 + 256 * MIB, files + dirs + 4096
+
+
+def drop_caches() -> None:
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+# --------------------------------------------------------------------------------------------
+# Tools.
+# --------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Tool:
+    name: str
+    label: str
+    argv: Callable[[str, str], list[str]]
+    dst_must_exist: bool = False
+    verify: bool = False
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+def make_tools(bin_path: str, rclone: str | None) -> dict[str, Tool]:
+    nproc = str(os.cpu_count() or 2)
+    tools = [
+        Tool("cp-r", "cp -r", lambda s, d: ["cp", "-r", s, d]),
+        Tool("cp-a", "cp -a", lambda s, d: ["cp", "-a", s, d]),
+        Tool("tar", "tar cf - | tar xf -",
+             lambda s, d: ["sh", "-c", 'tar -C "$1" -cf - . | tar -C "$2" -xf -', "sh", s, d], dst_must_exist=True),
+        Tool("rsync", "rsync -a", lambda s, d: ["rsync", "-a", s + "/", d + "/"]),
+        Tool("xargs-cp", f"find | xargs -P{nproc} cp",
+             lambda s, d: ["sh", "-c",
+                           'cd "$1" && find . -type d -print0 | (cd "$2" && xargs -0 mkdir -p) && '
+                           f'find . -type f -print0 | xargs -0 -P{nproc} -n 1000 cp --parents -t "$2"',
+                           "sh", s, d], dst_must_exist=True),
+        Tool("uring-sync", "uring-sync", lambda s, d: [bin_path, s, d], verify=True),
+        Tool("uring-sync-j1", "uring-sync -j1", lambda s, d: [bin_path, "-j1", s, d], verify=True),
+        Tool("uring-sync-sync", "uring-sync --engine=sync", lambda s, d: [bin_path, "--engine=sync", s, d], verify=True),
+    ]
+    if rclone:
+        tools += [
+            Tool("rclone", "rclone copy (local)", lambda s, d: [rclone, "copy", s, d], env={"RCLONE_CONFIG": "/dev/null"}),
+            Tool("rclone-uring", "rclone copy (uring)", lambda s, d: [rclone, "copy", ":uring:" + s, ":uring:" + d],
+                 verify=True, env={"RCLONE_CONFIG": "/dev/null"}),
+        ]
+    return {t.name: t for t in tools}
+
+
+DEFAULT_TOOLS = ["cp-r", "cp-a", "tar", "rsync", "uring-sync", "uring-sync-j1", "rclone", "rclone-uring"]
+
+
+def ensure_rsync() -> bool:
+    if shutil.which("rsync"):
+        return True
+    if os.geteuid() != 0:
+        return False
+    log("rsync missing: apt-get install -y rsync")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    ok = subprocess.run(["apt-get", "install", "-y", "-q", "rsync"], env=env,
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+    if not ok:
+        subprocess.run(["apt-get", "update", "-q"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ok = subprocess.run(["apt-get", "install", "-y", "-q", "rsync"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+    return ok and shutil.which("rsync") is not None
+
+
+# --------------------------------------------------------------------------------------------
+# Conditions: where the source lives and what the destination is.
+# --------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Condition:
+    name: str
+    description: str
+    cold: bool          # drop caches before each run
+    source: str         # "tmpfs" or "ext4-image"
+    dest: str           # "tmpfs" or "ext4-shm"
+
+
+CONDITIONS: dict[str, Condition] = {c.name: c for c in [
+    Condition("warm", "source on tmpfs, fresh tmpfs destination", False, "tmpfs", "tmpfs"),
+    Condition("cold", "source on a loop-mounted ext4 image on disk, caches dropped; fresh tmpfs destination",
+              True, "ext4-image", "tmpfs"),
+    Condition("ext4-dst", "source on tmpfs, fresh ext4 (mkfs on /dev/shm) destination", False, "tmpfs", "ext4-shm"),
+]}
+
+
+# --------------------------------------------------------------------------------------------
+# Running and measuring.
+# --------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Sample:
+    wall: float
+    user: float
+    sys: float
+    maxrss_kib: int
+    rc: int
+    verified: str  # "ok", "skipped" or the failure
+
+
+CURRENT_CHILD: list[int] = []
+
+
+GNU_TIME = "/usr/bin/time"
+
+
+def have_gnu_time() -> bool:
+    try:
+        r = subprocess.run([GNU_TIME, "--version"], capture_output=True, text=True)
+        return "GNU" in (r.stdout + r.stderr)
+    except OSError:
+        return False
+
+
+def timed(argv: list[str], env: dict[str, str], log_path: str, rss_file: str | None, timeout: float) -> tuple:
+    """Runs argv; returns (wall seconds, exit code, rusage of it and its descendants, peak RSS KiB).
+
+    ru_maxrss of a direct child of this (large) Python process includes Python's own RSS: exec
+    records the old address space's high-water mark. So when GNU time is there the tool runs
+    under it (a small process) and the peak RSS is the one GNU time reports for the tool alone;
+    wall and user+sys CPU still come from wait4.
+    """
+    if rss_file:
+        argv = [GNU_TIME, "-f", "%M", "-o", rss_file, *argv]
+    with open(log_path, "ab") as out:
+        out.write(("$ " + " ".join(argv) + "\n").encode())
+        out.flush()
+        t0 = time.perf_counter()
+        p = subprocess.Popen(argv, stdout=out, stderr=out, env=dict(os.environ, **env), start_new_session=True)
+        CURRENT_CHILD.append(p.pid)
+        killer = threading.Timer(timeout, lambda: os.killpg(p.pid, signal.SIGKILL))
+        killer.start()
+        try:
+            _, status, ru = os.wait4(p.pid, 0)
+        finally:
+            killer.cancel()
+            CURRENT_CHILD.remove(p.pid)
+        wall = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        if wall >= timeout:
+            out.write(f"timed out after {timeout:.0f} s\n".encode())
+    rss = ru.ru_maxrss
+    if rss_file:
+        try:
+            with open(rss_file) as f:
+                rss = int(f.read().split()[-1])
+        except (OSError, ValueError, IndexError):
+            pass
+    return wall, p.returncode, ru, rss
+
+
+def kill_children() -> None:
+    for pid in list(CURRENT_CHILD):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def verify_copy(ds: Dataset, src: str, dst: str, sample: int) -> str:
+    files_want, dirs_want, bytes_want = dataset_totals(ds)
+    files = dirs = total = 0
+    stack = [dst]
+    while stack:
+        d = stack.pop()
+        with os.scandir(d) as it:
+            for e in it:
+                if e.is_dir(follow_symlinks=False):
+                    dirs += 1
+                    stack.append(e.path)
+                elif e.is_file(follow_symlinks=False):
+                    files += 1
+                    total += e.stat(follow_symlinks=False).st_size
+    if (files, dirs, total) != (files_want, dirs_want, bytes_want):
+        return f"copy has {files} files/{dirs} dirs/{total} bytes, want {files_want}/{dirs_want}/{bytes_want}"
+    listing = ds.listing()
+    content = Content(ds.seed)
+    rng = random.Random()
+    for i in sorted(rng.sample(range(len(listing)), min(sample, len(listing)))):
+        rel, size = listing[i]
+        with open(os.path.join(dst, rel), "rb") as f:
+            got = f.read()
+        if got != content.expected(i, size):
+            return f"content of {rel} differs"
+    return "ok"
+
+
+# --------------------------------------------------------------------------------------------
+# Reporting.
+# --------------------------------------------------------------------------------------------
+
+def summarize(samples: list[Sample]) -> dict:
+    good = [s for s in samples if s.rc == 0]
+    walls = [s.wall for s in good] or [float("nan")]
+    return {
+        "runs": len(samples), "ok_runs": len(good),
+        "median_s": statistics.median(walls), "min_s": min(walls), "max_s": max(walls),
+        "user_s": statistics.median([s.user for s in good]) if good else float("nan"),
+        "sys_s": statistics.median([s.sys for s in good]) if good else float("nan"),
+        "peak_rss_mib": max((s.maxrss_kib for s in samples), default=0) / 1024,
+        "verified": sorted({s.verified for s in samples}),
+    }
+
+
+def table(ds: Dataset, cond: Condition, results: dict[str, list[Sample]], tools: dict[str, Tool]) -> str:
+    files, _, total = dataset_totals(ds)
+    base = summarize(results["cp-r"])["median_s"] if "cp-r" in results else None
+    lines = [
+        f"### {ds.name} ({ds.description}), {cond.name}: {cond.description}",
+        "",
+        "| tool | median s | min–max s | vs cp -r | files/s | MiB/s | user s | sys s | peak RSS MiB | runs ok | verified |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, samples in results.items():
+        s = summarize(samples)
+        m = s["median_s"]
+        ratio = f"{base / m:.2f}x" if base and m == m and m > 0 else "–"
+        lines.append(
+            f"| {tools[name].label.replace('|', chr(92) + '|')} | {m:.3f} | {s['min_s']:.3f}–{s['max_s']:.3f} | {ratio} | "
+            f"{files / m:,.0f} | {total / MIB / m:,.1f} | {s['user_s']:.2f} | {s['sys_s']:.2f} | "
+            f"{s['peak_rss_mib']:.1f} | {s['ok_runs']}/{s['runs']} | {', '.join(s['verified'])} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def machine_info() -> dict:
+    info = {"kernel": platform.release(), "cpus": os.cpu_count(), "python": platform.python_version()}
+    try:
+        with open("/proc/meminfo") as f:
+            info["mem_total"] = f.readline().split(":")[1].strip()
+    except OSError:
+        pass
+    try:
+        info["git"] = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                     text=True).stdout.strip() or "none"
+    except OSError:
+        pass
+    return info
+
+
+# --------------------------------------------------------------------------------------------
+# Main.
+# --------------------------------------------------------------------------------------------
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", default="small4k", help=f"comma list of {', '.join(DATASETS)} (default small4k)")
+    ap.add_argument("--conditions", default="warm,cold", help=f"comma list of {', '.join(CONDITIONS)} (default warm,cold)")
+    ap.add_argument("--tools", default=",".join(DEFAULT_TOOLS),
+                    help="comma list of tools (default: %(default)s; rclone ones only if an rclone binary exists)")
+    ap.add_argument("--reps", type=int, default=None, help="timed runs per tool (default 5; 3 with --quick)")
+    ap.add_argument("--quick", action="store_true", help="smoke run: dataset quick, warm only, 3 reps")
+    ap.add_argument("--bin", default=os.environ.get("URING_SYNC_BIN", os.path.join(REPO, "build", "bin", "uring-sync")))
+    ap.add_argument("--rclone", default=None, help="rclone binary with the uring backend (default build/bin/rclone)")
+    ap.add_argument("--out", default=os.path.join(REPO, "build", "bench"), help="results directory")
+    ap.add_argument("--cache", default=None, help="where cold-source ext4 images are kept (default OUT/cache)")
+    ap.add_argument("--timeout", type=float, default=300, help="seconds before one run is killed and marked failed (default 300)")
+    ap.add_argument("--sample", type=int, default=100, help="files whose bytes are checked after each verified run")
+    ap.add_argument("--no-mount", action="store_true",
+                    help="no root: plain directories instead of fresh filesystems (warm only; less trustworthy)")
+    ap.add_argument("--list", action="store_true", help="list datasets, conditions and tools, then exit")
+    a = ap.parse_args()
+    if a.quick:
+        a.datasets, a.conditions = "quick", "warm"
+    if a.reps is None:
+        a.reps = 3 if a.quick else 5
+    return a
+
+
+def main() -> int:
+    a = parse_args()
+    rclone = a.rclone or os.path.join(REPO, "build", "bin", "rclone")
+    rclone = rclone if os.access(rclone, os.X_OK) else None
+    tools = make_tools(a.bin, rclone)
+    if a.list:
+        for d in DATASETS.values():
+            print(f"dataset   {d.name:14} {d.description}")
+        for c in CONDITIONS.values():
+            print(f"condition {c.name:14} {c.description}")
+        for t in tools.values():
+            print(f"tool      {t.name:14} {t.label}")
+        return 0
+
+    datasets = [DATASETS[n] for n in a.datasets.split(",") if n]
+    conditions = [CONDITIONS[n] for n in a.conditions.split(",") if n]
+    wanted = [n for n in a.tools.split(",") if n]
+    for n in wanted:
+        if n not in tools and not n.startswith("rclone"):
+            sys.exit(f"bench: unknown tool {n!r}; --list shows them")
+    picked: list[str] = []
+    for n in wanted:
+        if n not in tools:
+            log(f"skipping {n}: no rclone binary at build/bin/rclone (--rclone)")
+        elif n.startswith("uring-sync") and not os.access(a.bin, os.X_OK):
+            sys.exit(f"bench: {a.bin} not found: run 'make' first (or --bin / URING_SYNC_BIN)")
+        elif n == "rsync" and not ensure_rsync():
+            log("skipping rsync: not installed and apt-get install failed")
+        else:
+            picked.append(n)
+    if not a.no_mount and os.geteuid() != 0:
+        sys.exit("bench: needs root for fresh filesystems and drop_caches (or --no-mount for a rough warm run)")
+    if a.no_mount and any(c.name != "warm" for c in conditions):
+        sys.exit("bench: --no-mount supports the warm condition only")
+
+    os.makedirs(a.out, exist_ok=True)
+    cache = a.cache or os.path.join(a.out, "cache")
+    work = tempfile.mkdtemp(prefix="uring-sync-bench.", dir="/tmp")
+    mounts = Mounts(enabled=not a.no_mount)
+    log_path = os.path.join(a.out, "runs.log")
+    rss_file = os.path.join(work, "rss") if have_gnu_time() else None
+    if not rss_file:
+        log("GNU time (/usr/bin/time) not found: peak RSS is wait4's, an upper bound that includes this harness's RSS")
+    open(log_path, "w").close()
+
+    def on_term(signum, frame):  # SIGTERM/SIGHUP behave like Ctrl-C: unwind and clean up
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
+
+    report = {"meta": {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                       "machine": machine_info(), "args": vars(a), "tools": {n: tools[n].label for n in picked}},
+              "results": []}
+    sections: list[str] = []
+    failures = 0
+    interrupted = False
+    try:
+        for ds in datasets:
+            size, inodes = fs_size(ds)
+            files, dirs, total = dataset_totals(ds)
+            log(f"dataset {ds.name}: {files} files, {dirs} dirs, {total / MIB:.0f} MiB")
+            for cond in conditions:
+                # The tree sits in data/ below the mount point (ext4 has lost+found at its root).
+                srcmnt = os.path.join(work, f"src-{ds.name}-{cond.name}")
+                src = os.path.join(srcmnt, "data")
+                if cond.source == "tmpfs":
+                    mounts.tmpfs(srcmnt, size)
+                    generate(ds, src)
+                else:
+                    os.makedirs(cache, exist_ok=True)
+                    image = os.path.join(cache, f"{ds.name}-{ds.key()}.img")
+                    if not os.path.exists(image):
+                        log(f"building cold-source image {image}")
+                        mkfs_ext4(image + ".tmp", size, inodes)
+                        mounts.ext4_image(image + ".tmp", srcmnt, readonly=False)
+                        generate(ds, src)
+                        mounts.umount(srcmnt)
+                        os.rename(image + ".tmp", image)
+                    mounts.ext4_image(image, srcmnt, readonly=True)
+                results: dict[str, list[Sample]] = {n: [] for n in picked}
+                timed_out: set[str] = set()
+                for rep in range(a.reps):
+                    for name in picked:  # interleaved: A B C A B C ...
+                        if name in timed_out:
+                            continue  # one timeout per dataset and condition is enough
+                        tool = tools[name]
+                        mnt = os.path.join(work, f"dst-{rep}-{name}")
+                        if cond.dest == "tmpfs":
+                            mounts.tmpfs(mnt, size)
+                        else:
+                            img = os.path.join("/dev/shm", f"uring-sync-bench-{os.getpid()}.img")
+                            mkfs_ext4(img, size, inodes)
+                            mounts.ext4_image(img, mnt, readonly=False)
+                            os.unlink(img)  # freed once unmounted
+                        dst = os.path.join(mnt, "copy")
+                        if tool.dst_must_exist:
+                            os.mkdir(dst)
+                        if cond.cold:
+                            drop_caches()
+                        else:
+                            os.sync()
+                        wall, rc, ru, rss = timed(tool.argv(src, dst), tool.env, log_path, rss_file, a.timeout)
+                        verified = "skipped"
+                        if rc != 0:
+                            verified = f"exit {rc}"
+                            if wall >= a.timeout:
+                                verified = f"timeout {a.timeout:.0f} s"
+                                timed_out.add(name)
+                            failures += 1
+                        elif tool.verify:
+                            verified = verify_copy(ds, src, dst, a.sample)
+                            if verified != "ok":
+                                failures += 1
+                                log(f"VERIFY FAILED {name} rep {rep}: {verified}")
+                        s = Sample(wall, ru.ru_utime, ru.ru_stime, rss, rc, verified)
+                        results[name].append(s)
+                        log(f"{ds.name}/{cond.name} rep {rep + 1}/{a.reps} {name:16} {wall:8.3f} s "
+                            f"user {s.user:6.2f} sys {s.sys:6.2f} rss {s.maxrss_kib / 1024:7.1f} MiB  {verified}")
+                        mounts.umount(mnt)
+                        shutil.rmtree(mnt, ignore_errors=True)
+                mounts.umount(srcmnt)
+                sections.append(table(ds, cond, results, tools))
+                for name, samples in results.items():
+                    report["results"].append({"dataset": ds.name, "condition": cond.name, "tool": name,
+                                              "label": tools[name].label, "summary": summarize(samples),
+                                              "samples": [dataclasses.asdict(s) for s in samples]})
+    except KeyboardInterrupt:
+        interrupted = True
+        log("interrupted: cleaning up")
+        kill_children()
+    finally:
+        mounts.cleanup()
+        shutil.rmtree(work, ignore_errors=True)
+
+    info = report["meta"]["machine"]
+    md = "\n".join([
+        "## uring-sync benchmark",
+        "",
+        f"{report['meta']['date']} · kernel {info['kernel']} · {info['cpus']} CPUs · {info.get('mem_total', '?')} · "
+        f"commit {info.get('git', '?')} · {a.reps} interleaved runs per tool, medians; "
+        "fresh destination filesystem per run; 'vs cp -r' = cp -r median / tool median.",
+        "",
+        *sections,
+    ])
+    print(md)
+    with open(os.path.join(a.out, "results.md"), "w") as f:
+        f.write(md + "\n")
+    with open(os.path.join(a.out, "results.json"), "w") as f:
+        json.dump(report, f, indent=1, default=str)
+    log(f"wrote {os.path.join(a.out, 'results.md')} and results.json (raw command output: {log_path})")
+    if interrupted:
+        return 130
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

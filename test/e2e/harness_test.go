@@ -1,0 +1,253 @@
+package e2e
+
+// Running the uring-sync binary.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// testUmask is set for the whole test process (children inherit it) so that expected
+// permissions do not depend on the caller's shell.
+const testUmask = 0o022
+
+func TestMain(m *testing.M) {
+	unix.Umask(testUmask)
+	os.Exit(m.Run())
+}
+
+// binary returns the uring-sync binary under test: $URING_SYNC_BIN, else <repo>/build/bin/uring-sync.
+// A missing binary fails the test: an end-to-end suite that silently skips proves nothing.
+func binary(t testing.TB) string {
+	t.Helper()
+	p := os.Getenv("URING_SYNC_BIN")
+	if p == "" {
+		root, err := filepath.Abs(filepath.Join("..", ".."))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p = filepath.Join(root, "build", "bin", "uring-sync")
+	}
+	st, err := os.Stat(p)
+	if err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+		t.Fatalf("uring-sync binary not found or not executable at %s (%v): run `make` first, or set URING_SYNC_BIN", p, err)
+	}
+	return p
+}
+
+// engine is one way of running the copy; every case runs under each.
+type engine struct {
+	name    string
+	args    []string
+	env     []string
+	summary string // substring of the -v summary line
+}
+
+// The io_uring variant forces the ring path: on its own (auto) the engine picks
+// the synchronous one for sources on tmpfs, which would hide the rings there.
+var engines = []engine{
+	{name: "io_uring", args: []string{"--engine=uring"}, summary: "engine: io_uring"},
+	{name: "sync", args: []string{"--engine=sync"}, summary: "engine: sync"},
+}
+
+// result is one finished run.
+type result struct {
+	cmd    string
+	code   int
+	stdout string
+	stderr string
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("$ %s\nexit %d\n--- stdout:\n%s--- stderr:\n%s", r.cmd, r.code, clip(r.stdout), clip(r.stderr))
+}
+
+func clip(s string) string {
+	const max = 4000
+	if len(s) > max {
+		return s[:max] + fmt.Sprintf("\n... (%d more bytes)\n", len(s)-max)
+	}
+	return s
+}
+
+// runOpts are the less common knobs of a run.
+type runOpts struct {
+	env     []string // extra environment
+	prefix  []string // command prefix, e.g. setpriv ... or sh -c 'umask 027; exec "$0" "$@"'
+	timeout time.Duration
+}
+
+// run runs the binary with args and returns its outcome; it fails the test only if the
+// process cannot be started or times out.
+func run(t testing.TB, o runOpts, args ...string) result {
+	t.Helper()
+	bin := binary(t)
+	if o.timeout == 0 {
+		o.timeout = 60 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
+	defer cancel()
+	argv := append(append(append([]string{}, o.prefix...), bin), args...)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), o.env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := result{cmd: shellQuote(argv), stdout: stdout.String(), stderr: stderr.String()}
+	var ee *exec.ExitError
+	switch {
+	case ctx.Err() != nil:
+		t.Fatalf("timed out after %v:\n%s", o.timeout, r)
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("cannot run %s: %v", r.cmd, err)
+	}
+	return r
+}
+
+// copyTree runs one copy under engine e and checks the exit code and the engine summary line.
+func copyTree(t testing.TB, e engine, o runOpts, wantCode int, args ...string) result {
+	t.Helper()
+	o.env = append(append([]string{}, o.env...), e.env...)
+	full := append(append([]string{"-v"}, e.args...), args...)
+	r := run(t, o, full...)
+	if r.code != wantCode {
+		t.Fatalf("exit code %d, want %d\n%s", r.code, wantCode, r)
+	}
+	if wantCode != 2 {
+		requireEngine(t, e, r)
+	}
+	return r
+}
+
+// requireEngine checks that the -v summary names the engine that was asked for: an io_uring
+// run that quietly fell back to the synchronous engine fails.
+func requireEngine(t testing.TB, e engine, r result) {
+	t.Helper()
+	if !strings.Contains(r.stderr, e.summary) {
+		t.Fatalf("summary does not say %q (io_uring unavailable or silently fell back?)\n%s", e.summary, r)
+	}
+	// A worker that could not set up its ring copies synchronously while the summary still
+	// says io_uring: then the io_uring path was not (fully) tested.
+	if strings.Contains(e.summary, "io_uring") && strings.Contains(r.stderr, "synchronous engine") {
+		t.Fatalf("an io_uring run fell back to the synchronous engine\n%s", r)
+	}
+}
+
+// errLine is the contract's per-entry error report.
+var errLine = regexp.MustCompile(`^uring-sync: \S.* '.*': .+$`)
+
+// requireErrorsReported checks that every name in names appears in a well-formed error line on stderr.
+func requireErrorsReported(t testing.TB, r result, names ...string) {
+	t.Helper()
+	var lines []string
+	for _, l := range strings.Split(r.stderr, "\n") {
+		if errLine.MatchString(l) {
+			lines = append(lines, l)
+		}
+	}
+	var missing []string
+	for _, n := range names {
+		found := false
+		for _, l := range lines {
+			if strings.Contains(l, n) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			missing = append(missing, n)
+		}
+	}
+	if len(missing) > 0 {
+		t.Errorf("no error line \"uring-sync: <step> '<path>': <reason>\" for %q\n%s", missing, r)
+	}
+}
+
+func shellQuote(argv []string) string {
+	q := make([]string, len(argv))
+	for i, a := range argv {
+		if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_=./:,+") == "" {
+			q[i] = a
+		} else {
+			q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+	}
+	return strings.Join(q, " ")
+}
+
+// umaskPrefix runs the binary under a different umask.
+func umaskPrefix(mask uint32) []string {
+	return []string{"sh", "-c", fmt.Sprintf(`umask %03o; exec "$0" "$@"`, mask)}
+}
+
+// nobody is the unprivileged user the permission cases run as (root bypasses permission checks).
+const nobodyID = 65534
+
+func nobodyPrefix() []string {
+	return []string{"setpriv", fmt.Sprintf("--reuid=%d", nobodyID), fmt.Sprintf("--regid=%d", nobodyID), "--clear-groups"}
+}
+
+// nobodyDir returns a fresh directory owned by the unprivileged user and reachable by it,
+// or skips the test when not running as root.
+func nobodyDir(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the permission cases run the copy as uid 65534 via setpriv, and only root can switch users")
+	}
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Fatalf("setpriv (util-linux) not found: %v", err)
+	}
+	dir, err := os.MkdirTemp("", "uring-sync-e2e-nobody-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, nobodyID, nobodyID); err != nil {
+		t.Fatal(err)
+	}
+	// The binary must be reachable by that user too.
+	r := exec.Command("setpriv", append(nobodyPrefix()[1:], "test", "-x", binary(t))...)
+	if err := r.Run(); err != nil {
+		t.Fatalf("uid %d cannot execute %s (%v): make its directories world-searchable", nobodyID, binary(t), err)
+	}
+	return dir
+}
+
+// mountTmpfs mounts a fresh tmpfs on a new directory and unmounts it when the test ends,
+// or skips the test with the reason when that is impossible.
+func mountTmpfs(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a tmpfs")
+	}
+	dir := tempDir(t)
+	mnt := filepath.Join(dir, "tmpfs")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size=512m,mode=0755"); err != nil {
+		t.Skipf("cannot mount a tmpfs (%v): the tmpfs case needs CAP_SYS_ADMIN", err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(mnt, 0); err != nil {
+			_ = unix.Unmount(mnt, unix.MNT_DETACH)
+		}
+	})
+	return mnt
+}
