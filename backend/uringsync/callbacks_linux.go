@@ -1,0 +1,65 @@
+//go:build linux && cgo
+
+package uringsync
+
+// The C callbacks of every engine land here, on engine threads, and are
+// routed to the engine's Go state through its cgo handle.
+
+// #include <uringsync/uringsync.h>
+import "C"
+
+import (
+	"runtime/cgo"
+	"syscall"
+	"unsafe"
+)
+
+func stateOf(user unsafe.Pointer) *callState {
+	return cgo.Handle(uintptr(user)).Value().(*callState)
+}
+
+//export usyncGoError
+func usyncGoError(user unsafe.Pointer, ce *C.usync_file_error) {
+	st := stateOf(user)
+	fe := &FileError{
+		Src:   C.GoString(ce.src_path),
+		Dst:   C.GoString(ce.dst_path),
+		Step:  Step(ce.step),
+		Errno: syscall.Errno(ce.error),
+	}
+	st.mu.Lock()
+	st.failed++
+	if len(st.errs) < maxCollected {
+		st.errs = append(st.errs, fe)
+	}
+	st.mu.Unlock()
+	if st.opts.OnError != nil {
+		st.opts.OnError(fe)
+	}
+}
+
+//export usyncGoFileDone
+func usyncGoFileDone(user unsafe.Pointer, cd *C.usync_file_done) {
+	st := stateOf(user)
+	if st.opts.OnFileDone == nil {
+		return
+	}
+	fd := FileDone{
+		Src:    C.GoString(cd.src_path),
+		Dst:    C.GoString(cd.dst_path),
+		Bytes:  int64(cd.bytes),
+		HasMD5: cd.has_md5 != 0,
+	}
+	for i := range fd.MD5 {
+		fd.MD5[i] = byte(cd.md5[i])
+	}
+	st.opts.OnFileDone(fd)
+}
+
+//export usyncGoProgress
+func usyncGoProgress(user unsafe.Pointer, cs *C.usync_stats) {
+	st := stateOf(user)
+	if st.opts.OnProgress != nil {
+		st.opts.OnProgress(statsOf(cs))
+	}
+}

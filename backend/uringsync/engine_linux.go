@@ -1,0 +1,366 @@
+//go:build linux && cgo
+
+package uringsync
+
+/*
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uringsync/uringsync.h>
+
+// Exported from callbacks_linux.go.
+extern void usyncGoError(void *user, usync_file_error *err);
+extern void usyncGoFileDone(void *user, usync_file_done *done);
+extern void usyncGoProgress(void *user, usync_stats *stats);
+
+static void usync_go_callbacks(usync_options *o, uintptr_t handle, int file_done, int progress) {
+	o->cb_user = (void *)handle;
+	o->error_cb = (usync_error_fn)usyncGoError;
+	if (file_done) o->file_done_cb = (usync_file_done_fn)usyncGoFileDone;
+	if (progress) o->progress_cb = (usync_progress_fn)usyncGoProgress;
+}
+*/
+import "C"
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime/cgo"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+// Engine is one liburingsync engine. Copy calls on one Engine run one at a
+// time (a second call waits); Stats, Kind and Cancel may be called at any
+// time from any goroutine. Close releases it.
+type Engine struct {
+	mu     sync.Mutex   // serialises copy calls and Close
+	life   sync.RWMutex // guards ptr against Close for Stats/Kind/Cancel
+	ptr    *C.usync_engine
+	handle cgo.Handle
+	state  *callState
+}
+
+// callState is what the C callbacks reach through the cgo handle.
+type callState struct {
+	opts   Options
+	mu     sync.Mutex
+	errs   []*FileError // first failures of the running call
+	failed uint64
+}
+
+// Version returns the version of the linked library ("MAJOR.MINOR.PATCH").
+func Version() string { return C.GoString(C.usync_version_string()) }
+
+// New creates an engine. Options are copied; opts may be nil.
+func New(opts *Options) (*Engine, error) {
+	st := &callState{}
+	if opts != nil {
+		st.opts = *opts
+	}
+	o := &st.opts
+	var co C.usync_options
+	C.usync_options_init(&co)
+	for _, f := range []struct {
+		on   bool
+		flag C.uint32_t
+	}{
+		{o.Preserve, C.USYNC_PRESERVE},
+		{o.DryRun, C.USYNC_DRY_RUN},
+		{o.ForceSync, C.USYNC_FORCE_SYNC},
+		{o.FailFast, C.USYNC_FAIL_FAST},
+		{o.HashMD5, C.USYNC_HASH_MD5},
+		{o.QuietFallback, C.USYNC_QUIET_FALLBACK},
+	} {
+		if f.on {
+			co.flags |= f.flag
+		}
+	}
+	for _, v := range []int{o.Workers, o.QueueDepth, o.ChunkSize, o.IOWQMaxWorkers} {
+		if v < 0 || v > 1<<30 {
+			return nil, fmt.Errorf("uringsync: option out of range: %d", v)
+		}
+	}
+	co.workers = C.uint32_t(o.Workers)
+	co.queue_depth = C.uint32_t(o.QueueDepth)
+	co.chunk_size = C.uint32_t(o.ChunkSize)
+	co.iowq_max_workers = C.uint32_t(o.IOWQMaxWorkers)
+	co.progress_interval_ms = C.uint32_t(o.ProgressInterval / time.Millisecond)
+
+	// Exclude patterns live in C memory only for usync_engine_create, which
+	// copies them.
+	if n := len(o.Excludes); n > 0 {
+		arr := (**C.char)(C.calloc(C.size_t(n), C.size_t(unsafe.Sizeof((*C.char)(nil)))))
+		strs := unsafe.Slice(arr, n)
+		defer func() {
+			for _, s := range strs {
+				C.free(unsafe.Pointer(s))
+			}
+			C.free(unsafe.Pointer(arr))
+		}()
+		for i, pat := range o.Excludes {
+			strs[i] = C.CString(pat)
+		}
+		co.excludes = arr
+		co.exclude_count = C.size_t(n)
+	}
+
+	e := &Engine{state: st}
+	e.handle = cgo.NewHandle(st)
+	C.usync_go_callbacks(&co, C.uintptr_t(e.handle), boolInt(o.OnFileDone != nil), boolInt(o.OnProgress != nil))
+	if rc := C.usync_engine_create(&co, &e.ptr); rc != 0 {
+		e.handle.Delete()
+		return nil, &os.SyscallError{Syscall: "usync_engine_create", Err: errnoOf(rc)}
+	}
+	return e, nil
+}
+
+func boolInt(b bool) C.int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func errnoOf(rc C.int) syscall.Errno { return syscall.Errno(-rc) }
+
+// Close destroys the engine, waiting for a running copy call to return.
+// Closing twice is a no-op.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.life.Lock()
+	defer e.life.Unlock()
+	if e.ptr == nil {
+		return nil
+	}
+	C.usync_engine_destroy(e.ptr)
+	e.ptr = nil
+	e.handle.Delete()
+	return nil
+}
+
+var errClosed = errors.New("uringsync: engine is closed")
+
+// Cancel asks the running copy call, if any, to stop. Cancelling the
+// context passed to the call does the same.
+func (e *Engine) Cancel() {
+	e.life.RLock()
+	defer e.life.RUnlock()
+	if e.ptr != nil {
+		C.usync_engine_cancel(e.ptr)
+	}
+}
+
+// Kind says which engine a copy call would use now.
+func (e *Engine) Kind() Kind {
+	e.life.RLock()
+	defer e.life.RUnlock()
+	if e.ptr == nil {
+		return KindNone
+	}
+	return Kind(C.usync_engine_kind(e.ptr))
+}
+
+// Stats returns the counters of the running or last copy call.
+func (e *Engine) Stats() Stats {
+	e.life.RLock()
+	defer e.life.RUnlock()
+	var cs C.usync_stats
+	if e.ptr != nil {
+		C.usync_engine_stats(e.ptr, &cs, C.size_t(unsafe.Sizeof(cs)))
+	}
+	return statsOf(&cs)
+}
+
+func statsOf(cs *C.usync_stats) Stats {
+	return Stats{
+		FilesFound:      uint64(cs.files_found),
+		BytesFound:      uint64(cs.bytes_found),
+		FilesDone:       uint64(cs.files_done),
+		BytesDone:       uint64(cs.bytes_done),
+		FilesFailed:     uint64(cs.files_failed),
+		FilesExcluded:   uint64(cs.files_excluded),
+		DirsCreated:     uint64(cs.dirs_created),
+		SymlinksCreated: uint64(cs.symlinks_created),
+		SpecialsCreated: uint64(cs.specials_created),
+		Elapsed:         time.Duration(cs.elapsed_ns),
+		WalkDone:        cs.walk_done != 0,
+		Engine:          Kind(cs.engine),
+	}
+}
+
+// begin locks the engine for one copy call and arranges for ctx's
+// cancellation to reach the engine; end undoes both.
+func (e *Engine) begin(ctx context.Context) (end func(), err error) {
+	e.mu.Lock()
+	if e.ptr == nil {
+		e.mu.Unlock()
+		return nil, errClosed
+	}
+	if err := ctx.Err(); err != nil {
+		e.mu.Unlock()
+		return nil, err
+	}
+	e.state.mu.Lock()
+	e.state.errs, e.state.failed = nil, 0
+	e.state.mu.Unlock()
+	if ctx.Done() == nil {
+		return e.mu.Unlock, nil
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+		}
+		// A cancel that lands before the C call starts is cleared by it, so
+		// repeat until the call has returned.
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			C.usync_engine_cancel(e.ptr)
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+		e.mu.Unlock()
+	}, nil
+}
+
+// finish turns a copy call's return code into an error.
+func (e *Engine) finish(ctx context.Context, op, path string, rc C.int) error {
+	switch {
+	case rc == 0:
+		return nil
+	case rc == -C.ECANCELED && ctx.Err() != nil:
+		return fmt.Errorf("uringsync: %s canceled: %w (%w)", op, context.Cause(ctx), syscall.ECANCELED)
+	case rc == -C.EIO:
+		e.state.mu.Lock()
+		defer e.state.mu.Unlock()
+		failed := e.state.failed
+		if n := e.Stats().FilesFailed; n > failed {
+			failed = n
+		}
+		return &CopyError{Op: op, Failed: failed, Errors: e.state.errs}
+	default:
+		return &os.PathError{Op: op, Path: path, Err: errnoOf(rc)}
+	}
+}
+
+// CopyTree copies the tree at src so that dst becomes a copy of it (like
+// cp -rT): dst and its missing parents are made, an existing dst directory
+// is merged into, and existing files in it are replaced atomically. src may
+// also be a single file or symlink.
+//
+// It returns nil when everything was copied, a *CopyError when entries
+// failed, an error wrapping ctx's error (and syscall.ECANCELED) when ctx was
+// cancelled, or an *os.PathError when the copy could not start.
+func (e *Engine) CopyTree(ctx context.Context, src, dst string) error {
+	end, err := e.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer end()
+	csrc, cdst := C.CString(src), C.CString(dst)
+	defer C.free(unsafe.Pointer(csrc))
+	defer C.free(unsafe.Pointer(cdst))
+	rc := C.usync_copy_tree(e.ptr, csrc, cdst)
+	return e.finish(ctx, "copy tree", src, rc)
+}
+
+// CopyFiles copies explicit (src, dst) file pairs concurrently and returns
+// one Result per pair, in order. Missing parent directories are made and
+// existing destination files are replaced atomically.
+//
+// The error is nil when every pair succeeded, a *CopyError when some failed
+// (see the results), or an error wrapping ctx's error when ctx was cancelled
+// (unfinished pairs then fail with syscall.ECANCELED). Results are nil only
+// when the call could not start.
+func (e *Engine) CopyFiles(ctx context.Context, pairs []Pair) ([]Result, error) {
+	if len(pairs) == 0 {
+		return nil, nil
+	}
+	end, err := e.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer end()
+
+	// All paths go into one C buffer, NUL-terminated, and the pair array
+	// points into it: no Go memory is visible to the engine.
+	size := 0
+	for _, p := range pairs {
+		size += len(p.Src) + len(p.Dst) + 2
+	}
+	n := len(pairs)
+	buf := C.malloc(C.size_t(size))
+	cpairs := (*C.usync_pair)(C.calloc(C.size_t(n), C.size_t(unsafe.Sizeof(C.usync_pair{}))))
+	cres := (*C.usync_result)(C.calloc(C.size_t(n), C.size_t(unsafe.Sizeof(C.usync_result{}))))
+	defer C.free(buf)
+	defer C.free(unsafe.Pointer(cpairs))
+	defer C.free(unsafe.Pointer(cres))
+	if buf == nil || cpairs == nil || cres == nil {
+		return nil, &os.SyscallError{Syscall: "malloc", Err: syscall.ENOMEM}
+	}
+	mem := unsafe.Slice((*byte)(buf), size)
+	ps := unsafe.Slice(cpairs, n)
+	off := 0
+	put := func(s string) *C.char {
+		p := (*C.char)(unsafe.Pointer(&mem[off]))
+		off += copy(mem[off:], s)
+		mem[off] = 0
+		off++
+		return p
+	}
+	for i, p := range pairs {
+		ps[i].src = put(p.Src)
+		ps[i].dst = put(p.Dst)
+	}
+
+	rc := C.usync_copy_files(e.ptr, cpairs, C.size_t(n), cres)
+	if rc != 0 && rc != -C.EIO && rc != -C.ECANCELED {
+		return nil, e.finish(ctx, "copy files", pairs[0].Src, rc)
+	}
+	results := make([]Result, n)
+	var failed []*FileError
+	nfailed := uint64(0)
+	for i, r := range unsafe.Slice(cres, n) {
+		res := &results[i]
+		res.Bytes = int64(r.bytes)
+		if r.error != 0 {
+			fe := &FileError{Src: pairs[i].Src, Dst: pairs[i].Dst, Step: Step(r.step), Errno: syscall.Errno(r.error)}
+			res.Err = fe
+			nfailed++
+			if len(failed) < maxCollected {
+				failed = append(failed, fe)
+			}
+			continue
+		}
+		if e.state.opts.HashMD5 {
+			res.HasMD5 = true
+			for j := range res.MD5 {
+				res.MD5[j] = byte(r.md5[j])
+			}
+		}
+	}
+	if rc == -C.EIO {
+		return results, &CopyError{Op: "copy files", Failed: nfailed, Errors: failed}
+	}
+	return results, e.finish(ctx, "copy files", pairs[0].Src, rc)
+}

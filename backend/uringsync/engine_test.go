@@ -1,0 +1,335 @@
+//go:build linux && cgo
+
+package uringsync
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// engines runs f against both engines: io_uring (when the kernel allows it)
+// and the synchronous thread pool.
+func engines(t *testing.T, f func(t *testing.T, forceSync bool)) {
+	for _, forceSync := range []bool{false, true} {
+		name := "uring"
+		if forceSync {
+			name = "sync"
+		}
+		t.Run(name, func(t *testing.T) { f(t, forceSync) })
+	}
+}
+
+func newEngine(t *testing.T, o Options) *Engine {
+	t.Helper()
+	o.QuietFallback = true
+	e, err := New(&o)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	return e
+}
+
+func writeFile(t *testing.T, path string, data []byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func content(i int) []byte {
+	return bytes.Repeat([]byte(fmt.Sprintf("file %d\n", i)), i%300+1)
+}
+
+func TestVersion(t *testing.T) {
+	if v := Version(); v == "" {
+		t.Fatal("empty version")
+	}
+}
+
+func TestCopyFiles(t *testing.T) {
+	engines(t, func(t *testing.T, forceSync bool) {
+		dir := t.TempDir()
+		src := filepath.Join(dir, "src")
+		good := []byte("hello, engine\n")
+		writeFile(t, filepath.Join(src, "good"), good)
+		writeFile(t, filepath.Join(src, "empty"), nil)
+		writeFile(t, filepath.Join(src, "blocker"), []byte("x"))
+		writeFile(t, filepath.Join(dir, "dst", "good"), []byte("old content to be replaced"))
+
+		tests := []struct {
+			name    string
+			pair    Pair
+			want    []byte
+			wantErr error
+		}{
+			{"replace", Pair{filepath.Join(src, "good"), filepath.Join(dir, "dst", "good")}, good, nil},
+			{"new parents", Pair{filepath.Join(src, "good"), filepath.Join(dir, "dst", "a", "b", "c")}, good, nil},
+			{"empty", Pair{filepath.Join(src, "empty"), filepath.Join(dir, "dst", "empty")}, []byte{}, nil},
+			{"missing source", Pair{filepath.Join(src, "missing"), filepath.Join(dir, "dst", "missing")}, nil, fs.ErrNotExist},
+			{"parent is a file", Pair{filepath.Join(src, "good"), filepath.Join(src, "blocker", "x")}, nil, syscall.ENOTDIR},
+		}
+		pairs := make([]Pair, len(tests))
+		for i, tt := range tests {
+			pairs[i] = tt.pair
+		}
+		e := newEngine(t, Options{ForceSync: forceSync, HashMD5: true})
+		results, err := e.CopyFiles(context.Background(), pairs)
+		var ce *CopyError
+		if !errors.As(err, &ce) || ce.Failed != 2 {
+			t.Fatalf("CopyFiles error = %v, want a *CopyError with 2 failures", err)
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("errors.Is(%v, fs.ErrNotExist) = false", err)
+		}
+		if len(results) != len(tests) {
+			t.Fatalf("got %d results, want %d", len(results), len(tests))
+		}
+		for i, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				r := results[i]
+				if tt.wantErr != nil {
+					var fe *FileError
+					if !errors.Is(r.Err, tt.wantErr) || !errors.As(r.Err, &fe) {
+						t.Fatalf("err = %v, want a *FileError matching %v", r.Err, tt.wantErr)
+					}
+					if fe.Src != tt.pair.Src || fe.Step == StepNone {
+						t.Errorf("FileError = %+v: wrong path or no step", fe)
+					}
+					return
+				}
+				if r.Err != nil {
+					t.Fatalf("err = %v", r.Err)
+				}
+				got, err := os.ReadFile(tt.pair.Dst)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(got, tt.want) || r.Bytes != int64(len(tt.want)) {
+					t.Errorf("copied %q (%d bytes reported), want %q", got, r.Bytes, tt.want)
+				}
+				if !r.HasMD5 || r.MD5 != md5.Sum(tt.want) {
+					t.Errorf("md5 = %x (has %v), want %x", r.MD5, r.HasMD5, md5.Sum(tt.want))
+				}
+			})
+		}
+	})
+}
+
+func TestCopyFilesManyWithCallbacks(t *testing.T) {
+	engines(t, func(t *testing.T, forceSync bool) {
+		dir := t.TempDir()
+		const n = 500
+		var pairs []Pair
+		var total int64
+		for i := range n {
+			s := filepath.Join(dir, "src", fmt.Sprint(i%7), fmt.Sprint(i))
+			writeFile(t, s, content(i))
+			total += int64(len(content(i)))
+			pairs = append(pairs, Pair{s, filepath.Join(dir, "dst", fmt.Sprint(i%7), fmt.Sprint(i))})
+		}
+		var mu sync.Mutex
+		done := map[string]int64{}
+		var progressCalls atomic.Int64
+		var lastBytes atomic.Uint64
+		e := newEngine(t, Options{
+			ForceSync:        forceSync,
+			ProgressInterval: time.Millisecond,
+			OnFileDone: func(d FileDone) {
+				mu.Lock()
+				done[d.Dst] += d.Bytes
+				mu.Unlock()
+			},
+			OnProgress: func(s Stats) {
+				progressCalls.Add(1)
+				if s.BytesDone < lastBytes.Load() {
+					t.Errorf("bytes_done went backwards: %d < %d", s.BytesDone, lastBytes.Load())
+				}
+				lastBytes.Store(s.BytesDone)
+			},
+		})
+		results, err := e.CopyFiles(context.Background(), pairs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sum int64
+		for i, p := range pairs {
+			if results[i].Err != nil || results[i].HasMD5 {
+				t.Fatalf("result %d = %+v", i, results[i])
+			}
+			if done[p.Dst] != results[i].Bytes {
+				t.Errorf("%s: file done reported %d bytes, result %d", p.Dst, done[p.Dst], results[i].Bytes)
+			}
+			sum += results[i].Bytes
+			got, err := os.ReadFile(p.Dst)
+			if err != nil || !bytes.Equal(got, content(i)) {
+				t.Fatalf("%s: content differs (%v)", p.Dst, err)
+			}
+		}
+		st := e.Stats()
+		if sum != total || st.FilesDone != n || st.BytesDone != uint64(total) {
+			t.Errorf("sum %d, stats %+v; want %d files, %d bytes", sum, st, n, total)
+		}
+		if st.Engine == KindNone || (forceSync && st.Engine != KindSync) {
+			t.Errorf("engine used = %v (force sync %v)", st.Engine, forceSync)
+		}
+		t.Logf("engine %v, %d progress calls", st.Engine, progressCalls.Load())
+	})
+}
+
+func TestCopyTree(t *testing.T) {
+	engines(t, func(t *testing.T, forceSync bool) {
+		dir := t.TempDir()
+		src, dst := filepath.Join(dir, "src"), filepath.Join(dir, "out", "dst")
+		for i := range 50 {
+			writeFile(t, filepath.Join(src, fmt.Sprint("d", i%5), fmt.Sprint("f", i)), content(i))
+		}
+		if err := os.Mkdir(filepath.Join(src, "emptydir"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		mtime := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+		if err := os.Chtimes(filepath.Join(src, "d1", "f1"), mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+		e := newEngine(t, Options{ForceSync: forceSync, Preserve: true})
+		if err := e.CopyTree(context.Background(), src, dst); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 50 {
+			got, err := os.ReadFile(filepath.Join(dst, fmt.Sprint("d", i%5), fmt.Sprint("f", i)))
+			if err != nil || !bytes.Equal(got, content(i)) {
+				t.Fatalf("file %d differs (%v)", i, err)
+			}
+		}
+		if fi, err := os.Stat(filepath.Join(dst, "emptydir")); err != nil || !fi.IsDir() {
+			t.Errorf("empty dir not copied: %v", err)
+		}
+		if fi, err := os.Stat(filepath.Join(dst, "d1", "f1")); err != nil || !fi.ModTime().Equal(mtime) {
+			t.Errorf("mtime not preserved: %v %v", fi.ModTime(), err)
+		}
+		if st := e.Stats(); st.FilesDone != 50 || !st.WalkDone {
+			t.Errorf("stats = %+v", st)
+		}
+
+		err := e.CopyTree(context.Background(), filepath.Join(dir, "nope"), dst)
+		var pe *os.PathError
+		if !errors.Is(err, fs.ErrNotExist) || !errors.As(err, &pe) {
+			t.Errorf("missing source: err = %v, want an *os.PathError matching fs.ErrNotExist", err)
+		}
+	})
+}
+
+func TestCancel(t *testing.T) {
+	engines(t, func(t *testing.T, forceSync bool) {
+		dir := t.TempDir()
+		var pairs []Pair
+		for i := range 300 {
+			s := filepath.Join(dir, "src", fmt.Sprint(i))
+			writeFile(t, s, content(i))
+			pairs = append(pairs, Pair{s, filepath.Join(dir, "dst", fmt.Sprint(i))})
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		var e *Engine
+		var once sync.Once
+		e = newEngine(t, Options{ForceSync: forceSync, OnFileDone: func(FileDone) {
+			once.Do(func() {
+				cancel()
+				e.Cancel() // allowed from callbacks; makes the stop immediate
+			})
+		}})
+		results, err := e.CopyFiles(ctx, pairs)
+		if !errors.Is(err, context.Canceled) || !errors.Is(err, syscall.ECANCELED) {
+			t.Fatalf("err = %v, want context.Canceled and ECANCELED", err)
+		}
+		canceled := 0
+		for i, r := range results {
+			if errors.Is(r.Err, syscall.ECANCELED) {
+				canceled++
+				if _, err := os.Lstat(pairs[i].Dst); err == nil {
+					t.Errorf("canceled pair %d left %s behind", i, pairs[i].Dst)
+				}
+			}
+		}
+		if canceled == 0 {
+			t.Errorf("no pair reports ECANCELED")
+		}
+
+		// A context cancelled before the call never starts it.
+		if _, err := e.CopyFiles(ctx, pairs); !errors.Is(err, context.Canceled) {
+			t.Errorf("err = %v, want context.Canceled", err)
+		}
+		if err := e.CopyTree(ctx, filepath.Join(dir, "src"), filepath.Join(dir, "tree")); !errors.Is(err, context.Canceled) {
+			t.Errorf("err = %v, want context.Canceled", err)
+		}
+		// The engine is usable again afterwards.
+		if _, err := e.CopyFiles(context.Background(), pairs[:3]); err != nil {
+			t.Errorf("after cancel: %v", err)
+		}
+	})
+}
+
+// TestConcurrentAndLeaks runs calls from many goroutines (serialised by the
+// engine), then checks that Close leaves no goroutine behind.
+func TestConcurrentAndLeaks(t *testing.T) {
+	before := runtime.NumGoroutine()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	writeFile(t, src, []byte("concurrent"))
+	e, err := New(&Options{QuietFallback: true, OnFileDone: func(FileDone) {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 20 {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				_, err := e.CopyFiles(ctx, []Pair{{src, filepath.Join(dir, "dst", fmt.Sprint(g, "-", i))}})
+				cancel()
+				if err != nil {
+					t.Error(err)
+				}
+				_ = e.Stats()
+			}
+		})
+	}
+	wg.Wait()
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := e.CopyFiles(context.Background(), []Pair{{src, src + ".x"}}); err == nil {
+		t.Error("CopyFiles on a closed engine succeeded")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Errorf("%d goroutines before, %d after Close", before, n)
+	}
+}
+
+func TestBadOptions(t *testing.T) {
+	if _, err := New(&Options{Workers: -1}); err == nil {
+		t.Error("negative workers accepted")
+	}
+}

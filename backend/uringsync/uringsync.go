@@ -1,0 +1,198 @@
+// Package uringsync is the Go binding of liburingsync, the io_uring engine
+// that copies trees of many small files fast and faithfully on Linux.
+//
+// An [Engine] wraps one engine handle of the C library. It copies a whole
+// tree ([Engine.CopyTree]) or an explicit list of files ([Engine.CopyFiles]);
+// both take a [context.Context] whose cancellation stops the engine. Progress
+// arrives through the callbacks in [Options]. Errors wrap [syscall.Errno], so
+// errors.Is(err, fs.ErrNotExist) and errors.Is(err, syscall.EACCES) work.
+//
+// The package needs Linux and cgo. Elsewhere it still compiles, and [New]
+// returns an error wrapping [ErrUnsupported].
+//
+// The engine never keeps Go memory: paths are copied into C memory for the
+// duration of a call, and callbacks reach Go through runtime/cgo handles.
+package uringsync
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// ErrUnsupported is returned by [New] when the package was built without
+// cgo or for an operating system other than Linux.
+var ErrUnsupported = fmt.Errorf("uringsync: %w (needs Linux and cgo)", errors.ErrUnsupported)
+
+// Options configure an [Engine]. The zero value is valid: defaults chosen by
+// the library, no callbacks.
+type Options struct {
+	Workers          int           // rings or threads; 0 = from the CPU count
+	QueueDepth       int           // files in flight per ring; 0 = 128
+	ChunkSize        int           // bytes per read/write buffer; 0 = 128 KiB
+	IOWQMaxWorkers   int           // io-wq kernel threads per ring; 0 = 4
+	ProgressInterval time.Duration // between OnProgress calls; 0 = 200ms
+
+	Preserve      bool // keep permission bits and access/modify times
+	DryRun        bool // walk and report, write nothing
+	ForceSync     bool // never use io_uring: use the synchronous thread pool
+	FailFast      bool // stop the whole job at the first per-file error
+	HashMD5       bool // compute the MD5 of each copied file while copying
+	QuietFallback bool // no stderr notice when io_uring is unavailable
+
+	// Excludes are glob patterns (* ? [..] **) for CopyTree: a leading '/'
+	// anchors at the root, a trailing '/' matches directories only, a
+	// pattern without '/' matches the name at any depth.
+	Excludes []string
+
+	// Callbacks run on engine threads, one at a time per engine. They must
+	// return quickly and must not call the engine except Stats and Cancel.
+	OnError    func(*FileError) // each failed entry
+	OnFileDone func(FileDone)   // each copied regular file (costs a call per file)
+	OnProgress func(Stats)      // about every ProgressInterval during a copy
+}
+
+// Pair is one explicit file copy for [Engine.CopyFiles].
+type Pair struct {
+	Src string // a regular file, or a symlink to one
+	Dst string // missing parents are made; an existing file is replaced atomically
+}
+
+// Result is the outcome of one [Pair].
+type Result struct {
+	Err    error    // nil, or a *FileError
+	Bytes  int64    // bytes copied
+	MD5    [16]byte // valid when Err is nil and Options.HashMD5 is set
+	HasMD5 bool
+}
+
+// FileDone reports one copied regular file.
+type FileDone struct {
+	Src, Dst string
+	Bytes    int64
+	MD5      [16]byte
+	HasMD5   bool
+}
+
+// Kind says which engine runs the copies.
+type Kind int
+
+// Engine kinds.
+const (
+	KindNone  Kind = 0 // not known yet
+	KindURing Kind = 1 // io_uring rings
+	KindSync  Kind = 2 // synchronous thread pool (io_uring unavailable or ForceSync)
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindURing:
+		return "io_uring"
+	case KindSync:
+		return "sync"
+	default:
+		return "none"
+	}
+}
+
+// Stats are the counters of the running or last copy call.
+type Stats struct {
+	FilesFound      uint64 // regular files the walker queued
+	BytesFound      uint64 // their sizes
+	FilesDone       uint64 // regular files copied completely
+	BytesDone       uint64 // bytes written to destination files
+	FilesFailed     uint64 // entries of any type that failed
+	FilesExcluded   uint64 // entries skipped by an exclude pattern
+	DirsCreated     uint64
+	SymlinksCreated uint64
+	SpecialsCreated uint64 // FIFOs, sockets, device nodes
+	Elapsed         time.Duration
+	WalkDone        bool // the walker has seen the whole tree
+	Engine          Kind // engine actually used
+}
+
+// Step names the part of a copy that failed.
+type Step int
+
+// Steps, as enum usync_step in uringsync.h.
+const (
+	StepNone Step = iota
+	StepOpenSrc
+	StepStat
+	StepOpenDst
+	StepRead
+	StepWrite
+	StepClose
+	StepMetadata
+	StepRename
+	StepMkdir
+	StepReaddir
+	StepSymlink
+	StepMknod
+	StepCanceled
+)
+
+var stepNames = [...]string{
+	StepNone: "none", StepOpenSrc: "open source", StepStat: "stat",
+	StepOpenDst: "open destination", StepRead: "read", StepWrite: "write",
+	StepClose: "close", StepMetadata: "metadata", StepRename: "rename",
+	StepMkdir: "mkdir", StepReaddir: "readdir", StepSymlink: "symlink",
+	StepMknod: "mknod", StepCanceled: "canceled",
+}
+
+func (s Step) String() string {
+	if s >= 0 && int(s) < len(stepNames) {
+		return stepNames[s]
+	}
+	return fmt.Sprintf("step %d", int(s))
+}
+
+// FileError is the failure of one entry. It unwraps to its syscall.Errno.
+type FileError struct {
+	Src, Dst string
+	Step     Step
+	Errno    syscall.Errno
+}
+
+func (e *FileError) Error() string {
+	path := e.Src
+	switch e.Step {
+	case StepOpenDst, StepWrite, StepRename, StepMkdir, StepSymlink, StepMknod, StepMetadata:
+		path = e.Dst
+	}
+	return fmt.Sprintf("uringsync: %s %s: %v", e.Step, path, e.Errno)
+}
+
+// Unwrap returns the errno, so errors.Is matches fs.ErrNotExist and friends.
+func (e *FileError) Unwrap() error { return e.Errno }
+
+// maxCollected bounds how many per-file errors a CopyError keeps.
+const maxCollected = 64
+
+// CopyError reports a copy call that ran to its end with failed entries.
+// It unwraps to the first failures, so errors.Is sees their errnos.
+type CopyError struct {
+	Op     string       // "copy tree" or "copy files"
+	Failed uint64       // entries that failed
+	Errors []*FileError // the first of them (at most 64)
+}
+
+func (e *CopyError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "uringsync: %s: %d entries failed", e.Op, e.Failed)
+	if len(e.Errors) > 0 {
+		fmt.Fprintf(&b, ", first: %v", e.Errors[0])
+	}
+	return b.String()
+}
+
+// Unwrap returns the collected per-file errors.
+func (e *CopyError) Unwrap() []error {
+	errs := make([]error, len(e.Errors))
+	for i, fe := range e.Errors {
+		errs[i] = fe
+	}
+	return errs
+}
