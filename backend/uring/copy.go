@@ -1,0 +1,334 @@
+package uring
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rclone/rclone/fs"
+	"github.com/rclone/rclone/fs/hash"
+	"github.com/rclone/rclone/lib/atexit"
+	"github.com/rclone/rclone/lib/transferaccounter"
+	"github.com/uringsync/uring-sync/backend/uringsync"
+)
+
+// Counters of engine work in this process, logged at exit with -v and
+// shown by the "stats" backend command.
+var (
+	filesCopied   atomic.Int64 // files copied by the engine in Copy
+	bytesCopied   atomic.Int64
+	batchesRun    atomic.Int64
+	filesFellBack atomic.Int64 // Copy calls handed back to rclone's own copy
+	summaryOnce   sync.Once
+)
+
+func logSummary() {
+	if n := filesCopied.Load() + filesFellBack.Load(); n > 0 {
+		fs.Infof(Name, "engine copied %d files (%d bytes) in %d batches; %d fell back to rclone's copy",
+			filesCopied.Load(), bytesCopied.Load(), batchesRun.Load(), filesFellBack.Load())
+	}
+}
+
+// Copy copies src, an object of any uring remote, to remote in f with the
+// engine. Concurrent calls are batched into one engine call. It returns
+// fs.ErrorCantCopy, so rclone copies by itself, whenever the engine cannot.
+func (f *Fs) Copy(ctx context.Context, src fs.Object, remote string) (fs.Object, error) {
+	srcObj, ok := src.(*Object)
+	if !ok {
+		return nil, fs.ErrorCantCopy
+	}
+	srcFs := srcObj.f
+	if (srcFs.lopt.TranslateSymlinks && strings.HasSuffix(src.Remote(), fs.LinkSuffix)) ||
+		(f.lopt.TranslateSymlinks && strings.HasSuffix(remote, fs.LinkSuffix)) {
+		return nil, fs.ErrorCantCopy // symlinks stored as .rclonelink files
+	}
+	srcPath, err := srcFs.osPath(src.Remote())
+	if err != nil {
+		return nil, err
+	}
+	dstPath, err := f.osPath(remote)
+	if err != nil {
+		return nil, err
+	}
+	wantMD5 := f.opt.Hash && f.Hashes().Contains(hash.MD5) && srcFs.Hashes().Contains(hash.MD5) &&
+		!fs.GetConfig(ctx).IgnoreChecksum
+	r, err := getRunner(f.engineOptions(wantMD5), f.opt.BatchSize, f.opt.SyncBelow)
+	if err != nil {
+		fs.Debugf(src, "uring: engine unavailable, using rclone's copy: %v", err)
+		filesFellBack.Add(1)
+		return nil, fs.ErrorCantCopy
+	}
+	req := &request{
+		ctx:  ctx,
+		pair: uringsync.Pair{Src: srcPath, Dst: dstPath},
+		size: src.Size(),
+		ta:   transferaccounter.Get(ctx),
+		done: make(chan struct{}),
+	}
+	req.ta.Start()
+	res, err := r.do(req)
+	if err != nil {
+		return nil, err
+	}
+	if res.Err != nil {
+		if _, err := os.Lstat(srcPath); errors.Is(err, os.ErrNotExist) {
+			return nil, fs.ErrorObjectNotFound
+		}
+		fs.Debugf(src, "uring: engine copy failed, using rclone's copy: %v", res.Err)
+		filesFellBack.Add(1)
+		return nil, fs.ErrorCantCopy
+	}
+	filesCopied.Add(1)
+	bytesCopied.Add(res.Bytes)
+
+	// rclone sets times and metadata after a server-side copy through the
+	// backend: do as local's Put does.
+	if !f.lopt.NoSetModTime {
+		mtime := src.ModTime(ctx)
+		if err := os.Chtimes(dstPath, mtime, mtime); err != nil {
+			return nil, err
+		}
+	}
+	base, err := f.Fs.NewObject(ctx, remote)
+	if err != nil {
+		return nil, err
+	}
+	dst := f.wrapObject(base)
+	if fs.GetConfig(ctx).Metadata {
+		meta, err := fs.GetMetadataOptions(ctx, f, src, fs.MetadataAsOpenOptions(ctx))
+		if err != nil {
+			return nil, err
+		}
+		if meta != nil {
+			if err := dst.SetMetadata(ctx, meta); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if res.HasMD5 {
+		srcObj.setMD5(ctx, res.MD5)
+		dst.setMD5(ctx, res.MD5)
+	}
+	return dst, nil
+}
+
+func (f *Fs) engineOptions(md5 bool) uringsync.Options {
+	return uringsync.Options{
+		Workers:       f.opt.Workers,
+		QueueDepth:    f.opt.QueueDepth,
+		ForceSync:     f.opt.ForceSync,
+		HashMD5:       md5,
+		QuietFallback: true,
+	}
+}
+
+// request is one Copy waiting for its batch.
+type request struct {
+	ctx       context.Context
+	pair      uringsync.Pair
+	size      int64
+	ta        *transferaccounter.TransferAccounter
+	accounted int64 // bytes already added to ta (under runner.mu)
+	res       uringsync.Result
+	err       error
+	done      chan struct{}
+}
+
+// runner owns the engines for one set of options and batches requests into
+// them: whatever arrived while the previous batch ran goes into the next
+// engine call. Batches below syncBelow go to the synchronous engine, whose
+// calls start faster.
+type runner struct {
+	eng       *uringsync.Engine // io_uring (when the kernel allows it)
+	syncEng   *uringsync.Engine // synchronous thread pool
+	reqs      chan *request
+	maxBatch  int
+	syncBelow int
+
+	mu        sync.Mutex // guards the fields below, used by engine callbacks
+	cur       []*request
+	lastBytes uint64
+}
+
+// runnerKey is the part of the engine options a runner is shared by.
+type runnerKey struct {
+	workers, queueDepth int
+	forceSync, md5      bool
+	maxBatch, syncBelow int
+}
+
+var (
+	runnersMu sync.Mutex
+	runners   = map[runnerKey]*runner{}
+)
+
+// getRunner returns the process-wide runner for these engine options.
+func getRunner(opt uringsync.Options, maxBatch, syncBelow int) (*runner, error) {
+	runnersMu.Lock()
+	defer runnersMu.Unlock()
+	key := runnerKey{opt.Workers, opt.QueueDepth, opt.ForceSync, opt.HashMD5, maxBatch, syncBelow}
+	if r := runners[key]; r != nil {
+		return r, nil
+	}
+	r := &runner{reqs: make(chan *request, maxBatch), maxBatch: maxBatch, syncBelow: syncBelow}
+	o := opt
+	o.OnProgress = r.progress
+	eng, err := uringsync.New(&o)
+	if err != nil {
+		return nil, err
+	}
+	r.eng, r.syncEng = eng, eng
+	if !opt.ForceSync && eng.Kind() == uringsync.KindURing && syncBelow > 1 {
+		o.ForceSync = true
+		if r.syncEng, err = uringsync.New(&o); err != nil {
+			_ = eng.Close()
+			return nil, err
+		}
+	}
+	runners[key] = r
+	summaryOnce.Do(func() { atexit.Register(logSummary) })
+	go r.loop()
+	return r, nil
+}
+
+// do queues req and waits for its result.
+func (r *runner) do(req *request) (uringsync.Result, error) {
+	select {
+	case r.reqs <- req:
+	case <-req.ctx.Done():
+		return uringsync.Result{}, req.ctx.Err()
+	}
+	select {
+	case <-req.done:
+		return req.res, req.err
+	case <-req.ctx.Done():
+		// The batch carries on; rclone removes what it leaves behind.
+		return uringsync.Result{}, req.ctx.Err()
+	}
+}
+
+func (r *runner) loop() {
+	linger := time.NewTimer(0)
+	<-linger.C
+	for first := range r.reqs {
+		batch := []*request{first}
+		// Take what is queued; if that is little, give the transfers that
+		// are just finishing their previous file a moment to join, since
+		// each engine call has a fixed cost.
+		lingering := false
+	gather:
+		for len(batch) < r.maxBatch {
+			select {
+			case req := <-r.reqs:
+				batch = append(batch, req)
+				continue
+			default:
+			}
+			if lingering || len(batch) >= lingerBelow {
+				break
+			}
+			lingering = true
+			linger.Reset(lingerFor)
+			for len(batch) < r.maxBatch {
+				select {
+				case req := <-r.reqs:
+					batch = append(batch, req)
+				case <-linger.C:
+					break gather
+				}
+			}
+			if !linger.Stop() {
+				<-linger.C
+			}
+		}
+		r.run(batch)
+	}
+}
+
+// A batch smaller than lingerBelow waits up to lingerFor for more files.
+var (
+	lingerBelow = 64
+	lingerFor   = 500 * time.Microsecond
+)
+
+// run copies one batch and completes its requests.
+func (r *runner) run(batch []*request) {
+	pairs := make([]uringsync.Pair, len(batch))
+	for i, req := range batch {
+		pairs[i] = req.pair
+	}
+	r.mu.Lock()
+	r.cur, r.lastBytes = batch, 0
+	r.mu.Unlock()
+
+	// The batch stops early only when every caller has given up.
+	ctx, cancel := context.WithCancel(context.Background())
+	finished := make(chan struct{})
+	go func() {
+		for _, req := range batch {
+			select {
+			case <-req.ctx.Done():
+			case <-finished:
+				return
+			}
+		}
+		cancel()
+	}()
+	eng := r.eng
+	if len(batch) < r.syncBelow {
+		eng = r.syncEng
+	}
+	results, err := eng.CopyFiles(ctx, pairs)
+	close(finished)
+	cancel()
+	batchesRun.Add(1)
+	fs.Debugf(Name, "engine batch of %d files (%v engine): %v", len(batch), eng.Stats().Engine, err)
+
+	r.mu.Lock()
+	r.cur = nil
+	r.mu.Unlock()
+	for i, req := range batch {
+		if results == nil {
+			req.err = fs.ErrorCantCopy
+			if errors.Is(err, context.Canceled) && req.ctx.Err() != nil {
+				req.err = req.ctx.Err()
+			}
+		} else {
+			req.res = results[i]
+			if req.res.Err == nil && req.accounted < req.res.Bytes {
+				req.ta.Add(req.res.Bytes - req.accounted)
+			}
+		}
+		close(req.done)
+	}
+}
+
+// progress spreads the bytes written so far over the batch's transfers, in
+// order, so --progress moves during long batches; run tops each up to its
+// real size at the end. (No per-file callback: a call from an engine
+// thread into Go costs more than the copy of a small file.)
+func (r *runner) progress(s uringsync.Stats) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s.BytesDone <= r.lastBytes {
+		return
+	}
+	delta := int64(s.BytesDone - r.lastBytes)
+	r.lastBytes = s.BytesDone
+	for _, req := range r.cur {
+		if delta == 0 {
+			break
+		}
+		if req.accounted >= req.size {
+			continue
+		}
+		n := min(delta, req.size-req.accounted)
+		req.ta.Add(n)
+		req.accounted += n
+		delta -= n
+	}
+}

@@ -1,0 +1,171 @@
+package uring
+
+import (
+	"context"
+	"encoding/hex"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/rclone/rclone/fs"
+	"github.com/rclone/rclone/fs/hash"
+)
+
+// Object is a local object that may know its MD5 from an engine copy, so
+// rclone's verification after the copy reads neither file again.
+type Object struct {
+	fs.Object // the local backend's object
+	f         *Fs
+
+	mu  sync.Mutex
+	md5 *knownHash // nil when not known
+}
+
+// knownHash is an MD5 valid while the file keeps this size and mtime.
+type knownHash struct {
+	sum   string
+	size  int64
+	mtime time.Time
+}
+
+func (f *Fs) wrapObject(o fs.Object) *Object {
+	return &Object{Object: o, f: f}
+}
+
+// moved returns the object for the result of moving o within or into f,
+// keeping a known hash.
+func (o *Object) moved(f *Fs, base fs.Object) *Object {
+	n := f.wrapObject(base)
+	o.mu.Lock()
+	n.md5 = o.md5
+	o.mu.Unlock()
+	return n
+}
+
+// setMD5 records sum for the file as the object last saw it. Only plain
+// mtimes can be checked cheaply, so other time types record nothing.
+func (o *Object) setMD5(ctx context.Context, sum [16]byte) {
+	if o.f.lopt.TimeType != "" && o.f.lopt.TimeType != "mtime" {
+		return
+	}
+	k := &knownHash{sum: hex.EncodeToString(sum[:]), size: o.Object.Size(), mtime: o.Object.ModTime(ctx)}
+	o.mu.Lock()
+	o.md5 = k
+	o.mu.Unlock()
+}
+
+// Fs returns the uring Fs the object belongs to.
+func (o *Object) Fs() fs.Info { return o.f }
+
+// UnWrap returns the local object.
+func (o *Object) UnWrap() fs.Object { return o.Object }
+
+// String returns the remote path.
+func (o *Object) String() string {
+	if o == nil {
+		return "<nil>"
+	}
+	return o.Object.String()
+}
+
+// Hash returns the hash of type ht. An MD5 computed by the engine is
+// returned without reading the file while the file's size and mtime have
+// not changed since.
+func (o *Object) Hash(ctx context.Context, ht hash.Type) (string, error) {
+	if ht == hash.MD5 {
+		o.mu.Lock()
+		k := o.md5
+		o.mu.Unlock()
+		if k != nil && o.unchanged(k) {
+			return k.sum, nil
+		}
+	}
+	return o.Object.Hash(ctx, ht)
+}
+
+func (o *Object) unchanged(k *knownHash) bool {
+	p, err := o.f.osPath(o.Remote())
+	if err != nil {
+		return false
+	}
+	stat := os.Lstat
+	if o.f.lopt.FollowSymlinks {
+		stat = os.Stat
+	}
+	fi, err := stat(p)
+	return err == nil && fi.Mode().IsRegular() && fi.Size() == k.size && fi.ModTime().Equal(k.mtime)
+}
+
+// forget drops a known hash after the content may have changed.
+func (o *Object) forget() {
+	o.mu.Lock()
+	o.md5 = nil
+	o.mu.Unlock()
+}
+
+// Update replaces the object's content with in.
+func (o *Object) Update(ctx context.Context, in io.Reader, src fs.ObjectInfo, options ...fs.OpenOption) error {
+	o.forget()
+	return o.Object.Update(ctx, in, src, options...)
+}
+
+// SetModTime sets the modification time.
+func (o *Object) SetModTime(ctx context.Context, t time.Time) error {
+	o.forget()
+	return o.Object.SetModTime(ctx, t)
+}
+
+// Remove the object.
+func (o *Object) Remove(ctx context.Context) error {
+	o.forget()
+	return o.Object.Remove(ctx)
+}
+
+// Metadata returns the object's metadata (as local).
+func (o *Object) Metadata(ctx context.Context) (fs.Metadata, error) {
+	if do, ok := o.Object.(fs.Metadataer); ok {
+		return do.Metadata(ctx)
+	}
+	return nil, nil
+}
+
+// SetMetadata sets the object's metadata (as local).
+func (o *Object) SetMetadata(ctx context.Context, metadata fs.Metadata) error {
+	if do, ok := o.Object.(fs.SetMetadataer); ok {
+		return do.SetMetadata(ctx, metadata)
+	}
+	return fs.ErrorNotImplemented
+}
+
+// ID returns "" (local objects have no ID).
+func (o *Object) ID() string {
+	if do, ok := o.Object.(fs.IDer); ok {
+		return do.ID()
+	}
+	return ""
+}
+
+// MimeType returns the base's MIME type, if any.
+func (o *Object) MimeType(ctx context.Context) string {
+	if do, ok := o.Object.(fs.MimeTyper); ok {
+		return do.MimeType(ctx)
+	}
+	return ""
+}
+
+// GetTier returns "" (local files have no tier).
+func (o *Object) GetTier() string {
+	if do, ok := o.Object.(fs.GetTierer); ok {
+		return do.GetTier()
+	}
+	return ""
+}
+
+// SetTier is not supported by local files.
+func (o *Object) SetTier(tier string) error {
+	if do, ok := o.Object.(fs.SetTierer); ok {
+		return do.SetTier(tier)
+	}
+	return fs.ErrorNotImplemented
+}

@@ -1,0 +1,238 @@
+//go:build linux && cgo
+
+package uring
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/rclone/rclone/fs"
+	"github.com/rclone/rclone/fs/config"
+	"github.com/rclone/rclone/fs/filter"
+	"github.com/rclone/rclone/fs/hash"
+	"github.com/rclone/rclone/fs/sync"
+	"github.com/rclone/rclone/fstest"
+)
+
+func init() { fstest.Initialise() }
+
+// makeTree writes n files over a few directories and returns their contents
+// by relative path.
+func makeTree(t *testing.T, dir string, n int) map[string][]byte {
+	t.Helper()
+	files := map[string][]byte{}
+	for i := range n {
+		rel := filepath.Join(fmt.Sprint("d", i%9), fmt.Sprint("file", i, ".txt"))
+		data := bytes.Repeat([]byte(fmt.Sprintf("%d,", i)), i%500)
+		p := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		mt := time.Date(2020, 1, 2, 3, 4, 5, i*1000, time.UTC)
+		if err := os.Chtimes(p, mt, mt); err != nil {
+			t.Fatal(err)
+		}
+		files[rel] = data
+	}
+	return files
+}
+
+func checkTree(t *testing.T, src, dst string, files map[string][]byte) {
+	t.Helper()
+	for rel, want := range files {
+		got, err := os.ReadFile(filepath.Join(dst, rel))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s: content differs (%v)", rel, err)
+		}
+		si, _ := os.Stat(filepath.Join(src, rel))
+		di, _ := os.Stat(filepath.Join(dst, rel))
+		if !si.ModTime().Equal(di.ModTime()) {
+			t.Errorf("%s: mtime %v, want %v", rel, di.ModTime(), si.ModTime())
+		}
+	}
+}
+
+// newRemote makes a configured uring remote called name at dir.
+func newRemote(t *testing.T, ctx context.Context, name, dir string) *Fs {
+	t.Helper()
+	config.FileSetValue(name, "type", Name)
+	f, err := fs.NewFs(ctx, name+":"+dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f.(*Fs)
+}
+
+// TestCopyDirBatched copies a tree between two differently named uring
+// remotes with rclone's copy and checks that the engine did it in batches.
+func TestCopyDirBatched(t *testing.T) {
+	ctx, ci := fs.AddConfig(context.Background())
+	ci.Transfers = 32
+	dir := t.TempDir()
+	src, dst := filepath.Join(dir, "src"), filepath.Join(dir, "dst")
+	files := makeTree(t, src, 400)
+	fsrc := newRemote(t, ctx, "usrc", src)
+	fdst := newRemote(t, ctx, "udst", dst)
+
+	copied, batches, fellBack := filesCopied.Load(), batchesRun.Load(), filesFellBack.Load()
+	if err := sync.CopyDir(ctx, fdst, fsrc, false); err != nil {
+		t.Fatal(err)
+	}
+	checkTree(t, src, dst, files)
+	if n := filesCopied.Load() - copied; n != int64(len(files)) {
+		t.Errorf("engine copied %d files, want %d", n, len(files))
+	}
+	if n := filesFellBack.Load() - fellBack; n != 0 {
+		t.Errorf("%d files fell back to rclone's copy", n)
+	}
+	b := batchesRun.Load() - batches
+	if b >= int64(len(files)) {
+		t.Errorf("%d engine calls for %d files: not batched", b, len(files))
+	}
+	t.Logf("%d files in %d engine calls", len(files), b)
+}
+
+// TestCopyKnowsHash checks that Copy returns objects whose MD5 needs no
+// read, and that a changed file is hashed again.
+func TestCopyKnowsHash(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	data := []byte("some content to hash")
+	if err := os.WriteFile(filepath.Join(dir, "a"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := newRemote(t, ctx, "uhash", dir)
+	src, err := f.NewObject(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.Copy(ctx, src, "sub/b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := md5.Sum(data)
+	for _, o := range []fs.Object{src, got} {
+		if o.(*Object).md5 == nil {
+			t.Fatalf("%v: MD5 from the engine not kept", o)
+		}
+		if sum, err := o.Hash(ctx, hash.MD5); err != nil || sum != hex.EncodeToString(want[:]) {
+			t.Fatalf("%v: Hash = %q, %v", o, sum, err)
+		}
+	}
+	// Change the copy: the known hash must not be used any more.
+	changed := []byte("changed")
+	if err := os.WriteFile(filepath.Join(dir, "sub", "b"), changed, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wantChanged := md5.Sum(changed)
+	if sum, _ := got.Hash(ctx, hash.MD5); sum != hex.EncodeToString(wantChanged[:]) {
+		t.Errorf("stale hash %q after the file changed", sum)
+	}
+}
+
+// TestCopyFallsBack checks that engine failures hand the copy back to rclone.
+func TestCopyFallsBack(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "a"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "file"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := newRemote(t, ctx, "ufall", dir)
+	src, err := f.NewObject(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Copy(ctx, src, "file/under/a/file"); !errors.Is(err, fs.ErrorCantCopy) {
+		t.Errorf("err = %v, want fs.ErrorCantCopy", err)
+	}
+	if err := os.Remove(filepath.Join(dir, "a")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Copy(ctx, src, "b"); !errors.Is(err, fs.ErrorObjectNotFound) {
+		t.Errorf("vanished source: err = %v, want fs.ErrorObjectNotFound", err)
+	}
+	// Objects of other backends are never copied by the engine.
+	if _, err := f.Copy(ctx, src.(*Object).Object, "c"); !errors.Is(err, fs.ErrorCantCopy) {
+		t.Errorf("local object: err = %v, want fs.ErrorCantCopy", err)
+	}
+}
+
+func TestCopyTreeCommand(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	files := makeTree(t, src, 60)
+	if err := os.MkdirAll(filepath.Join(src, "empty"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "d1", "x.skip"), []byte("skip me"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := newRemote(t, context.Background(), "utree", src)
+
+	t.Run("whole tree", func(t *testing.T) {
+		dst := filepath.Join(dir, "whole")
+		out, err := f.Command(context.Background(), "copytree", []string{dst}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkTree(t, src, dst, files)
+		if _, err := os.Stat(filepath.Join(dst, "empty")); err != nil {
+			t.Errorf("empty dir not copied: %v", err)
+		}
+		if s := out.(treeSummary); s.Mode != "tree" || s.Files != uint64(len(files)+1) {
+			t.Errorf("summary %+v", s)
+		}
+	})
+	t.Run("filtered", func(t *testing.T) {
+		fi, err := filter.NewFilter(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := fi.AddRule("- *.skip"); err != nil {
+			t.Fatal(err)
+		}
+		ctx := filter.ReplaceConfig(context.Background(), fi)
+		dst := filepath.Join(dir, "filtered")
+		out, err := f.Command(ctx, "copytree", []string{dst}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkTree(t, src, dst, files)
+		if _, err := os.Stat(filepath.Join(dst, "d1", "x.skip")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("excluded file copied (%v)", err)
+		}
+		if s := out.(treeSummary); s.Mode != "files" || s.Files != uint64(len(files)) {
+			t.Errorf("summary %+v", s)
+		}
+	})
+	t.Run("dry run", func(t *testing.T) {
+		ctx, ci := fs.AddConfig(context.Background())
+		ci.DryRun = true
+		dst := filepath.Join(dir, "dry")
+		if _, err := f.Command(ctx, "copytree", []string{dst}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(dst); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("dry run created %s (%v)", dst, err)
+		}
+	})
+	t.Run("usage", func(t *testing.T) {
+		if _, err := f.Command(context.Background(), "copytree", nil, nil); err == nil {
+			t.Error("no destination accepted")
+		}
+	})
+}
