@@ -5,14 +5,16 @@ BUILD      ?= build
 BUILD_TYPE ?= RelWithDebInfo
 JOBS       ?= 2
 CMAKE_FLAGS ?=
+GO         ?= go
+RCLONE_TAGS ?=   # "allbackends" builds rclone with every backend (s3, sftp, drive, ...)
 
 DEB_PACKAGES := build-essential cmake pkg-config liburing-dev libssl-dev libcli11-dev \
                 libgtest-dev googletest rsync util-linux time
 STAMP := $(BUILD)/.deps-ok
 
-.PHONY: all deps native test test-native test-e2e demo bench bench-quick clean format sanitize
+.PHONY: all deps native rclone test test-native test-e2e test-go test-race demo bench bench-quick clean format lint sanitize sanitize-thread
 
-all: native
+all: native rclone
 
 # Install what a fresh Debian 12 machine lacks (needs root; prints the
 # command otherwise).
@@ -34,6 +36,10 @@ $(BUILD)/CMakeCache.txt: $(STAMP) CMakeLists.txt
 native: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
+# rclone with the uring backend; the engine is linked statically (link_static.go).
+rclone: native
+	$(GO) build -p $(JOBS) -trimpath -tags '$(RCLONE_TAGS)' -o $(BUILD)/bin/rclone ./cmd/rclone
+
 test-native: native
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
@@ -41,7 +47,18 @@ test-native: native
 test-e2e: native
 	go test -count=1 ./test/e2e/...
 
-test: test-native test-e2e
+# The Go binding, the rclone backend (incl. rclone's fstests) and the rclone binary end to end.
+test-go: native rclone
+	URING_RCLONE=$(CURDIR)/$(BUILD)/bin/rclone $(GO) test -count=1 -p $(JOBS) ./backend/... ./cmd/...
+
+test-race: native
+	$(GO) test -count=1 -p $(JOBS) -race ./backend/...
+
+lint:
+	test -z "$$(gofmt -l backend cmd test)"
+	$(GO) vet ./...
+
+test: test-native test-e2e test-go test-race lint sanitize
 
 demo: native
 	bash test/demo.sh
@@ -52,11 +69,16 @@ bench: native
 bench-quick: native
 	python3 test/bench/bench.py --quick $(BENCH_ARGS)
 
-# ASan+UBSan build of the engine and its tests, in its own tree.
+# ASan+UBSan (sanitize) and TSan (sanitize-thread) builds of the engine and its tests.
 sanitize: $(STAMP)
 	cmake -S . -B $(BUILD)/asan -DCMAKE_BUILD_TYPE=Debug -DUSYNC_SANITIZE=address
 	cmake --build $(BUILD)/asan -j $(JOBS)
 	cd $(BUILD)/asan && ctest --output-on-failure -j $(JOBS)
+
+sanitize-thread: $(STAMP)
+	cmake -S . -B $(BUILD)/tsan -DCMAKE_BUILD_TYPE=Debug -DUSYNC_SANITIZE=thread
+	cmake --build $(BUILD)/tsan -j $(JOBS)
+	cd $(BUILD)/tsan && ctest --output-on-failure -j $(JOBS)
 
 format:
 	clang-format -i native/include/*/*.h native/src/*.h native/src/*.cc native/tests/*.cc cmd/uring-sync/*.h cmd/uring-sync/*.cc
