@@ -432,7 +432,10 @@ int Engine::copy_files_locked(const usync_pair* pairs, size_t count, usync_resul
   job.files_outstanding.store(tasks.size());
   int ret;
   if (cfg_.has(USYNC_DRY_RUN)) {
-    for (FileTask& t : tasks) job.finish_file(t, FileResult{0, USYNC_STEP_NONE, t.size});
+    for (FileTask& t : tasks) {
+      job.add_bytes(t.size);
+      job.finish_file(t, FileResult{0, USYNC_STEP_NONE, t.size});
+    }
     ret = finish(job);
   } else {
     ret = run(job, nullptr, &tasks);

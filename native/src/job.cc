@@ -147,7 +147,6 @@ void Job::finish_file(FileTask& t, const FileResult& r) {
   }
   if (r.error == 0) {
     counters.files_done.fetch_add(1, std::memory_order_relaxed);
-    counters.bytes_done.fetch_add(r.bytes, std::memory_order_relaxed);
     file_done_cb(t.dir, t.src_name, t.dst_name, r.bytes, r.has_md5 ? r.md5 : nullptr);
   } else if (r.step == USYNC_STEP_CANCELED && cancelled() && !cfg.has(USYNC_FAIL_FAST)) {
     // Abandoned because the caller cancelled: not a failure of this file.

@@ -118,6 +118,8 @@ class Job {
 
   // A failure of the entry `name` in d (d may be null for a root or pair).
   void report(const Dir* d, std::string_view src_name, std::string_view dst_name, int err, int step);
+  // Bytes just written to a destination file (live progress).
+  void add_bytes(uint64_t n) const noexcept { counters.bytes_done.fetch_add(n, std::memory_order_relaxed); }
   // A regular file reached its end (copied or failed); releases its dir.
   void finish_file(FileTask& t, const FileResult& r);
   // A queued file that will not be attempted (cancellation).

@@ -204,6 +204,7 @@ class UringWorker {
       Slot& s = slots_[i];
       if (kind == OpKind::kRead && cqe->res > 0 && s.md5)
         s.md5->update(pool_->data(s.buf), static_cast<size_t>(cqe->res));
+      if (kind == OpKind::kWrite && cqe->res > 0) job_.add_bytes(static_cast<uint64_t>(cqe->res));
       s.fc.complete(kind, cqe->res);
       if (--s.inflight == 0) advance(i);
     }

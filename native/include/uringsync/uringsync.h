@@ -123,7 +123,9 @@ typedef struct usync_stats {
   uint64_t files_found;    /* regular files the walker queued */
   uint64_t bytes_found;    /* their sizes as stat'ed */
   uint64_t files_done;     /* regular files copied completely */
-  uint64_t bytes_done;     /* bytes written to destination files */
+  uint64_t bytes_done;     /* bytes written to destination files so far, counted
+                              as the writes complete (including those of a
+                              file that fails later) */
   uint64_t files_failed;   /* entries (of any type) that failed */
   uint64_t files_excluded; /* entries skipped by an exclude pattern */
   uint64_t dirs_created;
