@@ -261,17 +261,22 @@ def make_tools(bin_path: str, rclone: str | None) -> dict[str, Tool]:
         Tool("uring-sync", "uring-sync", lambda s, d: [bin_path, s, d], verify=True),
         Tool("uring-sync-j1", "uring-sync -j1", lambda s, d: [bin_path, "-j1", s, d], verify=True),
         Tool("uring-sync-sync", "uring-sync --engine=sync", lambda s, d: [bin_path, "--engine=sync", s, d], verify=True),
+        Tool("uring-sync-uring", "uring-sync --engine=uring", lambda s, d: [bin_path, "--engine=uring", s, d],
+             verify=True),
     ]
     if rclone:
         tools += [
             Tool("rclone", "rclone copy (local)", lambda s, d: [rclone, "copy", s, d], env={"RCLONE_CONFIG": "/dev/null"}),
             Tool("rclone-uring", "rclone copy (uring)", lambda s, d: [rclone, "copy", ":uring:" + s, ":uring:" + d],
                  verify=True, env={"RCLONE_CONFIG": "/dev/null"}),
+            Tool("rclone-copytree", "rclone backend copytree", lambda s, d: [rclone, "backend", "copytree",
+                 ":uring:" + s, d], verify=True, env={"RCLONE_CONFIG": "/dev/null"}),
         ]
     return {t.name: t for t in tools}
 
 
-DEFAULT_TOOLS = ["cp-r", "cp-a", "tar", "rsync", "uring-sync", "uring-sync-j1", "rclone", "rclone-uring"]
+DEFAULT_TOOLS = ["cp-r", "cp-a", "tar", "rsync", "uring-sync", "uring-sync-uring", "rclone", "rclone-uring",
+                 "rclone-copytree"]
 
 
 def ensure_rsync() -> bool:
