@@ -224,13 +224,13 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
       }
     };
     for (FileTask& t : *feed) {
-      const bool big = uring && t.size >= cfg_.large_threshold;
+      const bool big = t.size >= cfg_.large_threshold;
       std::vector<FileTask>& batch = big ? large : small;
       batch.push_back(std::move(t));
-      if (batch.size() >= 64) flush(batch, big ? job.large_q : job.small_q);
+      // Large files one per batch, so that threads share them out.
+      if (big || batch.size() >= 64) flush(batch, big && uring ? job.large_q : job.small_q);
     }
     flush(small, job.small_q);
-    flush(large, job.large_q);
     job.small_q.close();
     job.large_q.close();
   }

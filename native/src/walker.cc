@@ -122,11 +122,9 @@ class Walker {
         if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0))) continue;
         entry(d, name, e->d_type, filtering, rel, small, large);
         if (small.size() >= kBatch) flush(small, job_.small_q);
-        if (large.size() >= kBatch / 8) flush(large, job_.large_q);
       }
     }
     flush(small, job_.small_q);
-    flush(large, job_.large_q);
     job_.release_dir(d);
   }
 
@@ -172,7 +170,14 @@ class Walker {
       t.replace = !d->fresh;
       d->pending.fetch_add(1, std::memory_order_relaxed);
       job_.files_outstanding.fetch_add(1, std::memory_order_relaxed);
-      (route_large_ && t.size >= job_.cfg.large_threshold ? large : small).push_back(std::move(t));
+      if (t.size >= job_.cfg.large_threshold) {
+        // One batch per large file, so that several threads copy large
+        // files side by side instead of one thread taking them all.
+        large.push_back(std::move(t));
+        flush(large, route_large_ ? job_.large_q : job_.small_q);
+      } else {
+        small.push_back(std::move(t));
+      }
       return;
     }
     if (job_.dry_run()) return;
