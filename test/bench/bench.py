@@ -245,8 +245,22 @@ class Tool:
     env: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
+def build_floor() -> str | None:
+    """Compiles floor.c (the DESIGN.md syscall floor) into build/bench; None without a compiler."""
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "floor.c")
+    out = os.path.join(REPO, "build", "bench", "floor")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    if os.path.exists(out) and os.path.getmtime(out) >= os.path.getmtime(src):
+        return out
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None or subprocess.run([cc, "-O2", "-pthread", "-o", out, src]).returncode != 0:
+        return None
+    return out
+
+
 def make_tools(bin_path: str, rclone: str | None) -> dict[str, Tool]:
     nproc = str(os.cpu_count() or 2)
+    floor = build_floor()
     tools = [
         Tool("cp-r", "cp -r", lambda s, d: ["cp", "-r", s, d]),
         Tool("cp-a", "cp -a", lambda s, d: ["cp", "-a", s, d]),
@@ -264,6 +278,8 @@ def make_tools(bin_path: str, rclone: str | None) -> dict[str, Tool]:
         Tool("uring-sync-uring", "uring-sync --engine=uring", lambda s, d: [bin_path, "--engine=uring", s, d],
              verify=True),
     ]
+    if floor:
+        tools.append(Tool("floor", f"syscall floor ({nproc} threads)", lambda s, d: [floor, s, d, nproc]))
     if rclone:
         tools += [
             Tool("rclone", "rclone copy (local)", lambda s, d: [rclone, "copy", s, d], env={"RCLONE_CONFIG": "/dev/null"}),
@@ -275,7 +291,7 @@ def make_tools(bin_path: str, rclone: str | None) -> dict[str, Tool]:
     return {t.name: t for t in tools}
 
 
-DEFAULT_TOOLS = ["cp-r", "cp-a", "tar", "rsync", "uring-sync", "uring-sync-uring", "rclone", "rclone-uring",
+DEFAULT_TOOLS = ["cp-r", "cp-a", "tar", "rsync", "floor", "uring-sync", "uring-sync-uring", "rclone", "rclone-uring",
                  "rclone-copytree"]
 
 
