@@ -1,13 +1,16 @@
 // uring-sync: the command-line face of liburingsync.
+#include <pthread.h>
 #include <signal.h>
 
 #include <atomic>
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include "cli.h"
 #include "progress.h"
@@ -17,14 +20,40 @@ namespace {
 
 std::atomic<usync_engine*> g_engine{nullptr};
 
-extern "C" void on_signal(int) {
-  if (usync_engine* e = g_engine.load()) usync_engine_cancel(e);
-}
+// SIGINT/SIGTERM are blocked in every thread and taken by this one with
+// sigtimedwait, so the cancel (which takes locks) never runs in a handler.
+class SignalWatcher {
+ public:
+  SignalWatcher() {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGINT);
+    sigaddset(&set_, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
+    thread_ = std::thread([this] {
+      const timespec tick{0, 100 * 1000 * 1000};
+      while (!done_.load()) {
+        if (sigtimedwait(&set_, nullptr, &tick) > 0) {
+          if (usync_engine* e = g_engine.load()) usync_engine_cancel(e);
+        }
+      }
+    });
+  }
+  ~SignalWatcher() {
+    done_ = true;
+    thread_.join();
+  }
+
+ private:
+  sigset_t set_;
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
 
 struct Context {
   const usync::cli::Options* opts;
   usync::cli::ProgressLine* progress;
   std::string src_root;
+  bool stdout_broken = false;
 };
 
 // Source-side steps name the source path, the rest the destination.
@@ -52,7 +81,11 @@ extern "C" void on_file(void* user, const usync_file_done* d) {
   auto* c = static_cast<Context*>(user);
   const std::string_view rel = relative(d->src_path, c->src_root);
   std::fwrite(rel.data(), 1, rel.size(), stdout);
-  std::fputc('\n', stdout);
+  // stdout closed under us (`| head`): stop cleanly rather than die mid-file.
+  if (std::fputc('\n', stdout) == EOF && !c->stdout_broken) {
+    c->stdout_broken = true;
+    if (usync_engine* e = g_engine.load()) usync_engine_cancel(e);
+  }
 }
 
 extern "C" void on_progress(void* user, const usync_stats* s) {
@@ -64,6 +97,8 @@ extern "C" void on_progress(void* user, const usync_stats* s) {
 
 int main(int argc, char** argv) {
   using namespace usync::cli;
+  std::signal(SIGPIPE, SIG_IGN);  // a closed stdout is an error to handle, not a kill
+  SignalWatcher signals;          // before any engine thread exists, so all inherit the mask
   Options opts;
   if (auto code = parse(argc, argv, &opts, std::cout, std::cerr)) return *code;
 
@@ -91,11 +126,6 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
   g_engine.store(engine);
-  struct sigaction sa {};
-  sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
 
   const int ret = usync_copy_tree(engine, opts.src.c_str(), opts.dst.c_str());
   usync_stats st{};

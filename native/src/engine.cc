@@ -147,16 +147,15 @@ void Engine::begin() {
   cancel_.store(false, std::memory_order_relaxed);
 }
 
-int Engine::finish(const Job& job) {
+int Engine::finish(Job& job) {
   counters_.end_ns.store(now_ns(), std::memory_order_relaxed);
   if (cfg_.progress_cb != nullptr) {
     usync_stats s{};
     counters_.snapshot(&s);
-    cfg_.progress_cb(cfg_.cb_user, &s);
+    job.progress_cb(s);
   }
-  const bool failed = counters_.files_failed.load(std::memory_order_relaxed) > 0;
-  if (job.cancelled() && !(cfg_.has(USYNC_FAIL_FAST) && failed)) return -ECANCELED;
-  return failed ? -EIO : 0;
+  if (job.user_cancelled()) return -ECANCELED;
+  return counters_.files_failed.load(std::memory_order_relaxed) > 0 ? -EIO : 0;
 }
 
 int Engine::kind_for(const char* path) const noexcept {
@@ -187,17 +186,21 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
   std::vector<std::thread> threads;
   std::atomic<uint32_t> fell_back{0};
   auto spawn = [&](auto fn) {
-    {
-      std::lock_guard lk(mu);
-      ++running;
+    std::lock_guard lk(mu);
+    ++running;
+    try {
+      threads.emplace_back([&, fn] {
+        fn();
+        std::lock_guard lk2(mu);
+        --running;
+        cv.notify_all();
+      });
+    } catch (...) {
+      --running;  // never started: nothing will count it down
+      throw;
     }
-    threads.emplace_back([&, fn] {
-      fn();
-      std::lock_guard lk(mu);
-      --running;
-      cv.notify_all();
-    });
   };
+  bool walker_started = false;
   try {
     if (uring) {
       for (uint32_t i = 0; i < workers; ++i)
@@ -211,9 +214,18 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
     } else {
       for (uint32_t i = 0; i < workers; ++i) spawn([&] { run_sync_worker(job, job.small_q); });
     }
-    if (root != nullptr) spawn([&] { run_walker(job, root, uring); });
+    if (root != nullptr) {
+      spawn([&] { run_walker(job, root, uring); });
+      walker_started = true;
+    }
   } catch (...) {
     job.stop();  // could not start every thread: let the started ones drain
+    job.report(nullptr, job.src_root, job.dst_root, EAGAIN, USYNC_STEP_NONE);
+  }
+  if (root != nullptr && !walker_started) {
+    job.small_q.close();
+    job.large_q.close();
+    job.release_dir(root);
   }
   if (feed != nullptr) {
     std::vector<FileTask> small, large;
@@ -243,7 +255,7 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
         lk.unlock();
         usync_stats s{};
         counters_.snapshot(&s);
-        cfg_.progress_cb(cfg_.cb_user, &s);
+        job.progress_cb(s);
         lk.lock();
       }
     }

@@ -34,7 +34,7 @@ class Engine {
   // The engine for a job reading from the filesystem holding path.
   int kind_for(const char* path) const noexcept;
   void begin();
-  int finish(const Job& job);
+  int finish(Job& job);
 
   Config cfg_;
   Counters counters_;

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -80,7 +81,7 @@ Job::Job(const Config& c, Counters& k, std::atomic<bool>& cancel, int kind)
     : cfg(c), counters(k), engine_kind(kind), cancel_(cancel) {}
 
 void Job::stop() noexcept {
-  cancel_.store(true, std::memory_order_relaxed);
+  stop_.store(true, std::memory_order_relaxed);
   small_q.close();
   large_q.close();
   dirs_cv_.notify_all();
@@ -137,6 +138,12 @@ void Job::file_done_cb(const Dir* d, std::string_view src_name, std::string_view
   cfg.file_done_cb(cfg.cb_user, &fd);
 }
 
+void Job::progress_cb(const usync_stats& s) {
+  if (cfg.progress_cb == nullptr) return;
+  std::lock_guard lk(cb_mu_);
+  cfg.progress_cb(cfg.cb_user, &s);
+}
+
 void Job::finish_file(FileTask& t, const FileResult& r) {
   if (results != nullptr && t.pair < results->size()) {
     usync_result& out = (*results)[t.pair];
@@ -148,8 +155,8 @@ void Job::finish_file(FileTask& t, const FileResult& r) {
   if (r.error == 0) {
     counters.files_done.fetch_add(1, std::memory_order_relaxed);
     file_done_cb(t.dir, t.src_name, t.dst_name, r.bytes, r.has_md5 ? r.md5 : nullptr);
-  } else if (r.step == USYNC_STEP_CANCELED && cancelled() && !cfg.has(USYNC_FAIL_FAST)) {
-    // Abandoned because the caller cancelled: not a failure of this file.
+  } else if (r.step == USYNC_STEP_CANCELED && cancelled()) {
+    // Abandoned because the job is stopping: not a failure of this file.
   } else {
     report(t.dir, t.src_name, t.dst_name, r.error, r.step);
   }
@@ -213,13 +220,42 @@ void Job::wait_open_dirs() {
   while (!ready()) dirs_cv_.wait_for(lk, std::chrono::milliseconds(20));
 }
 
+int chmod_nofollow(int dfd, const char* name, mode_t mode) noexcept {
+#ifndef SYS_fchmodat2
+#define SYS_fchmodat2 452
+#endif
+  // fchmodat2 (6.6+) refuses symlinks with AT_SYMLINK_NOFOLLOW.
+  if (syscall(SYS_fchmodat2, dfd, name, mode, AT_SYMLINK_NOFOLLOW) == 0) return 0;
+  if (errno != ENOSYS) return -1;
+  // Older kernels: pin the inode without following, check it, chmod by fd path.
+  const int fd = openat(dfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return -1;
+  struct stat st {};
+  int ret = fstat(fd, &st);
+  if (ret == 0 && S_ISLNK(st.st_mode)) {
+    errno = ELOOP;
+    ret = -1;
+  }
+  if (ret == 0) {
+    char proc[64];
+    std::snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    ret = chmod(proc, mode);
+  }
+  const int saved = errno;
+  close(fd);
+  errno = saved;
+  return ret;
+}
+
 int settle_entry(const Job& job, int dfd, const char* written, const char* final_name, mode_t mode,
                  const timespec& atime, const timespec& mtime, int* step) noexcept {
   int err = 0;
   if (job.preserve()) {
     const timespec ts[2] = {atime, mtime};
-    // Symlinks have no mode of their own on Linux.
-    if ((!S_ISLNK(mode) && fchmodat(dfd, written, mode & 07777, 0) != 0) ||
+    // Symlinks have no mode of their own on Linux; and a symlink swapped in
+    // for `written` (a destination directory another user can write) must
+    // not be followed.
+    if ((!S_ISLNK(mode) && chmod_nofollow(dfd, written, mode & 07777) != 0) ||
         utimensat(dfd, written, ts, AT_SYMLINK_NOFOLLOW) != 0) {
       err = errno;
       *step = USYNC_STEP_METADATA;

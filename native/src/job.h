@@ -107,7 +107,12 @@ class Job {
 
   bool dry_run() const noexcept { return cfg.has(USYNC_DRY_RUN); }
   bool preserve() const noexcept { return cfg.has(USYNC_PRESERVE); }
-  bool cancelled() const noexcept { return cancel_.load(std::memory_order_relaxed); }
+  // The job is stopping: the caller cancelled, or fail-fast saw an error.
+  bool cancelled() const noexcept {
+    return stop_.load(std::memory_order_relaxed) || cancel_.load(std::memory_order_relaxed);
+  }
+  // The caller cancelled (usync_engine_cancel).
+  bool user_cancelled() const noexcept { return cancel_.load(std::memory_order_relaxed); }
   // Stop the job: the caller's cancel, or fail-fast after an error.
   void stop() noexcept;
 
@@ -124,6 +129,8 @@ class Job {
   void finish_file(FileTask& t, const FileResult& r);
   // A queued file that will not be attempted (cancellation).
   void abandon_file(FileTask& t);
+  // progress_cb, serialised with the other callbacks as the header promises.
+  void progress_cb(const usync_stats& s);
   void file_done_cb(const Dir* d, std::string_view src_name, std::string_view dst_name, uint64_t bytes,
                     const uint8_t* md5);
 
@@ -142,6 +149,7 @@ class Job {
   std::string join(const Dir* d, std::string_view root, std::string_view name) const;
 
   std::atomic<bool>& cancel_;
+  std::atomic<bool> stop_{false};
   std::mutex cb_mu_;
   std::atomic<size_t> open_dirs_{0};
   std::mutex dirs_mu_;
@@ -158,6 +166,9 @@ int settle_entry(const Job& job, int dfd, const char* written, const char* final
 // into place; on failure removes what was written.  Returns 0 or an errno and
 // sets *step.
 int finalize_file(const Job& job, const FileTask& t, const std::string& written_name, int* step) noexcept;
+
+// fchmodat that never follows a symlink at name; 0 or -1 with errno.
+int chmod_nofollow(int dfd, const char* name, mode_t mode) noexcept;
 
 // Reads the process umask without changing it.
 mode_t current_umask() noexcept;

@@ -67,7 +67,9 @@ int copy_in_kernel(const Job& job, int in, int out, uint64_t* done) noexcept {
 
 FileResult copy_file_sync(const Job& job, const FileTask& t, char* buf, size_t bufsize, Md5* md5) noexcept {
   FileResult r;
-  UniqueFd in(openat(t.src_dirfd(), t.src_name.c_str(), t.src_open_flags() | O_CLOEXEC));
+  // O_NONBLOCK: a FIFO or device swapped in after the walker's stat must not
+  // block the open (it changes nothing for a regular file).
+  UniqueFd in(openat(t.src_dirfd(), t.src_name.c_str(), t.src_open_flags() | O_CLOEXEC | O_NONBLOCK));
   if (!in.valid()) {
     r.error = errno;
     r.step = USYNC_STEP_OPEN_SRC;
@@ -99,7 +101,7 @@ FileResult copy_file_sync(const Job& job, const FileTask& t, char* buf, size_t b
   int kernel = 0;
   if (md5 == nullptr && t.size >= job.cfg.large_threshold) {
     kernel = copy_in_kernel(job, in.get(), out.get(), &r.bytes);
-    if (kernel < 0) return fail(USYNC_STEP_WRITE);
+    if (kernel < 0) return fail(errno == ECANCELED ? USYNC_STEP_CANCELED : USYNC_STEP_WRITE);
   }
   if (kernel == 0) {
     for (;;) {

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <memory>
+#include <new>
 #include <vector>
 
 #include "buffer_pool.h"
@@ -90,8 +91,11 @@ class UringWorker {
       }
       const int ret = io_uring_submit_and_wait(ring_.get(), 1);
       if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
+        // The ring itself broke: fail what is in flight, then copy the rest
+        // (this batch and the queue) synchronously; nothing is dropped.
         fatal(-ret);
-        break;
+        finish_synchronously(local, next);
+        return;
       }
       reap();
     }
@@ -238,6 +242,18 @@ class UringWorker {
     free_.push_back(i);
   }
 
+  void finish_synchronously(std::vector<FileTask>& local, size_t next) noexcept {
+    std::unique_ptr<char[]> buf(new (std::nothrow) char[cfg_.chunk_size]);
+    for (; next < local.size(); ++next) {
+      if (job_.cancelled() || !buf) {
+        job_.abandon_file(local[next]);
+        continue;
+      }
+      job_.finish_file(local[next], copy_file_sync(job_, local[next], buf.get(), cfg_.chunk_size, nullptr));
+    }
+    run_sync_worker(job_, job_.small_q);
+  }
+
   // The ring itself broke: every file in flight fails (nothing is left under
   // a final name because each is created with O_EXCL and removed on failure).
   void fatal(int err) noexcept {
@@ -246,7 +262,9 @@ class UringWorker {
       if (!s.active) continue;
       s.fc.abort(err);
       // The ring can no longer close direct descriptors; exiting it does.
-      if (s.fc.dst_created()) unlinkat(s.task.dst_dirfd(), s.name.c_str(), 0);
+      // The create may be in flight: remove the name whether or not it has
+      // completed (it is ours alone: O_EXCL in a fresh directory, or a temp).
+      unlinkat(s.task.dst_dirfd(), s.name.c_str(), 0);
       FileResult r{err, USYNC_STEP_WRITE};
       job_.finish_file(s.task, r);
       s.active = false;

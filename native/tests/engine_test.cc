@@ -407,3 +407,29 @@ TEST(EngineChoice, TmpfsSourceUsesSyncUnlessForced) {
 
 }  // namespace
 }  // namespace usync
+
+#include "job.h"
+
+namespace usync {
+namespace {
+
+// -p must never chmod through a symlink swapped in for the file it wrote.
+TEST(Metadata, ChmodNeverFollowsASymlink) {
+  testing::TempDir t;
+  testing::WriteFile(t / "target", "t", 0644);
+  ASSERT_EQ(symlink("target", (t / "link").c_str()), 0);
+  testing::WriteFile(t / "plain", "p", 0644);
+  const int dfd = open(t.path().c_str(), O_RDONLY | O_DIRECTORY);
+  ASSERT_GE(dfd, 0);
+  EXPECT_NE(chmod_nofollow(dfd, "link", 0600), 0);
+  EXPECT_EQ(chmod_nofollow(dfd, "plain", 0600), 0);
+  close(dfd);
+  struct stat st {};
+  ASSERT_EQ(stat((t / "target").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0644u);
+  ASSERT_EQ(stat((t / "plain").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+}
+
+}  // namespace
+}  // namespace usync
