@@ -28,11 +28,13 @@ class SignalWatcher {
     sigemptyset(&set_);
     sigaddset(&set_, SIGINT);
     sigaddset(&set_, SIGTERM);
+    sigaddset(&set_, SIGUSR1);  // only to wake the watcher at exit
     pthread_sigmask(SIG_BLOCK, &set_, nullptr);
     thread_ = std::thread([this] {
       const timespec tick{0, 100 * 1000 * 1000};
       while (!done_.load()) {
-        if (sigtimedwait(&set_, nullptr, &tick) > 0) {
+        const int sig = sigtimedwait(&set_, nullptr, &tick);
+        if (sig == SIGINT || sig == SIGTERM) {
           if (usync_engine* e = g_engine.load()) usync_engine_cancel(e);
         }
       }
@@ -40,6 +42,7 @@ class SignalWatcher {
   }
   ~SignalWatcher() {
     done_ = true;
+    pthread_kill(thread_.native_handle(), SIGUSR1);  // don't sit out the tick
     thread_.join();
   }
 

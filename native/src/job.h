@@ -141,7 +141,7 @@ class Job {
   // are still on their way to closing some of them.
   void wait_open_dirs();
   size_t max_open_dirs = 4096;
-  std::atomic<uint64_t> files_outstanding{0};
+  alignas(64) std::atomic<uint64_t> files_outstanding{0};
   size_t open_dirs() const noexcept { return open_dirs_.load(std::memory_order_relaxed); }
 
  private:
@@ -149,9 +149,9 @@ class Job {
   std::string join(const Dir* d, std::string_view root, std::string_view name) const;
 
   std::atomic<bool>& cancel_;
-  std::atomic<bool> stop_{false};
+  alignas(64) std::atomic<bool> stop_{false};  // read per op: keep off written lines
   std::mutex cb_mu_;
-  std::atomic<size_t> open_dirs_{0};
+  alignas(64) std::atomic<size_t> open_dirs_{0};
   std::mutex dirs_mu_;
   std::condition_variable dirs_cv_;
 };
