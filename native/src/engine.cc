@@ -349,18 +349,25 @@ int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) 
   if (!sfd.valid()) return -errno;
   UniqueFd dfd;
   bool fresh = false;
+  std::string tmp;  // a new DST is built beside its final name, then renamed
   if (!cfg_.has(USYNC_DRY_RUN)) {
-    if (mkdir(dst_in.c_str(), 0700) == 0) {
-      fresh = true;
-    } else if (errno == ENOENT) {
+    struct stat existing {};
+    if (stat(dst_in.c_str(), &existing) != 0) {
+      if (errno != ENOENT) return -errno;
       if (const int err = make_parents(dst_in); err != 0) return -err;
-      if (mkdir(dst_in.c_str(), 0700) != 0) return -errno;
+      std::string parent = dst_in;
+      while (parent.size() > 1 && parent.back() == '/') parent.pop_back();
+      const size_t slash = parent.rfind('/');
+      tmp = (slash == std::string::npos ? std::string() : parent.substr(0, slash + 1)) + temp_name();
+      if (mkdir(tmp.c_str(), 0700) != 0) return -errno;
       fresh = true;
-    } else if (errno != EEXIST) {
-      return -errno;
     }
-    dfd.reset(open(dst_in.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!dfd.valid()) return -errno;
+    dfd.reset(open(fresh ? tmp.c_str() : dst_in.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dfd.valid()) {
+      const int err = errno;
+      if (fresh) rmdir(tmp.c_str());
+      return -err;
+    }
     if (fresh) counters_.dirs_created.fetch_add(1, std::memory_order_relaxed);
   }
   job.src_root = src;
@@ -372,6 +379,7 @@ int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) 
   root->atime = st.st_atim;
   root->mtime = st.st_mtim;
   root->fresh = fresh;
+  root->tmp_name = std::move(tmp);
   return run(job, root, nullptr);
 }
 

@@ -66,12 +66,17 @@ int FileTask::src_dirfd() const noexcept { return dir != nullptr ? dir->src.get(
 int FileTask::dst_dirfd() const noexcept { return dir != nullptr ? dir->dst.get() : AT_FDCWD; }
 int FileTask::src_open_flags() const noexcept { return O_RDONLY | (dir != nullptr ? O_NOFOLLOW : 0); }
 
-std::string FileTask::create_name() const {
-  if (!replace) return dst_name;
+std::string temp_name() {
   static std::atomic<uint64_t> seq{0};
   char tmp[64];
   std::snprintf(tmp, sizeof tmp, ".usync-%d-%llu.tmp", static_cast<int>(getpid()),
                 static_cast<unsigned long long>(seq.fetch_add(1, std::memory_order_relaxed)));
+  return tmp;
+}
+
+std::string FileTask::create_name() const {
+  if (!replace) return dst_name;
+  const std::string tmp = temp_name();
   const size_t slash = dst_name.rfind('/');
   if (slash == std::string::npos) return tmp;
   return dst_name.substr(0, slash + 1) + tmp;
@@ -190,6 +195,15 @@ void Job::release_dir(Dir* d) {
 }
 
 void Job::finish_dir(Dir* d) {
+  // A new directory was built under a temporary name; now that everything
+  // under it is complete, it takes its final name (never over an entry that
+  // appeared meanwhile).  Also after a cancel: what is inside is complete.
+  if (d->dst.valid() && !d->tmp_name.empty()) {
+    const int pfd = d->parent != nullptr ? d->parent->dst.get() : AT_FDCWD;
+    const std::string final_name = d->parent != nullptr ? d->name : dst_root;
+    if (renameat2(pfd, d->tmp_name.c_str(), pfd, final_name.c_str(), RENAME_NOREPLACE) != 0)
+      report(d, "", "", errno, USYNC_STEP_RENAME);
+  }
   // Also after a cancel: a directory left at 0700 would be a surprise.
   if (d->dst.valid()) {
     const mode_t want = preserve() ? (d->mode & 07777) : (d->mode & 0777 & ~umask_bits);

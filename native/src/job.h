@@ -60,6 +60,11 @@ struct Dir {
   mode_t mode = 0;  // source mode
   timespec atime{}, mtime{};
   bool fresh = false;  // created by this job: files are created in place
+  // Set on a new directory whose parent existed before the job (or on a new
+  // root): it is built under this temporary name and renamed into place when
+  // finished, so a killed copy never leaves a partial file at a final path.
+  // For the root it is a full path, for others a name in the parent.
+  std::string tmp_name;
   std::atomic<int> pending{1};
 };
 
@@ -169,6 +174,9 @@ int finalize_file(const Job& job, const FileTask& t, const std::string& written_
 
 // fchmodat that never follows a symlink at name; 0 or -1 with errno.
 int chmod_nofollow(int dfd, const char* name, mode_t mode) noexcept;
+
+// A fresh temporary name: ".usync-<pid>-<seq>.tmp".
+std::string temp_name();
 
 // Reads the process umask without changing it.
 mode_t current_umask() noexcept;

@@ -59,16 +59,28 @@ class Walker {
     }
     UniqueFd dst;
     bool fresh = false;
+    std::string tmp;
     if (!job_.dry_run()) {
-      if (mkdirat(parent->dst.get(), p.name.c_str(), 0700) == 0) {
-        fresh = true;
-        job_.counters.dirs_created.fetch_add(1, std::memory_order_relaxed);
-      } else if (errno != EEXIST) {
-        job_.report(parent, p.name, p.name, errno, USYNC_STEP_MKDIR);
-        job_.release_dir(parent);
-        return nullptr;
+      // Inside a new directory (itself still under a temporary name) the
+      // final name is safe; where the parent existed, build under a
+      // temporary name unless the directory is already there (merge).
+      const char* make = p.name.c_str();
+      struct stat existing {};
+      if (!parent->fresh && fstatat(parent->dst.get(), make, &existing, AT_SYMLINK_NOFOLLOW) != 0) {
+        tmp = temp_name();
+        make = tmp.c_str();
       }
-      dst.reset(openat(parent->dst.get(), p.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (parent->fresh || !tmp.empty()) {
+        if (mkdirat(parent->dst.get(), make, 0700) == 0) {
+          fresh = true;
+          job_.counters.dirs_created.fetch_add(1, std::memory_order_relaxed);
+        } else if (errno != EEXIST || !tmp.empty()) {
+          job_.report(parent, p.name, p.name, errno, USYNC_STEP_MKDIR);
+          job_.release_dir(parent);
+          return nullptr;
+        }
+      }
+      dst.reset(openat(parent->dst.get(), make, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       if (!dst.valid()) {
         // ENOTDIR / ELOOP: something that is not a directory is in the way
         // (a symlink there is never followed).
@@ -88,6 +100,7 @@ class Walker {
     d->atime = p.st.st_atim;
     d->mtime = p.st.st_mtim;
     d->fresh = fresh;
+    d->tmp_name = std::move(tmp);
     return d;
   }
 

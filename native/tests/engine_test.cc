@@ -99,6 +99,9 @@ TEST_P(EngineTest, CopiesTreeExactly) {
 
   EXPECT_TRUE(got_.errors.empty()) << got_.errors.front();
   EXPECT_EQ(Snapshot(src), Snapshot(dst));
+  // The new DST was built under a temporary name beside it and renamed: none is left.
+  for (const auto& entry : std::filesystem::directory_iterator(t.path()))
+    EXPECT_TRUE(entry.path().filename() == "src" || entry.path().filename() == "dst") << entry.path();
   EXPECT_EQ(st.files_done, 308u);
   EXPECT_EQ(st.files_found, 308u);
   EXPECT_EQ(st.bytes_done, st.bytes_found);  // counted once, as written

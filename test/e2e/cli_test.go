@@ -502,23 +502,41 @@ func TestKilledCopyIntoExistingDestination(t *testing.T) {
 	}
 }
 
-// TestKilledFreshCopy: the contract says no partially written file is ever left under its final
-// name. The engine writes files in directories it created itself under their final names (no
-// temporary + rename, for speed), so SIGKILL can leave partial files there. This is a known gap
-// (see the report); the test runs only with URING_SYNC_E2E_STRICT=1 until the engine closes it.
+// TestKilledFreshCopy: no partially written file is ever left under its final name, even after
+// SIGKILL. A new directory tree is built under a temporary name and renamed into place when it is
+// complete, so a killed copy leaves its final paths absent or complete.
 func TestKilledFreshCopy(t *testing.T) {
-	if os.Getenv("URING_SYNC_E2E_STRICT") != "1" {
-		t.Skip("known gap: SIGKILL leaves partial files under final names in directories the copy created; set URING_SYNC_E2E_STRICT=1 to run")
-	}
 	for _, e := range engines {
 		t.Run(e.name, func(t *testing.T) {
 			t.Parallel()
 			dir := tempDir(t)
 			src := killSource(t, filepath.Join(dir, "src"))
+			interrupted := 0
 			for i, delay := range []time.Duration{30 * time.Millisecond, 150 * time.Millisecond} {
-				dst := &Tree{t: t, Root: filepath.Join(dir, fmt.Sprintf("dst%d", i))}
-				startAndSignal(t, e, syscall.SIGKILL, delay, src.Root, dst.Root)
-				requireCompleteOrAbsent(t, src, dst, nil, fmt.Sprintf("SIGKILL after %v", delay))
+				// A new DST, and a new subdirectory inside an existing DST.
+				fresh := &Tree{t: t, Root: filepath.Join(dir, fmt.Sprintf("fresh%d", i))}
+				existing := NewTree(t, filepath.Join(dir, fmt.Sprintf("existing%d", i)))
+				for _, c := range []struct {
+					dst, final *Tree
+				}{
+					{fresh, fresh},
+					{existing, &Tree{t: t, Root: filepath.Join(existing.Root, "new")}},
+				} {
+					args := []string{src.Root, c.dst.Root}
+					if c.dst == existing {
+						args = []string{src.Root, c.final.Root}
+					}
+					if !startAndSignal(t, e, syscall.SIGKILL, delay, args...) {
+						interrupted++
+						if _, ok := c.final.Lstat(""); ok {
+							t.Errorf("SIGKILL after %v: %s exists though the copy never finished", delay, c.final.Root)
+						}
+					}
+					requireCompleteOrAbsent(t, src, c.final, nil, fmt.Sprintf("SIGKILL after %v", delay))
+				}
+			}
+			if interrupted == 0 {
+				t.Error("every copy finished before SIGKILL: nothing was tested")
 			}
 		})
 	}
