@@ -352,7 +352,7 @@ int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) 
   std::string tmp;  // a new DST is built beside its final name, then renamed
   if (!cfg_.has(USYNC_DRY_RUN)) {
     struct stat existing {};
-    if (stat(dst_in.c_str(), &existing) != 0) {
+    if (lstat(dst_in.c_str(), &existing) != 0) {  // an existing symlink is followed below, like cp
       if (errno != ENOENT) return -errno;
       if (const int err = make_parents(dst_in); err != 0) return -err;
       std::string parent = dst_in;
