@@ -119,7 +119,7 @@ class Walker {
     std::string rel;  // d's root-relative path, only when patterns need it
     const bool filtering = !job_.cfg.filter.empty();
     if (filtering) rel = job_.rel_path(d, "");
-    std::vector<FileTask> small, large;
+    std::vector<FileTask> small;
     for (;;) {
       const long n = syscall(SYS_getdents64, sfd, dents_.get(), kDentsBuf);
       if (n < 0) {
@@ -133,7 +133,7 @@ class Walker {
         off += e->d_reclen;
         const char* name = e->d_name;
         if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0))) continue;
-        entry(d, name, e->d_type, filtering, rel, small, large);
+        entry(d, name, filtering, rel, small);
         if (small.size() >= kBatch) flush(small, job_.small_q);
       }
     }
@@ -141,15 +141,14 @@ class Walker {
     job_.release_dir(d);
   }
 
-  void entry(Dir* d, const char* name, unsigned char type, bool filtering, const std::string& rel,
-             std::vector<FileTask>& small, std::vector<FileTask>& large) {
+  // d_type from getdents is only a hint; the fstatat here is authoritative.
+  void entry(Dir* d, const char* name, bool filtering, const std::string& rel, std::vector<FileTask>& small) {
     struct stat st {};
     if (fstatat(d->src.get(), name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
       // Vanished between listing and stat: nothing to copy, but say so.
       job_.report(d, name, name, errno, USYNC_STEP_STAT);
       return;
     }
-    (void)type;  // d_type is only a hint; the stat above is authoritative
     const bool is_dir = S_ISDIR(st.st_mode);
     if (filtering) {
       const std::string path = rel.empty() ? std::string(name) : rel + "/" + name;
@@ -168,7 +167,7 @@ class Walker {
       job_.counters.bytes_found.fetch_add(static_cast<uint64_t>(st.st_size), std::memory_order_relaxed);
       if (job_.dry_run()) {
         job_.counters.files_done.fetch_add(1, std::memory_order_relaxed);
-        job_.counters.bytes_done.fetch_add(static_cast<uint64_t>(st.st_size), std::memory_order_relaxed);
+        job_.add_bytes(static_cast<uint64_t>(st.st_size));
         job_.file_done_cb(d, name, name, static_cast<uint64_t>(st.st_size), nullptr);
         return;
       }
@@ -186,8 +185,9 @@ class Walker {
       if (t.size >= job_.cfg.large_threshold) {
         // One batch per large file, so that several threads copy large
         // files side by side instead of one thread taking them all.
-        large.push_back(std::move(t));
-        flush(large, route_large_ ? job_.large_q : job_.small_q);
+        std::vector<FileTask> one;
+        one.push_back(std::move(t));
+        flush(one, route_large_ ? job_.large_q : job_.small_q);
       } else {
         small.push_back(std::move(t));
       }
