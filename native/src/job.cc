@@ -155,7 +155,8 @@ void Job::finish_file(FileTask& t, const FileResult& r) {
     out.error = r.error;
     out.step = r.step;
     out.bytes = r.bytes;
-    if (r.has_md5) std::memcpy(out.md5, r.md5, 16);
+    out.has_md5 = r.has_md5 && r.error == 0 ? 1 : 0;
+    if (out.has_md5) std::memcpy(out.md5, r.md5, 16);
   }
   if (r.error == 0) {
     counters.files_done.fetch_add(1, std::memory_order_relaxed);

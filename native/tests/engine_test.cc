@@ -215,6 +215,21 @@ TEST_P(EngineTest, DryRunWritesNothing) {
   EXPECT_EQ(got_.done.size(), 2u);
 }
 
+TEST_P(EngineTest, DryRunPairsCarryNoDigest) {
+  TempDir t;
+  WriteFile(t / "a", "hello\n");
+  const std::string s = t / "a", d = t / "b";
+  usync_pair pair{s.c_str(), d.c_str()};
+  usync_result res{};
+  res.has_md5 = 7;  // must be overwritten
+  usync_engine* e = Make(USYNC_DRY_RUN | USYNC_HASH_MD5);
+  EXPECT_EQ(usync_copy_files(e, &pair, 1, &res), 0);
+  usync_engine_destroy(e);
+  EXPECT_EQ(res.error, 0);
+  EXPECT_EQ(res.has_md5, 0);
+  EXPECT_FALSE(std::filesystem::exists(d));
+}
+
 TEST_P(EngineTest, RefusesOverlapAndMissingSource) {
   TempDir t;
   const std::string src = t / "src";
@@ -295,6 +310,8 @@ TEST_P(EngineTest, CopyFilesWithMd5AndPerPairErrors) {
   EXPECT_EQ(res[0].error, 0);
   EXPECT_EQ(res[0].bytes, 6u);
   EXPECT_EQ(std::memcmp(res[0].md5, want, 16), 0);
+  EXPECT_EQ(res[0].has_md5, 1);
+  EXPECT_EQ(res[2].has_md5, 0);  // failed pairs carry no digest
   EXPECT_EQ(res[1].error, 0);
   EXPECT_EQ(std::memcmp(res[1].md5, want, 16), 0);
   EXPECT_EQ(res[2].error, ENOENT);

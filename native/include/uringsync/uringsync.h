@@ -224,7 +224,9 @@ typedef struct usync_result {
   int error;       /* 0 or positive errno */
   int step;        /* enum usync_step where it failed */
   uint64_t bytes;  /* bytes copied */
-  uint8_t md5[16]; /* valid when error == 0 and USYNC_HASH_MD5 is set */
+  uint8_t md5[16]; /* valid only when has_md5 is 1 */
+  int has_md5;     /* 1 when md5 holds the digest of the bytes copied (error == 0,
+                      USYNC_HASH_MD5 set, not a dry run); 0 otherwise */
 } usync_result;
 
 /* Copy count explicit (src, dst) file pairs concurrently.  pairs and the
