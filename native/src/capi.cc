@@ -35,6 +35,8 @@ USYNC_API const char* usync_step_name(int step) {
     case USYNC_STEP_SYMLINK: return "copy symlink";
     case USYNC_STEP_MKNOD: return "create special file";
     case USYNC_STEP_CANCELED: return "cancelled";
+    case USYNC_STEP_CHANGED: return "source changed while being copied";
+    case USYNC_STEP_OVERLAP: return "source and destination overlap";
     default: return "unknown";
   }
 }

@@ -18,6 +18,7 @@
 #include <thread>
 #include <unordered_set>
 
+#include "budget.h"
 #include "ring.h"
 #include "sync_copy.h"
 #include "uring_worker.h"
@@ -40,29 +41,67 @@ void raise_nofile() noexcept {
   }
 }
 
-size_t dir_fd_budget() noexcept {
-  rlimit rl{};
-  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 4096;
-  const size_t cur = static_cast<size_t>(rl.rlim_cur);
-  // Two descriptors per open directory; keep room for workers and the caller.
-  return cur > 256 ? std::min<size_t>(4096, (cur - 128) / 2) : 16;
-}
-
 bool env_force_sync() noexcept {
   const char* v = std::getenv("URING_SYNC_FORCE_SYNC");
   return v != nullptr && *v != '\0' && std::strcmp(v, "0") != 0;
 }
 
-// Resolves p as far as it exists (the rest is appended lexically).
-std::string resolved(const std::string& p) {
-  std::error_code ec;
-  auto r = std::filesystem::weakly_canonical(std::filesystem::absolute(p, ec), ec);
-  return ec ? std::string() : r.string();
+// Whether the directory open at fd, or any directory above it up to the
+// filesystem root (through "..", so across bind mounts and symlinks as the
+// kernel resolved them), is (dev, ino).  Returns 0 or an errno: a chain that
+// cannot be followed is a refusal, never a skipped check.
+int within(int fd, dev_t dev, ino_t ino, bool* inside) noexcept {
+  *inside = false;
+  UniqueFd cur(openat(fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!cur.valid()) return errno;
+  struct stat st {};
+  if (fstat(cur.get(), &st) != 0) return errno;
+  for (int depth = 0; depth < 1 << 16; ++depth) {
+    if (st.st_dev == dev && st.st_ino == ino) {
+      *inside = true;
+      return 0;
+    }
+    UniqueFd up(openat(cur.get(), "..", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!up.valid()) return errno;
+    struct stat pst {};
+    if (fstat(up.get(), &pst) != 0) return errno;
+    if (pst.st_dev == st.st_dev && pst.st_ino == st.st_ino) return 0;  // the root
+    cur = std::move(up);
+    st = pst;
+  }
+  return ELOOP;
 }
 
-bool inside(const std::string& a, const std::string& b) {  // a == b or a under b
-  if (a.size() < b.size() || a.compare(0, b.size(), b) != 0) return false;
-  return a.size() == b.size() || a[b.size()] == '/' || b == "/";
+// The nearest existing directory at or above path (lexically), opened.
+UniqueFd open_existing_ancestor(const std::string& path) {
+  std::string p = path;
+  for (;;) {
+    UniqueFd fd(open(p.empty() ? "." : p.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (fd.valid() || (errno != ENOENT && errno != ENOTDIR) || p.empty() || p == "/") return fd;
+    while (p.size() > 1 && p.back() == '/') p.pop_back();
+    const size_t slash = p.rfind('/');
+    p = slash == std::string::npos ? std::string() : (slash == 0 ? std::string("/") : p.substr(0, slash));
+  }
+}
+
+// Refuses copying a directory into itself, into its own subtree, or over an
+// ancestor of it, by identity.  Returns 0, ELOOP (overlap) or the errno that
+// kept the check from being made.
+int check_overlap(int src_fd, const std::string& dst) {
+  struct stat s {};
+  if (fstat(src_fd, &s) != 0) return errno;
+  UniqueFd d = open_existing_ancestor(dst);
+  if (!d.valid()) return errno;
+  bool inside = false;
+  if (const int err = within(d.get(), s.st_dev, s.st_ino, &inside); err != 0) return err;
+  if (inside) return ELOOP;
+  // DST (if it exists) must not contain SRC either.
+  UniqueFd whole(open(dst.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!whole.valid()) return 0;
+  struct stat ds {};
+  if (fstat(whole.get(), &ds) != 0) return errno;
+  if (const int err = within(src_fd, ds.st_dev, ds.st_ino, &inside); err != 0) return err;
+  return inside ? ELOOP : 0;
 }
 
 std::string base_name(const std::string& p) {
@@ -89,25 +128,23 @@ int Engine::create(const usync_options* in, Engine** out) noexcept {
   usync_options o;
   usync_options_init(&o);
   if (in != nullptr) {
-    if (in->struct_size < offsetof(usync_options, cb_user) + sizeof(void*) && in->struct_size != 0) return -EINVAL;
-    o = *in;
+    // Fields up to cb_user exist in every version; take only the part of the
+    // struct the caller says it has, defaults for the rest.
+    constexpr size_t kFirstVersion = offsetof(usync_options, cb_user) + sizeof(void*);
+    if (in->struct_size < kFirstVersion) return -EINVAL;
+    std::memcpy(&o, in, std::min<size_t>(in->struct_size, sizeof o));
+    o.struct_size = sizeof o;
   }
+  if ((o.flags & ~USYNC_KNOWN_FLAGS) != 0) return -EINVAL;
   Engine* e = new (std::nothrow) Engine;
   if (e == nullptr) return -ENOMEM;
   try {
     Config& c = e->cfg_;
     c.flags = o.flags;
     const unsigned cpus = cpu_count();
-    const bool sync = (o.flags & USYNC_FORCE_SYNC) != 0 || env_force_sync();
-    int err = 0;
-    e->kind_ = (!sync && uring_available(&err)) ? USYNC_ENGINE_URING : USYNC_ENGINE_SYNC;
-    if (!sync && e->kind_ == USYNC_ENGINE_SYNC && (o.flags & USYNC_QUIET_FALLBACK) == 0) {
-      std::fprintf(stderr, "uring-sync: io_uring unavailable (%s); using the synchronous engine\n",
-                   std::strerror(-err));
-      e->announced_ = true;
-    }
     if (o.workers > 1024 || o.queue_depth > 4096 || o.iowq_max_workers > 1024) throw EINVAL;
     if (o.chunk_size != 0 && (o.chunk_size < 4096 || o.chunk_size > (64u << 20))) throw EINVAL;
+    if (o.buffer_budget != 0 && o.buffer_budget < 4096) throw EINVAL;
     c.workers = o.workers != 0 ? o.workers : std::max(2u, std::min(cpus, 16u));
     c.sync_workers = o.workers != 0 ? o.workers : std::max(4u, std::min(cpus * 4, 64u));
     c.workers_auto = o.workers == 0;
@@ -115,6 +152,7 @@ int Engine::create(const usync_options* in, Engine** out) noexcept {
     c.chunk_size = o.chunk_size != 0 ? o.chunk_size : 128 * 1024;
     c.iowq_max_workers = o.iowq_max_workers != 0 ? o.iowq_max_workers : 4;
     c.progress_interval_ms = o.progress_interval_ms != 0 ? o.progress_interval_ms : 200;
+    c.buffer_budget = o.buffer_budget != 0 ? o.buffer_budget : (64u << 20);
     c.large_threshold = std::max<uint64_t>(1u << 20, uint64_t{c.chunk_size} * 4);
     if (o.exclude_count > 0 && o.excludes == nullptr) throw EINVAL;
     for (size_t i = 0; i < o.exclude_count; ++i)
@@ -123,6 +161,14 @@ int Engine::create(const usync_options* in, Engine** out) noexcept {
     c.file_done_cb = o.file_done_cb;
     c.progress_cb = o.progress_cb;
     c.cb_user = o.cb_user;
+    const bool sync = (o.flags & USYNC_FORCE_SYNC) != 0 || env_force_sync();
+    int err = 0;
+    e->kind_ = (!sync && uring_available(&err)) ? USYNC_ENGINE_URING : USYNC_ENGINE_SYNC;
+    if (!sync && e->kind_ == USYNC_ENGINE_SYNC && (o.flags & USYNC_ANNOUNCE_FALLBACK) != 0) {
+      std::fprintf(stderr, "uring-sync: io_uring unavailable (%s); using the synchronous engine\n",
+                   std::strerror(-err));
+      e->announced_ = true;
+    }
   } catch (int err) {
     delete e;
     return -err;
@@ -130,7 +176,7 @@ int Engine::create(const usync_options* in, Engine** out) noexcept {
     delete e;
     return -ENOMEM;
   }
-  raise_nofile();
+  if ((o.flags & USYNC_RAISE_NOFILE) != 0) raise_nofile();
   *out = e;
   return 0;
 }
@@ -177,9 +223,17 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
     current_ = &job;
     if (cancel_.load(std::memory_order_relaxed)) job.stop();
   }
+  // Fit descriptors and pinned memory to what this process has.
+  const Budget budget = plan_budget(cfg_, uring, workers, nofile_limit(), open_fd_count());
+  workers = budget.workers;
+  job.dir_pairs = budget.dir_pairs;
+  job.ring_depth = budget.queue_depth;
   counters_.engine.store(static_cast<uint32_t>(job.engine_kind), std::memory_order_relaxed);
   counters_.workers.store(workers, std::memory_order_relaxed);
-  job.max_open_dirs = dir_fd_budget();
+  counters_.queue_depth.store(uring ? budget.queue_depth : 0, std::memory_order_relaxed);
+  counters_.fd_budget.store(static_cast<uint32_t>(std::min<uint64_t>(budget.fd_budget, UINT32_MAX)),
+                            std::memory_order_relaxed);
+  counters_.buffer_bytes.store(budget.buffer_bytes, std::memory_order_relaxed);
   std::mutex mu;
   std::condition_variable cv;
   size_t running = 0;
@@ -209,8 +263,7 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
           run_uring_worker(job, &fb);
           if (fb) fell_back.fetch_add(1);
         });
-      const uint32_t bulk = std::max(1u, std::min(workers, 4u));
-      for (uint32_t i = 0; i < bulk; ++i) spawn([&] { run_sync_worker(job, job.large_q); });
+      for (uint32_t i = 0; i < budget.bulk_threads; ++i) spawn([&] { run_sync_worker(job, job.large_q); });
     } else {
       for (uint32_t i = 0; i < workers; ++i) spawn([&] { run_sync_worker(job, job.small_q); });
     }
@@ -223,9 +276,11 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
     job.report(nullptr, job.src_root, job.dst_root, EAGAIN, USYNC_STEP_NONE);
   }
   if (root != nullptr && !walker_started) {
+    // Nothing was walked: drop the root (and the empty directory made for it).
     job.small_q.close();
     job.large_q.close();
-    job.release_dir(root);
+    if (!root->tmp_name.empty()) rmdir(root->tmp_name.c_str());
+    delete root;
   }
   if (feed != nullptr) {
     std::vector<FileTask> small, large;
@@ -266,7 +321,7 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
     current_ = nullptr;
   }
   if (fell_back == workers && uring) counters_.engine.store(USYNC_ENGINE_SYNC, std::memory_order_relaxed);
-  if (fell_back > 0 && !announced_.exchange(true) && !cfg_.has(USYNC_QUIET_FALLBACK))
+  if (fell_back > 0 && cfg_.has(USYNC_ANNOUNCE_FALLBACK) && !announced_.exchange(true))
     std::fprintf(stderr, "uring-sync: could not set up an io_uring on a worker; it used the synchronous engine\n");
   return finish(job);
 }
@@ -295,17 +350,16 @@ int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) 
     std::string dst = dst_in;
     struct stat dt {};
     if (stat(dst.c_str(), &dt) == 0 && S_ISDIR(dt.st_mode)) dst += "/" + base_name(src);
-    const std::string rs = resolved(src), rd = resolved(dst);
-    if (!rs.empty() && rs == rd) return -EINVAL;
+    if (stat(dst.c_str(), &dt) == 0 && dt.st_dev == st.st_dev && dt.st_ino == st.st_ino) {
+      job.report(nullptr, src, dst, ELOOP, USYNC_STEP_OVERLAP);  // the same file
+      return -ELOOP;
+    }
     if (S_ISREG(st.st_mode)) {
       std::vector<FileTask> one(1);
       FileTask& t = one[0];
       t.src_name = src;
       t.dst_name = dst;
-      t.size = static_cast<uint64_t>(st.st_size);
-      t.mode = st.st_mode;
-      t.atime = st.st_atim;
-      t.mtime = st.st_mtim;
+      t.set_stat(st);
       t.replace = true;
       job.src_root = src;
       job.dst_root = dst;
@@ -315,7 +369,7 @@ int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) 
       if (cfg_.has(USYNC_DRY_RUN)) {
         counters_.files_done.store(1, std::memory_order_relaxed);
         counters_.bytes_done.store(t.size, std::memory_order_relaxed);
-        job.file_done_cb(nullptr, src, dst, t.size, nullptr);
+        job.file_done_cb(nullptr, src, dst, t.size, nullptr, t.mode);
         return finish(job);
       }
       if (const int err = make_parents(dst); err != 0) {
@@ -342,11 +396,15 @@ int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) 
 
   // A directory tree.  Refuse overlapping trees: copying into itself (or
   // into an ancestor) would read what it writes, or write over the source.
-  const std::string rs = resolved(src), rd = resolved(dst_in);
-  if (!rs.empty() && !rd.empty() && (inside(rd, rs) || inside(rs, rd))) return -EINVAL;
-
   UniqueFd sfd(open(src.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!sfd.valid()) return -errno;
+  job.src_root = src;
+  job.dst_root = dst_in;
+  if (const int err = check_overlap(sfd.get(), dst_in); err != 0) {
+    job.report(nullptr, src, dst_in, err, USYNC_STEP_OVERLAP);
+    finish(job);
+    return -err;
+  }
   UniqueFd dfd;
   bool fresh = false;
   std::string tmp;  // a new DST is built beside its final name, then renamed
@@ -370,9 +428,15 @@ int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) 
     }
     if (fresh) counters_.dirs_created.fetch_add(1, std::memory_order_relaxed);
   }
-  job.src_root = src;
-  job.dst_root = dst_in;
+  struct stat ids {};
+  if (fstat(sfd.get(), &ids) != 0) return -errno;
   Dir* root = job.new_dir(nullptr);
+  root->src_dev = ids.st_dev;
+  root->src_ino = ids.st_ino;
+  if ((dfd.valid() ? fstat(dfd.get(), &ids) : stat(dst_in.c_str(), &ids)) == 0) {
+    root->dst_dev = job.dst_root_dev = ids.st_dev;
+    root->dst_ino = job.dst_root_ino = ids.st_ino;
+  }
   root->src = std::move(sfd);
   root->dst = std::move(dfd);
   root->mode = st.st_mode;
@@ -438,10 +502,7 @@ int Engine::copy_files_locked(const usync_pair* pairs, size_t count, usync_resul
         made.insert(std::move(parent));
       }
     }
-    t.size = static_cast<uint64_t>(st.st_size);
-    t.mode = st.st_mode;
-    t.atime = st.st_atim;
-    t.mtime = st.st_mtim;
+    t.set_stat(st);
     t.pair = static_cast<uint32_t>(i);
     t.replace = true;
     counters_.files_found.fetch_add(1, std::memory_order_relaxed);

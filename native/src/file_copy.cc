@@ -1,12 +1,12 @@
 #include "file_copy.h"
 
+#include <algorithm>
 #include <cerrno>
 
 namespace usync {
 
-void FileCopy::start(uint64_t size, uint32_t chunk) noexcept {
+void FileCopy::start(uint32_t chunk) noexcept {
   *this = FileCopy();
-  size_ = size;
   chunk_ = chunk;
   state_ = State::kRunning;
 }
@@ -18,9 +18,16 @@ void FileCopy::fail(int step, int err) noexcept {
   err_ = err > 0 ? err : EIO;
 }
 
+void FileCopy::source_checked(uint64_t size) noexcept {
+  checked_ = true;
+  size_ = size;
+  until_eof_ = size == 0;
+}
+
 void FileCopy::complete(OpKind kind, int res) noexcept {
   // -ECANCELED only ever means "an earlier op of this linked batch failed or
-  // came up short": that earlier op's result says what happened.
+  // came up short", or a cancellation of the whole job (then abort() has
+  // been or will be called): that earlier result says what happened.
   const bool canceled = res == -ECANCELED;
   switch (kind) {
     case OpKind::kOpenSrc:
@@ -28,21 +35,26 @@ void FileCopy::complete(OpKind kind, int res) noexcept {
         src_open_ = true;
       else if (!canceled)
         fail(USYNC_STEP_OPEN_SRC, -res);
+      else
+        fail(USYNC_STEP_CANCELED, ECANCELED);
       break;
     case OpKind::kRead:
       if (res >= 0) {
-        const uint32_t n = static_cast<uint32_t>(res);
+        const auto n = static_cast<uint32_t>(res);
         buf_len_ = n;
         buf_done_ = 0;
         read_off_ += n;
-        if (n == 0 || (n < read_len_ && read_off_ >= size_)) eof_ = true;
+        if (until_eof_)
+          eof_ = n == 0;
+        else if (n < read_len_ || read_off_ >= size_)
+          eof_ = true;  // the end as opened, or the file shrank since
       } else if (!canceled) {
         fail(USYNC_STEP_READ, -res);
       }
       break;
     case OpKind::kCloseSrc:
       // A failed close of a read-only descriptor loses nothing; either way the
-      // slot is free again.  Only a canceled close leaves it open.
+      // descriptor is gone.  Only a canceled close leaves it open.
       if (!canceled) src_open_ = false;
       break;
     case OpKind::kOpenDst:
@@ -88,38 +100,63 @@ int FileCopy::next(OpReq* ops) noexcept {
     case State::kRunning: break;
   }
 
-  // 1. Data in the buffer goes out first.
-  if (buf_done_ < buf_len_) {
-    const uint32_t len = buf_len_ - buf_done_;
-    const bool last = eof_;
-    if (!dst_created_) push(OpKind::kOpenDst, Link::kSoft);
-    write_len_ = len;
-    push(OpKind::kWrite, last ? Link::kSoft : Link::kNone, len, written_, buf_done_);
-    if (last) push(OpKind::kCloseDst, Link::kNone);
-    if (last && src_open_) push(OpKind::kCloseSrc, Link::kNone);
+  // 0. Open the source, alone: the driver checks what it got before reading.
+  if (!opened_) {
+    opened_ = true;
+    push(OpKind::kOpenSrc, Link::kNone);
     return n;
   }
-  // 2. Everything read and written: create (empty file) / close what is open.
-  if (eof_) {
-    if (!dst_created_) {
-      push(OpKind::kOpenDst, Link::kSoft);
-      push(OpKind::kCloseDst, Link::kNone);
-    } else if (dst_open_) {
-      push(OpKind::kCloseDst, Link::kNone);
-    }
+  if (!src_open_ && !eof_) {  // a driver bug: never reopen by name
+    fail(USYNC_STEP_OPEN_SRC, EIO);
+    return next(ops);
+  }
+  if (!checked_) {
+    fail(USYNC_STEP_CHANGED, EIO);
+    return next(ops);
+  }
+  // The end of a chain: close the destination (open, or opened earlier in
+  // this chain), then the source.
+  auto close_all = [&](bool dst_will_be_open) {
+    if (dst_will_be_open) push(OpKind::kCloseDst, src_open_ ? Link::kSoft : Link::kNone);
     if (src_open_) push(OpKind::kCloseSrc, Link::kNone);
+  };
+
+  // 1. Data in the buffer goes out first (after a short write, a short read,
+  // or an unlinked read of a file read to EOF).
+  if (buf_done_ < buf_len_) {
+    const uint32_t len = buf_len_ - buf_done_;
+    if (!dst_created_) push(OpKind::kOpenDst, Link::kSoft);
+    write_len_ = len;
+    push(OpKind::kWrite, eof_ ? Link::kSoft : Link::kNone, len, written_, buf_done_);
+    if (eof_) close_all(true);
+    return n;
+  }
+  // 2. Everything read and written: create (an empty file) and close.
+  if (eof_) {
+    if (!dst_created_) push(OpKind::kOpenDst, Link::kSoft);
+    close_all(!dst_created_ || dst_open_);
     if (n == 0) state_ = State::kDone;
     return n;
   }
-  // 3. Read more.  When the rest of the file (as stat'ed) fits in the buffer
-  // the source is closed in the same batch: a hard link keeps the close
-  // running after the (expected) short read.
+  // 3. Read the next chunk.  Of a file of known size, the write of the same
+  // bytes is linked behind the read (it runs only if the read is complete),
+  // and with the last chunk the closes too.
   buf_len_ = buf_done_ = 0;
-  read_len_ = chunk_;
-  const bool rest_fits = size_ < read_off_ + chunk_;
-  if (!src_open_) push(OpKind::kOpenSrc, Link::kSoft);
-  push(OpKind::kRead, rest_fits ? Link::kHard : Link::kNone, chunk_, read_off_);
-  if (rest_fits) push(OpKind::kCloseSrc, Link::kNone);
+  if (until_eof_) {
+    read_len_ = chunk_;
+    push(OpKind::kRead, Link::kNone, chunk_, read_off_);
+    return n;
+  }
+  const auto len = static_cast<uint32_t>(std::min<uint64_t>(chunk_, size_ - read_off_));
+  const bool last = read_off_ + len >= size_;
+  read_len_ = write_len_ = len;
+  push(OpKind::kRead, Link::kSoft, len, read_off_);
+  if (!dst_created_) push(OpKind::kOpenDst, Link::kSoft);
+  push(OpKind::kWrite, last ? Link::kSoft : Link::kNone, len, written_, 0);
+  if (last) {
+    push(OpKind::kCloseDst, Link::kSoft);
+    push(OpKind::kCloseSrc, Link::kNone);
+  }
   return n;
 }
 

@@ -2,16 +2,26 @@
 //
 // A FileCopy plans the next batch of operations for one file (next()), the
 // driver submits them (as linked SQEs on a ring, or in a test as scripted
-// results) and feeds every result back (complete()).  When all operations of
-// a batch have completed the driver calls next() again; next() returning 0
-// means the file is finished: done() or failed().
+// results) and feeds every result back (complete()) in batch order.  When all
+// operations of a batch have completed the driver calls next() again; next()
+// returning 0 means the file is finished: done() or failed().
 //
-// A small file (smaller than one chunk) takes two batches:
-//   [open src -L-> read -H-> close src]   then   [open dst -L-> write -L-> close dst]
-// (-L-> = IOSQE_IO_LINK, -H-> = IOSQE_IO_HARDLINK so that the short read that
-// ends every small file does not cancel the close).  Bigger files loop
-// read -> write chunk by chunk; short reads and writes are resumed for the
-// remainder; a failure anywhere closes what is open and ends in failed().
+// The source is opened first, alone; the driver then checks the descriptor
+// (it must still be the regular file the walker saw: a FIFO, device,
+// directory or other file swapped in is refused) and reports its size now
+// with source_checked(), or source_changed().  The file is copied as it is
+// at that moment: `size` bytes (a file that shrinks is copied to its new
+// end; bytes appended later are not copied).  A file whose size is 0 is read
+// until EOF (files in /proc report 0).  The source stays open until the end:
+// it is never reopened by name.
+//
+// Each later batch reads one chunk and writes it in the same linked chain
+// (-L-> = IOSQE_IO_LINK):
+//   [read -L-> open dst -L-> write -L-> close dst -L-> close src]   (small file)
+//   [read -L-> open dst -L-> write] [read -L-> write] ... [read -L-> write -L-> close dst -L-> close src]
+// A short read (the file shrank) or a short write breaks the chain; the next
+// batch resumes for the remainder.  A failure anywhere closes what is open
+// and ends in failed(); the driver removes a created destination.
 #pragma once
 
 #include <cstdint>
@@ -21,7 +31,7 @@
 namespace usync {
 
 enum class OpKind : uint8_t { kOpenSrc, kRead, kCloseSrc, kOpenDst, kWrite, kCloseDst };
-enum class Link : uint8_t { kNone, kSoft, kHard };
+enum class Link : uint8_t { kNone, kSoft };
 
 struct OpReq {
   OpKind kind;
@@ -33,16 +43,21 @@ struct OpReq {
 
 class FileCopy {
  public:
-  static constexpr int kMaxOps = 4;
+  static constexpr int kMaxOps = 5;
 
-  // size: the source size as stat'ed (a hint; the copy reads until EOF).
-  void start(uint64_t size, uint32_t chunk) noexcept;
+  void start(uint32_t chunk) noexcept;
 
   // Plans the next batch into ops[0..kMaxOps); returns how many (0 = finished).
   int next(OpReq* ops) noexcept;
 
-  // Result of one op of the current batch (a cqe->res).
+  // Result of one op of the current batch (a cqe->res), in batch order.
   void complete(OpKind kind, int res) noexcept;
+
+  // After a successful kOpenSrc: the descriptor is the walked regular file and
+  // holds `size` bytes now (0: read to EOF).
+  void source_checked(uint64_t size) noexcept;
+  // After a successful kOpenSrc: the name now leads to something else.
+  void source_changed(int err) noexcept { fail(USYNC_STEP_CHANGED, err); }
 
   // Abandon the file (cancellation): the next batch only closes what is open.
   void abort(int err) noexcept { fail(USYNC_STEP_CANCELED, err); }
@@ -70,6 +85,9 @@ class FileCopy {
   uint32_t buf_done_ = 0;   // of which already written
   uint32_t read_len_ = 0;   // length asked by the outstanding read
   uint32_t write_len_ = 0;  // length asked by the outstanding write
+  bool opened_ = false;     // the source was opened once (never again)
+  bool checked_ = false;    // source_checked() was called
+  bool until_eof_ = false;  // size unknown (0): read until a read returns 0
   bool src_open_ = false;
   bool dst_open_ = false;
   bool dst_created_ = false;

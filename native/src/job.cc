@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/random.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -42,6 +43,9 @@ void Counters::reset() noexcept {
   walk_done.store(0, std::memory_order_relaxed);
   engine.store(0, std::memory_order_relaxed);
   workers.store(0, std::memory_order_relaxed);
+  queue_depth.store(0, std::memory_order_relaxed);
+  fd_budget.store(0, std::memory_order_relaxed);
+  buffer_bytes.store(0, std::memory_order_relaxed);
 }
 
 void Counters::snapshot(usync_stats* s) const noexcept {
@@ -60,16 +64,50 @@ void Counters::snapshot(usync_stats* s) const noexcept {
   s->walk_done = walk_done.load(std::memory_order_relaxed);
   s->engine = engine.load(std::memory_order_relaxed);
   s->workers = workers.load(std::memory_order_relaxed);
+  s->queue_depth = queue_depth.load(std::memory_order_relaxed);
+  s->fd_budget = fd_budget.load(std::memory_order_relaxed);
+  s->buffer_bytes = buffer_bytes.load(std::memory_order_relaxed);
 }
 
 int FileTask::src_dirfd() const noexcept { return dir != nullptr ? dir->src.get() : AT_FDCWD; }
 int FileTask::dst_dirfd() const noexcept { return dir != nullptr ? dir->dst.get() : AT_FDCWD; }
-int FileTask::src_open_flags() const noexcept { return O_RDONLY | (dir != nullptr ? O_NOFOLLOW : 0); }
+// O_NONBLOCK: a FIFO or device swapped in after the walker's stat must not
+// block the open (it changes nothing for a regular file); check_source()
+// then refuses it before anything is read.
+int FileTask::src_open_flags() const noexcept {
+  return O_RDONLY | O_NONBLOCK | O_CLOEXEC | (dir != nullptr ? O_NOFOLLOW : 0);
+}
+
+void FileTask::set_stat(const struct stat& st) noexcept {
+  size = static_cast<uint64_t>(st.st_size);
+  mode = st.st_mode;
+  atime = st.st_atim;
+  mtime = st.st_mtim;
+  dev = st.st_dev;
+  ino = st.st_ino;
+}
+
+int FileTask::check_source(const struct stat& st) noexcept {
+  if (!S_ISREG(st.st_mode) || st.st_dev != dev || st.st_ino != ino) return ESTALE;
+  set_stat(st);
+  return 0;
+}
+
+namespace {
+// 64 random bits per process: temporary names cannot be guessed, and do not
+// repeat across runs (a container's PID is 1 every time).
+uint64_t temp_prefix() noexcept {
+  uint64_t v = 0;
+  if (getrandom(&v, sizeof v, 0) != sizeof v) v = now_ns() ^ (static_cast<uint64_t>(getpid()) << 32);
+  return v;
+}
+}  // namespace
 
 std::string temp_name() {
+  static const uint64_t prefix = temp_prefix();
   static std::atomic<uint64_t> seq{0};
   char tmp[64];
-  std::snprintf(tmp, sizeof tmp, ".usync-%d-%llu.tmp", static_cast<int>(getpid()),
+  std::snprintf(tmp, sizeof tmp, ".usync-%016llx-%llu.tmp", static_cast<unsigned long long>(prefix),
                 static_cast<unsigned long long>(seq.fetch_add(1, std::memory_order_relaxed)));
   return tmp;
 }
@@ -116,10 +154,15 @@ std::string Job::dst_path(const Dir* d, std::string_view name) const {
 }
 std::string Job::rel_path(const Dir* d, std::string_view name) const { return join(d, "", name); }
 
-void Job::report(const Dir* d, std::string_view src_name, std::string_view dst_name, int err, int step) {
+void Job::report(const Dir* d, std::string_view src_name, std::string_view dst_name, int err, int step) noexcept {
   counters.files_failed.fetch_add(1, std::memory_order_relaxed);
   if (cfg.error_cb != nullptr) {
-    const std::string s = src_path(d, src_name), t = dst_path(d, dst_name);
+    std::string s, t;
+    try {
+      s = src_path(d, src_name);
+      t = dst_path(d, dst_name);
+    } catch (...) {  // no memory for the paths: still report the failure
+    }
     usync_file_error e{s.c_str(), t.c_str(), err, step};
     std::lock_guard lk(cb_mu_);
     cfg.error_cb(cfg.cb_user, &e);
@@ -128,13 +171,19 @@ void Job::report(const Dir* d, std::string_view src_name, std::string_view dst_n
 }
 
 void Job::file_done_cb(const Dir* d, std::string_view src_name, std::string_view dst_name, uint64_t bytes,
-                       const uint8_t* md5) {
+                       const uint8_t* md5, mode_t mode) noexcept {
   if (cfg.file_done_cb == nullptr) return;
-  const std::string s = src_path(d, src_name), t = dst_path(d, dst_name);
+  std::string s, t;
+  try {
+    s = src_path(d, src_name);
+    t = dst_path(d, dst_name);
+  } catch (...) {
+  }
   usync_file_done fd{};
   fd.src_path = s.c_str();
   fd.dst_path = t.c_str();
   fd.bytes = bytes;
+  fd.mode = mode;
   if (md5 != nullptr) {
     fd.has_md5 = 1;
     std::memcpy(fd.md5, md5, 16);
@@ -143,13 +192,13 @@ void Job::file_done_cb(const Dir* d, std::string_view src_name, std::string_view
   cfg.file_done_cb(cfg.cb_user, &fd);
 }
 
-void Job::progress_cb(const usync_stats& s) {
+void Job::progress_cb(const usync_stats& s) noexcept {
   if (cfg.progress_cb == nullptr) return;
   std::lock_guard lk(cb_mu_);
   cfg.progress_cb(cfg.cb_user, &s);
 }
 
-void Job::finish_file(FileTask& t, const FileResult& r) {
+void Job::finish_file(FileTask& t, const FileResult& r) noexcept {
   if (results != nullptr && t.pair < results->size()) {
     usync_result& out = (*results)[t.pair];
     out.error = r.error;
@@ -160,79 +209,71 @@ void Job::finish_file(FileTask& t, const FileResult& r) {
   }
   if (r.error == 0) {
     counters.files_done.fetch_add(1, std::memory_order_relaxed);
-    file_done_cb(t.dir, t.src_name, t.dst_name, r.bytes, r.has_md5 ? r.md5 : nullptr);
+    file_done_cb(t.dir, t.src_name, t.dst_name, r.bytes, r.has_md5 ? r.md5 : nullptr, t.mode);
   } else if (r.step == USYNC_STEP_CANCELED && cancelled()) {
     // Abandoned because the job is stopping: not a failure of this file.
   } else {
     report(t.dir, t.src_name, t.dst_name, r.error, r.step);
   }
   files_outstanding.fetch_sub(1, std::memory_order_relaxed);
-  if (t.dir != nullptr) release_dir(t.dir);
+  if (t.dir != nullptr) {
+    unpin_dir(t.dir);
+    release_dir(t.dir);
+  }
 }
 
-void Job::abandon_file(FileTask& t) {
+void Job::abandon_file(FileTask& t) noexcept {
   if (results != nullptr && t.pair < results->size()) {
     (*results)[t.pair].error = ECANCELED;
     (*results)[t.pair].step = USYNC_STEP_CANCELED;
   }
   files_outstanding.fetch_sub(1, std::memory_order_relaxed);
-  if (t.dir != nullptr) release_dir(t.dir);
+  if (t.dir != nullptr) {
+    unpin_dir(t.dir);
+    release_dir(t.dir);
+  }
 }
 
 Dir* Job::new_dir(Dir* parent) {
   Dir* d = new Dir;
   d->parent = parent;
-  open_dirs_.fetch_add(1, std::memory_order_relaxed);
   return d;
 }
 
-void Job::release_dir(Dir* d) {
-  while (d != nullptr) {
-    if (d->pending.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
-    Dir* parent = d->parent;
-    finish_dir(d);
-    d = parent;  // the finished directory held one count on its parent
+void Job::unpin_dir(Dir* d) noexcept {
+  if (d->pins.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  // The walker may be waiting for a directory whose descriptors it can close.
+  {
+    std::lock_guard lk(dirs_mu_);
+    pin_dropped_ = true;
   }
-}
-
-void Job::finish_dir(Dir* d) {
-  // A new directory was built under a temporary name; now that everything
-  // under it is complete, it takes its final name (never over an entry that
-  // appeared meanwhile).  Also after a cancel: what is inside is complete.
-  if (d->dst.valid() && !d->tmp_name.empty()) {
-    const int pfd = d->parent != nullptr ? d->parent->dst.get() : AT_FDCWD;
-    const std::string final_name = d->parent != nullptr ? d->name : dst_root;
-    if (renameat2(pfd, d->tmp_name.c_str(), pfd, final_name.c_str(), RENAME_NOREPLACE) != 0)
-      report(d, "", "", errno, USYNC_STEP_RENAME);
-  }
-  // Also after a cancel: a directory left at 0700 would be a surprise.
-  if (d->dst.valid()) {
-    const mode_t want = preserve() ? (d->mode & 07777) : (d->mode & 0777 & ~umask_bits);
-    // A directory we created got 0700 (so its contents could be written);
-    // an existing one keeps its mode unless -p asks for the source's.
-    if ((d->fresh && want != 0700) || preserve()) {
-      if (fchmod(d->dst.get(), want) != 0) report(d, "", "", errno, USYNC_STEP_METADATA);
-    }
-    if (preserve()) {
-      const timespec ts[2] = {d->atime, d->mtime};
-      if (futimens(d->dst.get(), ts) != 0) report(d, "", "", errno, USYNC_STEP_METADATA);
-    }
-  }
-  delete d;
-  open_dirs_.fetch_sub(1, std::memory_order_relaxed);
-  { std::lock_guard lk(dirs_mu_); }
   dirs_cv_.notify_all();
 }
 
-void Job::wait_open_dirs() {
-  // Directories with files in the queues close as those files finish; the
-  // ones that only wait for unvisited children (a very deep tree) never do,
-  // so never wait while nothing is outstanding.
-  auto ready = [&] {
-    return open_dirs() <= max_open_dirs || cancelled() || files_outstanding.load(std::memory_order_relaxed) == 0;
-  };
+void Job::release_dir(Dir* d) noexcept {
+  if (d->pending.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  {
+    std::lock_guard lk(dirs_mu_);  // an intrusive list: nothing to allocate
+    d->settle_next = settled_;
+    settled_ = d;
+  }
+  dirs_cv_.notify_all();
+}
+
+bool Job::take_settled(std::vector<Dir*>* out, std::chrono::milliseconds wait) {
   std::unique_lock lk(dirs_mu_);
-  while (!ready()) dirs_cv_.wait_for(lk, std::chrono::milliseconds(20));
+  if (settled_ == nullptr && wait.count() > 0)
+    dirs_cv_.wait_for(lk, wait, [&] { return settled_ != nullptr; });
+  if (settled_ == nullptr) return false;
+  for (Dir* d = settled_; d != nullptr; d = d->settle_next) out->push_back(d);
+  settled_ = nullptr;
+  return true;
+}
+
+void Job::wait_unpinned(std::chrono::milliseconds wait) {
+  std::unique_lock lk(dirs_mu_);
+  dirs_cv_.wait_for(lk, wait, [&] { return pin_dropped_; });
+  pin_dropped_ = false;
 }
 
 int chmod_nofollow(int dfd, const char* name, mode_t mode) noexcept {

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
@@ -29,6 +30,7 @@ struct Config {
   uint32_t chunk_size = 128 * 1024;
   uint32_t iowq_max_workers = 4;
   uint32_t progress_interval_ms = 200;
+  uint64_t buffer_budget = 64u << 20;  // registered buffer bytes per ring
   uint64_t large_threshold = 1u << 20;  // files at least this big go to the bulk path
   ExcludeFilter filter;
   usync_error_fn error_cb = nullptr;
@@ -44,19 +46,28 @@ struct Counters {
   std::atomic<uint64_t> files_found{0}, bytes_found{0}, files_done{0}, bytes_done{0}, files_failed{0},
       files_excluded{0}, dirs_created{0}, symlinks_created{0}, specials_created{0};
   std::atomic<uint64_t> start_ns{0}, end_ns{0};
-  std::atomic<uint32_t> walk_done{0}, engine{0}, workers{0};
+  std::atomic<uint32_t> walk_done{0}, engine{0}, workers{0}, queue_depth{0}, fd_budget{0};
+  std::atomic<uint64_t> buffer_bytes{0};
   void reset() noexcept;
   void snapshot(usync_stats* out) const noexcept;
 };
 
 // A directory being copied.  It lives while anything under it is pending:
 // its own listing, each queued file, each child directory.  When the count
-// drops to zero its metadata is applied (after all its entries exist, so
-// its mtime sticks) and it releases its parent.
+// drops to zero it is settled (renamed into place if it was built under a
+// temporary name, then its metadata applied, after all its entries exist so
+// that its mtime sticks) on the walker thread, and it releases its parent.
+//
+// Its descriptors are a cache owned by the walker thread (dir_cache.h): open
+// while the walker lists the directory or files queued in it are pinned to
+// it (pins > 0), otherwise closeable at any time and reopened through its
+// ancestors, so a deep tree fits any RLIMIT_NOFILE.
 struct Dir {
   Dir* parent = nullptr;
   std::string name;  // component in the parent; "" for the root
   UniqueFd src, dst;
+  dev_t src_dev = 0, dst_dev = 0;  // identities, checked when reopened
+  ino_t src_ino = 0, dst_ino = 0;
   mode_t mode = 0;  // source mode
   timespec atime{}, mtime{};
   bool fresh = false;  // created by this job: files are created in place
@@ -66,6 +77,15 @@ struct Dir {
   // For the root it is a full path, for others a name in the parent.
   std::string tmp_name;
   std::atomic<int> pending{1};
+  std::atomic<int> pins{0};  // users of src/dst: queued files, the walker
+  // Descriptor cache bookkeeping (walker thread only).
+  Dir* lru_prev = nullptr;
+  Dir* lru_next = nullptr;
+  bool cached = false;
+  Dir* settle_next = nullptr;  // Job's list of directories to settle
+
+  // Name of the destination directory in its parent right now.
+  const std::string& dst_name() const noexcept { return tmp_name.empty() ? name : tmp_name; }
 };
 
 // One regular file to copy.
@@ -76,11 +96,19 @@ struct FileTask {
   uint64_t size = 0;
   mode_t mode = 0;
   timespec atime{}, mtime{};
+  dev_t dev = 0;  // identity as walked: the opened source must match
+  ino_t ino = 0;
   uint32_t pair = UINT32_MAX;  // index into the results of a pair copy
   bool replace = false;        // write a temporary name, rename over dst_name
 
   int src_dirfd() const noexcept;
   int dst_dirfd() const noexcept;
+  // Takes the walked stat (size, mode, times, identity).
+  void set_stat(const struct stat& st) noexcept;
+  // The opened source descriptor's stat: 0 when it is still the regular file
+  // that was walked (then size, mode and times are updated from it, so that
+  // the copy is of the file as opened), else ESTALE.
+  int check_source(const struct stat& st) noexcept;
   // Flags for opening the source: a tree entry must still be a regular file
   // (no symlink swapped in); an explicit pair may name a symlink.
   int src_open_flags() const noexcept;
@@ -105,6 +133,10 @@ class Job {
   int engine_kind;  // the engine this job runs on (may differ from the handle's)
   mode_t umask_bits = 022;
   std::string src_root, dst_root;
+  dev_t dst_root_dev = 0;  // the directory written into, to refuse walking into it
+  ino_t dst_root_ino = 0;
+  size_t dir_pairs = 4096;  // directories whose descriptors may be open at once
+  uint32_t ring_depth = 128;  // io_uring: files in flight per ring (budgeted)
   std::vector<usync_result>* results = nullptr;  // pair copies
 
   WorkQueue<FileTask> small_q{16384};
@@ -127,38 +159,41 @@ class Job {
   std::string rel_path(const Dir* d, std::string_view name) const;
 
   // A failure of the entry `name` in d (d may be null for a root or pair).
-  void report(const Dir* d, std::string_view src_name, std::string_view dst_name, int err, int step);
+  // Never throws: without memory for the paths the callback gets "".
+  void report(const Dir* d, std::string_view src_name, std::string_view dst_name, int err, int step) noexcept;
   // Bytes just written to a destination file (live progress).
   void add_bytes(uint64_t n) const noexcept { counters.bytes_done.fetch_add(n, std::memory_order_relaxed); }
-  // A regular file reached its end (copied or failed); releases its dir.
-  void finish_file(FileTask& t, const FileResult& r);
+  // A regular file reached its end (copied or failed); unpins and releases its dir.
+  void finish_file(FileTask& t, const FileResult& r) noexcept;
   // A queued file that will not be attempted (cancellation).
-  void abandon_file(FileTask& t);
+  void abandon_file(FileTask& t) noexcept;
   // progress_cb, serialised with the other callbacks as the header promises.
-  void progress_cb(const usync_stats& s);
+  void progress_cb(const usync_stats& s) noexcept;
   void file_done_cb(const Dir* d, std::string_view src_name, std::string_view dst_name, uint64_t bytes,
-                    const uint8_t* md5);
+                    const uint8_t* md5, mode_t mode) noexcept;
 
-  // Directory bookkeeping.
+  // Directory bookkeeping.  A directory whose count drops to zero is handed
+  // to the walker thread to settle (take_settled).
   Dir* new_dir(Dir* parent);
-  void release_dir(Dir* d);
-  // Blocks the walker while too many directories are open and queued files
-  // are still on their way to closing some of them.
-  void wait_open_dirs();
-  size_t max_open_dirs = 4096;
+  void release_dir(Dir* d) noexcept;
+  void unpin_dir(Dir* d) noexcept;
+  // Walker thread: directories ready to settle (waits up to `wait` for one,
+  // or for a pin to drop).  Returns false when there were none.
+  bool take_settled(std::vector<Dir*>* out, std::chrono::milliseconds wait);
+  // Walker thread: waits up to `wait` for a pin to drop to zero.
+  void wait_unpinned(std::chrono::milliseconds wait);
   alignas(64) std::atomic<uint64_t> files_outstanding{0};
-  size_t open_dirs() const noexcept { return open_dirs_.load(std::memory_order_relaxed); }
 
  private:
-  void finish_dir(Dir* d);
   std::string join(const Dir* d, std::string_view root, std::string_view name) const;
 
   std::atomic<bool>& cancel_;
   alignas(64) std::atomic<bool> stop_{false};  // read per op: keep off written lines
   std::mutex cb_mu_;
-  alignas(64) std::atomic<size_t> open_dirs_{0};
   std::mutex dirs_mu_;
   std::condition_variable dirs_cv_;
+  Dir* settled_ = nullptr;     // guarded by dirs_mu_: list through settle_next
+  bool pin_dropped_ = false;   // guarded by dirs_mu_
 };
 
 // Applies -p metadata (mode, times) to the entry `written` in dfd and, when

@@ -4,8 +4,11 @@
 
 namespace usync {
 
-Ring::~Ring() {
+Ring::~Ring() { exit(); }
+
+void Ring::exit() noexcept {
   if (ok_) io_uring_queue_exit(&ring_);
+  ok_ = false;
 }
 
 int Ring::init(unsigned entries, unsigned files, unsigned iowq_max_workers) noexcept {

@@ -26,6 +26,9 @@ class Ring {
 
   io_uring* get() noexcept { return &ring_; }
   bool ok() const noexcept { return ok_; }
+  // Tears the ring down now (the destructor does it otherwise).  Whatever
+  // uses memory registered with it must outlive this call.
+  void exit() noexcept;
 
   // An SQE, submitting queued ones first if the SQ is full (nullptr only if
   // submission itself fails).

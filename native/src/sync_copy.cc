@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <memory>
 
@@ -33,46 +34,67 @@ bool write_all(const Job& job, int fd, const char* p, size_t n, uint64_t* done) 
   return true;
 }
 
-// Kernel-side copies.  Returns 1 when the file was copied, 0 to fall back to
-// read/write (nothing written yet), -1 on a real error (errno set).
-int copy_in_kernel(const Job& job, int in, int out, uint64_t* done) noexcept {
+}  // namespace
+
+int copy_in_kernel(const Job& job, const FileTask& t, int in, int out, uint64_t* done, CopyRangeFn cfr) noexcept {
   if (ioctl(out, FICLONE, in) == 0) {
     struct stat st {};
     if (fstat(out, &st) == 0) *done = static_cast<uint64_t>(st.st_size);
     job.add_bytes(*done);
     return 1;
   }
-  for (;;) {
+  while (*done < t.size) {
     if (job.cancelled()) {
       errno = ECANCELED;
       return -1;
     }
     // 8 MiB at a time keeps bytes_done (live progress) moving on big files.
-    const ssize_t n = copy_file_range(in, nullptr, out, nullptr, 8u << 20, 0);
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(8u << 20, t.size - *done));
+    const ssize_t n = cfr(in, nullptr, out, nullptr, want, 0);
     if (n > 0) {
       *done += static_cast<uint64_t>(n);
       job.add_bytes(static_cast<uint64_t>(n));
       continue;
     }
-    if (n == 0) return 1;
+    // 0 at offset 0 of a file that is not empty: this filesystem (or kernel)
+    // does not copy here; anywhere else, the file shrank to this end.
+    if (n == 0) return *done == 0 ? 0 : 1;
     if (errno == EINTR) continue;
     if (*done == 0 && (errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP || errno == ENOSYS || errno == EBADF ||
                        errno == EPERM || errno == ETXTBSY))
       return 0;
     return -1;
   }
+  return 1;
 }
 
-}  // namespace
-
-FileResult copy_file_sync(const Job& job, const FileTask& t, char* buf, size_t bufsize, Md5* md5) noexcept {
+FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, size_t bufsize, Md5* md5) noexcept {
   FileResult r;
-  // O_NONBLOCK: a FIFO or device swapped in after the walker's stat must not
-  // block the open (it changes nothing for a regular file).
-  UniqueFd in(openat(t.src_dirfd(), t.src_name.c_str(), t.src_open_flags() | O_CLOEXEC | O_NONBLOCK));
+  FileTask t;  // the walked stat, then the opened file's
+  try {
+    t = walked;
+  } catch (...) {
+    r.error = ENOMEM;
+    r.step = USYNC_STEP_OPEN_SRC;
+    return r;
+  }
+  // O_NONBLOCK (src_open_flags): a FIFO or device swapped in after the
+  // walker's stat must not block the open; the fstat check then refuses it.
+  UniqueFd in(openat(t.src_dirfd(), t.src_name.c_str(), t.src_open_flags()));
   if (!in.valid()) {
     r.error = errno;
     r.step = USYNC_STEP_OPEN_SRC;
+    return r;
+  }
+  struct stat st {};
+  if (fstat(in.get(), &st) != 0) {
+    r.error = errno;
+    r.step = USYNC_STEP_OPEN_SRC;
+    return r;
+  }
+  if (const int err = t.check_source(st); err != 0) {
+    r.error = err;
+    r.step = USYNC_STEP_CHANGED;
     return r;
   }
   std::string name;
@@ -100,27 +122,30 @@ FileResult copy_file_sync(const Job& job, const FileTask& t, char* buf, size_t b
 
   int kernel = 0;
   if (md5 == nullptr && t.size >= job.cfg.large_threshold) {
-    kernel = copy_in_kernel(job, in.get(), out.get(), &r.bytes);
+    kernel = copy_in_kernel(job, t, in.get(), out.get(), &r.bytes);
     if (kernel < 0) return fail(errno == ECANCELED ? USYNC_STEP_CANCELED : USYNC_STEP_WRITE);
   }
   if (kernel == 0) {
-    for (;;) {
+    // The file as opened: t.size bytes (it may have shrunk since: a short
+    // read is its end).  A size of 0 (files in /proc) means: read to EOF.
+    const bool until_eof = t.size == 0;
+    uint64_t off = 0;
+    while (until_eof || off < t.size) {
       if (job.cancelled()) {
         errno = ECANCELED;
         return fail(USYNC_STEP_CANCELED);
       }
-      const ssize_t n = ::read(in.get(), buf, bufsize);
+      const size_t want = until_eof ? bufsize : static_cast<size_t>(std::min<uint64_t>(bufsize, t.size - off));
+      const ssize_t n = ::read(in.get(), buf, want);
       if (n < 0) {
         if (errno == EINTR) continue;
         return fail(USYNC_STEP_READ);
       }
       if (n == 0) break;
+      off += static_cast<uint64_t>(n);
       if (md5 != nullptr) md5->update(buf, static_cast<size_t>(n));
       if (!write_all(job, out.get(), buf, static_cast<size_t>(n), &r.bytes)) return fail(USYNC_STEP_WRITE);
-      // A short read that reaches the stat'ed size is the end: skip the read
-      // that would return 0 (one syscall in seven for a small file).  A file
-      // that grew fills the buffer and keeps the loop going.
-      if (static_cast<size_t>(n) < bufsize && r.bytes >= t.size) break;
+      if (!until_eof && static_cast<size_t>(n) < want) break;  // shrank
     }
   }
   in.reset();

@@ -4,12 +4,23 @@
 // then read/write; each step falls back on the errors that mean "not here".
 #pragma once
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cstddef>
 
 #include "job.h"
 #include "md5.h"
 
 namespace usync {
+
+// The kernel-side copy of a large file (t.size bytes as opened): FICLONE,
+// then copy_file_range (cfr, a parameter so tests can play a filesystem that
+// copies nothing).  Returns 1 when copied (*done bytes), 0 to fall back to
+// read/write (nothing written), -1 on an error (errno set).
+using CopyRangeFn = ssize_t (*)(int, loff_t*, int, loff_t*, size_t, unsigned int);
+int copy_in_kernel(const Job& job, const FileTask& t, int in, int out, uint64_t* done,
+                   CopyRangeFn cfr = ::copy_file_range) noexcept;
 
 // buf: a scratch buffer of bufsize bytes.  md5: non-null to hash while copying
 // (forces read/write, since the kernel-side copies never show the data).

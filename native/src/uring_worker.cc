@@ -1,7 +1,7 @@
 #include "uring_worker.h"
 
 #include <fcntl.h>
-#include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -20,32 +20,33 @@
 namespace usync {
 namespace {
 
+// One file in flight.  Never moves while the kernel holds its address.
 struct Slot {
   FileTask task;
   FileCopy fc;
   std::string name;  // destination name being written (may be a temporary)
   uint32_t buf = BufferPool::kNone;
-  int inflight = 0;
+  int src_fd = -1;   // the source is a plain descriptor: fstat checks it
+  int inflight = 0;  // ops of the current batch not yet completed
+  int nops = 0;
+  OpKind kinds[FileCopy::kMaxOps]{};
+  int res[FileCopy::kMaxOps]{};
   bool active = false;
   std::unique_ptr<Md5> md5;
 };
 
+constexpr uint64_t kCancelTag = ~uint64_t{0};  // user_data of ASYNC_CANCEL
+
 class UringWorker {
  public:
   explicit UringWorker(Job& job) : job_(job), cfg_(job.cfg) {}
+  ~UringWorker() { ring_.exit(); }  // before the buffers it registered go
 
   int setup() {
-    qd_ = cfg_.queue_depth;
-    // The direct-descriptor table counts against RLIMIT_NOFILE: under a low
-    // limit (ulimit -n 64) shrink the depth rather than give up the ring.
-    rlimit rl{};
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
-      const auto per_ring = static_cast<uint32_t>(rl.rlim_cur / 4 / std::max(1u, cfg_.workers));
-      qd_ = std::max(1u, std::min(qd_, per_ring / 2));
-    }
+    qd_ = std::max(1u, job_.ring_depth);
     unsigned entries = 1;
-    while (entries < qd_ * FileCopy::kMaxOps) entries <<= 1;
-    if (const int ret = ring_.init(entries, qd_ * 2, cfg_.iowq_max_workers); ret < 0) return ret;
+    while (entries < qd_ * FileCopy::kMaxOps + 1) entries <<= 1;
+    if (const int ret = ring_.init(entries, qd_, cfg_.iowq_max_workers); ret < 0) return ret;
     try {
       pool_ = std::make_unique<BufferPool>(qd_, cfg_.chunk_size);
       slots_.resize(qd_);
@@ -63,6 +64,7 @@ class UringWorker {
   void run() noexcept {
     std::vector<FileTask> local;
     size_t next = 0;
+    bool cancel_sent = false;
     for (;;) {
       // Fill free slots.
       while (!free_.empty() && !job_.cancelled()) {
@@ -83,18 +85,26 @@ class UringWorker {
           for (FileTask& t : local) job_.abandon_file(t);
           local.clear();
         }
+        // Whatever waits in the kernel (a read of something that never
+        // answers, an open stuck in io-wq) is cancelled, not waited for.
+        if (active_ > 0 && !cancel_sent) cancel_sent = send_cancel();
       }
       if (active_ == 0) {
         if (next < local.size()) continue;
         if (job_.cancelled() || job_.small_q.closed_and_empty()) break;
         continue;  // pop(wait) above blocks for the next batch
       }
-      const int ret = io_uring_submit_and_wait(ring_.get(), 1);
-      if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
+      // Wake up now and then even without completions, to see a cancel.
+      __kernel_timespec ts{0, 50 * 1000 * 1000};
+      io_uring_cqe* cqe = nullptr;
+      const int ret = io_uring_submit_and_wait_timeout(ring_.get(), &cqe, 1, &ts, nullptr);
+      if (ret == -ETIME) cancel_sent = false;  // cancel again what is still there
+      if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
         // The ring itself broke: fail what is in flight, then copy the rest
         // (this batch and the queue) synchronously; nothing is dropped.
-        fatal(-ret);
-        finish_synchronously(local, next);
+        std::vector<FileTask> retry = fatal();
+        for (; next < local.size(); ++next) retry.push_back(std::move(local[next]));
+        finish_synchronously(retry, 0);
         return;
       }
       reap();
@@ -102,15 +112,24 @@ class UringWorker {
   }
 
  private:
+  bool send_cancel() noexcept {
+    io_uring_sqe* sqe = ring_.sqe();
+    if (sqe == nullptr) return false;
+    io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+    io_uring_sqe_set_data64(sqe, kCancelTag);
+    return true;
+  }
+
   void start(FileTask&& t) noexcept {
     const uint32_t i = free_.back();
     free_.pop_back();
     Slot& s = slots_[i];
     s.task = std::move(t);
     s.active = true;
+    s.src_fd = -1;
     s.buf = pool_->acquire();
     if (s.md5) s.md5->reset();
-    s.fc.start(s.task.size, cfg_.chunk_size);
+    s.fc.start(cfg_.chunk_size);
     try {
       s.name = s.task.create_name();
     } catch (...) {
@@ -130,70 +149,68 @@ class UringWorker {
         finish(i);
         return;
       }
-      s.inflight = n;
+      s.inflight = s.nops = n;
       bool cancel_chain = false;  // an op done inline failed: skip the rest of its chain
       for (int k = 0; k < n; ++k) {
+        s.kinds[k] = ops[k].kind;
         const bool linked_from_prev = k > 0 && ops[k - 1].link != Link::kNone;
         if (cancel_chain && linked_from_prev) {
-          complete_inline(s, ops[k].kind, -ECANCELED);
+          complete_inline(s, k, -ECANCELED);
           continue;
         }
         cancel_chain = false;
-        const int res = prep(i, s, ops[k]);
+        const int res = prep(i, k, s, ops[k]);
         if (res != kSubmitted) {
-          complete_inline(s, ops[k].kind, res);
+          complete_inline(s, k, res);
           cancel_chain = res < 0;
         }
       }
       if (s.inflight > 0) return;
-      // Everything completed inline: plan the next batch now.
+      apply(s);  // everything completed inline: plan the next batch now
     }
   }
 
-  void complete_inline(Slot& s, OpKind kind, int res) noexcept {
-    s.fc.complete(kind, res);
+  void complete_inline(Slot& s, int k, int res) noexcept {
+    s.res[k] = res;
     --s.inflight;
   }
 
   static constexpr int kSubmitted = INT32_MIN;
 
-  // Queues one op; returns kSubmitted, or the op's result when it could not
-  // be queued (no SQE available) and so completed inline.
-  int prep(uint32_t i, Slot& s, const OpReq& op) noexcept {
+  // Queues op k of slot i's batch; returns kSubmitted, or the op's result when
+  // it could not be queued (no SQE available) and so completed inline.
+  int prep(uint32_t i, int k, Slot& s, const OpReq& op) noexcept {
     io_uring_sqe* sqe = ring_.sqe();
     // The SQ holds kMaxOps per slot, so this cannot happen; never lose the op.
     if (sqe == nullptr) return -EBUSY;
-    const unsigned src = i * 2, dst = i * 2 + 1;
     char* buf = pool_->data(s.buf);
     switch (op.kind) {
       case OpKind::kOpenSrc:
-        io_uring_prep_openat_direct(sqe, s.task.src_dirfd(), s.task.src_name.c_str(), s.task.src_open_flags(), 0, src);
+        io_uring_prep_openat(sqe, s.task.src_dirfd(), s.task.src_name.c_str(), s.task.src_open_flags(), 0);
         break;
       case OpKind::kRead:
         if (fixed_bufs_)
-          io_uring_prep_read_fixed(sqe, static_cast<int>(src), buf, op.len, op.offset, static_cast<int>(s.buf));
+          io_uring_prep_read_fixed(sqe, s.src_fd, buf, op.len, op.offset, static_cast<int>(s.buf));
         else
-          io_uring_prep_read(sqe, static_cast<int>(src), buf, op.len, op.offset);
-        sqe->flags |= IOSQE_FIXED_FILE;
+          io_uring_prep_read(sqe, s.src_fd, buf, op.len, op.offset);
         break;
-      case OpKind::kCloseSrc: io_uring_prep_close_direct(sqe, src); break;
+      case OpKind::kCloseSrc: io_uring_prep_close(sqe, s.src_fd); break;
       case OpKind::kOpenDst:
         io_uring_prep_openat_direct(sqe, s.task.dst_dirfd(), s.name.c_str(), O_WRONLY | O_CREAT | O_EXCL,
-                                    s.task.mode & 0777, dst);
+                                    s.task.mode & 0777, i);
         break;
       case OpKind::kWrite:
         if (fixed_bufs_)
-          io_uring_prep_write_fixed(sqe, static_cast<int>(dst), buf + op.buf_off, op.len, op.offset,
+          io_uring_prep_write_fixed(sqe, static_cast<int>(i), buf + op.buf_off, op.len, op.offset,
                                     static_cast<int>(s.buf));
         else
-          io_uring_prep_write(sqe, static_cast<int>(dst), buf + op.buf_off, op.len, op.offset);
+          io_uring_prep_write(sqe, static_cast<int>(i), buf + op.buf_off, op.len, op.offset);
         sqe->flags |= IOSQE_FIXED_FILE;
         break;
-      case OpKind::kCloseDst: io_uring_prep_close_direct(sqe, dst); break;
+      case OpKind::kCloseDst: io_uring_prep_close_direct(sqe, i); break;
     }
     if (op.link == Link::kSoft) sqe->flags |= IOSQE_IO_LINK;
-    if (op.link == Link::kHard) sqe->flags |= IOSQE_IO_HARDLINK;
-    io_uring_sqe_set_data64(sqe, (static_cast<uint64_t>(i) << 8) | static_cast<uint64_t>(op.kind));
+    io_uring_sqe_set_data64(sqe, (static_cast<uint64_t>(i) << 8) | static_cast<uint64_t>(k));
     return kSubmitted;
   }
 
@@ -203,20 +220,48 @@ class UringWorker {
     // Completions may queue new SQEs (advance); that is fine while iterating.
     io_uring_for_each_cqe(ring_.get(), head, cqe) {
       ++seen;
-      const uint32_t i = static_cast<uint32_t>(cqe->user_data >> 8);
-      const auto kind = static_cast<OpKind>(cqe->user_data & 0xff);
+      if (cqe->user_data == kCancelTag) continue;
+      const auto i = static_cast<uint32_t>(cqe->user_data >> 8);
+      const auto k = static_cast<int>(cqe->user_data & 0xff);
       Slot& s = slots_[i];
-      if (kind == OpKind::kRead && cqe->res > 0 && s.md5)
-        s.md5->update(pool_->data(s.buf), static_cast<size_t>(cqe->res));
-      if (kind == OpKind::kWrite && cqe->res > 0) job_.add_bytes(static_cast<uint64_t>(cqe->res));
-      s.fc.complete(kind, cqe->res);
-      if (--s.inflight == 0) advance(i);
+      s.res[k] = cqe->res;
+      if (--s.inflight == 0) {
+        apply(s);
+        advance(i);
+      }
     }
     io_uring_cq_advance(ring_.get(), seen);
   }
 
+  // Feeds a completed batch to the state machine in batch order (the order
+  // of the chain), whatever order the completions arrived in.
+  void apply(Slot& s) noexcept {
+    for (int k = 0; k < s.nops; ++k) {
+      const OpKind kind = s.kinds[k];
+      const int res = s.res[k];
+      if (kind == OpKind::kRead && res > 0 && s.md5) s.md5->update(pool_->data(s.buf), static_cast<size_t>(res));
+      if (kind == OpKind::kWrite && res > 0) job_.add_bytes(static_cast<uint64_t>(res));
+      if (kind == OpKind::kCloseSrc && res != -ECANCELED) s.src_fd = -1;
+      s.fc.complete(kind, res);
+      if (kind == OpKind::kOpenSrc && res >= 0) {
+        s.src_fd = res;
+        struct stat st {};
+        const int err = fstat(res, &st) != 0 ? errno : s.task.check_source(st);
+        if (err == 0)
+          s.fc.source_checked(s.task.size);
+        else
+          s.fc.source_changed(err);
+      }
+    }
+    s.nops = 0;
+  }
+
   void finish(uint32_t i) noexcept {
     Slot& s = slots_[i];
+    if (s.src_fd >= 0) {  // only if a close never ran: never leak it
+      ::close(s.src_fd);
+      s.src_fd = -1;
+    }
     FileResult r;
     if (s.fc.done()) {
       r.bytes = s.fc.bytes_written();
@@ -254,30 +299,70 @@ class UringWorker {
     run_sync_worker(job_, job_.small_q);
   }
 
-  // The ring itself broke: every file in flight fails (nothing is left under
-  // a final name because each is created with O_EXCL and removed on failure).
-  void fatal(int err) noexcept {
+  // The ring itself broke (io_uring_enter refused, say).  First cancel and
+  // drain what the kernel still runs (as far as the ring answers), then tear
+  // the ring down, and only then remove the names written: a create still in
+  // flight must not bring a name back after it was removed.  The files that
+  // were in flight are returned, to be copied again synchronously.
+  std::vector<FileTask> fatal() noexcept {
+    if (send_cancel()) {
+      for (int tries = 0; tries < 20 && ops_in_flight(); ++tries) {
+        __kernel_timespec ts{0, 50 * 1000 * 1000};
+        io_uring_cqe* cqe = nullptr;
+        const int ret = io_uring_submit_and_wait_timeout(ring_.get(), &cqe, 1, &ts, nullptr);
+        if (ret < 0 && ret != -ETIME && ret != -EINTR) break;
+        reap_after_fatal();
+      }
+    }
+    ring_.exit();
+    std::vector<FileTask> retry;
     for (uint32_t i = 0; i < qd_; ++i) {
       Slot& s = slots_[i];
       if (!s.active) continue;
-      s.fc.abort(err);
-      // The ring can no longer close direct descriptors; exiting it does.
-      // The create may be in flight: remove the name whether or not it has
-      // completed (it is ours alone: O_EXCL in a fresh directory, or a temp).
-      unlinkat(s.task.dst_dirfd(), s.name.c_str(), 0);
-      FileResult r{err, USYNC_STEP_WRITE};
-      job_.finish_file(s.task, r);
+      if (s.src_fd >= 0) ::close(s.src_fd);
+      s.src_fd = -1;
+      unlinkat(s.task.dst_dirfd(), s.name.c_str(), 0);  // ours alone: O_EXCL in a fresh dir, or a temp
+      try {
+        retry.push_back(std::move(s.task));
+      } catch (...) {
+        job_.finish_file(s.task, FileResult{ENOMEM, USYNC_STEP_WRITE});
+      }
       s.active = false;
     }
     active_ = 0;
+    return retry;
+  }
+
+  bool ops_in_flight() const noexcept {
+    for (const Slot& s : slots_)
+      if (s.active && s.inflight > 0) return true;
+    return false;
+  }
+
+  // Takes completions without planning anything new.
+  void reap_after_fatal() noexcept {
+    io_uring_cqe* cqe;
+    unsigned head, seen = 0;
+    io_uring_for_each_cqe(ring_.get(), head, cqe) {
+      ++seen;
+      if (cqe->user_data == kCancelTag) continue;
+      Slot& s = slots_[static_cast<uint32_t>(cqe->user_data >> 8)];
+      const auto k = static_cast<int>(cqe->user_data & 0xff);
+      --s.inflight;
+      if (s.kinds[k] == OpKind::kOpenSrc && cqe->res >= 0) s.src_fd = cqe->res;
+      if (s.kinds[k] == OpKind::kCloseSrc && cqe->res != -ECANCELED) s.src_fd = -1;
+    }
+    io_uring_cq_advance(ring_.get(), seen);
   }
 
   Job& job_;
   const Config& cfg_;
-  Ring ring_;
+  // Destroyed in reverse order: the ring (declared last) goes before the
+  // buffers registered with it (the destructor also exits it explicitly).
   std::unique_ptr<BufferPool> pool_;
   std::vector<Slot> slots_;
   std::vector<uint32_t> free_;
+  Ring ring_;
   uint32_t qd_ = 0;
   uint32_t active_ = 0;
   bool fixed_bufs_ = false;

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,6 +17,7 @@ namespace {
 
 constexpr size_t kBatch = 1024;          // files per queued batch (one directory)
 constexpr size_t kDentsBuf = 64 * 1024;  // getdents64 buffer
+constexpr int kDirFlags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
 
 struct linux_dirent64 {
   uint64_t d_ino;
@@ -31,33 +33,229 @@ struct PendingDir {
   struct stat st;
 };
 
+// Walks depth-first and owns every Dir's descriptors: a cache of at most
+// job.dir_pairs open (src, dst) pairs, least recently used closed first when
+// nothing pins them, reopened through the ancestors (checking that each is
+// still the directory it was) when needed again — the way bfs's bftw_cache
+// does.  Also settles finished directories, so no other thread ever opens a
+// directory.
 class Walker {
  public:
   Walker(Job& job, bool route_large) : job_(job), route_large_(route_large) {}
 
   void run(Dir* root) {
+    root_ = root;
+    root->pins.fetch_add(1, std::memory_order_relaxed);  // never closed
+    lru_push(root);
     list(root);
     while (!stack_.empty() && !job_.cancelled()) {
+      settle_ready(std::chrono::milliseconds(0));
       PendingDir p = std::move(stack_.back());
       stack_.pop_back();
-      job_.wait_open_dirs();
       if (Dir* d = open_child(p)) list(d);
     }
     // Cancelled: release what was never opened.
     for (PendingDir& p : stack_) job_.release_dir(p.parent);
     stack_.clear();
+    job_.counters.walk_done.store(1, std::memory_order_relaxed);
+    job_.small_q.close();
+    job_.large_q.close();
+    while (!root_done_) settle_ready(std::chrono::milliseconds(50));
   }
 
  private:
+  // ---- the descriptor cache
+  void lru_push(Dir* d) noexcept {  // as most recently used
+    d->lru_prev = lru_tail_;
+    d->lru_next = nullptr;
+    (lru_tail_ != nullptr ? lru_tail_->lru_next : lru_head_) = d;
+    lru_tail_ = d;
+    d->cached = true;
+    ++open_;
+  }
+  void lru_remove(Dir* d) noexcept {
+    (d->lru_prev != nullptr ? d->lru_prev->lru_next : lru_head_) = d->lru_next;
+    (d->lru_next != nullptr ? d->lru_next->lru_prev : lru_tail_) = d->lru_prev;
+    d->lru_prev = d->lru_next = nullptr;
+    d->cached = false;
+    --open_;
+  }
+  void close_fds(Dir* d) noexcept {
+    if (d->cached) lru_remove(d);
+    d->src.reset();
+    d->dst.reset();
+  }
+  static void pin(Dir* d) noexcept { d->pins.fetch_add(1, std::memory_order_relaxed); }
+  static void unpin(Dir* d) noexcept { d->pins.fetch_sub(1, std::memory_order_acq_rel); }
+
+  // Closes least recently used, unpinned directories until one more fits.
+  // Pinned ones belong to queued files, which the workers finish.
+  void make_room() {
+    while (open_ >= job_.dir_pairs) {
+      Dir* victim = nullptr;
+      for (Dir* x = lru_head_; x != nullptr; x = x->lru_next)
+        if (x != root_ && x->pins.load(std::memory_order_acquire) == 0) {
+          victim = x;
+          break;
+        }
+      if (victim != nullptr) {
+        close_fds(victim);
+        continue;
+      }
+      job_.wait_unpinned(std::chrono::milliseconds(20));
+    }
+  }
+
+  // Opens name in parent fd as a directory and checks that it is (dev, ino)
+  // when want_ino != 0.  Returns the fd or -errno.
+  static int open_dir_at(int pfd, const char* name, dev_t* dev, ino_t* ino) noexcept {
+    if (pfd < 0) return -EBADF;
+    const int fd = openat(pfd, name, kDirFlags);
+    if (fd < 0) return -(errno == ELOOP ? ENOTDIR : errno);
+    struct stat st {};
+    if (fstat(fd, &st) != 0) {
+      const int err = errno;
+      close(fd);
+      return -err;
+    }
+    if (*ino != 0 && (st.st_dev != *dev || st.st_ino != *ino)) {
+      close(fd);
+      return -ESTALE;  // renamed or replaced since it was walked
+    }
+    *dev = st.st_dev;
+    *ino = st.st_ino;
+    return fd;
+  }
+
+  // Makes d's descriptors open (those that can be), reopening from the
+  // nearest cached ancestor down.  Returns 0 or the first errno.
+  int ensure_open(Dir* d) {
+    if (d->cached) {  // touch: most recently used
+      lru_remove(d);
+      lru_push(d);
+      return 0;
+    }
+    std::vector<Dir*> chain;
+    for (Dir* x = d; !x->cached; x = x->parent) chain.push_back(x);  // the root is always cached
+    int first = 0;
+    for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
+      Dir* x = *it;
+      Dir* p = x->parent;
+      pin(p);
+      make_room();
+      int fd = open_dir_at(p->src.get(), x->name.c_str(), &x->src_dev, &x->src_ino);
+      if (fd >= 0) x->src.reset(fd);
+      int err = fd < 0 ? -fd : 0;
+      if (!job_.dry_run()) {
+        fd = open_dir_at(p->dst.get(), x->dst_name().c_str(), &x->dst_dev, &x->dst_ino);
+        if (fd >= 0) x->dst.reset(fd);
+        if (err == 0 && fd < 0) err = -fd;
+      }
+      unpin(p);
+      lru_push(x);
+      if (first == 0) first = err;
+    }
+    return first;
+  }
+
+  // ---- settling finished directories
+  void settle_ready(std::chrono::milliseconds wait) {
+    std::vector<Dir*> ready;
+    while (job_.take_settled(&ready, wait)) {
+      for (Dir* d : ready) settle(d);
+      ready.clear();
+      wait = std::chrono::milliseconds(0);
+    }
+  }
+
+  // Everything under d is done: give it its final name (if it was built under
+  // a temporary one) and its metadata, close it, release its parent.
+  void settle(Dir* d) {
+    if (!job_.dry_run()) {
+      pin(d);
+      const int err = ensure_open(d);
+      if (!d->dst.valid()) {
+        job_.report(d, "", "", err != 0 ? err : EBADF, USYNC_STEP_METADATA);
+      } else {
+        // Never over an entry that appeared meanwhile.  Also after a cancel:
+        // what is inside is complete.
+        if (!d->tmp_name.empty()) {
+          int pfd = AT_FDCWD;
+          std::string final_name = job_.dst_root;
+          if (d->parent != nullptr) {
+            ensure_open(d->parent);
+            pfd = d->parent->dst.get();
+            final_name = d->name;
+          }
+          if (renameat2(pfd, d->tmp_name.c_str(), pfd, final_name.c_str(), RENAME_NOREPLACE) != 0)
+            job_.report(d, "", "", errno, USYNC_STEP_RENAME);
+          else
+            d->tmp_name.clear();
+        }
+        // Also after a cancel: a directory left at 0700 would be a surprise.
+        // Without -p: the source's bits and the sticky bit, less the umask
+        // (as cp -r); a directory that existed keeps its mode.
+        const mode_t want =
+            job_.preserve() ? (d->mode & 07777) : (d->mode & (0777 | S_ISVTX) & ~job_.umask_bits);
+        if ((d->fresh && want != 0700) || job_.preserve()) {
+          if (fchmod(d->dst.get(), want) != 0) job_.report(d, "", "", errno, USYNC_STEP_METADATA);
+        }
+        if (job_.preserve()) {
+          const timespec ts[2] = {d->atime, d->mtime};
+          if (futimens(d->dst.get(), ts) != 0) job_.report(d, "", "", errno, USYNC_STEP_METADATA);
+        }
+      }
+      unpin(d);
+    }
+    Dir* parent = d->parent;
+    close_fds(d);
+    delete d;
+    if (parent != nullptr)
+      job_.release_dir(parent);
+    else
+      root_done_ = true;
+  }
+
+  // ---- walking
   Dir* open_child(PendingDir& p) {
     Dir* parent = p.parent;
-    UniqueFd src(openat(parent->src.get(), p.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!src.valid()) {
-      job_.report(parent, p.name, p.name, errno, USYNC_STEP_OPEN_SRC);
-      job_.release_dir(parent);
+    const int perr = ensure_open(parent);
+    pin(parent);
+    Dir* d = open_child_pinned(p, parent, perr);
+    unpin(parent);
+    if (d == nullptr) job_.release_dir(parent);
+    return d;
+  }
+
+  Dir* open_child_pinned(PendingDir& p, Dir* parent, int perr) {
+    if (!parent->src.valid() || (!job_.dry_run() && !parent->dst.valid())) {
+      job_.report(parent, p.name, p.name, perr != 0 ? perr : EBADF, USYNC_STEP_OPEN_SRC);
       return nullptr;
     }
+    make_room();
+    dev_t sdev = 0;
+    ino_t sino = 0;
+    const int sfd = open_dir_at(parent->src.get(), p.name.c_str(), &sdev, &sino);
+    if (sfd < 0) {
+      job_.report(parent, p.name, p.name, -sfd, USYNC_STEP_OPEN_SRC);
+      return nullptr;
+    }
+    UniqueFd src(sfd);
+    // Never walk into the destination (a bind mount or an alias of it inside
+    // the source would copy the copy forever), nor into a directory's own
+    // ancestor (a filesystem loop made with bind mounts).
+    if (sdev == job_.dst_root_dev && sino == job_.dst_root_ino) {
+      job_.report(parent, p.name, p.name, ELOOP, USYNC_STEP_OVERLAP);
+      return nullptr;
+    }
+    for (const Dir* a = parent; a != nullptr; a = a->parent)
+      if (a->src_dev == sdev && a->src_ino == sino) {
+        job_.report(parent, p.name, p.name, ELOOP, USYNC_STEP_OPEN_SRC);
+        return nullptr;
+      }
     UniqueFd dst;
+    dev_t ddev = 0;
+    ino_t dino = 0;
     bool fresh = false;
     std::string tmp;
     if (!job_.dry_run()) {
@@ -76,19 +274,18 @@ class Walker {
           job_.counters.dirs_created.fetch_add(1, std::memory_order_relaxed);
         } else if (errno != EEXIST || !tmp.empty()) {
           job_.report(parent, p.name, p.name, errno, USYNC_STEP_MKDIR);
-          job_.release_dir(parent);
           return nullptr;
         }
       }
-      dst.reset(openat(parent->dst.get(), make, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      if (!dst.valid()) {
-        // ENOTDIR / ELOOP: something that is not a directory is in the way
-        // (a symlink there is never followed).
-        const int err = (errno == ELOOP) ? ENOTDIR : errno;
-        job_.report(parent, p.name, p.name, err, USYNC_STEP_MKDIR);
-        job_.release_dir(parent);
+      // ENOTDIR: something that is not a directory is in the way (a symlink
+      // there is never followed).
+      const int dfd = open_dir_at(parent->dst.get(), make, &ddev, &dino);
+      if (dfd < 0) {
+        job_.report(parent, p.name, p.name, -dfd, USYNC_STEP_MKDIR);
+        if (fresh) unlinkat(parent->dst.get(), make, AT_REMOVEDIR);
         return nullptr;
       }
+      dst.reset(dfd);
     } else {
       job_.counters.dirs_created.fetch_add(1, std::memory_order_relaxed);
     }
@@ -96,11 +293,17 @@ class Walker {
     d->name = std::move(p.name);
     d->src = std::move(src);
     d->dst = std::move(dst);
+    d->src_dev = sdev;
+    d->src_ino = sino;
+    d->dst_dev = ddev;
+    d->dst_ino = dino;
     d->mode = p.st.st_mode;
     d->atime = p.st.st_atim;
     d->mtime = p.st.st_mtim;
     d->fresh = fresh;
     d->tmp_name = std::move(tmp);
+    lru_push(d);
+    if (job_.cfg.has(USYNC_REPORT_ALL)) job_.file_done_cb(parent, d->name, d->name, 0, nullptr, d->mode);
     return d;
   }
 
@@ -115,6 +318,7 @@ class Walker {
   // Lists d, queues its files and subdirectories, then drops the listing's
   // own hold on d.
   void list(Dir* d) {
+    pin(d);
     const int sfd = d->src.get();
     std::string rel;  // d's root-relative path, only when patterns need it
     const bool filtering = !job_.cfg.filter.empty();
@@ -138,6 +342,7 @@ class Walker {
       }
     }
     flush(small, job_.small_q);
+    unpin(d);
     job_.release_dir(d);
   }
 
@@ -168,19 +373,17 @@ class Walker {
       if (job_.dry_run()) {
         job_.counters.files_done.fetch_add(1, std::memory_order_relaxed);
         job_.add_bytes(static_cast<uint64_t>(st.st_size));
-        job_.file_done_cb(d, name, name, static_cast<uint64_t>(st.st_size), nullptr);
+        job_.file_done_cb(d, name, name, static_cast<uint64_t>(st.st_size), nullptr, st.st_mode);
         return;
       }
       FileTask t;
       t.dir = d;
       t.src_name = name;
       t.dst_name = t.src_name;
-      t.size = static_cast<uint64_t>(st.st_size);
-      t.mode = st.st_mode;
-      t.atime = st.st_atim;
-      t.mtime = st.st_mtim;
+      t.set_stat(st);
       t.replace = !d->fresh;
       d->pending.fetch_add(1, std::memory_order_relaxed);
+      pin(d);
       job_.files_outstanding.fetch_add(1, std::memory_order_relaxed);
       if (t.size >= job_.cfg.large_threshold) {
         // One batch per large file, so that several threads copy large
@@ -193,14 +396,24 @@ class Walker {
       }
       return;
     }
-    if (job_.dry_run()) return;
+    if (job_.dry_run()) {
+      if (job_.cfg.has(USYNC_REPORT_ALL)) job_.file_done_cb(d, name, name, 0, nullptr, st.st_mode);
+      return;
+    }
     int step = USYNC_STEP_NONE;
     if (const int err = copy_special(job_, d->src.get(), name, st, d->dst.get(), name, !d->fresh, &step); err != 0)
       job_.report(d, name, name, err, step);
+    else if (job_.cfg.has(USYNC_REPORT_ALL))
+      job_.file_done_cb(d, name, name, 0, nullptr, st.st_mode);
   }
 
   Job& job_;
   bool route_large_;
+  Dir* root_ = nullptr;
+  bool root_done_ = false;
+  Dir* lru_head_ = nullptr;
+  Dir* lru_tail_ = nullptr;
+  size_t open_ = 0;  // directories with descriptors open
   std::vector<PendingDir> stack_;
   std::unique_ptr<char[]> dents_{new char[kDentsBuf]};
 };
@@ -225,15 +438,20 @@ int copy_special(const Job& job, int sfd, const char* name, const struct stat& s
   }
   if (S_ISLNK(st.st_mode)) {
     *step = USYNC_STEP_SYMLINK;
-    std::string target(static_cast<size_t>(st.st_size > 0 ? st.st_size : 255) + 1, '\0');
-    for (;;) {
-      const ssize_t n = readlinkat(sfd, name, target.data(), target.size());
-      if (n < 0) return errno;
-      if (static_cast<size_t>(n) < target.size()) {
-        target.resize(static_cast<size_t>(n));
-        break;
+    std::string target;
+    try {
+      target.resize(static_cast<size_t>(st.st_size > 0 ? st.st_size : 255) + 1);
+      for (;;) {
+        const ssize_t n = readlinkat(sfd, name, target.data(), target.size());
+        if (n < 0) return errno;
+        if (static_cast<size_t>(n) < target.size()) {
+          target.resize(static_cast<size_t>(n));
+          break;
+        }
+        target.resize(target.size() * 2);
       }
-      target.resize(target.size() * 2);
+    } catch (...) {
+      return ENOMEM;
     }
     if (symlinkat(target.c_str(), dfd, target_name) != 0) return errno;
     job.counters.symlinks_created.fetch_add(1, std::memory_order_relaxed);
@@ -252,10 +470,10 @@ void run_walker(Job& job, Dir* root, bool route_large) noexcept {
   } catch (...) {
     job.report(nullptr, job.src_root, job.dst_root, ENOMEM, USYNC_STEP_READDIR);
     job.stop();
+    job.counters.walk_done.store(1, std::memory_order_relaxed);
+    job.small_q.close();
+    job.large_q.close();
   }
-  job.counters.walk_done.store(1, std::memory_order_relaxed);
-  job.small_q.close();
-  job.large_q.close();
 }
 
 }  // namespace usync

@@ -235,9 +235,9 @@ TEST_P(EngineTest, RefusesOverlapAndMissingSource) {
   const std::string src = t / "src";
   WriteFile(src + "/a", "a");
   usync_engine* e = Make();
-  EXPECT_EQ(usync_copy_tree(e, src.c_str(), (src + "/inner").c_str()), -EINVAL);
-  EXPECT_EQ(usync_copy_tree(e, src.c_str(), src.c_str()), -EINVAL);
-  EXPECT_EQ(usync_copy_tree(e, src.c_str(), t.path().c_str()), -EINVAL);  // into an ancestor
+  EXPECT_EQ(usync_copy_tree(e, src.c_str(), (src + "/inner").c_str()), -ELOOP);
+  EXPECT_EQ(usync_copy_tree(e, src.c_str(), src.c_str()), -ELOOP);
+  EXPECT_EQ(usync_copy_tree(e, src.c_str(), t.path().c_str()), -ELOOP);  // into an ancestor
   EXPECT_FALSE(std::filesystem::exists(src + "/inner"));
   EXPECT_EQ(usync_copy_tree(e, (t / "missing").c_str(), (t / "out").c_str()), -ENOENT);
   usync_engine_destroy(e);

@@ -47,7 +47,10 @@ TEST(Fallback, SeccompDeniedIoUringUsesSyncEngine) {
     close(pipefd[0]);
     if (!DenyIoUring()) _exit(kNoSeccomp);
     usync_engine* e = nullptr;
-    if (usync_engine_create(nullptr, &e) != 0) _exit(kCreateFailed);
+    usync_options o;
+    usync_options_init(&o);
+    o.flags = USYNC_ANNOUNCE_FALLBACK;  // a library prints only when asked
+    if (usync_engine_create(&o, &e) != 0) _exit(kCreateFailed);
     if (usync_engine_kind(e) != USYNC_ENGINE_SYNC) _exit(kNotSync);
     const int ret = usync_copy_tree(e, src.c_str(), dst.c_str());
     usync_stats st{};

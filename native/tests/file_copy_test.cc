@@ -25,53 +25,81 @@ void ExpectKinds(const Batch& b, std::vector<OpKind> kinds) {
   for (size_t i = 0; i < kinds.size(); ++i) EXPECT_EQ(b.ops[i].kind, kinds[i]) << "op " << i;
 }
 
-TEST(FileCopy, SmallFileTakesTwoLinkedBatches) {
+// Opens the source and reports it checked with `size` bytes.
+void Opened(FileCopy& fc, uint64_t size, uint32_t chunk = 4096) {
+  fc.start(chunk);
+  ExpectKinds(Next(fc), {OpKind::kOpenSrc});
+  fc.complete(OpKind::kOpenSrc, 5);
+  fc.source_checked(size);
+}
+
+void CompleteAll(FileCopy& fc, const Batch& b, std::vector<int> res) {
+  ASSERT_EQ(b.ops.size(), res.size());
+  for (size_t i = 0; i < res.size(); ++i) fc.complete(b.ops[i].kind, res[i]);
+}
+
+TEST(FileCopy, SmallFileTakesTwoBatches) {
   FileCopy fc;
-  fc.start(100, 4096);
+  fc.start(4096);
   Batch b = Next(fc);
-  ExpectKinds(b, {OpKind::kOpenSrc, OpKind::kRead, OpKind::kCloseSrc});
-  EXPECT_EQ(b.ops[0].link, Link::kSoft);
-  EXPECT_EQ(b.ops[1].link, Link::kHard);  // the short read must not cancel the close
-  EXPECT_EQ(b.ops[1].len, 4096u);
-  fc.complete(OpKind::kOpenSrc, 0);
-  fc.complete(OpKind::kRead, 100);
-  fc.complete(OpKind::kCloseSrc, 0);
+  ExpectKinds(b, {OpKind::kOpenSrc});  // alone: the driver checks the descriptor before reading
+  EXPECT_EQ(b.ops[0].link, Link::kNone);
+  fc.complete(OpKind::kOpenSrc, 5);
+  fc.source_checked(100);
   b = Next(fc);
-  ExpectKinds(b, {OpKind::kOpenDst, OpKind::kWrite, OpKind::kCloseDst});
-  EXPECT_EQ(b.ops[0].link, Link::kSoft);
-  EXPECT_EQ(b.ops[1].link, Link::kSoft);
-  EXPECT_EQ(b.ops[1].len, 100u);
-  EXPECT_EQ(b.ops[1].offset, 0u);
-  fc.complete(OpKind::kOpenDst, 0);
-  fc.complete(OpKind::kWrite, 100);
-  fc.complete(OpKind::kCloseDst, 0);
+  ExpectKinds(b, {OpKind::kRead, OpKind::kOpenDst, OpKind::kWrite, OpKind::kCloseDst, OpKind::kCloseSrc});
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(b.ops[static_cast<size_t>(i)].link, Link::kSoft) << i;
+  EXPECT_EQ(b.ops[4].link, Link::kNone);
+  EXPECT_EQ(b.ops[0].len, 100u);  // the size as opened, not a whole chunk
+  EXPECT_EQ(b.ops[2].len, 100u);
+  EXPECT_EQ(b.ops[2].offset, 0u);
+  CompleteAll(fc, b, {100, 0, 100, 0, 0});
   EXPECT_TRUE(Next(fc).ops.empty());
   EXPECT_TRUE(fc.done());
   EXPECT_EQ(fc.bytes_written(), 100u);
+  EXPECT_FALSE(fc.src_open());
+  EXPECT_FALSE(fc.dst_open());
 }
 
-TEST(FileCopy, EmptyFileIsCreated) {
+TEST(FileCopy, EmptyFileIsReadToEofAndCreated) {
   FileCopy fc;
-  fc.start(0, 4096);
-  Next(fc);
-  fc.complete(OpKind::kOpenSrc, 0);
+  Opened(fc, 0);
+  Batch b = Next(fc);
+  ExpectKinds(b, {OpKind::kRead});  // size 0: read until EOF (files in /proc say 0)
+  EXPECT_EQ(b.ops[0].link, Link::kNone);
   fc.complete(OpKind::kRead, 0);
-  fc.complete(OpKind::kCloseSrc, 0);
-  ExpectKinds(Next(fc), {OpKind::kOpenDst, OpKind::kCloseDst});
-  fc.complete(OpKind::kOpenDst, 0);
-  fc.complete(OpKind::kCloseDst, 0);
+  b = Next(fc);
+  ExpectKinds(b, {OpKind::kOpenDst, OpKind::kCloseDst, OpKind::kCloseSrc});
+  CompleteAll(fc, b, {0, 0, 0});
   EXPECT_TRUE(Next(fc).ops.empty());
   EXPECT_TRUE(fc.done());
   EXPECT_TRUE(fc.dst_created());
 }
 
+TEST(FileCopy, SizeZeroWithContentIsCopiedToEof) {
+  FileCopy fc;
+  Opened(fc, 0);
+  fc.complete(OpKind::kRead, Next(fc).ops.size() == 1 ? 300 : -1);
+  Batch b = Next(fc);
+  ExpectKinds(b, {OpKind::kOpenDst, OpKind::kWrite});
+  CompleteAll(fc, b, {0, 300});
+  b = Next(fc);
+  ExpectKinds(b, {OpKind::kRead});
+  EXPECT_EQ(b.ops[0].offset, 300u);
+  fc.complete(OpKind::kRead, 0);
+  b = Next(fc);
+  ExpectKinds(b, {OpKind::kCloseDst, OpKind::kCloseSrc});
+  CompleteAll(fc, b, {0, 0});
+  EXPECT_TRUE(Next(fc).ops.empty());
+  EXPECT_TRUE(fc.done());
+  EXPECT_EQ(fc.bytes_written(), 300u);
+}
+
 TEST(FileCopy, OpenSourceFailure) {
   FileCopy fc;
-  fc.start(10, 4096);
+  fc.start(4096);
   Next(fc);
   fc.complete(OpKind::kOpenSrc, -ENOENT);
-  fc.complete(OpKind::kRead, -ECANCELED);
-  fc.complete(OpKind::kCloseSrc, -ECANCELED);
   EXPECT_TRUE(Next(fc).ops.empty());
   EXPECT_TRUE(fc.failed());
   EXPECT_EQ(fc.error(), ENOENT);
@@ -79,36 +107,80 @@ TEST(FileCopy, OpenSourceFailure) {
   EXPECT_FALSE(fc.dst_created());
 }
 
+TEST(FileCopy, ReplacedSourceIsClosedUnread) {
+  FileCopy fc;
+  fc.start(4096);
+  Next(fc);
+  fc.complete(OpKind::kOpenSrc, 5);
+  fc.source_changed(ESTALE);  // a FIFO, a device, another file...
+  ExpectKinds(Next(fc), {OpKind::kCloseSrc});
+  fc.complete(OpKind::kCloseSrc, 0);
+  EXPECT_TRUE(Next(fc).ops.empty());
+  EXPECT_TRUE(fc.failed());
+  EXPECT_EQ(fc.step(), USYNC_STEP_CHANGED);
+  EXPECT_EQ(fc.error(), ESTALE);
+  EXPECT_FALSE(fc.dst_created());
+}
+
+TEST(FileCopy, UncheckedSourceIsNeverRead) {
+  FileCopy fc;
+  fc.start(4096);
+  Next(fc);
+  fc.complete(OpKind::kOpenSrc, 5);  // a driver that forgot the check
+  ExpectKinds(Next(fc), {OpKind::kCloseSrc});
+  fc.complete(OpKind::kCloseSrc, 0);
+  Next(fc);
+  EXPECT_TRUE(fc.failed());
+}
+
 TEST(FileCopy, ReadFailureClosesSource) {
   FileCopy fc;
-  fc.start(10, 4096);
-  Next(fc);
-  fc.complete(OpKind::kOpenSrc, 0);
-  fc.complete(OpKind::kRead, -EIO);
-  fc.complete(OpKind::kCloseSrc, -ECANCELED);  // even if the close did not run
+  Opened(fc, 10);
+  CompleteAll(fc, Next(fc), {-EIO, -ECANCELED, -ECANCELED, -ECANCELED, -ECANCELED});
   ExpectKinds(Next(fc), {OpKind::kCloseSrc});
   fc.complete(OpKind::kCloseSrc, 0);
   EXPECT_TRUE(Next(fc).ops.empty());
   EXPECT_TRUE(fc.failed());
   EXPECT_EQ(fc.step(), USYNC_STEP_READ);
   EXPECT_EQ(fc.error(), EIO);
+  EXPECT_FALSE(fc.dst_created());
 }
 
-void ReadSmall(FileCopy& fc, uint64_t size) {
-  fc.start(size, 4096);
-  Next(fc);
-  fc.complete(OpKind::kOpenSrc, 0);
-  fc.complete(OpKind::kRead, static_cast<int>(size));
-  fc.complete(OpKind::kCloseSrc, 0);
+TEST(FileCopy, FileThatShrankIsCopiedToItsNewEnd) {
+  FileCopy fc;
+  Opened(fc, 100);
+  // The short read breaks the chain: nothing was created yet.
+  CompleteAll(fc, Next(fc), {60, -ECANCELED, -ECANCELED, -ECANCELED, -ECANCELED});
+  Batch b = Next(fc);
+  ExpectKinds(b, {OpKind::kOpenDst, OpKind::kWrite, OpKind::kCloseDst, OpKind::kCloseSrc});
+  EXPECT_EQ(b.ops[1].len, 60u);
+  CompleteAll(fc, b, {0, 60, 0, 0});
+  EXPECT_TRUE(Next(fc).ops.empty());
+  EXPECT_TRUE(fc.done());
+  EXPECT_EQ(fc.bytes_written(), 60u);
+}
+
+TEST(FileCopy, FileThatGrewIsCopiedAsOpenedAndNeverReopened) {
+  FileCopy fc;
+  Opened(fc, 5000, 4096);
+  Batch b = Next(fc);
+  ExpectKinds(b, {OpKind::kRead, OpKind::kOpenDst, OpKind::kWrite});
+  CompleteAll(fc, b, {4096, 0, 4096});
+  b = Next(fc);
+  ExpectKinds(b, {OpKind::kRead, OpKind::kWrite, OpKind::kCloseDst, OpKind::kCloseSrc});
+  EXPECT_EQ(b.ops[0].len, 904u);  // up to the size as opened, whatever was appended
+  CompleteAll(fc, b, {904, 904, 0, 0});
+  EXPECT_TRUE(Next(fc).ops.empty());
+  EXPECT_TRUE(fc.done());
+  EXPECT_EQ(fc.bytes_written(), 5000u);
 }
 
 TEST(FileCopy, OpenDestinationFailure) {
   FileCopy fc;
-  ReadSmall(fc, 50);
-  Next(fc);
-  fc.complete(OpKind::kOpenDst, -EACCES);
-  fc.complete(OpKind::kWrite, -ECANCELED);
-  fc.complete(OpKind::kCloseDst, -ECANCELED);
+  Opened(fc, 50);
+  CompleteAll(fc, Next(fc), {50, -EACCES, -ECANCELED, -ECANCELED, -ECANCELED});
+  ExpectKinds(Next(fc), {OpKind::kCloseSrc});
+  fc.complete(OpKind::kCloseSrc, 0);
   EXPECT_TRUE(Next(fc).ops.empty());
   EXPECT_TRUE(fc.failed());
   EXPECT_EQ(fc.step(), USYNC_STEP_OPEN_DST);
@@ -118,18 +190,14 @@ TEST(FileCopy, OpenDestinationFailure) {
 
 TEST(FileCopy, ShortWriteIsResumed) {
   FileCopy fc;
-  ReadSmall(fc, 100);
-  Next(fc);
-  fc.complete(OpKind::kOpenDst, 0);
-  fc.complete(OpKind::kWrite, 60);
-  fc.complete(OpKind::kCloseDst, -ECANCELED);  // the short write broke the link
+  Opened(fc, 100);
+  CompleteAll(fc, Next(fc), {100, 0, 60, -ECANCELED, -ECANCELED});  // the short write broke the link
   Batch b = Next(fc);
-  ExpectKinds(b, {OpKind::kWrite, OpKind::kCloseDst});
+  ExpectKinds(b, {OpKind::kWrite, OpKind::kCloseDst, OpKind::kCloseSrc});
   EXPECT_EQ(b.ops[0].len, 40u);
   EXPECT_EQ(b.ops[0].offset, 60u);
   EXPECT_EQ(b.ops[0].buf_off, 60u);
-  fc.complete(OpKind::kWrite, 40);
-  fc.complete(OpKind::kCloseDst, 0);
+  CompleteAll(fc, b, {40, 0, 0});
   EXPECT_TRUE(Next(fc).ops.empty());
   EXPECT_TRUE(fc.done());
   EXPECT_EQ(fc.bytes_written(), 100u);
@@ -137,12 +205,10 @@ TEST(FileCopy, ShortWriteIsResumed) {
 
 TEST(FileCopy, WriteFailureClosesAndFails) {
   FileCopy fc;
-  ReadSmall(fc, 100);
-  Next(fc);
-  fc.complete(OpKind::kOpenDst, 0);
-  fc.complete(OpKind::kWrite, -ENOSPC);
-  fc.complete(OpKind::kCloseDst, -ECANCELED);
-  ExpectKinds(Next(fc), {OpKind::kCloseDst});
+  Opened(fc, 100);
+  CompleteAll(fc, Next(fc), {100, 0, -ENOSPC, -ECANCELED, -ECANCELED});
+  ExpectKinds(Next(fc), {OpKind::kCloseSrc, OpKind::kCloseDst});
+  fc.complete(OpKind::kCloseSrc, 0);
   fc.complete(OpKind::kCloseDst, 0);
   EXPECT_TRUE(Next(fc).ops.empty());
   EXPECT_TRUE(fc.failed());
@@ -153,12 +219,10 @@ TEST(FileCopy, WriteFailureClosesAndFails) {
 
 TEST(FileCopy, WriteWithoutProgressIsAnError) {
   FileCopy fc;
-  ReadSmall(fc, 100);
-  Next(fc);
-  fc.complete(OpKind::kOpenDst, 0);
-  fc.complete(OpKind::kWrite, 0);
-  fc.complete(OpKind::kCloseDst, -ECANCELED);
-  ExpectKinds(Next(fc), {OpKind::kCloseDst});
+  Opened(fc, 100);
+  CompleteAll(fc, Next(fc), {100, 0, 0, -ECANCELED, -ECANCELED});
+  ExpectKinds(Next(fc), {OpKind::kCloseSrc, OpKind::kCloseDst});
+  fc.complete(OpKind::kCloseSrc, 0);
   fc.complete(OpKind::kCloseDst, 0);
   Next(fc);
   EXPECT_TRUE(fc.failed());
@@ -167,96 +231,41 @@ TEST(FileCopy, WriteWithoutProgressIsAnError) {
 
 TEST(FileCopy, CloseDestinationErrorFails) {
   FileCopy fc;
-  ReadSmall(fc, 100);
-  Next(fc);
-  fc.complete(OpKind::kOpenDst, 0);
-  fc.complete(OpKind::kWrite, 100);
-  fc.complete(OpKind::kCloseDst, -EIO);
+  Opened(fc, 100);
+  CompleteAll(fc, Next(fc), {100, 0, 100, -EIO, -ECANCELED});
+  ExpectKinds(Next(fc), {OpKind::kCloseSrc});
+  fc.complete(OpKind::kCloseSrc, 0);
   EXPECT_TRUE(Next(fc).ops.empty());
   EXPECT_TRUE(fc.failed());
   EXPECT_EQ(fc.step(), USYNC_STEP_CLOSE);
 }
 
-TEST(FileCopy, ChunkedFileLoopsAndClosesWithLastRead) {
+TEST(FileCopy, ChunkedFilePipelinesReadAndWrite) {
   FileCopy fc;
-  fc.start(10000, 4096);
+  Opened(fc, 10000, 4096);
   Batch b = Next(fc);
-  ExpectKinds(b, {OpKind::kOpenSrc, OpKind::kRead});  // more than one chunk: keep it open
-  EXPECT_EQ(b.ops[1].link, Link::kNone);
-  fc.complete(OpKind::kOpenSrc, 0);
-  fc.complete(OpKind::kRead, 4096);
-  ExpectKinds(Next(fc), {OpKind::kOpenDst, OpKind::kWrite});
-  fc.complete(OpKind::kOpenDst, 0);
-  fc.complete(OpKind::kWrite, 4096);
+  ExpectKinds(b, {OpKind::kRead, OpKind::kOpenDst, OpKind::kWrite});
+  EXPECT_EQ(b.ops[2].link, Link::kNone);  // more to come: keep both open
+  CompleteAll(fc, b, {4096, 0, 4096});
   b = Next(fc);
-  ExpectKinds(b, {OpKind::kRead});
+  ExpectKinds(b, {OpKind::kRead, OpKind::kWrite});
   EXPECT_EQ(b.ops[0].offset, 4096u);
-  fc.complete(OpKind::kRead, 4096);
+  EXPECT_EQ(b.ops[1].offset, 4096u);
+  CompleteAll(fc, b, {4096, 4096});
   b = Next(fc);
-  ExpectKinds(b, {OpKind::kWrite});
-  EXPECT_EQ(b.ops[0].offset, 4096u);
-  fc.complete(OpKind::kWrite, 4096);
-  b = Next(fc);  // the rest fits: read hard-linked to the close
-  ExpectKinds(b, {OpKind::kRead, OpKind::kCloseSrc});
-  EXPECT_EQ(b.ops[0].link, Link::kHard);
-  fc.complete(OpKind::kRead, 1808);
-  fc.complete(OpKind::kCloseSrc, 0);
-  b = Next(fc);
-  ExpectKinds(b, {OpKind::kWrite, OpKind::kCloseDst});
+  ExpectKinds(b, {OpKind::kRead, OpKind::kWrite, OpKind::kCloseDst, OpKind::kCloseSrc});
   EXPECT_EQ(b.ops[0].offset, 8192u);
-  fc.complete(OpKind::kWrite, 1808);
-  fc.complete(OpKind::kCloseDst, 0);
+  EXPECT_EQ(b.ops[0].len, 1808u);
+  CompleteAll(fc, b, {1808, 1808, 0, 0});
   EXPECT_TRUE(Next(fc).ops.empty());
   EXPECT_TRUE(fc.done());
   EXPECT_EQ(fc.bytes_written(), 10000u);
 }
 
-TEST(FileCopy, FileThatGrewIsReopenedAndReadToEof) {
-  FileCopy fc;
-  fc.start(100, 4096);
-  Next(fc);
-  fc.complete(OpKind::kOpenSrc, 0);
-  fc.complete(OpKind::kRead, 4096);  // grew past one chunk since the stat
-  fc.complete(OpKind::kCloseSrc, 0);
-  ExpectKinds(Next(fc), {OpKind::kOpenDst, OpKind::kWrite});  // not the end yet
-  fc.complete(OpKind::kOpenDst, 0);
-  fc.complete(OpKind::kWrite, 4096);
-  Batch b = Next(fc);  // reopened at the offset reached
-  ExpectKinds(b, {OpKind::kOpenSrc, OpKind::kRead, OpKind::kCloseSrc});
-  EXPECT_EQ(b.ops[1].offset, 4096u);
-  fc.complete(OpKind::kOpenSrc, 0);
-  fc.complete(OpKind::kRead, 0);
-  fc.complete(OpKind::kCloseSrc, 0);
-  ExpectKinds(Next(fc), {OpKind::kCloseDst});
-  fc.complete(OpKind::kCloseDst, 0);
-  EXPECT_TRUE(Next(fc).ops.empty());
-  EXPECT_TRUE(fc.done());
-  EXPECT_EQ(fc.bytes_written(), 4096u);
-}
-
-TEST(FileCopy, ShortReadMidFileReadsAgain) {
-  FileCopy fc;
-  fc.start(10000, 4096);
-  Next(fc);
-  fc.complete(OpKind::kOpenSrc, 0);
-  fc.complete(OpKind::kRead, 1000);
-  Next(fc);
-  fc.complete(OpKind::kOpenDst, 0);
-  fc.complete(OpKind::kWrite, 1000);
-  Batch b = Next(fc);
-  ExpectKinds(b, {OpKind::kRead});
-  EXPECT_EQ(b.ops[0].offset, 1000u);
-}
-
 TEST(FileCopy, AbortClosesWhatIsOpen) {
   FileCopy fc;
-  fc.start(10000, 4096);
-  Next(fc);
-  fc.complete(OpKind::kOpenSrc, 0);
-  fc.complete(OpKind::kRead, 4096);
-  Next(fc);
-  fc.complete(OpKind::kOpenDst, 0);
-  fc.complete(OpKind::kWrite, 4096);
+  Opened(fc, 10000, 4096);
+  CompleteAll(fc, Next(fc), {4096, 0, 4096});
   fc.abort(ECANCELED);
   ExpectKinds(Next(fc), {OpKind::kCloseSrc, OpKind::kCloseDst});
   fc.complete(OpKind::kCloseSrc, 0);
@@ -265,6 +274,18 @@ TEST(FileCopy, AbortClosesWhatIsOpen) {
   EXPECT_TRUE(fc.failed());
   EXPECT_EQ(fc.step(), USYNC_STEP_CANCELED);
   EXPECT_TRUE(fc.dst_created());
+}
+
+TEST(FileCopy, CancelledReadEndsTheFile) {
+  FileCopy fc;
+  Opened(fc, 0);  // e.g. a read that waited: the job's cancel reaches it
+  fc.abort(ECANCELED);
+  fc.complete(OpKind::kRead, -ECANCELED);
+  ExpectKinds(Next(fc), {OpKind::kCloseSrc});
+  fc.complete(OpKind::kCloseSrc, 0);
+  Next(fc);
+  EXPECT_TRUE(fc.failed());
+  EXPECT_EQ(fc.step(), USYNC_STEP_CANCELED);
 }
 
 }  // namespace

@@ -66,8 +66,8 @@ enum usync_flag {
   /* Compute the MD5 of every copied file while copying it (usync_result.md5,
    * usync_file_done.md5).  Costs CPU; off by default. */
   USYNC_HASH_MD5 = 1u << 4,
-  /* Do not print the one-line notice on stderr when io_uring is unavailable
-   * and the synchronous engine is used instead. */
+  /* Deprecated, accepted and ignored: the library prints nothing unless
+   * USYNC_ANNOUNCE_FALLBACK asks it to. */
   USYNC_QUIET_FALLBACK = 1u << 5,
   /* Use the io_uring engine even for sources on tmpfs/ramfs, where the
    * engine otherwise picks the synchronous one: those filesystems cannot
@@ -75,6 +75,17 @@ enum usync_flag {
    * hands every read, write and create to an io-wq thread, and on memory
    * there is no device latency to overlap.  For tests and benchmarks. */
   USYNC_FORCE_URING = 1u << 6,
+  /* Print one line on stderr when io_uring is unavailable and the
+   * synchronous engine is used instead (the CLI sets it). */
+  USYNC_ANNOUNCE_FALLBACK = 1u << 7,
+  /* At usync_engine_create(), raise the process's soft RLIMIT_NOFILE to its
+   * hard limit (the CLI sets it).  Without it the library never changes
+   * process state; it fits its descriptor use to the limit it finds. */
+  USYNC_RAISE_NOFILE = 1u << 8,
+  /* Also report directories, symlinks and special files through
+   * file_done_cb (usync_file_done.mode tells the type), not only regular
+   * files. */
+  USYNC_REPORT_ALL = 1u << 9,
 };
 
 /* Which step of a copy failed (usync_file_error.step). */
@@ -93,7 +104,17 @@ enum usync_step {
   USYNC_STEP_SYMLINK = 11,
   USYNC_STEP_MKNOD = 12, /* FIFOs, sockets and device nodes */
   USYNC_STEP_CANCELED = 13,
+  /* The source entry was replaced while being copied (by a FIFO, a device,
+   * a directory or another file; error ESTALE): it was skipped. */
+  USYNC_STEP_CHANGED = 14,
+  /* Source and destination are the same directory, or one contains the
+   * other (found by device and inode, so bind mounts and symlinks count;
+   * error ELOOP).  The copy call returns -ELOOP. */
+  USYNC_STEP_OVERLAP = 15,
 };
+
+/* Every flag bit this version knows; usync_engine_create() rejects others. */
+#define USYNC_KNOWN_FLAGS 0x3ffu
 
 /* Static, human-readable name of a step ("open source", "read", ...). */
 USYNC_API const char *usync_step_name(int step);
@@ -115,6 +136,7 @@ typedef struct usync_file_done {
   uint64_t bytes;
   int has_md5; /* 1 when USYNC_HASH_MD5 was set */
   uint8_t md5[16];
+  uint32_t mode; /* st_mode of the source entry (type and permission bits) */
 } usync_file_done;
 
 /* Counters of the current (or last) copy call.  Every field is monotonic
@@ -135,6 +157,10 @@ typedef struct usync_stats {
   uint32_t walk_done;        /* 1 once the walker has seen the whole tree */
   uint32_t engine;           /* enum usync_engine_kind actually used */
   uint32_t workers;          /* rings (io_uring) or threads (sync) in use */
+  /* Resource budgets in force for this call (see usync_options). */
+  uint32_t queue_depth;   /* files in flight per ring after fitting the budgets */
+  uint32_t fd_budget;     /* descriptors the call allowed itself */
+  uint64_t buffer_bytes;  /* I/O buffer bytes allocated (registered with rings) */
 } usync_stats;
 
 enum usync_engine_kind {
@@ -166,6 +192,9 @@ typedef struct usync_options {
   usync_progress_fn progress_cb; /* about every progress_interval_ms */
   uint32_t progress_interval_ms; /* 0 = 200 */
   void *cb_user;                 /* passed to every callback */
+  /* Most bytes of I/O buffers one ring registers (pins in memory); the queue
+   * depth shrinks to fit: depth <= buffer_budget / chunk_size.  0 = 64 MiB. */
+  uint64_t buffer_budget;
 } usync_options;
 
 /* Fill *opts with defaults (all zero, struct_size set).  Always do this
@@ -179,7 +208,15 @@ typedef struct usync_engine usync_engine;
 /* Create an engine.  *out receives a handle the caller frees with
  * usync_engine_destroy().  opts may be NULL (defaults).  The options struct
  * and the exclude strings are copied; the caller may free them afterwards.
- * Returns 0, -EINVAL for a bad option or pattern, or -ENOMEM. */
+ * opts->struct_size tells how much of the struct the caller knows (an older,
+ * smaller struct gets defaults for the fields it lacks).
+ * Returns 0, -EINVAL for a bad option or pattern or an unknown flag bit, or
+ * -ENOMEM.
+ *
+ * Descriptors: every copy call fits itself to the RLIMIT_NOFILE soft limit
+ * it finds (any limit of 16 or more completes any tree, more slowly when it
+ * is low): it closes and later reopens directories of deep trees, and runs
+ * fewer files in flight. */
 USYNC_API int usync_engine_create(const usync_options *opts, usync_engine **out);
 
 /* Destroy an engine; NULL is accepted.  Must not run concurrently with a
@@ -204,8 +241,11 @@ USYNC_API int usync_engine_kind(const usync_engine *engine);
 /* Copy the tree at src so that dst becomes a copy of it (like cp -rT, or
  * rsync src/ dst/).  dst and missing parents are created; an existing dst
  * directory is merged into, existing files in it are replaced atomically.
- * src may also be a single file or symlink.  Refuses (-EINVAL) when src and
- * dst are the same tree or one contains the other.
+ * src may also be a single file or symlink.  Refuses (-ELOOP, and one
+ * error_cb call with USYNC_STEP_OVERLAP) when src and dst are the same
+ * directory or one contains the other, by identity (device and inode of dst,
+ * its existing ancestors, and of every directory the walk enters), so that
+ * bind mounts and symlinks cannot hide it.
  * Returns 0 when everything was copied, -EIO when the job ran to its end but
  * one or more entries failed (each was reported through error_cb and counted
  * in files_failed), -ECANCELED after usync_engine_cancel(), or another

@@ -1,0 +1,63 @@
+#include "budget.h"
+
+#include <dirent.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+
+namespace usync {
+
+Budget plan_budget(const Config& cfg, bool uring, uint32_t want_workers, uint64_t limit, uint64_t in_use) noexcept {
+  Budget b;
+  // A little slack for what the walker opens for a moment (a listing of
+  // /proc/self/fd, a reopened directory before its pair is counted).
+  constexpr uint64_t kSlack = 2;
+  const uint64_t avail = limit > in_use + kSlack ? limit - in_use - kSlack : 0;
+  b.fd_budget = avail;
+  // Directories: half of what is available, at least 4 pairs (the root, a
+  // parent and a child being opened, one being settled), at most 4096.
+  const uint64_t dir_fds = std::clamp<uint64_t>(avail / 2, 8, 8192);
+  b.dir_pairs = static_cast<size_t>(dir_fds / 2);
+  const uint64_t file_fds = std::max<uint64_t>(avail > dir_fds ? avail - dir_fds : 0, 3);
+  want_workers = std::max(1u, want_workers);
+  if (!uring) {
+    // A thread holds a source and a destination descriptor at a time.
+    b.workers = static_cast<uint32_t>(std::min<uint64_t>(want_workers, std::max<uint64_t>(1, file_fds / 2)));
+    b.buffer_bytes = 0;
+    return b;
+  }
+  // A ring costs its own descriptor plus one source descriptor per file in
+  // flight (destinations are direct descriptors); a bulk thread costs two.
+  uint32_t w = want_workers, bulk = std::min(w, 4u);
+  auto need = [&](uint32_t rings, uint32_t threads) { return uint64_t{rings} * 2 + uint64_t{threads} * 2; };
+  while (need(w, bulk) > file_fds && bulk > 1) --bulk;
+  while (need(w, bulk) > file_fds && w > 1) --w;
+  const uint64_t per_ring = file_fds > uint64_t{bulk} * 2 ? (file_fds - uint64_t{bulk} * 2) / w : 0;
+  uint64_t qd = std::min<uint64_t>(cfg.queue_depth, per_ring > 1 ? per_ring - 1 : 1);
+  // Pinned memory: each file in flight owns one registered chunk.
+  qd = std::min<uint64_t>(qd, std::max<uint64_t>(1, cfg.buffer_budget / cfg.chunk_size));
+  b.workers = w;
+  b.bulk_threads = bulk;
+  b.queue_depth = static_cast<uint32_t>(std::max<uint64_t>(1, qd));
+  b.buffer_bytes = uint64_t{w} * b.queue_depth * cfg.chunk_size;
+  return b;
+}
+
+uint64_t nofile_limit() noexcept {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 1024;
+  if (rl.rlim_cur == RLIM_INFINITY) return uint64_t{1} << 20;
+  return static_cast<uint64_t>(rl.rlim_cur);
+}
+
+uint64_t open_fd_count() noexcept {
+  DIR* d = opendir("/proc/self/fd");
+  if (d == nullptr) return 64;  // no /proc: assume a busy process
+  uint64_t n = 0;
+  while (const dirent* e = readdir(d))
+    if (e->d_name[0] != '.') ++n;
+  closedir(d);
+  return n > 0 ? n - 1 : 0;  // less the listing's own descriptor
+}
+
+}  // namespace usync

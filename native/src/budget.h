@@ -1,0 +1,31 @@
+// Resource budgets of one copy call: descriptors and pinned buffer memory are
+// budgets the engine fits itself into before the kernel says no, not products
+// of the options.  One function decides, with its reasons in one place.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "job.h"
+
+namespace usync {
+
+struct Budget {
+  uint32_t workers = 1;       // rings (io_uring) or threads (sync)
+  uint32_t bulk_threads = 0;  // io_uring: threads copying large files
+  uint32_t queue_depth = 1;   // io_uring: files in flight per ring
+  size_t dir_pairs = 4;       // directories whose (src, dst) descriptors may be open
+  uint64_t fd_budget = 0;     // descriptors this call allows itself
+  uint64_t buffer_bytes = 0;  // registered I/O buffers, all rings together
+};
+
+// limit: the RLIMIT_NOFILE soft limit; in_use: descriptors open now (the
+// caller's).  want_workers: rings or threads asked for.
+Budget plan_budget(const Config& cfg, bool uring, uint32_t want_workers, uint64_t limit, uint64_t in_use) noexcept;
+
+// The current soft RLIMIT_NOFILE (a large number when unlimited) and the
+// number of descriptors this process has open.
+uint64_t nofile_limit() noexcept;
+uint64_t open_fd_count() noexcept;
+
+}  // namespace usync

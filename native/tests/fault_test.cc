@@ -1,0 +1,342 @@
+// Faults a real machine injects, each checked by what is left afterwards:
+// a source swapped for a FIFO or a device between the walk and the open,
+// a file rotated under its name, copy_file_range that copies nothing, a
+// descriptor limit far below the tree's depth, pinned-memory budgets, io_uring
+// refused (or failing) after the engine was made, and the C ABI's promises
+// about options it does not know and process state it must not touch.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <future>
+#include <string>
+#include <thread>
+
+#include "job.h"
+#include "sync_copy.h"
+#include "test_tree.h"
+#include "uring_worker.h"
+#include "uringsync/uringsync.h"
+
+namespace usync {
+namespace {
+
+using testing::Pattern;
+using testing::Snapshot;
+using testing::TempDir;
+using testing::WriteFile;
+
+// Copies one file whose walk saw `walked` (the state after a swap between the
+// walk and the open) on the chosen engine, as a worker would.
+struct OneFile {
+  Config cfg;
+  Counters counters;
+  std::atomic<bool> cancel{false};
+  FileResult result;
+
+  FileResult Run(bool uring, const std::string& src, const struct stat& walked, const std::string& dst) {
+    Job job(cfg, counters, cancel, uring ? USYNC_ENGINE_URING : USYNC_ENGINE_SYNC);
+    job.ring_depth = 4;
+    std::vector<usync_result> res(1);
+    job.results = &res;
+    std::vector<FileTask> batch(1);
+    batch[0].src_name = src;
+    batch[0].dst_name = dst;
+    batch[0].set_stat(walked);
+    batch[0].replace = true;
+    batch[0].pair = 0;
+    job.files_outstanding = 1;
+    // A hang must fail the test, not the suite: run it aside with a deadline.
+    auto done = std::async(std::launch::async, [&] {
+      if (uring) {
+        job.small_q.push(batch);
+        job.small_q.close();
+        bool fb = false;
+        run_uring_worker(job, &fb);
+      } else {
+        std::vector<char> buf(cfg.chunk_size);
+        FileResult r = copy_file_sync(job, batch[0], buf.data(), buf.size(), nullptr);
+        job.finish_file(batch[0], r);
+      }
+    });
+    if (done.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
+      ADD_FAILURE() << "the copy hangs on " << src;
+      job.stop();
+      cancel = true;
+      if (done.wait_for(std::chrono::seconds(5)) != std::future_status::ready) std::abort();
+    }
+    return FileResult{res[0].error, res[0].step, res[0].bytes};
+  }
+};
+
+class Fault : public ::testing::TestWithParam<bool> {
+ protected:
+  bool uring() const { return GetParam(); }
+};
+
+TEST_P(Fault, FileSwappedForFifoIsSkippedNotRead) {
+  TempDir t;
+  const std::string src = t / "f", dst = t / "out";
+  WriteFile(src, "regular");
+  struct stat walked {};
+  ASSERT_EQ(stat(src.c_str(), &walked), 0);
+  ASSERT_EQ(unlink(src.c_str()), 0);
+  ASSERT_EQ(mkfifo(src.c_str(), 0644), 0);
+  // A writer holds the FIFO open without writing: a read would wait forever.
+  const int writer = open(src.c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(writer, 0);
+  OneFile one;
+  const FileResult r = one.Run(uring(), src, walked, dst);
+  close(writer);
+  EXPECT_EQ(r.error, ESTALE);
+  EXPECT_EQ(r.step, USYNC_STEP_CHANGED);
+  EXPECT_FALSE(std::filesystem::exists(dst));
+}
+
+TEST_P(Fault, FileSwappedForDeviceIsSkippedNotRead) {
+  if (geteuid() != 0) GTEST_SKIP() << "mknod of a character device needs root";
+  TempDir t;
+  const std::string src = t / "f", dst = t / "out";
+  WriteFile(src, "regular");
+  struct stat walked {};
+  ASSERT_EQ(stat(src.c_str(), &walked), 0);
+  ASSERT_EQ(unlink(src.c_str()), 0);
+  ASSERT_EQ(mknod(src.c_str(), S_IFCHR | 0644, makedev(1, 5)), 0);  // /dev/zero: endless bytes
+  OneFile one;
+  const FileResult r = one.Run(uring(), src, walked, dst);
+  EXPECT_EQ(r.error, ESTALE);
+  EXPECT_EQ(r.step, USYNC_STEP_CHANGED);
+  EXPECT_FALSE(std::filesystem::exists(dst));
+}
+
+TEST_P(Fault, RotatedFileIsNeverSpliced) {
+  TempDir t;
+  const std::string src = t / "log", dst = t / "out";
+  WriteFile(src, Pattern(100, 1));
+  struct stat walked {};
+  ASSERT_EQ(stat(src.c_str(), &walked), 0);
+  ASSERT_EQ(rename(src.c_str(), (t / "log.1").c_str()), 0);  // rotation: another file under the name
+  WriteFile(src, Pattern(300000, 2));
+  OneFile one;
+  const FileResult r = one.Run(uring(), src, walked, dst);
+  EXPECT_EQ(r.error, ESTALE);
+  EXPECT_FALSE(std::filesystem::exists(dst));
+}
+
+TEST_P(Fault, FileGrownSinceTheWalkIsCopiedAsOpened) {
+  TempDir t;
+  const std::string src = t / "f", dst = t / "out";
+  WriteFile(src, Pattern(100, 3));
+  struct stat walked {};
+  ASSERT_EQ(stat(src.c_str(), &walked), 0);
+  const std::string grown = Pattern(300000, 3);  // the same inode, appended to
+  WriteFile(AT_FDCWD, src, grown);
+  OneFile one;
+  const FileResult r = one.Run(uring(), src, walked, dst);
+  EXPECT_EQ(r.error, 0);
+  EXPECT_EQ(testing::ReadFile(AT_FDCWD, dst), grown);
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, Fault, ::testing::Values(true, false),
+                         [](const auto& info) { return info.param ? "IoUring" : "Sync"; });
+
+ssize_t CopiesNothing(int, loff_t*, int, loff_t*, size_t, unsigned) { return 0; }
+
+TEST(FaultKernelCopy, CopyFileRangeOfNothingFallsBack) {
+  TempDir t;
+  WriteFile(t / "big", Pattern(2 << 20, 4));
+  const int in = open((t / "big").c_str(), O_RDONLY | O_CLOEXEC);
+  const int out = open((t / "out").c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  ASSERT_GE(in, 0);
+  ASSERT_GE(out, 0);
+  Config cfg;
+  Counters counters;
+  std::atomic<bool> cancel{false};
+  Job job(cfg, counters, cancel, USYNC_ENGINE_SYNC);
+  FileTask task;
+  task.size = 2 << 20;
+  uint64_t done = 0;
+  // FICLONE fails on tmpfs and ext4 alike; then a copy_file_range that
+  // returns 0 at offset 0 must mean "not here", never "copied".
+  EXPECT_EQ(copy_in_kernel(job, task, in, out, &done, CopiesNothing), 0);
+  EXPECT_EQ(done, 0u);
+  close(in);
+  close(out);
+}
+
+// Runs fn in a child process (so that limits and seccomp filters stay
+// there); returns its exit status.
+template <typename Fn>
+int InChild(Fn fn) {
+  const pid_t pid = fork();
+  if (pid == 0) _exit(fn());
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+usync_engine* MakeEngine(uint32_t flags, uint32_t workers = 0) {
+  usync_options o;
+  usync_options_init(&o);
+  o.flags = flags;
+  o.workers = workers;
+  usync_engine* e = nullptr;
+  return usync_engine_create(&o, &e) == 0 ? e : nullptr;
+}
+
+class LowLimit : public ::testing::TestWithParam<std::tuple<bool, int, int>> {};
+
+// A chain far deeper than the descriptor limit, with a file at every level:
+// the engine closes and reopens ancestors instead of failing with EMFILE.
+TEST_P(LowLimit, DeepChainCompletes) {
+  const auto [uring, limit, workers] = GetParam();
+  TempDir t;
+  const std::string src = t / "src", dst = t / "dst";
+  std::string dir = src;
+  for (int i = 0; i < 300; ++i) {
+    dir += "/d";
+    WriteFile(dir + "/f", Pattern(static_cast<size_t>(i) * 7, static_cast<unsigned>(i)));
+  }
+  for (int i = 0; i < 20; ++i) WriteFile(src + "/wide" + std::to_string(i % 5) + "/f" + std::to_string(i), "w");
+  const int code = InChild([&, uring = uring, limit = limit, workers = workers] {
+    rlimit rl{static_cast<rlim_t>(limit), static_cast<rlim_t>(limit)};
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) return 10;
+    usync_engine* e = MakeEngine(uring ? USYNC_FORCE_URING : USYNC_FORCE_SYNC, static_cast<uint32_t>(workers));
+    if (e == nullptr) return 11;
+    const int ret = usync_copy_tree(e, src.c_str(), dst.c_str());
+    usync_engine_destroy(e);
+    return ret == 0 ? 0 : 12;
+  });
+  ASSERT_EQ(code, 0);
+  EXPECT_EQ(Snapshot(src), Snapshot(dst));
+}
+
+INSTANTIATE_TEST_SUITE_P(Limits, LowLimit,
+                         ::testing::Combine(::testing::Bool(), ::testing::Values(16, 20, 64), ::testing::Values(0, 8)),
+                         [](const auto& info) {
+                           return std::string(std::get<0>(info.param) ? "IoUring" : "Sync") + "_nofile" +
+                                  std::to_string(std::get<1>(info.param)) + "_j" +
+                                  std::to_string(std::get<2>(info.param));
+                         });
+
+TEST(FaultBudget, PinnedBuffersStayWithinTheBudget) {
+  TempDir t;
+  for (int i = 0; i < 50; ++i) WriteFile(t / ("src/f" + std::to_string(i)), Pattern(1000, static_cast<unsigned>(i)));
+  usync_options o;
+  usync_options_init(&o);
+  o.flags = USYNC_FORCE_URING;
+  o.chunk_size = 64u << 20;  // 128 files in flight would pin 8 GiB per ring
+  o.workers = 2;
+  usync_engine* e = nullptr;
+  ASSERT_EQ(usync_engine_create(&o, &e), 0);
+  if (usync_engine_kind(e) != USYNC_ENGINE_URING) {
+    usync_engine_destroy(e);
+    GTEST_SKIP() << "io_uring is not available here";
+  }
+  ASSERT_EQ(usync_copy_tree(e, (t / "src").c_str(), (t / "dst").c_str()), 0);
+  usync_stats st{};
+  usync_engine_stats(e, &st, sizeof st);
+  usync_engine_destroy(e);
+  EXPECT_EQ(st.queue_depth, 1u);  // 64 MiB default budget / 64 MiB chunks
+  EXPECT_LE(st.buffer_bytes, uint64_t{2} * (64u << 20));
+  EXPECT_EQ(Snapshot(t / "src"), Snapshot(t / "dst"));
+}
+
+TEST(FaultAbi, UnknownFlagsAndShortStructs) {
+  usync_options o;
+  usync_options_init(&o);
+  o.flags = 1u << 30;
+  usync_engine* e = nullptr;
+  EXPECT_EQ(usync_engine_create(&o, &e), -EINVAL);
+  EXPECT_EQ(e, nullptr);
+  // A caller built against the first version knows fields up to cb_user only;
+  // what lies past its struct must not be read.
+  struct Old {
+    usync_options o;
+    char poison[64];
+  } old;
+  std::memset(&old, 0xff, sizeof old);
+  usync_options_init(&old.o);
+  old.o.struct_size = offsetof(usync_options, cb_user) + sizeof(void*);
+  std::memset(reinterpret_cast<char*>(&old.o) + old.o.struct_size, 0xff, sizeof(usync_options) - old.o.struct_size);
+  ASSERT_EQ(usync_engine_create(&old.o, &e), 0);  // the garbage budget was not taken
+  usync_engine_destroy(e);
+  o.struct_size = 8;  // too small to be any version
+  o.flags = 0;
+  EXPECT_EQ(usync_engine_create(&o, &e), -EINVAL);
+}
+
+TEST(FaultAbi, LibraryLeavesTheDescriptorLimitAlone) {
+  const int code = InChild([] {
+    rlimit rl{};
+    getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_max < 2048) return 0;  // nothing to observe
+    rl.rlim_cur = 1024;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) return 10;
+    usync_engine* e = MakeEngine(0);
+    getrlimit(RLIMIT_NOFILE, &rl);
+    usync_engine_destroy(e);
+    if (rl.rlim_cur != 1024) return 11;  // changed without being asked
+    e = MakeEngine(USYNC_RAISE_NOFILE);
+    getrlimit(RLIMIT_NOFILE, &rl);
+    usync_engine_destroy(e);
+    return rl.rlim_cur == rl.rlim_max ? 0 : 12;
+  });
+  EXPECT_EQ(code, 0);
+}
+
+bool Deny(int nr) {
+  sock_filter filter[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, static_cast<unsigned>(nr), 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  sock_fprog prog{static_cast<unsigned short>(sizeof filter / sizeof filter[0]), filter};
+  return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0;
+}
+
+class RefusedMidRun : public ::testing::TestWithParam<int> {};
+
+// The engine was made while io_uring worked; then the kernel refuses it:
+// ring setup (the workers fall back) or every io_uring_enter (the ring
+// breaks with files in flight).  Either way the copy completes, correct.
+TEST_P(RefusedMidRun, CopyCompletes) {
+  TempDir t;
+  const std::string src = t / "src", dst = t / "dst";
+  for (int d = 0; d < 4; ++d)
+    for (int f = 0; f < 100; ++f)
+      WriteFile(src + "/d" + std::to_string(d) + "/f" + std::to_string(f), Pattern(100u * f, f));
+  const int nr = GetParam();
+  const int code = InChild([&] {
+    usync_engine* e = MakeEngine(USYNC_FORCE_URING);
+    if (e == nullptr) return 10;
+    if (usync_engine_kind(e) != USYNC_ENGINE_URING) return 20;
+    if (!Deny(nr)) return 21;
+    const int ret = usync_copy_tree(e, src.c_str(), dst.c_str());
+    usync_engine_destroy(e);
+    return ret == 0 ? 0 : 12;
+  });
+  if (code == 20 || code == 21) GTEST_SKIP() << "io_uring or seccomp is not available here";
+  ASSERT_EQ(code, 0);
+  EXPECT_EQ(Snapshot(src), Snapshot(dst));
+}
+
+INSTANTIATE_TEST_SUITE_P(Syscalls, RefusedMidRun, ::testing::Values(__NR_io_uring_setup, __NR_io_uring_enter),
+                         [](const auto& info) { return info.param == __NR_io_uring_setup ? "Setup" : "Enter"; });
+
+}  // namespace
+}  // namespace usync
