@@ -52,7 +52,11 @@ std::optional<int> parse(int argc, const char* const* argv, Options* o, std::ost
   app.add_flag("--progress", o->progress, "show a live progress line");
   app.add_option("--exclude", o->excludes,
                  "skip entries matching PATTERN (repeatable; * ? [..] **, leading / anchors, trailing / = dirs)")
-      ->take_all();
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  std::string buffer_memory;
+  app.add_option("--buffer-memory", buffer_memory,
+                 "most I/O buffer memory one ring pins, e.g. 64M (default); fewer files in flight if needed");
   app.add_option("--engine", o->engine,
                  "auto (io_uring, or the synchronous engine for tmpfs sources or without io_uring), uring, or sync")
       ->check(CLI::IsMember({"auto", "uring", "sync"}));
@@ -64,6 +68,10 @@ std::optional<int> parse(int argc, const char* const* argv, Options* o, std::ost
       if (o->chunk_size < 4096 || o->chunk_size > (64u << 20))
         throw CLI::ValidationError("--chunk-size", "must be between 4K and 64M");
     }
+    if (!buffer_memory.empty()) {
+      o->buffer_memory = parse_size(buffer_memory);
+      if (o->buffer_memory < 4096) throw CLI::ValidationError("--buffer-memory", "must be at least 4K");
+    }
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e, os, err);
     return code == 0 ? kExitOk : kExitUsage;
@@ -74,6 +82,58 @@ std::optional<int> parse(int argc, const char* const* argv, Options* o, std::ost
   return std::nullopt;
 }
 
+std::string quote_name(std::string_view name) {
+  static const char hex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(name.size());
+  auto escape = [&](unsigned char c) {
+    out += "\\x";
+    out += hex[c >> 4];
+    out += hex[c & 15];
+  };
+  for (size_t i = 0; i < name.size();) {
+    const auto c = static_cast<unsigned char>(name[i]);
+    if (c == '\\') {
+      out += "\\\\";
+      ++i;
+    } else if (c == '\n') {
+      out += "\\n";
+      ++i;
+    } else if (c == '\t') {
+      out += "\\t";
+      ++i;
+    } else if (c < 0x20 || c == 0x7f) {
+      escape(c);
+      ++i;
+    } else if (c < 0x80) {
+      out += static_cast<char>(c);
+      ++i;
+    } else {
+      // A well-formed UTF-8 sequence (no overlongs, no surrogates) is kept.
+      size_t len = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c <= 0xdf ? 2 : 0;
+      if (c >= 0xf5) len = 0;
+      bool ok = len > 0 && i + len <= name.size();
+      for (size_t k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(name[i + k]) & 0xc0) == 0x80;
+      if (ok && len == 3) {
+        const auto c1 = static_cast<unsigned char>(name[i + 1]);
+        ok = !(c == 0xe0 && c1 < 0xa0) && !(c == 0xed && c1 >= 0xa0);
+      }
+      if (ok && len == 4) {
+        const auto c1 = static_cast<unsigned char>(name[i + 1]);
+        ok = !(c == 0xf0 && c1 < 0x90) && !(c == 0xf4 && c1 >= 0x90);
+      }
+      if (ok) {
+        out.append(name.substr(i, len));
+        i += len;
+      } else {
+        escape(c);
+        ++i;
+      }
+    }
+  }
+  return out;
+}
+
 usync_options engine_options(const Options& o, std::vector<const char*>* ptrs) {
   usync_options opts;
   usync_options_init(&opts);
@@ -81,6 +141,11 @@ usync_options engine_options(const Options& o, std::vector<const char*>* ptrs) {
   opts.queue_depth = o.queue_depth;
   opts.iowq_max_workers = o.iowq_workers;
   opts.chunk_size = static_cast<uint32_t>(o.chunk_size);
+  opts.buffer_budget = o.buffer_memory;
+  // The CLI is a whole program: it may raise its own descriptor limit and
+  // say on stderr when io_uring is unavailable (a library does neither).
+  opts.flags |= USYNC_ANNOUNCE_FALLBACK | USYNC_RAISE_NOFILE;
+  if (o.verbose) opts.flags |= USYNC_REPORT_ALL;
   if (o.preserve) opts.flags |= USYNC_PRESERVE;
   if (o.dry_run) opts.flags |= USYNC_DRY_RUN;
   if (o.fail_fast) opts.flags |= USYNC_FAIL_FAST;

@@ -6,6 +6,7 @@
 #include <optional>
 #include <ostream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "uringsync/uringsync.h"
@@ -18,6 +19,7 @@ struct Options {
   uint32_t queue_depth = 0;
   uint32_t iowq_workers = 0;
   uint64_t chunk_size = 0;
+  uint64_t buffer_memory = 0;  // registered buffer bytes per ring; 0 = default
   bool preserve = false;
   bool dry_run = false;
   bool verbose = false;
@@ -39,6 +41,11 @@ std::optional<int> parse(int argc, const char* const* argv, Options* out, std::o
 
 // "128K", "1M", "65536", "2MiB" -> bytes.  Throws std::invalid_argument.
 uint64_t parse_size(const std::string& text);
+
+// A name as -v prints it: one line, unambiguous.  Control characters,
+// backslashes and bytes that are not valid UTF-8 become C escapes (\n, \t,
+// \\, \xHH); everything else is kept.
+std::string quote_name(std::string_view name);
 
 // Engine options for the parsed command line (excludes point into opts).
 usync_options engine_options(const Options& opts, std::vector<const char*>* exclude_ptrs);

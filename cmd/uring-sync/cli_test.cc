@@ -91,5 +91,37 @@ TEST(Progress, RendersCountsRateAndEta) {
   EXPECT_LE(render_progress(s, 30).size(), 30u);
 }
 
+TEST(Cli, QuoteNameKeepsOneEntryPerLine) {
+  EXPECT_EQ(quote_name("plain/name.txt"), "plain/name.txt");
+  EXPECT_EQ(quote_name("two\nlines"), "two\\nlines");
+  EXPECT_EQ(quote_name("tab\there"), "tab\\there");
+  EXPECT_EQ(quote_name("back\\slash"), "back\\\\slash");
+  EXPECT_EQ(quote_name(std::string("bell\a", 5)), "bell\\x07");
+  EXPECT_EQ(quote_name("caf\xc3\xa9"), "caf\xc3\xa9");        // valid UTF-8 stays
+  EXPECT_EQ(quote_name("bad\xff\xc3"), "bad\\xff\\xc3");      // invalid bytes are escaped
+  EXPECT_EQ(quote_name("\xed\xa0\x80"), "\\xed\\xa0\\x80");   // a surrogate is not UTF-8
+  EXPECT_EQ(quote_name("\xc0\xaf"), "\\xc0\\xaf");            // nor an overlong '/'
+}
+
+TEST(Cli, ExcludeTakesOneValueEach) {
+  Options o;
+  ASSERT_FALSE(Parse({"--exclude", "a", "src", "dst"}, &o));
+  EXPECT_EQ(o.excludes, (std::vector<std::string>{"a"}));
+  EXPECT_EQ(o.src, "src");
+  EXPECT_EQ(o.dst, "dst");
+}
+
+TEST(Cli, BufferMemoryAndLibraryOptIns) {
+  Options o;
+  ASSERT_FALSE(Parse({"--buffer-memory", "16M", "-v", "a", "b"}, &o));
+  std::vector<const char*> ptrs;
+  const usync_options eo = engine_options(o, &ptrs);
+  EXPECT_EQ(eo.buffer_budget, 16u << 20);
+  EXPECT_TRUE(eo.flags & USYNC_ANNOUNCE_FALLBACK);
+  EXPECT_TRUE(eo.flags & USYNC_RAISE_NOFILE);
+  EXPECT_TRUE(eo.flags & USYNC_REPORT_ALL);
+  EXPECT_EQ(Parse({"--buffer-memory", "1K", "a", "b"}, &o), kExitUsage);
+}
+
 }  // namespace
 }  // namespace usync::cli

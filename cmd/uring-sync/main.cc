@@ -1,6 +1,7 @@
 // uring-sync: the command-line face of liburingsync.
 #include <pthread.h>
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <cerrno>
@@ -8,6 +9,8 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <map>
+#include <utility>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -57,7 +60,13 @@ struct Context {
   usync::cli::ProgressLine* progress;
   std::string src_root;
   bool stdout_broken = false;
+  bool refused = false;  // the overlap check refused; already explained
+  // Errors with the same step and reason: the first few are printed, the
+  // rest counted (a full disk fails every file after it).
+  std::map<std::pair<int, int>, uint64_t> seen;
 };
+
+constexpr uint64_t kSameErrorLines = 5;
 
 // Source-side steps name the source path, the rest the destination.
 bool source_side(int step) {
@@ -76,16 +85,33 @@ std::string_view relative(std::string_view path, std::string_view root) {
 extern "C" void on_error(void* user, const usync_file_error* e) {
   auto* c = static_cast<Context*>(user);
   if (c->progress != nullptr) c->progress->finish();
-  std::fprintf(stderr, "uring-sync: %s '%s': %s\n", usync_step_name(e->step),
-               source_side(e->step) ? e->src_path : e->dst_path, std::strerror(e->error));
+  const std::string where = usync::cli::quote_name(source_side(e->step) ? e->src_path : e->dst_path);
+  if (e->step == USYNC_STEP_OVERLAP) {
+    c->refused = true;
+    if (e->error == ELOOP)
+      std::fprintf(stderr, "uring-sync: cannot copy '%s' to '%s': source and destination overlap\n",
+                   usync::cli::quote_name(e->src_path).c_str(), usync::cli::quote_name(e->dst_path).c_str());
+    else
+      std::fprintf(stderr, "uring-sync: cannot copy '%s' to '%s': cannot tell whether they overlap: %s\n",
+                   usync::cli::quote_name(e->src_path).c_str(), usync::cli::quote_name(e->dst_path).c_str(),
+                   std::strerror(e->error));
+    return;
+  }
+  if (++c->seen[{e->step, e->error}] > kSameErrorLines) return;
+  if (e->step == USYNC_STEP_CHANGED)
+    std::fprintf(stderr, "uring-sync: skipped '%s': it was replaced while being copied\n", where.c_str());
+  else
+    std::fprintf(stderr, "uring-sync: %s '%s': %s\n", usync_step_name(e->step), where.c_str(),
+                 std::strerror(e->error));
 }
 
 extern "C" void on_file(void* user, const usync_file_done* d) {
   auto* c = static_cast<Context*>(user);
-  const std::string_view rel = relative(d->src_path, c->src_root);
-  std::fwrite(rel.data(), 1, rel.size(), stdout);
+  std::string line = usync::cli::quote_name(relative(d->src_path, c->src_root));
+  if (S_ISDIR(d->mode)) line += '/';
+  line += '\n';
   // stdout closed under us (`| head`): stop cleanly rather than die mid-file.
-  if (std::fputc('\n', stdout) == EOF && !c->stdout_broken) {
+  if (std::fwrite(line.data(), 1, line.size(), stdout) != line.size() && !c->stdout_broken) {
     c->stdout_broken = true;
     if (usync_engine* e = g_engine.load()) usync_engine_cancel(e);
   }
@@ -108,7 +134,10 @@ int main(int argc, char** argv) {
   std::vector<const char*> excludes;
   usync_options eo = engine_options(opts, &excludes);
   ProgressLine progress(stderr);
-  Context ctx{&opts, opts.progress ? &progress : nullptr, opts.src};
+  Context ctx;
+  ctx.opts = &opts;
+  ctx.progress = opts.progress ? &progress : nullptr;
+  ctx.src_root = opts.src;
   eo.cb_user = &ctx;
   eo.error_cb = on_error;
   if (opts.verbose || opts.dry_run) eo.file_done_cb = on_file;
@@ -149,15 +178,18 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "uring-sync: interrupted\n");
       code = kExitInterrupted;
       break;
-    case -EINVAL:
-      std::fprintf(stderr, "uring-sync: cannot copy '%s' to '%s': source and destination overlap\n", opts.src.c_str(),
-                   opts.dst.c_str());
-      return kExitUsage;
     default:
-      std::fprintf(stderr, "uring-sync: cannot copy '%s' to '%s': %s\n", opts.src.c_str(), opts.dst.c_str(),
-                   std::strerror(-ret));
+      if (!ctx.refused)  // else the error callback explained it
+        std::fprintf(stderr, "uring-sync: cannot copy '%s' to '%s': %s\n",
+                     usync::cli::quote_name(opts.src).c_str(), usync::cli::quote_name(opts.dst).c_str(),
+                     std::strerror(-ret));
       return kExitUsage;
   }
+  for (const auto& [key, n] : ctx.seen)
+    if (n > kSameErrorLines)
+      std::fprintf(stderr, "uring-sync: ... and %llu more like '%s: %s'\n",
+                   static_cast<unsigned long long>(n - kSameErrorLines), usync_step_name(key.first),
+                   std::strerror(key.second));
   if (opts.verbose || st.files_failed > 0) {
     std::fprintf(stderr,
                  "uring-sync: %s%llu files (%s), %llu dirs, %llu symlinks, %llu special; %llu failed; "
@@ -169,5 +201,11 @@ int main(int argc, char** argv) {
                  static_cast<unsigned long long>(st.files_excluded), static_cast<double>(st.elapsed_ns) / 1e9,
                  kind == USYNC_ENGINE_URING ? "io_uring" : "sync", st.workers);
   }
+  if (opts.verbose && st.engine == USYNC_ENGINE_URING)
+    std::fprintf(stderr, "uring-sync: %u files in flight per ring (-q %u asked), %s of buffers, %u descriptors\n",
+                 st.queue_depth, opts.queue_depth != 0 ? opts.queue_depth : 128u,
+                 human_bytes(static_cast<double>(st.buffer_bytes)).c_str(), st.fd_budget);
+  else if (opts.verbose)
+    std::fprintf(stderr, "uring-sync: %u threads within %u descriptors\n", st.workers, st.fd_budget);
   return code;
 }
