@@ -27,6 +27,12 @@ func usyncGoError(user unsafe.Pointer, ce *C.usync_file_error) {
 		Step:  Step(ce.step),
 		Errno: syscall.Errno(ce.error),
 	}
+	st.reportError(fe)
+}
+
+// reportError records a failed entry of the running call and passes it to
+// OnError.
+func (st *callState) reportError(fe *FileError) {
 	st.mu.Lock()
 	st.failed++
 	if len(st.errs) < maxCollected {

@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/cgo"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -104,6 +105,9 @@ func New(opts *Options) (*Engine, error) {
 			C.free(unsafe.Pointer(arr))
 		}()
 		for i, pat := range o.Excludes {
+			if hasNUL(pat) {
+				return nil, fmt.Errorf("uringsync: exclude pattern %q: %w", pat, syscall.EINVAL)
+			}
 			strs[i] = C.CString(pat)
 		}
 		co.excludes = arr
@@ -270,8 +274,14 @@ func (e *Engine) finish(ctx context.Context, op, path string, rc C.int) error {
 //
 // It returns nil when everything was copied, a *CopyError when entries
 // failed, an error wrapping ctx's error (and syscall.ECANCELED) when ctx was
-// cancelled, or an *os.PathError when the copy could not start.
+// cancelled, or an *os.PathError when the copy could not start (wrapping
+// syscall.EINVAL for a path that contains a NUL byte, as the os package does).
 func (e *Engine) CopyTree(ctx context.Context, src, dst string) error {
+	for _, p := range []string{src, dst} {
+		if hasNUL(p) {
+			return &os.PathError{Op: "copy tree", Path: p, Err: syscall.EINVAL}
+		}
+	}
 	end, err := e.begin(ctx)
 	if err != nil {
 		return err
@@ -286,7 +296,10 @@ func (e *Engine) CopyTree(ctx context.Context, src, dst string) error {
 
 // CopyFiles copies explicit (src, dst) file pairs concurrently and returns
 // one Result per pair, in order. Missing parent directories are made and
-// existing destination files are replaced atomically.
+// existing destination files are replaced atomically. A pair whose paths
+// contain a NUL byte never reaches the engine: it fails with syscall.EINVAL
+// at StepOpenSrc (and is passed to OnError once the engine is done) while the
+// other pairs are copied.
 //
 // The error is nil when every pair succeeded, a *CopyError when some failed
 // (see the results), or an error wrapping ctx's error when ctx was cancelled
@@ -303,53 +316,68 @@ func (e *Engine) CopyFiles(ctx context.Context, pairs []Pair) ([]Result, error) 
 	defer end()
 
 	// All paths go into one C buffer, NUL-terminated, and the pair array
-	// points into it: no Go memory is visible to the engine.
+	// points into it: no Go memory is visible to the engine. The engine's
+	// pair k is pairs[sent[k]].
+	sent := make([]int, 0, len(pairs))
 	size := 0
-	for _, p := range pairs {
+	for i, p := range pairs {
+		if hasNUL(p.Src) || hasNUL(p.Dst) {
+			continue
+		}
+		sent = append(sent, i)
 		size += len(p.Src) + len(p.Dst) + 2
 	}
-	n := len(pairs)
-	buf := C.malloc(C.size_t(size))
-	cpairs := (*C.usync_pair)(C.calloc(C.size_t(n), C.size_t(unsafe.Sizeof(C.usync_pair{}))))
-	cres := (*C.usync_result)(C.calloc(C.size_t(n), C.size_t(unsafe.Sizeof(C.usync_result{}))))
-	defer C.free(buf)
-	defer C.free(unsafe.Pointer(cpairs))
-	defer C.free(unsafe.Pointer(cres))
-	if buf == nil || cpairs == nil || cres == nil {
-		return nil, &os.SyscallError{Syscall: "malloc", Err: syscall.ENOMEM}
-	}
-	mem := unsafe.Slice((*byte)(buf), size)
-	ps := unsafe.Slice(cpairs, n)
-	off := 0
-	put := func(s string) *C.char {
-		p := (*C.char)(unsafe.Pointer(&mem[off]))
-		off += copy(mem[off:], s)
-		mem[off] = 0
-		off++
-		return p
-	}
-	for i, p := range pairs {
-		ps[i].src = put(p.Src)
-		ps[i].dst = put(p.Dst)
+	n := len(sent)
+	rc := C.int(0)
+	var cres []C.usync_result
+	if n > 0 {
+		buf := C.malloc(C.size_t(size))
+		cpairs := (*C.usync_pair)(C.calloc(C.size_t(n), C.size_t(unsafe.Sizeof(C.usync_pair{}))))
+		cresp := (*C.usync_result)(C.calloc(C.size_t(n), C.size_t(unsafe.Sizeof(C.usync_result{}))))
+		defer C.free(buf)
+		defer C.free(unsafe.Pointer(cpairs))
+		defer C.free(unsafe.Pointer(cresp))
+		if buf == nil || cpairs == nil || cresp == nil {
+			return nil, &os.SyscallError{Syscall: "malloc", Err: syscall.ENOMEM}
+		}
+		mem := unsafe.Slice((*byte)(buf), size)
+		ps := unsafe.Slice(cpairs, n)
+		off := 0
+		put := func(s string) *C.char {
+			p := (*C.char)(unsafe.Pointer(&mem[off]))
+			off += copy(mem[off:], s)
+			mem[off] = 0
+			off++
+			return p
+		}
+		for k, i := range sent {
+			ps[k].src = put(pairs[i].Src)
+			ps[k].dst = put(pairs[i].Dst)
+		}
+		rc = C.usync_copy_files(e.ptr, cpairs, C.size_t(n), cresp)
+		if rc != 0 && rc != -C.EIO && rc != -C.ECANCELED {
+			return nil, e.finish(ctx, "copy files", pairs[sent[0]].Src, rc)
+		}
+		cres = unsafe.Slice(cresp, n)
 	}
 
-	rc := C.usync_copy_files(e.ptr, cpairs, C.size_t(n), cres)
-	if rc != 0 && rc != -C.EIO && rc != -C.ECANCELED {
-		return nil, e.finish(ctx, "copy files", pairs[0].Src, rc)
-	}
-	results := make([]Result, n)
+	results := make([]Result, len(pairs))
 	var failed []*FileError
 	nfailed := uint64(0)
-	for i, r := range unsafe.Slice(cres, n) {
-		res := &results[i]
+	fail := func(i int, step Step, errno syscall.Errno) *FileError {
+		fe := &FileError{Src: pairs[i].Src, Dst: pairs[i].Dst, Step: step, Errno: errno}
+		results[i].Err = fe
+		nfailed++
+		if len(failed) < maxCollected {
+			failed = append(failed, fe)
+		}
+		return fe
+	}
+	for k, r := range cres {
+		res := &results[sent[k]]
 		res.Bytes = int64(r.bytes)
 		if r.error != 0 {
-			fe := &FileError{Src: pairs[i].Src, Dst: pairs[i].Dst, Step: Step(r.step), Errno: syscall.Errno(r.error)}
-			res.Err = fe
-			nfailed++
-			if len(failed) < maxCollected {
-				failed = append(failed, fe)
-			}
+			fail(sent[k], Step(r.step), syscall.Errno(r.error))
 			continue
 		}
 		if e.state.opts.HashMD5 {
@@ -359,8 +387,22 @@ func (e *Engine) CopyFiles(ctx context.Context, pairs []Pair) ([]Result, error) 
 			}
 		}
 	}
-	if rc == -C.EIO {
+	if n < len(pairs) {
+		k := 0 // pairs[sent[k]] is the next pair the engine had
+		for i := range pairs {
+			if k < n && sent[k] == i {
+				k++
+				continue
+			}
+			e.state.reportError(fail(i, StepOpenSrc, syscall.EINVAL))
+		}
+	}
+	if rc == -C.EIO || (rc == 0 && nfailed > 0) {
 		return results, &CopyError{Op: "copy files", Failed: nfailed, Errors: failed}
 	}
 	return results, e.finish(ctx, "copy files", pairs[0].Src, rc)
 }
+
+// hasNUL reports whether s would reach C cut short: C strings end at the
+// first NUL byte.
+func hasNUL(s string) bool { return strings.IndexByte(s, 0) >= 0 }

@@ -332,4 +332,78 @@ func TestBadOptions(t *testing.T) {
 	if _, err := New(&Options{Workers: -1}); err == nil {
 		t.Error("negative workers accepted")
 	}
+	if _, err := New(&Options{Excludes: []string{"*.tmp\x00*"}}); !errors.Is(err, syscall.EINVAL) {
+		t.Errorf("exclude pattern with a NUL byte: err = %v, want EINVAL", err)
+	}
+}
+
+// TestNULInPaths checks that a path with a NUL byte is refused instead of
+// reaching C cut short at the NUL (which would copy another file).
+func TestNULInPaths(t *testing.T) {
+	dir := t.TempDir()
+	src, dst := filepath.Join(dir, "src"), filepath.Join(dir, "dst")
+	writeFile(t, filepath.Join(src, "f"), []byte("data"))
+	e := newEngine(t, Options{})
+
+	for _, tt := range []struct{ name, src, dst, bad string }{
+		{"source", src + "\x00x", dst, src + "\x00x"},
+		{"destination", src, dst + "\x00x", dst + "\x00x"},
+	} {
+		t.Run("tree/"+tt.name, func(t *testing.T) {
+			err := e.CopyTree(context.Background(), tt.src, tt.dst)
+			var pe *os.PathError
+			if !errors.Is(err, syscall.EINVAL) || !errors.As(err, &pe) || pe.Path != tt.bad {
+				t.Fatalf("err = %v, want an *os.PathError for %q wrapping EINVAL", err, tt.bad)
+			}
+			if _, err := os.Lstat(dst); err == nil {
+				t.Fatalf("%s was created", dst)
+			}
+		})
+	}
+
+	good := Pair{filepath.Join(src, "f"), filepath.Join(dst, "good")}
+	pairs := []Pair{
+		{filepath.Join(src, "f") + "\x00x", filepath.Join(dst, "nul-src")},
+		good,
+		{filepath.Join(src, "f"), filepath.Join(dst, "nul-dst") + "\x00x"},
+	}
+	var mu sync.Mutex
+	var reported []string
+	e = newEngine(t, Options{OnError: func(fe *FileError) {
+		mu.Lock()
+		reported = append(reported, fe.Src+" -> "+fe.Dst)
+		mu.Unlock()
+	}})
+	results, err := e.CopyFiles(context.Background(), pairs)
+	var ce *CopyError
+	if !errors.As(err, &ce) || ce.Failed != 2 || !errors.Is(err, syscall.EINVAL) {
+		t.Fatalf("err = %v, want a *CopyError with 2 failures wrapping EINVAL", err)
+	}
+	for _, i := range []int{0, 2} {
+		var fe *FileError
+		if !errors.As(results[i].Err, &fe) || fe.Errno != syscall.EINVAL || fe.Step != StepOpenSrc ||
+			fe.Src != pairs[i].Src || fe.Dst != pairs[i].Dst {
+			t.Errorf("pair %d: err = %#v, want EINVAL at open source naming both paths", i, results[i].Err)
+		}
+	}
+	if len(reported) != 2 {
+		t.Errorf("OnError saw %q, want the 2 refused pairs", reported)
+	}
+	if results[1].Err != nil || results[1].Bytes != 4 {
+		t.Errorf("good pair: %+v", results[1])
+	}
+	if got, err := os.ReadFile(good.Dst); err != nil || string(got) != "data" {
+		t.Errorf("good pair not copied: %q, %v", got, err)
+	}
+	for _, name := range []string{"nul-src", "nul-dst"} {
+		if _, err := os.Lstat(filepath.Join(dst, name)); err == nil {
+			t.Errorf("%s was created from a truncated path", name)
+		}
+	}
+
+	// Nothing left for the engine.
+	results, err = e.CopyFiles(context.Background(), pairs[:1])
+	if !errors.As(err, &ce) || ce.Failed != 1 || len(results) != 1 || !errors.Is(results[0].Err, syscall.EINVAL) {
+		t.Errorf("only a refused pair: results %+v, err %v", results, err)
+	}
 }
