@@ -380,7 +380,7 @@ func (e *Engine) CopyFiles(ctx context.Context, pairs []Pair) ([]Result, error) 
 			fail(sent[k], Step(r.step), syscall.Errno(r.error))
 			continue
 		}
-		if e.state.opts.HashMD5 {
+		if r.has_md5 != 0 {
 			res.HasMD5 = true
 			for j := range res.MD5 {
 				res.MD5[j] = byte(r.md5[j])

@@ -407,3 +407,32 @@ func TestNULInPaths(t *testing.T) {
 		t.Errorf("only a refused pair: results %+v, err %v", results, err)
 	}
 }
+
+// TestDryRunHasNoMD5 checks that a dry run does not present zeros as a digest.
+func TestDryRunHasNoMD5(t *testing.T) {
+	engines(t, func(t *testing.T, forceSync bool) {
+		dir := t.TempDir()
+		src := filepath.Join(dir, "a")
+		writeFile(t, src, []byte("hello\n"))
+		var mu sync.Mutex
+		var done []FileDone
+		e := newEngine(t, Options{ForceSync: forceSync, DryRun: true, HashMD5: true,
+			OnFileDone: func(d FileDone) {
+				mu.Lock()
+				done = append(done, d)
+				mu.Unlock()
+			}})
+		results, err := e.CopyFiles(context.Background(), []Pair{{src, filepath.Join(dir, "b")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := results[0]; r.Err != nil || r.HasMD5 {
+			t.Errorf("dry run result = %+v, want no error and no MD5", r)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(done) != 1 || done[0].HasMD5 {
+			t.Errorf("dry run OnFileDone saw %+v, want one file without MD5", done)
+		}
+	})
+}

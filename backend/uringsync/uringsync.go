@@ -62,13 +62,18 @@ type Pair struct {
 
 // Result is the outcome of one [Pair].
 type Result struct {
-	Err    error    // nil, or a *FileError
-	Bytes  int64    // bytes copied
-	MD5    [16]byte // valid when Err is nil and Options.HashMD5 is set
+	Err   error // nil, or a *FileError
+	Bytes int64 // bytes copied
+	// HasMD5 says that MD5 is the digest of the bytes copied. It is set only
+	// when the library reports one: the pair was copied (Err is nil) with
+	// Options.HashMD5 and not in a dry run. Otherwise MD5 is all zero and
+	// must not be used; test HasMD5, never MD5 against zero.
+	MD5    [16]byte
 	HasMD5 bool
 }
 
-// FileDone reports one copied regular file.
+// FileDone reports one copied regular file. MD5 holds its digest only when
+// HasMD5 is set (Options.HashMD5, not a dry run), as in [Result].
 type FileDone struct {
 	Src, Dst string
 	Bytes    int64
