@@ -2,8 +2,9 @@
 
 package uringsync
 
-// The C callbacks of every engine land here, on engine threads, and are
-// routed to the engine's Go state through its cgo handle.
+// The C callbacks of every engine land here, on engine threads, through the
+// trampolines in engine_linux.go, and are routed to the engine's Go state
+// through its cgo handle, which arrives as the integer it is.
 
 // #include <uringsync/uringsync.h>
 import "C"
@@ -11,16 +12,15 @@ import "C"
 import (
 	"runtime/cgo"
 	"syscall"
-	"unsafe"
 )
 
-func stateOf(user unsafe.Pointer) *callState {
-	return cgo.Handle(uintptr(user)).Value().(*callState)
+func stateOf(handle C.uintptr_t) *callState {
+	return cgo.Handle(handle).Value().(*callState)
 }
 
 //export usyncGoError
-func usyncGoError(user unsafe.Pointer, ce *C.usync_file_error) {
-	st := stateOf(user)
+func usyncGoError(handle C.uintptr_t, ce *C.usync_file_error) {
+	st := stateOf(handle)
 	fe := &FileError{
 		Src:   C.GoString(ce.src_path),
 		Dst:   C.GoString(ce.dst_path),
@@ -45,8 +45,8 @@ func (st *callState) reportError(fe *FileError) {
 }
 
 //export usyncGoFileDone
-func usyncGoFileDone(user unsafe.Pointer, cd *C.usync_file_done) {
-	st := stateOf(user)
+func usyncGoFileDone(handle C.uintptr_t, cd *C.usync_file_done) {
+	st := stateOf(handle)
 	if st.opts.OnFileDone == nil {
 		return
 	}
@@ -63,8 +63,8 @@ func usyncGoFileDone(user unsafe.Pointer, cd *C.usync_file_done) {
 }
 
 //export usyncGoProgress
-func usyncGoProgress(user unsafe.Pointer, cs *C.usync_stats) {
-	st := stateOf(user)
+func usyncGoProgress(handle C.uintptr_t, cs *C.usync_stats) {
+	st := stateOf(handle)
 	if st.opts.OnProgress != nil {
 		st.opts.OnProgress(statsOf(cs))
 	}

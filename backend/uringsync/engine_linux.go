@@ -9,16 +9,31 @@ package uringsync
 #include <string.h>
 #include <uringsync/uringsync.h>
 
-// Exported from callbacks_linux.go.
-extern void usyncGoError(void *user, usync_file_error *err);
-extern void usyncGoFileDone(void *user, usync_file_done *done);
-extern void usyncGoProgress(void *user, usync_stats *stats);
+// Exported from callbacks_linux.go (keep in step with it). The first
+// argument is the engine's runtime/cgo.Handle, an integer, never a pointer.
+extern void usyncGoError(uintptr_t handle, usync_file_error *err);
+extern void usyncGoFileDone(uintptr_t handle, usync_file_done *done);
+extern void usyncGoProgress(uintptr_t handle, usync_stats *stats);
 
+// Trampolines of the library's callback types: they hand cb_user back to Go
+// as the integer it was made from.
+static void usync_go_error(void *user, const usync_file_error *err) {
+	usyncGoError((uintptr_t)user, (usync_file_error *)err);
+}
+static void usync_go_file_done(void *user, const usync_file_done *done) {
+	usyncGoFileDone((uintptr_t)user, (usync_file_done *)done);
+}
+static void usync_go_progress(void *user, const usync_stats *stats) {
+	usyncGoProgress((uintptr_t)user, (usync_stats *)stats);
+}
+
+// Store the handle in cb_user (a void * the library only passes back) and
+// route the callbacks through the trampolines.
 static void usync_go_callbacks(usync_options *o, uintptr_t handle, int file_done, int progress) {
 	o->cb_user = (void *)handle;
-	o->error_cb = (usync_error_fn)usyncGoError;
-	if (file_done) o->file_done_cb = (usync_file_done_fn)usyncGoFileDone;
-	if (progress) o->progress_cb = (usync_progress_fn)usyncGoProgress;
+	o->error_cb = usync_go_error;
+	if (file_done) o->file_done_cb = usync_go_file_done;
+	if (progress) o->progress_cb = usync_go_progress;
 }
 */
 import "C"
