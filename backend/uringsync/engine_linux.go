@@ -46,6 +46,7 @@ import (
 	"runtime/cgo"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -64,10 +65,12 @@ type Engine struct {
 
 // callState is what the C callbacks reach through the cgo handle.
 type callState struct {
-	opts   Options
-	mu     sync.Mutex
-	errs   []*FileError // first failures of the running call
-	failed uint64
+	opts     Options
+	engine   *C.usync_engine                    // to cancel the call when a callback panics
+	panicked atomic.Pointer[CallbackPanicError] // first panic of the running call
+	mu       sync.Mutex
+	errs     []*FileError // first failures of the running call
+	failed   uint64
 }
 
 // Version returns the version of the linked library ("MAJOR.MINOR.PATCH").
@@ -136,6 +139,7 @@ func New(opts *Options) (*Engine, error) {
 		e.handle.Delete()
 		return nil, &os.SyscallError{Syscall: "usync_engine_create", Err: errnoOf(rc)}
 	}
+	st.engine = e.ptr
 	return e, nil
 }
 
@@ -229,6 +233,7 @@ func (e *Engine) begin(ctx context.Context) (end func(), err error) {
 	e.state.mu.Lock()
 	e.state.errs, e.state.failed = nil, 0
 	e.state.mu.Unlock()
+	e.state.panicked.Store(nil)
 	if ctx.Done() == nil {
 		return e.mu.Unlock, nil
 	}
@@ -262,8 +267,12 @@ func (e *Engine) begin(ctx context.Context) (end func(), err error) {
 	}, nil
 }
 
-// finish turns a copy call's return code into an error.
+// finish turns a copy call's return code into an error. A panic in a
+// callback outranks everything, since it cancelled the call.
 func (e *Engine) finish(ctx context.Context, op, path string, rc C.int) error {
+	if pe := e.state.panicked.Load(); pe != nil {
+		return pe
+	}
 	switch {
 	case rc == 0:
 		return nil
@@ -289,8 +298,9 @@ func (e *Engine) finish(ctx context.Context, op, path string, rc C.int) error {
 //
 // It returns nil when everything was copied, a *CopyError when entries
 // failed, an error wrapping ctx's error (and syscall.ECANCELED) when ctx was
-// cancelled, or an *os.PathError when the copy could not start (wrapping
-// syscall.EINVAL for a path that contains a NUL byte, as the os package does).
+// cancelled, a *CallbackPanicError when a callback panicked, or an
+// *os.PathError when the copy could not start (wrapping syscall.EINVAL for a
+// path that contains a NUL byte, as the os package does).
 func (e *Engine) CopyTree(ctx context.Context, src, dst string) error {
 	for _, p := range []string{src, dst} {
 		if hasNUL(p) {
@@ -317,9 +327,10 @@ func (e *Engine) CopyTree(ctx context.Context, src, dst string) error {
 // other pairs are copied.
 //
 // The error is nil when every pair succeeded, a *CopyError when some failed
-// (see the results), or an error wrapping ctx's error when ctx was cancelled
-// (unfinished pairs then fail with syscall.ECANCELED). Results are nil only
-// when the call could not start.
+// (see the results), an error wrapping ctx's error when ctx was cancelled
+// (unfinished pairs then fail with syscall.ECANCELED), or a
+// *CallbackPanicError when a callback panicked (which cancels the call too).
+// Results are nil only when the call could not start.
 func (e *Engine) CopyFiles(ctx context.Context, pairs []Pair) ([]Result, error) {
 	if len(pairs) == 0 {
 		return nil, nil
@@ -411,6 +422,9 @@ func (e *Engine) CopyFiles(ctx context.Context, pairs []Pair) ([]Result, error) 
 			}
 			e.state.reportError(fail(i, StepOpenSrc, syscall.EINVAL))
 		}
+	}
+	if pe := e.state.panicked.Load(); pe != nil {
+		return results, pe
 	}
 	if rc == -C.EIO || (rc == 0 && nfailed > 0) {
 		return results, &CopyError{Op: "copy files", Failed: nfailed, Errors: failed}

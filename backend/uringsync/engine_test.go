@@ -436,3 +436,91 @@ func TestDryRunHasNoMD5(t *testing.T) {
 		}
 	})
 }
+
+// TestCallbackPanic checks that a panic in a callback does not unwind
+// through the engine's C frames (which kills the process): the call is
+// cancelled, the rest of its callbacks are skipped, and the panic comes back
+// as a *CallbackPanicError. The engine works normally afterwards.
+func TestCallbackPanic(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	for i := range 40 {
+		writeFile(t, filepath.Join(src, "sub", fmt.Sprint(i)), content(i))
+	}
+	tests := []struct {
+		callback string
+		call     string // "tree" or "files"
+		bad      bool   // make one entry fail
+	}{
+		{"OnError", "tree", true},
+		{"OnError", "files", true},
+		{"OnError", "refused", true}, // a pair CopyFiles refuses itself
+		{"OnFileDone", "tree", false},
+		{"OnFileDone", "files", false},
+		{"OnProgress", "tree", false},
+		{"OnProgress", "files", false},
+	}
+	for i, tt := range tests {
+		t.Run(tt.callback+"/"+tt.call, func(t *testing.T) {
+			dst := filepath.Join(dir, fmt.Sprint("dst", i))
+			pairs := []Pair{{filepath.Join(src, "sub", "1"), filepath.Join(dst, "1")}}
+			if tt.bad {
+				switch tt.call {
+				case "tree": // a file where the copy needs a directory
+					writeFile(t, filepath.Join(dst, "sub"), nil)
+				case "files":
+					pairs = append(pairs, Pair{filepath.Join(src, "missing"), filepath.Join(dst, "missing")})
+				case "refused":
+					pairs = append(pairs, Pair{filepath.Join(src, "sub", "2\x00"), filepath.Join(dst, "2")})
+				}
+			}
+			boom := fmt.Errorf("boom in %s", tt.callback)
+			var armed atomic.Bool
+			var panics, seen atomic.Int64
+			hit := func() {
+				seen.Add(1)
+				if armed.Load() {
+					panics.Add(1)
+					panic(boom)
+				}
+			}
+			o := Options{ProgressInterval: time.Millisecond}
+			switch tt.callback {
+			case "OnError":
+				o.OnError = func(*FileError) { hit() }
+			case "OnFileDone":
+				o.OnFileDone = func(FileDone) { hit() }
+			case "OnProgress":
+				o.OnProgress = func(Stats) { hit() }
+			}
+			e := newEngine(t, o)
+			run := func() error {
+				if tt.call == "tree" {
+					return e.CopyTree(context.Background(), src, dst)
+				}
+				_, err := e.CopyFiles(context.Background(), pairs)
+				return err
+			}
+
+			armed.Store(true)
+			err := run()
+			var pe *CallbackPanicError
+			if !errors.As(err, &pe) || pe.Callback != tt.callback || pe.Value != boom || !errors.Is(err, boom) {
+				t.Fatalf("err = %v, want a *CallbackPanicError from %s wrapping %v", err, tt.callback, boom)
+			}
+			if n := panics.Load(); n != 1 {
+				t.Errorf("%s ran %d times after it panicked; want the rest of the call's callbacks skipped", tt.callback, n-1)
+			}
+
+			armed.Store(false)
+			before := seen.Load()
+			err = run()
+			if errors.As(err, &pe) {
+				t.Errorf("next call: %v", err)
+			}
+			if seen.Load() == before {
+				t.Errorf("next call: %s not called", tt.callback)
+			}
+		})
+	}
+}
