@@ -2,30 +2,44 @@
 
 package uringsync
 
-// The C callbacks of every engine land here, on engine threads, and are
-// routed to the engine's Go state through its cgo handle.
+// The C callbacks of every engine land here, on engine threads, through the
+// trampolines in engine_linux.go, and are routed to the engine's Go state
+// through its cgo handle, which arrives as the integer it is. A panic in a
+// user callback must not unwind through the engine's C frames (the process
+// would die): guard recovers it, stops the call and keeps it for the caller.
 
 // #include <uringsync/uringsync.h>
 import "C"
 
 import (
 	"runtime/cgo"
+	"runtime/debug"
 	"syscall"
-	"unsafe"
 )
 
-func stateOf(user unsafe.Pointer) *callState {
-	return cgo.Handle(uintptr(user)).Value().(*callState)
+func stateOf(handle C.uintptr_t) *callState {
+	return cgo.Handle(handle).Value().(*callState)
 }
 
 //export usyncGoError
-func usyncGoError(user unsafe.Pointer, ce *C.usync_file_error) {
-	st := stateOf(user)
-	fe := &FileError{
+func usyncGoError(handle C.uintptr_t, ce *C.usync_file_error) {
+	st := stateOf(handle)
+	if st.panicked.Load() != nil {
+		return
+	}
+	st.reportError(&FileError{
 		Src:   C.GoString(ce.src_path),
 		Dst:   C.GoString(ce.dst_path),
 		Step:  Step(ce.step),
 		Errno: syscall.Errno(ce.error),
+	})
+}
+
+// reportError records a failed entry of the running call and passes it to
+// OnError.
+func (st *callState) reportError(fe *FileError) {
+	if st.panicked.Load() != nil {
+		return
 	}
 	st.mu.Lock()
 	st.failed++
@@ -34,14 +48,14 @@ func usyncGoError(user unsafe.Pointer, ce *C.usync_file_error) {
 	}
 	st.mu.Unlock()
 	if st.opts.OnError != nil {
-		st.opts.OnError(fe)
+		st.guard("OnError", func() { st.opts.OnError(fe) })
 	}
 }
 
 //export usyncGoFileDone
-func usyncGoFileDone(user unsafe.Pointer, cd *C.usync_file_done) {
-	st := stateOf(user)
-	if st.opts.OnFileDone == nil {
+func usyncGoFileDone(handle C.uintptr_t, cd *C.usync_file_done) {
+	st := stateOf(handle)
+	if st.opts.OnFileDone == nil || st.panicked.Load() != nil {
 		return
 	}
 	fd := FileDone{
@@ -53,13 +67,30 @@ func usyncGoFileDone(user unsafe.Pointer, cd *C.usync_file_done) {
 	for i := range fd.MD5 {
 		fd.MD5[i] = byte(cd.md5[i])
 	}
-	st.opts.OnFileDone(fd)
+	st.guard("OnFileDone", func() { st.opts.OnFileDone(fd) })
 }
 
 //export usyncGoProgress
-func usyncGoProgress(user unsafe.Pointer, cs *C.usync_stats) {
-	st := stateOf(user)
-	if st.opts.OnProgress != nil {
-		st.opts.OnProgress(statsOf(cs))
+func usyncGoProgress(handle C.uintptr_t, cs *C.usync_stats) {
+	st := stateOf(handle)
+	if st.opts.OnProgress == nil || st.panicked.Load() != nil {
+		return
 	}
+	stats := statsOf(cs)
+	st.guard("OnProgress", func() { st.opts.OnProgress(stats) })
+}
+
+// guard runs the user callback f. If f panics, the first panic of the call
+// is kept for the caller, the engine is told to cancel the call, and later
+// callbacks of the call are skipped.
+func (st *callState) guard(callback string, f func()) {
+	defer func() {
+		if v := recover(); v != nil {
+			pe := &CallbackPanicError{Callback: callback, Value: v, Stack: debug.Stack()}
+			if st.panicked.CompareAndSwap(nil, pe) {
+				C.usync_engine_cancel(st.engine)
+			}
+		}
+	}()
+	f()
 }

@@ -9,16 +9,31 @@ package uringsync
 #include <string.h>
 #include <uringsync/uringsync.h>
 
-// Exported from callbacks_linux.go.
-extern void usyncGoError(void *user, usync_file_error *err);
-extern void usyncGoFileDone(void *user, usync_file_done *done);
-extern void usyncGoProgress(void *user, usync_stats *stats);
+// Exported from callbacks_linux.go (keep in step with it). The first
+// argument is the engine's runtime/cgo.Handle, an integer, never a pointer.
+extern void usyncGoError(uintptr_t handle, usync_file_error *err);
+extern void usyncGoFileDone(uintptr_t handle, usync_file_done *done);
+extern void usyncGoProgress(uintptr_t handle, usync_stats *stats);
 
+// Trampolines of the library's callback types: they hand cb_user back to Go
+// as the integer it was made from.
+static void usync_go_error(void *user, const usync_file_error *err) {
+	usyncGoError((uintptr_t)user, (usync_file_error *)err);
+}
+static void usync_go_file_done(void *user, const usync_file_done *done) {
+	usyncGoFileDone((uintptr_t)user, (usync_file_done *)done);
+}
+static void usync_go_progress(void *user, const usync_stats *stats) {
+	usyncGoProgress((uintptr_t)user, (usync_stats *)stats);
+}
+
+// Store the handle in cb_user (a void * the library only passes back) and
+// route the callbacks through the trampolines.
 static void usync_go_callbacks(usync_options *o, uintptr_t handle, int file_done, int progress) {
 	o->cb_user = (void *)handle;
-	o->error_cb = (usync_error_fn)usyncGoError;
-	if (file_done) o->file_done_cb = (usync_file_done_fn)usyncGoFileDone;
-	if (progress) o->progress_cb = (usync_progress_fn)usyncGoProgress;
+	o->error_cb = usync_go_error;
+	if (file_done) o->file_done_cb = usync_go_file_done;
+	if (progress) o->progress_cb = usync_go_progress;
 }
 */
 import "C"
@@ -29,7 +44,9 @@ import (
 	"fmt"
 	"os"
 	"runtime/cgo"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -48,10 +65,12 @@ type Engine struct {
 
 // callState is what the C callbacks reach through the cgo handle.
 type callState struct {
-	opts   Options
-	mu     sync.Mutex
-	errs   []*FileError // first failures of the running call
-	failed uint64
+	opts     Options
+	engine   *C.usync_engine                    // to cancel the call when a callback panics
+	panicked atomic.Pointer[CallbackPanicError] // first panic of the running call
+	mu       sync.Mutex
+	errs     []*FileError // first failures of the running call
+	failed   uint64
 }
 
 // Version returns the version of the linked library ("MAJOR.MINOR.PATCH").
@@ -104,6 +123,9 @@ func New(opts *Options) (*Engine, error) {
 			C.free(unsafe.Pointer(arr))
 		}()
 		for i, pat := range o.Excludes {
+			if hasNUL(pat) {
+				return nil, fmt.Errorf("uringsync: exclude pattern %q: %w", pat, syscall.EINVAL)
+			}
 			strs[i] = C.CString(pat)
 		}
 		co.excludes = arr
@@ -117,6 +139,7 @@ func New(opts *Options) (*Engine, error) {
 		e.handle.Delete()
 		return nil, &os.SyscallError{Syscall: "usync_engine_create", Err: errnoOf(rc)}
 	}
+	st.engine = e.ptr
 	return e, nil
 }
 
@@ -210,6 +233,7 @@ func (e *Engine) begin(ctx context.Context) (end func(), err error) {
 	e.state.mu.Lock()
 	e.state.errs, e.state.failed = nil, 0
 	e.state.mu.Unlock()
+	e.state.panicked.Store(nil)
 	if ctx.Done() == nil {
 		return e.mu.Unlock, nil
 	}
@@ -243,8 +267,12 @@ func (e *Engine) begin(ctx context.Context) (end func(), err error) {
 	}, nil
 }
 
-// finish turns a copy call's return code into an error.
+// finish turns a copy call's return code into an error. A panic in a
+// callback outranks everything, since it cancelled the call.
 func (e *Engine) finish(ctx context.Context, op, path string, rc C.int) error {
+	if pe := e.state.panicked.Load(); pe != nil {
+		return pe
+	}
 	switch {
 	case rc == 0:
 		return nil
@@ -270,8 +298,15 @@ func (e *Engine) finish(ctx context.Context, op, path string, rc C.int) error {
 //
 // It returns nil when everything was copied, a *CopyError when entries
 // failed, an error wrapping ctx's error (and syscall.ECANCELED) when ctx was
-// cancelled, or an *os.PathError when the copy could not start.
+// cancelled, a *CallbackPanicError when a callback panicked, or an
+// *os.PathError when the copy could not start (wrapping syscall.EINVAL for a
+// path that contains a NUL byte, as the os package does).
 func (e *Engine) CopyTree(ctx context.Context, src, dst string) error {
+	for _, p := range []string{src, dst} {
+		if hasNUL(p) {
+			return &os.PathError{Op: "copy tree", Path: p, Err: syscall.EINVAL}
+		}
+	}
 	end, err := e.begin(ctx)
 	if err != nil {
 		return err
@@ -286,12 +321,16 @@ func (e *Engine) CopyTree(ctx context.Context, src, dst string) error {
 
 // CopyFiles copies explicit (src, dst) file pairs concurrently and returns
 // one Result per pair, in order. Missing parent directories are made and
-// existing destination files are replaced atomically.
+// existing destination files are replaced atomically. A pair whose paths
+// contain a NUL byte never reaches the engine: it fails with syscall.EINVAL
+// at StepOpenSrc (and is passed to OnError once the engine is done) while the
+// other pairs are copied.
 //
 // The error is nil when every pair succeeded, a *CopyError when some failed
-// (see the results), or an error wrapping ctx's error when ctx was cancelled
-// (unfinished pairs then fail with syscall.ECANCELED). Results are nil only
-// when the call could not start.
+// (see the results), an error wrapping ctx's error when ctx was cancelled
+// (unfinished pairs then fail with syscall.ECANCELED), or a
+// *CallbackPanicError when a callback panicked (which cancels the call too).
+// Results are nil only when the call could not start.
 func (e *Engine) CopyFiles(ctx context.Context, pairs []Pair) ([]Result, error) {
 	if len(pairs) == 0 {
 		return nil, nil
@@ -303,64 +342,96 @@ func (e *Engine) CopyFiles(ctx context.Context, pairs []Pair) ([]Result, error) 
 	defer end()
 
 	// All paths go into one C buffer, NUL-terminated, and the pair array
-	// points into it: no Go memory is visible to the engine.
+	// points into it: no Go memory is visible to the engine. The engine's
+	// pair k is pairs[sent[k]].
+	sent := make([]int, 0, len(pairs))
 	size := 0
-	for _, p := range pairs {
-		size += len(p.Src) + len(p.Dst) + 2
-	}
-	n := len(pairs)
-	buf := C.malloc(C.size_t(size))
-	cpairs := (*C.usync_pair)(C.calloc(C.size_t(n), C.size_t(unsafe.Sizeof(C.usync_pair{}))))
-	cres := (*C.usync_result)(C.calloc(C.size_t(n), C.size_t(unsafe.Sizeof(C.usync_result{}))))
-	defer C.free(buf)
-	defer C.free(unsafe.Pointer(cpairs))
-	defer C.free(unsafe.Pointer(cres))
-	if buf == nil || cpairs == nil || cres == nil {
-		return nil, &os.SyscallError{Syscall: "malloc", Err: syscall.ENOMEM}
-	}
-	mem := unsafe.Slice((*byte)(buf), size)
-	ps := unsafe.Slice(cpairs, n)
-	off := 0
-	put := func(s string) *C.char {
-		p := (*C.char)(unsafe.Pointer(&mem[off]))
-		off += copy(mem[off:], s)
-		mem[off] = 0
-		off++
-		return p
-	}
 	for i, p := range pairs {
-		ps[i].src = put(p.Src)
-		ps[i].dst = put(p.Dst)
-	}
-
-	rc := C.usync_copy_files(e.ptr, cpairs, C.size_t(n), cres)
-	if rc != 0 && rc != -C.EIO && rc != -C.ECANCELED {
-		return nil, e.finish(ctx, "copy files", pairs[0].Src, rc)
-	}
-	results := make([]Result, n)
-	var failed []*FileError
-	nfailed := uint64(0)
-	for i, r := range unsafe.Slice(cres, n) {
-		res := &results[i]
-		res.Bytes = int64(r.bytes)
-		if r.error != 0 {
-			fe := &FileError{Src: pairs[i].Src, Dst: pairs[i].Dst, Step: Step(r.step), Errno: syscall.Errno(r.error)}
-			res.Err = fe
-			nfailed++
-			if len(failed) < maxCollected {
-				failed = append(failed, fe)
-			}
+		if hasNUL(p.Src) || hasNUL(p.Dst) {
 			continue
 		}
-		if e.state.opts.HashMD5 {
+		sent = append(sent, i)
+		size += len(p.Src) + len(p.Dst) + 2
+	}
+	n := len(sent)
+	rc := C.int(0)
+	var cres []C.usync_result
+	if n > 0 {
+		buf := C.malloc(C.size_t(size))
+		cpairs := (*C.usync_pair)(C.calloc(C.size_t(n), C.size_t(unsafe.Sizeof(C.usync_pair{}))))
+		cresp := (*C.usync_result)(C.calloc(C.size_t(n), C.size_t(unsafe.Sizeof(C.usync_result{}))))
+		defer C.free(buf)
+		defer C.free(unsafe.Pointer(cpairs))
+		defer C.free(unsafe.Pointer(cresp))
+		if buf == nil || cpairs == nil || cresp == nil {
+			return nil, &os.SyscallError{Syscall: "malloc", Err: syscall.ENOMEM}
+		}
+		mem := unsafe.Slice((*byte)(buf), size)
+		ps := unsafe.Slice(cpairs, n)
+		off := 0
+		put := func(s string) *C.char {
+			p := (*C.char)(unsafe.Pointer(&mem[off]))
+			off += copy(mem[off:], s)
+			mem[off] = 0
+			off++
+			return p
+		}
+		for k, i := range sent {
+			ps[k].src = put(pairs[i].Src)
+			ps[k].dst = put(pairs[i].Dst)
+		}
+		rc = C.usync_copy_files(e.ptr, cpairs, C.size_t(n), cresp)
+		if rc != 0 && rc != -C.EIO && rc != -C.ECANCELED {
+			return nil, e.finish(ctx, "copy files", pairs[sent[0]].Src, rc)
+		}
+		cres = unsafe.Slice(cresp, n)
+	}
+
+	results := make([]Result, len(pairs))
+	var failed []*FileError
+	nfailed := uint64(0)
+	fail := func(i int, step Step, errno syscall.Errno) *FileError {
+		fe := &FileError{Src: pairs[i].Src, Dst: pairs[i].Dst, Step: step, Errno: errno}
+		results[i].Err = fe
+		nfailed++
+		if len(failed) < maxCollected {
+			failed = append(failed, fe)
+		}
+		return fe
+	}
+	for k, r := range cres {
+		res := &results[sent[k]]
+		res.Bytes = int64(r.bytes)
+		if r.error != 0 {
+			fail(sent[k], Step(r.step), syscall.Errno(r.error))
+			continue
+		}
+		if r.has_md5 != 0 {
 			res.HasMD5 = true
 			for j := range res.MD5 {
 				res.MD5[j] = byte(r.md5[j])
 			}
 		}
 	}
-	if rc == -C.EIO {
+	if n < len(pairs) {
+		k := 0 // pairs[sent[k]] is the next pair the engine had
+		for i := range pairs {
+			if k < n && sent[k] == i {
+				k++
+				continue
+			}
+			e.state.reportError(fail(i, StepOpenSrc, syscall.EINVAL))
+		}
+	}
+	if pe := e.state.panicked.Load(); pe != nil {
+		return results, pe
+	}
+	if rc == -C.EIO || (rc == 0 && nfailed > 0) {
 		return results, &CopyError{Op: "copy files", Failed: nfailed, Errors: failed}
 	}
 	return results, e.finish(ctx, "copy files", pairs[0].Src, rc)
 }
+
+// hasNUL reports whether s would reach C cut short: C strings end at the
+// first NUL byte.
+func hasNUL(s string) bool { return strings.IndexByte(s, 0) >= 0 }

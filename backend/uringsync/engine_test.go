@@ -332,4 +332,195 @@ func TestBadOptions(t *testing.T) {
 	if _, err := New(&Options{Workers: -1}); err == nil {
 		t.Error("negative workers accepted")
 	}
+	if _, err := New(&Options{Excludes: []string{"*.tmp\x00*"}}); !errors.Is(err, syscall.EINVAL) {
+		t.Errorf("exclude pattern with a NUL byte: err = %v, want EINVAL", err)
+	}
+}
+
+// TestNULInPaths checks that a path with a NUL byte is refused instead of
+// reaching C cut short at the NUL (which would copy another file).
+func TestNULInPaths(t *testing.T) {
+	dir := t.TempDir()
+	src, dst := filepath.Join(dir, "src"), filepath.Join(dir, "dst")
+	writeFile(t, filepath.Join(src, "f"), []byte("data"))
+	e := newEngine(t, Options{})
+
+	for _, tt := range []struct{ name, src, dst, bad string }{
+		{"source", src + "\x00x", dst, src + "\x00x"},
+		{"destination", src, dst + "\x00x", dst + "\x00x"},
+	} {
+		t.Run("tree/"+tt.name, func(t *testing.T) {
+			err := e.CopyTree(context.Background(), tt.src, tt.dst)
+			var pe *os.PathError
+			if !errors.Is(err, syscall.EINVAL) || !errors.As(err, &pe) || pe.Path != tt.bad {
+				t.Fatalf("err = %v, want an *os.PathError for %q wrapping EINVAL", err, tt.bad)
+			}
+			if _, err := os.Lstat(dst); err == nil {
+				t.Fatalf("%s was created", dst)
+			}
+		})
+	}
+
+	good := Pair{filepath.Join(src, "f"), filepath.Join(dst, "good")}
+	pairs := []Pair{
+		{filepath.Join(src, "f") + "\x00x", filepath.Join(dst, "nul-src")},
+		good,
+		{filepath.Join(src, "f"), filepath.Join(dst, "nul-dst") + "\x00x"},
+	}
+	var mu sync.Mutex
+	var reported []string
+	e = newEngine(t, Options{OnError: func(fe *FileError) {
+		mu.Lock()
+		reported = append(reported, fe.Src+" -> "+fe.Dst)
+		mu.Unlock()
+	}})
+	results, err := e.CopyFiles(context.Background(), pairs)
+	var ce *CopyError
+	if !errors.As(err, &ce) || ce.Failed != 2 || !errors.Is(err, syscall.EINVAL) {
+		t.Fatalf("err = %v, want a *CopyError with 2 failures wrapping EINVAL", err)
+	}
+	for _, i := range []int{0, 2} {
+		var fe *FileError
+		if !errors.As(results[i].Err, &fe) || fe.Errno != syscall.EINVAL || fe.Step != StepOpenSrc ||
+			fe.Src != pairs[i].Src || fe.Dst != pairs[i].Dst {
+			t.Errorf("pair %d: err = %#v, want EINVAL at open source naming both paths", i, results[i].Err)
+		}
+	}
+	if len(reported) != 2 {
+		t.Errorf("OnError saw %q, want the 2 refused pairs", reported)
+	}
+	if results[1].Err != nil || results[1].Bytes != 4 {
+		t.Errorf("good pair: %+v", results[1])
+	}
+	if got, err := os.ReadFile(good.Dst); err != nil || string(got) != "data" {
+		t.Errorf("good pair not copied: %q, %v", got, err)
+	}
+	for _, name := range []string{"nul-src", "nul-dst"} {
+		if _, err := os.Lstat(filepath.Join(dst, name)); err == nil {
+			t.Errorf("%s was created from a truncated path", name)
+		}
+	}
+
+	// Nothing left for the engine.
+	results, err = e.CopyFiles(context.Background(), pairs[:1])
+	if !errors.As(err, &ce) || ce.Failed != 1 || len(results) != 1 || !errors.Is(results[0].Err, syscall.EINVAL) {
+		t.Errorf("only a refused pair: results %+v, err %v", results, err)
+	}
+}
+
+// TestDryRunHasNoMD5 checks that a dry run does not present zeros as a digest.
+func TestDryRunHasNoMD5(t *testing.T) {
+	engines(t, func(t *testing.T, forceSync bool) {
+		dir := t.TempDir()
+		src := filepath.Join(dir, "a")
+		writeFile(t, src, []byte("hello\n"))
+		var mu sync.Mutex
+		var done []FileDone
+		e := newEngine(t, Options{ForceSync: forceSync, DryRun: true, HashMD5: true,
+			OnFileDone: func(d FileDone) {
+				mu.Lock()
+				done = append(done, d)
+				mu.Unlock()
+			}})
+		results, err := e.CopyFiles(context.Background(), []Pair{{src, filepath.Join(dir, "b")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := results[0]; r.Err != nil || r.HasMD5 {
+			t.Errorf("dry run result = %+v, want no error and no MD5", r)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(done) != 1 || done[0].HasMD5 {
+			t.Errorf("dry run OnFileDone saw %+v, want one file without MD5", done)
+		}
+	})
+}
+
+// TestCallbackPanic checks that a panic in a callback does not unwind
+// through the engine's C frames (which kills the process): the call is
+// cancelled, the rest of its callbacks are skipped, and the panic comes back
+// as a *CallbackPanicError. The engine works normally afterwards.
+func TestCallbackPanic(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	for i := range 40 {
+		writeFile(t, filepath.Join(src, "sub", fmt.Sprint(i)), content(i))
+	}
+	tests := []struct {
+		callback string
+		call     string // "tree" or "files"
+		bad      bool   // make one entry fail
+	}{
+		{"OnError", "tree", true},
+		{"OnError", "files", true},
+		{"OnError", "refused", true}, // a pair CopyFiles refuses itself
+		{"OnFileDone", "tree", false},
+		{"OnFileDone", "files", false},
+		{"OnProgress", "tree", false},
+		{"OnProgress", "files", false},
+	}
+	for i, tt := range tests {
+		t.Run(tt.callback+"/"+tt.call, func(t *testing.T) {
+			dst := filepath.Join(dir, fmt.Sprint("dst", i))
+			pairs := []Pair{{filepath.Join(src, "sub", "1"), filepath.Join(dst, "1")}}
+			if tt.bad {
+				switch tt.call {
+				case "tree": // a file where the copy needs a directory
+					writeFile(t, filepath.Join(dst, "sub"), nil)
+				case "files":
+					pairs = append(pairs, Pair{filepath.Join(src, "missing"), filepath.Join(dst, "missing")})
+				case "refused":
+					pairs = append(pairs, Pair{filepath.Join(src, "sub", "2\x00"), filepath.Join(dst, "2")})
+				}
+			}
+			boom := fmt.Errorf("boom in %s", tt.callback)
+			var armed atomic.Bool
+			var panics, seen atomic.Int64
+			hit := func() {
+				seen.Add(1)
+				if armed.Load() {
+					panics.Add(1)
+					panic(boom)
+				}
+			}
+			o := Options{ProgressInterval: time.Millisecond}
+			switch tt.callback {
+			case "OnError":
+				o.OnError = func(*FileError) { hit() }
+			case "OnFileDone":
+				o.OnFileDone = func(FileDone) { hit() }
+			case "OnProgress":
+				o.OnProgress = func(Stats) { hit() }
+			}
+			e := newEngine(t, o)
+			run := func() error {
+				if tt.call == "tree" {
+					return e.CopyTree(context.Background(), src, dst)
+				}
+				_, err := e.CopyFiles(context.Background(), pairs)
+				return err
+			}
+
+			armed.Store(true)
+			err := run()
+			var pe *CallbackPanicError
+			if !errors.As(err, &pe) || pe.Callback != tt.callback || pe.Value != boom || !errors.Is(err, boom) {
+				t.Fatalf("err = %v, want a *CallbackPanicError from %s wrapping %v", err, tt.callback, boom)
+			}
+			if n := panics.Load(); n != 1 {
+				t.Errorf("%s ran %d times after it panicked; want the rest of the call's callbacks skipped", tt.callback, n-1)
+			}
+
+			armed.Store(false)
+			before := seen.Load()
+			err = run()
+			if errors.As(err, &pe) {
+				t.Errorf("next call: %v", err)
+			}
+			if seen.Load() == before {
+				t.Errorf("next call: %s not called", tt.callback)
+			}
+		})
+	}
 }

@@ -49,6 +49,8 @@ type Options struct {
 
 	// Callbacks run on engine threads, one at a time per engine. They must
 	// return quickly and must not call the engine except Stats and Cancel.
+	// A callback that panics cancels the call, which then returns a
+	// *CallbackPanicError; the call's later callbacks are not made.
 	OnError    func(*FileError) // each failed entry
 	OnFileDone func(FileDone)   // each copied regular file (costs a call per file)
 	OnProgress func(Stats)      // about every ProgressInterval during a copy
@@ -62,13 +64,18 @@ type Pair struct {
 
 // Result is the outcome of one [Pair].
 type Result struct {
-	Err    error    // nil, or a *FileError
-	Bytes  int64    // bytes copied
-	MD5    [16]byte // valid when Err is nil and Options.HashMD5 is set
+	Err   error // nil, or a *FileError
+	Bytes int64 // bytes copied
+	// HasMD5 says that MD5 is the digest of the bytes copied. It is set only
+	// when the library reports one: the pair was copied (Err is nil) with
+	// Options.HashMD5 and not in a dry run. Otherwise MD5 is all zero and
+	// must not be used; test HasMD5, never MD5 against zero.
+	MD5    [16]byte
 	HasMD5 bool
 }
 
-// FileDone reports one copied regular file.
+// FileDone reports one copied regular file. MD5 holds its digest only when
+// HasMD5 is set (Options.HashMD5, not a dry run), as in [Result].
 type FileDone struct {
 	Src, Dst string
 	Bytes    int64
@@ -195,4 +202,26 @@ func (e *CopyError) Unwrap() []error {
 		errs[i] = fe
 	}
 	return errs
+}
+
+// CallbackPanicError is returned by a copy call when one of the callbacks in
+// [Options] panicked. The panic is recovered before it can unwind through the
+// engine's C frames (which would end the process); the call is then
+// cancelled and the rest of its callbacks are skipped. Results returned with
+// it are those of a cancelled call. errors.Is and errors.As see the panic
+// value when it is an error.
+type CallbackPanicError struct {
+	Callback string // "OnError", "OnFileDone" or "OnProgress"
+	Value    any    // the value passed to panic
+	Stack    []byte // the stack of the panicking callback
+}
+
+func (e *CallbackPanicError) Error() string {
+	return fmt.Sprintf("uringsync: panic in %s callback: %v", e.Callback, e.Value)
+}
+
+// Unwrap returns the panic value if it is an error, else nil.
+func (e *CallbackPanicError) Unwrap() error {
+	err, _ := e.Value.(error)
+	return err
 }
