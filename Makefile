@@ -15,7 +15,7 @@ LIBDIR     ?= lib
 DESTDIR    ?=
 
 DEB_PACKAGES := build-essential cmake pkg-config liburing-dev libssl-dev libcli11-dev \
-                libgtest-dev googletest rsync util-linux time
+                libgtest-dev googletest rsync util-linux time scdoc
 STAMP := $(BUILD)/.deps-ok
 
 .PHONY: all deps native rclone test test-native test-e2e test-go test-race demo bench bench-quick clean format lint sanitize sanitize-thread
@@ -24,8 +24,8 @@ STAMP := $(BUILD)/.deps-ok
 all: native rclone
 
 # Install what a fresh Debian 12 machine lacks (needs root; prints the
-# command otherwise).
-$(STAMP):
+# command otherwise).  Checked again whenever this file (and so the list) changes.
+$(STAMP): Makefile
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
