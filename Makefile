@@ -15,11 +15,11 @@ LIBDIR     ?= lib
 DESTDIR    ?=
 
 DEB_PACKAGES := build-essential cmake pkg-config liburing-dev libssl-dev libcli11-dev \
-                libgtest-dev googletest rsync util-linux time scdoc
+                libgtest-dev googletest rsync util-linux time scdoc man-db zsh
 STAMP := $(BUILD)/.deps-ok
 
 .PHONY: all deps native rclone test test-native test-e2e test-go test-race demo bench bench-quick clean format lint sanitize sanitize-thread
-.PHONY: install uninstall
+.PHONY: install uninstall test-install
 
 all: native rclone
 
@@ -65,7 +65,7 @@ lint:
 	test -z "$$(gofmt -l backend cmd test)"
 	$(GO) vet ./...
 
-test: test-native test-e2e test-go test-race lint sanitize
+test: test-native test-e2e test-go test-race lint sanitize test-install
 
 # Refresh the loader's cache after a root install into the live system, so
 # programs find the new (or stop finding the old) liburingsync.so.0.
@@ -86,6 +86,12 @@ uninstall:
 	@grep '/uringsync/uringsync\.h$$' $(BUILD)/install_manifest.txt | while IFS= read -r h; do \
 	  rmdir --ignore-fail-on-non-empty '$(DESTDIR)'"$${h%/*}"; done
 	@$(LDCONFIG)
+
+# Installs into a temporary DESTDIR and uses the result as a user would; also
+# fails when an option of `uring-sync --help` is missing from the man page or
+# a completion.
+test-install: native
+	BUILD='$(BUILD)' MAKE='$(MAKE)' bash test/install/check.sh
 
 demo: native
 	bash test/demo.sh
