@@ -7,18 +7,25 @@ JOBS       ?= 2
 CMAKE_FLAGS ?=
 GO         ?= go
 RCLONE_TAGS ?=   # "allbackends" builds rclone with every backend (s3, sftp, drive, ...)
+# make install: files go to $(DESTDIR)$(PREFIX)/{bin,$(LIBDIR),include,share}.
+# LIBDIR=lib is what GNUInstallDirs picks outside /usr, and Debian's linker and
+# pkg-config search /usr/local/lib too; LIBDIR=lib/x86_64-linux-gnu for multiarch.
+PREFIX     ?= /usr/local
+LIBDIR     ?= lib
+DESTDIR    ?=
 
 DEB_PACKAGES := build-essential cmake pkg-config liburing-dev libssl-dev libcli11-dev \
-                libgtest-dev googletest rsync util-linux time
+                libgtest-dev googletest rsync util-linux time scdoc man-db zsh
 STAMP := $(BUILD)/.deps-ok
 
 .PHONY: all deps native rclone test test-native test-e2e test-go test-race demo bench bench-quick clean format lint sanitize sanitize-thread
+.PHONY: install uninstall test-install
 
 all: native rclone
 
 # Install what a fresh Debian 12 machine lacks (needs root; prints the
-# command otherwise).
-$(STAMP):
+# command otherwise).  Checked again whenever this file (and so the list) changes.
+$(STAMP): Makefile
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
@@ -58,7 +65,33 @@ lint:
 	test -z "$$(gofmt -l backend cmd test)"
 	$(GO) vet ./...
 
-test: test-native test-e2e test-go test-race lint sanitize
+test: test-native test-e2e test-go test-race lint sanitize test-install
+
+# Refresh the loader's cache after a root install into the live system, so
+# programs find the new (or stop finding the old) liburingsync.so.0.
+LDCONFIG = if [ -z '$(DESTDIR)' ] && [ "$$(id -u)" = 0 ]; then ldconfig; fi
+
+# Install (CMake's install rules; see "Install" in README.md).  uninstall removes
+# the files listed in the manifest of the last install from this build
+# directory; pass it the same DESTDIR.
+install: native
+	@grep -qx 'CMAKE_INSTALL_LIBDIR:PATH=$(LIBDIR)' $(BUILD)/CMakeCache.txt || \
+	  cmake -S . -B $(BUILD) -DCMAKE_INSTALL_LIBDIR='$(LIBDIR)' >/dev/null
+	DESTDIR='$(DESTDIR)' cmake --install $(BUILD) --prefix '$(PREFIX)'
+	@$(LDCONFIG)
+
+uninstall:
+	@test -f $(BUILD)/install_manifest.txt || { echo "no $(BUILD)/install_manifest.txt: nothing installed from this build"; exit 1; }
+	@while IFS= read -r f || [ -n "$$f" ]; do rm -fv '$(DESTDIR)'"$$f"; done < $(BUILD)/install_manifest.txt
+	@grep '/uringsync/uringsync\.h$$' $(BUILD)/install_manifest.txt | while IFS= read -r h; do \
+	  rmdir --ignore-fail-on-non-empty '$(DESTDIR)'"$${h%/*}"; done
+	@$(LDCONFIG)
+
+# Installs into a temporary DESTDIR and uses the result as a user would; also
+# fails when an option of `uring-sync --help` is missing from the man page or
+# a completion.
+test-install: native
+	BUILD='$(BUILD)' MAKE='$(MAKE)' bash test/install/check.sh
 
 demo: native
 	bash test/demo.sh
