@@ -5,7 +5,7 @@
 _uring_sync() {
   local cur=${COMP_WORDS[COMP_CWORD]}
   local prev=${COMP_WORDS[COMP_CWORD - 1]}
-  local opts='-h --help --version -j --jobs -c --chunk-size -q --queue-depth
+  local opts='-h --help --version -j --jobs -c --chunk-size --buffer-memory -q --queue-depth
     --iowq-workers -p --preserve -n --dry-run -v --verbose --progress
     --exclude --engine --fail-fast'
   local engines='auto uring sync'
@@ -22,7 +22,7 @@ _uring_sync() {
       mapfile -t COMPREPLY < <(compgen -W "$engines" -- "$cur")
       return
       ;;
-    -j | --jobs | -c | --chunk-size | -q | --queue-depth | --iowq-workers | --exclude)
+    -j | --jobs | -c | --chunk-size | --buffer-memory | -q | --queue-depth | --iowq-workers | --exclude)
       # A number, a size or a pattern: nothing sensible to offer.
       COMPREPLY=()
       return
