@@ -94,7 +94,7 @@ func New(opts *Options) (*Engine, error) {
 		{o.ForceSync, C.USYNC_FORCE_SYNC},
 		{o.FailFast, C.USYNC_FAIL_FAST},
 		{o.HashMD5, C.USYNC_HASH_MD5},
-		{o.QuietFallback, C.USYNC_QUIET_FALLBACK},
+		{o.AnnounceFallback, C.USYNC_ANNOUNCE_FALLBACK},
 	} {
 		if f.on {
 			co.flags |= f.flag
@@ -105,6 +105,10 @@ func New(opts *Options) (*Engine, error) {
 			return nil, fmt.Errorf("uringsync: option out of range: %d", v)
 		}
 	}
+	if o.BufferBudget < 0 {
+		return nil, fmt.Errorf("uringsync: option out of range: BufferBudget %d", o.BufferBudget)
+	}
+	co.buffer_budget = C.uint64_t(o.BufferBudget)
 	co.workers = C.uint32_t(o.Workers)
 	co.queue_depth = C.uint32_t(o.QueueDepth)
 	co.chunk_size = C.uint32_t(o.ChunkSize)
@@ -215,6 +219,9 @@ func statsOf(cs *C.usync_stats) Stats {
 		Elapsed:         time.Duration(cs.elapsed_ns),
 		WalkDone:        cs.walk_done != 0,
 		Engine:          Kind(cs.engine),
+		QueueDepth:      int(cs.queue_depth),
+		FDBudget:        int(cs.fd_budget),
+		BufferBytes:     uint64(cs.buffer_bytes),
 	}
 }
 

@@ -35,12 +35,22 @@ type Options struct {
 	IOWQMaxWorkers   int           // io-wq kernel threads per ring; 0 = 4
 	ProgressInterval time.Duration // between OnProgress calls; 0 = 200ms
 
-	Preserve      bool // keep permission bits and access/modify times
-	DryRun        bool // walk and report, write nothing
-	ForceSync     bool // never use io_uring: use the synchronous thread pool
-	FailFast      bool // stop the whole job at the first per-file error
-	HashMD5       bool // compute the MD5 of each copied file while copying
-	QuietFallback bool // no stderr notice when io_uring is unavailable
+	Preserve  bool // keep permission bits and access/modify times
+	DryRun    bool // walk and report, write nothing
+	ForceSync bool // never use io_uring: use the synchronous thread pool
+	FailFast  bool // stop the whole job at the first per-file error
+	HashMD5   bool // compute the MD5 of each copied file while copying
+	// AnnounceFallback prints one line on stderr when io_uring is unavailable
+	// and the synchronous engine is used. The library prints nothing
+	// otherwise.
+	AnnounceFallback bool
+	// QuietFallback is kept for compatibility and ignored: the library no
+	// longer prints unless AnnounceFallback asks it to.
+	QuietFallback bool
+
+	// BufferBudget bounds the I/O buffer bytes one ring pins (registers with
+	// the kernel); the files in flight per ring shrink to fit. 0 = 64 MiB.
+	BufferBudget int64
 
 	// Excludes are glob patterns (* ? [..] **) for CopyTree: a leading '/'
 	// anchors at the root, a trailing '/' matches directories only, a
@@ -116,8 +126,11 @@ type Stats struct {
 	SymlinksCreated uint64
 	SpecialsCreated uint64 // FIFOs, sockets, device nodes
 	Elapsed         time.Duration
-	WalkDone        bool // the walker has seen the whole tree
-	Engine          Kind // engine actually used
+	WalkDone        bool   // the walker has seen the whole tree
+	Engine          Kind   // engine actually used
+	QueueDepth      int    // io_uring: files in flight per ring after the budgets
+	FDBudget        int    // descriptors the call allowed itself
+	BufferBytes     uint64 // I/O buffer bytes registered with the rings
 }
 
 // Step names the part of a copy that failed.
@@ -139,6 +152,8 @@ const (
 	StepSymlink
 	StepMknod
 	StepCanceled
+	StepChanged // the source was replaced while being copied (ESTALE): skipped
+	StepOverlap // source and destination overlap (ELOOP): nothing copied
 )
 
 var stepNames = [...]string{
@@ -146,7 +161,8 @@ var stepNames = [...]string{
 	StepOpenDst: "open destination", StepRead: "read", StepWrite: "write",
 	StepClose: "close", StepMetadata: "metadata", StepRename: "rename",
 	StepMkdir: "mkdir", StepReaddir: "readdir", StepSymlink: "symlink",
-	StepMknod: "mknod", StepCanceled: "canceled",
+	StepMknod: "mknod", StepCanceled: "canceled", StepChanged: "source changed",
+	StepOverlap: "overlap",
 }
 
 func (s Step) String() string {
