@@ -1,18 +1,22 @@
 #include "filter.h"
 
+#include <memory>
+#include <new>
+
 namespace usync {
 namespace {
 
-// Matches a bracket class starting at p[0] == '['.  On success sets *len to the
-// class length and *hit to whether c is in it; returns false if malformed.
-bool match_class(std::string_view p, unsigned char c, size_t* len, bool* hit) noexcept {
+// Parses a bracket class starting at p[0] == '['.  On success sets *len to
+// the class length and *set to its bytes ('/' never belongs); returns false
+// if malformed (no closing ']').
+bool parse_class(std::string_view p, size_t* len, std::bitset<256>* set) noexcept {
   size_t i = 1;
   bool negate = false;
   if (i < p.size() && (p[i] == '!' || p[i] == '^')) {
     negate = true;
     ++i;
   }
-  bool found = false;
+  set->reset();
   bool first = true;
   while (i < p.size() && (first || p[i] != ']')) {
     first = false;
@@ -27,93 +31,160 @@ bool match_class(std::string_view p, unsigned char c, size_t* len, bool* hit) no
       }
       i += 2;
     }
-    if (c >= lo && c <= hi) found = true;
+    for (unsigned b = lo; b <= hi; ++b) set->set(b);
     ++i;
   }
   if (i >= p.size()) return false;  // no closing ']'
+  if (negate) set->flip();
+  set->reset('/');
   *len = i + 1;
-  *hit = (found != negate) && c != '/';
   return true;
 }
 
-bool match_at(std::string_view p, std::string_view t) noexcept {
-  size_t pi = 0, ti = 0;
-  // Backtracking point for the last single '*'.  '**' recurses instead.
-  size_t star_p = std::string_view::npos, star_t = 0;
-  while (ti < t.size() || pi < p.size()) {
-    if (pi < p.size()) {
-      const char pc = p[pi];
-      if (pc == '*') {
-        if (pi + 1 < p.size() && p[pi + 1] == '*') {
-          size_t rest = pi + 2;
-          while (rest < p.size() && p[rest] == '*') ++rest;
-          // "**/" may also match zero directories.
-          if (rest < p.size() && p[rest] == '/' && match_at(p.substr(rest + 1), t.substr(ti))) return true;
-          for (size_t k = ti; k <= t.size(); ++k)
-            if (match_at(p.substr(rest), t.substr(k))) return true;
-          return false;
-        }
-        star_p = pi++;
-        star_t = ti;
-        continue;
-      }
-      if (ti < t.size()) {
-        const unsigned char tc = static_cast<unsigned char>(t[ti]);
-        if (pc == '?' && tc != '/') {
-          ++pi;
-          ++ti;
-          continue;
-        }
-        if (pc == '[') {
-          size_t len = 0;
-          bool hit = false;
-          if (match_class(p.substr(pi), tc, &len, &hit) && hit) {
-            pi += len;
-            ++ti;
-            continue;
-          }
-        } else if (pc == '\\' && pi + 1 < p.size()) {
-          if (static_cast<unsigned char>(p[pi + 1]) == tc) {
-            pi += 2;
-            ++ti;
-            continue;
-          }
-        } else if (pc != '?' && static_cast<unsigned char>(pc) == tc) {
-          ++pi;
-          ++ti;
-          continue;
-        }
-      }
-    }
-    // Mismatch: let the last '*' swallow one more byte (never a '/').
-    if (star_p != std::string_view::npos && star_t < t.size() && t[star_t] != '/') {
-      pi = star_p + 1;
-      ti = ++star_t;
-      continue;
-    }
-    return false;
+// A set of pattern positions, one bit each, in caller-provided words.
+class StateSet {
+ public:
+  StateSet(uint64_t* words, size_t n) : w_(words), n_(n) {}
+  void clear() noexcept {
+    for (size_t i = 0; i < n_; ++i) w_[i] = 0;
   }
-  return true;
-}
+  void set(size_t k) noexcept { w_[k / 64] |= uint64_t{1} << (k % 64); }
+  bool test(size_t k) const noexcept { return (w_[k / 64] >> (k % 64)) & 1; }
+  bool empty() const noexcept {
+    for (size_t i = 0; i < n_; ++i)
+      if (w_[i] != 0) return false;
+    return true;
+  }
+  void swap(StateSet& o) noexcept { std::swap(w_, o.w_); }
 
-bool well_formed(std::string_view p) noexcept {
-  for (size_t i = 0; i < p.size(); ++i) {
-    if (p[i] == '\\') {
-      if (i + 1 >= p.size()) return false;
-      ++i;
-    } else if (p[i] == '[') {
-      size_t len = 0;
-      bool hit = false;
-      if (!match_class(p.substr(i), 'a', &len, &hit)) return false;
-      i += len - 1;
-    }
-  }
-  return true;
-}
+ private:
+  uint64_t* w_;
+  size_t n_;
+};
 
 }  // namespace
 
-bool glob_match(std::string_view pattern, std::string_view text) noexcept { return match_at(pattern, text); }
+bool Glob::compile(std::string_view p) {
+  tokens_.clear();
+  classes_.clear();
+  bool ok = true;
+  for (size_t i = 0; i < p.size(); ++i) {
+    const char c = p[i];
+    if (c == '*') {
+      size_t n = 1;
+      while (i + n < p.size() && p[i + n] == '*') ++n;
+      i += n - 1;
+      if (n == 1) {
+        tokens_.push_back({Kind::kStar, 0, 0});
+      } else if (i + 1 < p.size() && p[i + 1] == '/') {
+        tokens_.push_back({Kind::kSkipDirs, 0, 0});
+        tokens_.push_back({Kind::kStarStar, 0, 0});
+        tokens_.push_back({Kind::kByte, '/', 0});
+        ++i;
+      } else {
+        tokens_.push_back({Kind::kStarStar, 0, 0});
+      }
+    } else if (c == '?') {
+      tokens_.push_back({Kind::kAnyByte, 0, 0});
+    } else if (c == '[') {
+      size_t len = 0;
+      std::bitset<256> set;
+      if (parse_class(p.substr(i), &len, &set)) {
+        tokens_.push_back({Kind::kClass, 0, static_cast<uint32_t>(classes_.size())});
+        classes_.push_back(set);
+        i += len - 1;
+      } else {
+        tokens_.push_back({Kind::kNever, 0, 0});
+        ok = false;
+        break;  // nothing after an unterminated class can match either
+      }
+    } else if (c == '\\') {
+      if (i + 1 >= p.size()) {
+        tokens_.push_back({Kind::kNever, 0, 0});
+        ok = false;
+        break;
+      }
+      tokens_.push_back({Kind::kByte, static_cast<unsigned char>(p[++i]), 0});
+    } else {
+      tokens_.push_back({Kind::kByte, static_cast<unsigned char>(c), 0});
+    }
+  }
+  return ok;
+}
+
+bool Glob::match(std::string_view text, bool at_any_component) const noexcept {
+  // Position k means "tokens_[0..k) matched so far"; tokens_.size() accepts.
+  const size_t n = tokens_.size();
+  const size_t words = n / 64 + 1;
+  uint64_t small[8];
+  std::unique_ptr<uint64_t[]> big;
+  uint64_t* mem = small;
+  if (2 * words > std::size(small)) {
+    big.reset(new (std::nothrow) uint64_t[2 * words]);
+    if (big == nullptr) return false;
+    mem = big.get();
+  }
+  StateSet cur(mem, words), next(mem + words, words);
+  // Adds what a state reaches without consuming a byte: past a star (empty
+  // run), into and past "**/".  Edges go forward only, so one pass.
+  auto close = [&](StateSet& s) {
+    for (size_t k = 0; k < n; ++k) {
+      if (!s.test(k)) continue;
+      switch (tokens_[k].kind) {
+        case Kind::kStar:
+        case Kind::kStarStar: s.set(k + 1); break;
+        case Kind::kSkipDirs:
+          s.set(k + 1);
+          s.set(k + 3);
+          break;
+        default: break;
+      }
+    }
+  };
+  cur.clear();
+  cur.set(0);
+  close(cur);
+  for (const char ch : text) {
+    const unsigned char c = static_cast<unsigned char>(ch);
+    next.clear();
+    for (size_t k = 0; k < n; ++k) {
+      if (!cur.test(k)) continue;
+      const Token& t = tokens_[k];
+      switch (t.kind) {
+        case Kind::kByte:
+          if (c == t.byte) next.set(k + 1);
+          break;
+        case Kind::kAnyByte:
+          if (c != '/') next.set(k + 1);
+          break;
+        case Kind::kClass:
+          if (classes_[t.cls].test(c)) next.set(k + 1);
+          break;
+        case Kind::kStar:
+          if (c != '/') next.set(k);
+          break;
+        case Kind::kStarStar: next.set(k); break;
+        case Kind::kSkipDirs:
+        case Kind::kNever: break;
+      }
+    }
+    if (at_any_component && c == '/') next.set(0);
+    close(next);
+    if (next.empty() && !at_any_component) return false;
+    cur.swap(next);
+  }
+  return cur.test(n);
+}
+
+bool glob_match(std::string_view pattern, std::string_view text) noexcept {
+  try {
+    Glob g;
+    g.compile(pattern);
+    return g.match(text);
+  } catch (...) {  // allocation failure: no match
+    return false;
+  }
+}
 
 bool ExcludeFilter::add(std::string_view pattern) {
   Rule r;
@@ -125,10 +196,9 @@ bool ExcludeFilter::add(std::string_view pattern) {
     r.dir_only = true;
     pattern.remove_suffix(1);
   }
-  if (pattern.empty() || !well_formed(pattern)) return false;
+  if (pattern.empty() || !r.glob.compile(pattern)) return false;
   r.whole_path =
       r.anchored || pattern.find('/') != std::string_view::npos || pattern.find("**") != std::string_view::npos;
-  r.glob.assign(pattern);
   rules_.push_back(std::move(r));
   return true;
 }
@@ -137,19 +207,10 @@ bool ExcludeFilter::excluded(std::string_view rel_path, std::string_view name, b
   for (const Rule& r : rules_) {
     if (r.dir_only && !is_dir) continue;
     if (!r.whole_path) {
-      if (glob_match(r.glob, name)) return true;
-      continue;
-    }
-    if (r.anchored) {
-      if (glob_match(r.glob, rel_path)) return true;
-      continue;
-    }
-    // Unanchored: any suffix of the path that starts a component.
-    for (size_t pos = 0;;) {
-      if (glob_match(r.glob, rel_path.substr(pos))) return true;
-      const size_t slash = rel_path.find('/', pos);
-      if (slash == std::string_view::npos) break;
-      pos = slash + 1;
+      if (r.glob.match(name)) return true;
+    } else if (r.glob.match(rel_path, /*at_any_component=*/!r.anchored)) {
+      // Unanchored: any suffix of the path that starts a component.
+      return true;
     }
   }
   return false;

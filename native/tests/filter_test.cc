@@ -27,6 +27,22 @@ TEST(Glob, Basics) {
   EXPECT_TRUE(glob_match("caf\xc3\xa9*", "caf\xc3\xa9.txt"));  // bytes, not characters
 }
 
+// Found by the randomized comparison (filter_fuzz_test.cc): a '**' after a
+// '*' gave up instead of letting the '*' take more bytes.
+TEST(Glob, StarBeforeDoubleStar) {
+  EXPECT_TRUE(glob_match("*a**/x", "aax"));  // * = "a", **/ = nothing
+  EXPECT_TRUE(glob_match("\\*[!a]*?***/[!]]", "*qbcb\xfe"));
+  EXPECT_FALSE(glob_match("***/", "b"));  // "**/" is empty or ends in '/'
+  EXPECT_TRUE(glob_match("***/", "b/"));
+}
+
+TEST(ExcludeFilter, DoubleStarMakesAPathPattern) {
+  ExcludeFilter f;
+  ASSERT_TRUE(f.add("x**a"));  // no '/', but '**': matched against the path, as in rsync
+  EXPECT_TRUE(f.excluded("x.y/a", "a", false));
+  EXPECT_FALSE(f.excluded("y/a", "a", false));
+}
+
 TEST(ExcludeFilter, NameAnywhere) {
   ExcludeFilter f;
   ASSERT_TRUE(f.add("*.tmp"));
