@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -29,7 +30,8 @@ using testing::WriteFile;
 struct Collected {
   std::mutex mu;
   std::vector<std::string> errors;  // "step:errno:path"
-  std::vector<usync_file_done> done;
+  std::vector<usync_file_done> done;              // paths are not valid after the callback
+  std::map<std::string, uint32_t> entries;         // src_path -> mode
   std::atomic<int> progress_calls{0};
 };
 
@@ -42,6 +44,7 @@ extern "C" void CollectDone(void* u, const usync_file_done* d) {
   auto* c = static_cast<Collected*>(u);
   std::lock_guard lk(c->mu);
   c->done.push_back(*d);
+  c->entries[d->src_path] = d->mode;
 }
 extern "C" void CountProgress(void* u, const usync_stats*) { static_cast<Collected*>(u)->progress_calls++; }
 
@@ -364,6 +367,41 @@ TEST_P(EngineTest, CancelStopsCleanly) {
     }
   }
   EXPECT_TRUE(got_.errors.empty());
+}
+
+TEST_P(EngineTest, StickyDirectoryKeepsItsStickyBitWithoutPreserve) {
+  TempDir t;
+  const std::string src = t / "src", dst = t / "dst";
+  WriteFile(src + "/tmp/f", "x");
+  ASSERT_EQ(chmod((src + "/tmp").c_str(), 01777), 0);
+  ASSERT_EQ(mkdir((src + "/g").c_str(), 0755), 0);
+  ASSERT_EQ(chmod((src + "/g").c_str(), 02775), 0);
+  const mode_t old = umask(022);
+  usync_engine* e = Make();
+  EXPECT_EQ(usync_copy_tree(e, src.c_str(), dst.c_str()), 0);
+  usync_engine_destroy(e);
+  umask(old);
+  struct stat st {};
+  ASSERT_EQ(stat((dst + "/tmp").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 01755u);  // as cp -r: sticky kept, umask applied
+  ASSERT_EQ(stat((dst + "/g").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0755u);  // as cp -r: setgid not carried without -p
+}
+
+TEST_P(EngineTest, ReportAllListsEveryEntry) {
+  TempDir t;
+  const std::string src = t / "src", dst = t / "dst";
+  WriteFile(src + "/d/f", "x");
+  ASSERT_EQ(symlink("f", (src + "/d/l").c_str()), 0);
+  ASSERT_EQ(mkfifo((src + "/p").c_str(), 0644), 0);
+  usync_engine* e = Make(USYNC_REPORT_ALL);
+  EXPECT_EQ(usync_copy_tree(e, src.c_str(), dst.c_str()), 0);
+  usync_engine_destroy(e);
+  auto type = [&](const std::string& rel) { return got_.entries[src + rel] & S_IFMT; };
+  EXPECT_EQ(type("/d"), static_cast<uint32_t>(S_IFDIR));
+  EXPECT_EQ(type("/d/f"), static_cast<uint32_t>(S_IFREG));
+  EXPECT_EQ(type("/d/l"), static_cast<uint32_t>(S_IFLNK));
+  EXPECT_EQ(type("/p"), static_cast<uint32_t>(S_IFIFO));
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, EngineTest, ::testing::Values(true, false),
