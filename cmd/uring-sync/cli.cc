@@ -4,14 +4,48 @@
 #include <cctype>
 #include <limits>
 #include <stdexcept>
+#include <string_view>
 
 namespace usync::cli {
+
+namespace {
+
+// Plain decimal digits to a number; false when empty, not all digits, or
+// beyond 64 bits.  Leading zeros are fine ("0010" is 10).
+bool parse_decimal(std::string_view text, uint64_t* out) {
+  if (text.empty()) return false;
+  uint64_t n = 0;
+  for (const char c : text) {
+    if (c < '0' || c > '9') return false;
+    const uint64_t digit = static_cast<uint64_t>(c - '0');
+    if (n > (std::numeric_limits<uint64_t>::max() - digit) / 10) return false;
+    n = n * 10 + digit;
+  }
+  *out = n;
+  return true;
+}
+
+// CLI11 reads integers with strtoull in base 0, so "-j 010" meant 8 jobs and
+// "0x10" 16.  Counts are decimal: this turns the text into its canonical
+// digits (or refuses it) before CLI11 converts and range-checks it.
+const CLI::Validator kDecimal(
+    [](std::string& text) -> std::string {
+      uint64_t n = 0;
+      if (!parse_decimal(text, &n)) return "not a decimal number: '" + text + "'";
+      text = std::to_string(n);
+      return {};
+    },
+    "", "DECIMAL");
+
+}  // namespace
 
 uint64_t parse_size(const std::string& text) {
   size_t i = 0;
   while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
-  if (i == 0 || i > 18) throw std::invalid_argument("not a size: '" + text + "'");
-  uint64_t n = std::stoull(text.substr(0, i));
+  if (i == 0) throw std::invalid_argument("not a size: '" + text + "'");
+  uint64_t n = 0;
+  if (!parse_decimal(std::string_view(text).substr(0, i), &n))
+    throw std::invalid_argument("size too large: " + text);
   std::string unit = text.substr(i);
   for (char& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   unsigned shift = 0;
@@ -40,11 +74,14 @@ std::optional<int> parse(int argc, const char* const* argv, Options* o, std::ost
   app.add_option("SRC", o->src, "source directory (or file)")->required();
   app.add_option("DST", o->dst, "destination directory (or file)")->required();
   app.add_option("-j,--jobs", o->jobs, "rings (or threads of the synchronous engine); default: from the CPU count")
+      ->transform(kDecimal)
       ->check(CLI::Range(1, 1024));
   app.add_option("-c,--chunk-size", chunk, "I/O buffer size, e.g. 128K, 1M (default 128K)");
   app.add_option("-q,--queue-depth", o->queue_depth, "files in flight per ring (default 128)")
+      ->transform(kDecimal)
       ->check(CLI::Range(1, 4096));
   app.add_option("--iowq-workers", o->iowq_workers, "io-wq kernel threads per ring (default 4)")
+      ->transform(kDecimal)
       ->check(CLI::Range(1, 1024));
   app.add_flag("-p,--preserve", o->preserve, "keep permission bits and timestamps");
   app.add_flag("-n,--dry-run", o->dry_run, "list what would be copied; change nothing");

@@ -72,6 +72,27 @@ TEST(Cli, Sizes) {
   EXPECT_THROW(parse_size("99999999999999999999"), std::invalid_argument);
 }
 
+// Found by cli_fuzz_test.cc: CLI11 reads integers in base 0 (octal, hex).
+TEST(Cli, CountsAreDecimal) {
+  Options o;
+  ASSERT_FALSE(Parse({"-j", "010", "-q", "0064", "a", "b"}, &o));
+  EXPECT_EQ(o.jobs, 10u);  // was 8
+  EXPECT_EQ(o.queue_depth, 64u);  // was 52
+  EXPECT_EQ(Parse({"-j", "0x10", "a", "b"}, &o), kExitUsage);  // was 16
+  EXPECT_EQ(Parse({"--iowq-workers= 5", "a", "b"}, &o), kExitUsage);
+  EXPECT_EQ(Parse({"-q", "+5", "a", "b"}, &o), kExitUsage);
+}
+
+// Found by cli_fuzz_test.cc: more than 18 digits were refused even when the
+// value fits.
+TEST(Cli, SizesWithManyDigits) {
+  EXPECT_EQ(parse_size("0000000000000000004096"), 4096u);
+  EXPECT_EQ(parse_size("1000000000000000000"), 1000000000000000000u);
+  EXPECT_EQ(parse_size("18446744073709551615"), 18446744073709551615u);
+  EXPECT_THROW(parse_size("18446744073709551616"), std::invalid_argument);
+  EXPECT_THROW(parse_size("17179869184G"), std::invalid_argument);  // 2^64 bytes
+}
+
 TEST(Progress, RendersCountsRateAndEta) {
   usync_stats s{};
   s.files_found = 100;
