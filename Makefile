@@ -13,13 +13,14 @@ RCLONE_TAGS ?=   # "allbackends" builds rclone with every backend (s3, sftp, dri
 PREFIX     ?= /usr/local
 LIBDIR     ?= lib
 DESTDIR    ?=
+FUZZ_SECONDS ?= 60  # per libFuzzer harness, in `make fuzz`
 
 DEB_PACKAGES := build-essential cmake pkg-config liburing-dev libssl-dev libcli11-dev \
                 libgtest-dev googletest rsync util-linux time scdoc man-db zsh
 STAMP := $(BUILD)/.deps-ok
 
 .PHONY: all deps native rclone test test-native test-e2e test-go test-race demo bench bench-quick clean format lint sanitize sanitize-thread
-.PHONY: install uninstall test-install
+.PHONY: install uninstall test-install fuzz fuzz-deps
 
 all: native rclone
 
@@ -112,6 +113,36 @@ sanitize-thread: $(STAMP)
 	cmake -S . -B $(BUILD)/tsan -DCMAKE_BUILD_TYPE=Debug -DUSYNC_SANITIZE=thread
 	cmake --build $(BUILD)/tsan -j $(JOBS)
 	cd $(BUILD)/tsan && ctest --output-on-failure -j $(JOBS)
+
+# clang, its sanitizer runtimes and libFuzzer, installed with apt-get (as root)
+# when missing; the libFuzzer package must match clang's major version.
+define apt-install
+if [ "$$(id -u)" = 0 ]; then \
+  echo "installing: $(1)"; \
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null; \
+else echo "missing packages: $(1) — run: sudo apt-get install $(1)"; exit 1; fi
+endef
+
+fuzz-deps:
+	@command -v clang++ >/dev/null 2>&1 || { $(call apt-install,clang); }
+	@v=$$(clang++ -dumpversion | cut -d. -f1); missing=""; \
+	for p in libfuzzer-$$v-dev libclang-rt-$$v-dev; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then $(call apt-install,$$missing); fi
+
+# libFuzzer harnesses of the exclude globs and the CLI's numbers, built with
+# clang (ASan+UBSan) in $(BUILD)/fuzz and run FUZZ_SECONDS each; a crash, a
+# disagreement with the reference, or an input slower than 10 s fails.
+FUZZERS := filter_fuzzer:native/tests/filter_fuzzer.dict cli_fuzzer:cmd/uring-sync/cli_fuzzer.dict
+
+fuzz: $(STAMP) fuzz-deps
+	CC=clang CXX=clang++ cmake -S . -B $(BUILD)/fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUSYNC_FUZZ=ON -DUSYNC_TESTS=OFF
+	cmake --build $(BUILD)/fuzz -j $(JOBS) --target filter_fuzzer cli_fuzzer
+	@set -e; for f in $(FUZZERS); do \
+	  name=$${f%%:*}; dict=$${f#*:}; corpus=$(BUILD)/fuzz/corpus/$$name; mkdir -p $$corpus; \
+	  echo "== $$name for $(FUZZ_SECONDS) s (corpus $$corpus)"; \
+	  $(BUILD)/fuzz/bin/$$name -max_total_time=$(FUZZ_SECONDS) -timeout=10 -max_len=256 \
+	    -dict=$$dict -artifact_prefix=$(BUILD)/fuzz/$$name- -print_final_stats=1 $$corpus; \
+	done
 
 format:
 	clang-format -i native/include/*/*.h native/src/*.h native/src/*.cc native/tests/*.cc cmd/uring-sync/*.h cmd/uring-sync/*.cc

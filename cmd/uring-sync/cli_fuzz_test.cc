@@ -3,10 +3,7 @@
 // a failure reproduces.
 #include <gtest/gtest.h>
 
-#include <cerrno>
 #include <cstdio>
-#include <cstdlib>
-#include <limits>
 #include <optional>
 #include <random>
 #include <sstream>
@@ -15,46 +12,12 @@
 #include <vector>
 
 #include "cli.h"
+#include "cli_reference.h"
 
 namespace usync::cli {
 namespace {
 
 constexpr uint64_t kSeed = 0x73697a6573;  // fixed: a failure must reproduce
-
-// Decimal digits only (no sign, space, base prefix or separator), no overflow.
-std::optional<uint64_t> ref_decimal(const std::string& s) {
-  if (s.empty()) return std::nullopt;
-  for (char c : s)
-    if (c < '0' || c > '9') return std::nullopt;
-  errno = 0;
-  const unsigned long long v = std::strtoull(s.c_str(), nullptr, 10);
-  if (errno == ERANGE) return std::nullopt;
-  return v;
-}
-
-// "<digits>[unit]" with unit B, K/KB/KiB, M/MB/MiB, G/GB/GiB in any case
-// (binary multiples), the product fitting in 64 bits.
-std::optional<uint64_t> ref_size(const std::string& s) {
-  size_t i = 0;
-  while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
-  const auto n = ref_decimal(s.substr(0, i));
-  if (!n) return std::nullopt;
-  std::string unit;
-  for (char c : s.substr(i)) unit += static_cast<char>(c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c);
-  unsigned shift = 0;
-  if (unit.empty() || unit == "B")
-    shift = 0;
-  else if (unit == "K" || unit == "KB" || unit == "KIB")
-    shift = 10;
-  else if (unit == "M" || unit == "MB" || unit == "MIB")
-    shift = 20;
-  else if (unit == "G" || unit == "GB" || unit == "GIB")
-    shift = 30;
-  else
-    return std::nullopt;
-  if (*n > (std::numeric_limits<uint64_t>::max() >> shift)) return std::nullopt;
-  return *n << shift;
-}
 
 // What a parse produced: a value, or an error.  (Plain fields rather than
 // std::optional, whose comparison trips GCC 12's -Wmaybe-uninitialized.)
@@ -146,7 +109,7 @@ TEST(CliFuzz, ParseSizeMatchesTheReference) {
   std::string first;
   for (int i = 0; i < 50000; ++i) {
     const std::string s = g.size();
-    const Outcome want = of(ref_size(s));
+    const Outcome want = of(reference::size(s));
     Outcome got;
     try {
       got = Outcome{true, parse_size(s)};
@@ -193,10 +156,10 @@ TEST(CliFuzz, NumericOptionsMatchTheReference) {
   Gen g(kSeed + 1);
   size_t bad = 0, accepted = 0;
   std::string first;
-  for (int i = 0; i < 12000; ++i) {
+  for (int i = 0; i < 3000; ++i) {  // each parse builds a CLI11 app: slow under ASan
     const Opt& opt = opts[i % opts.size()];
     const std::string text = opt.size ? g.size() : g.number();
-    Outcome want = of(opt.size ? ref_size(text) : ref_decimal(text));
+    Outcome want = of(opt.size ? reference::size(text) : reference::decimal(text));
     if (want.ok && (want.value < opt.lo || want.value > opt.hi)) want = Outcome{};
     Options o;
     const auto code = Parse({std::string(opt.name) + "=" + text}, &o);
@@ -209,7 +172,7 @@ TEST(CliFuzz, NumericOptionsMatchTheReference) {
                got.str("a usage error") + "\n";
   }
   EXPECT_EQ(bad, 0u) << "disagreements with the reference; first ones:\n" << first;
-  EXPECT_GT(accepted, 1000u);
+  EXPECT_GT(accepted, 250u);
 }
 
 }  // namespace

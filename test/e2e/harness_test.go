@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -12,6 +11,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -64,9 +65,11 @@ var engines = []engine{
 // result is one finished run.
 type result struct {
 	cmd    string
-	code   int
+	code   int // exit status, or 128+N after signal N
 	stdout string
 	stderr string
+	maxRSS int64     // peak resident set of the process, bytes (wait4 rusage)
+	ended  time.Time // when the process was reaped
 }
 
 func (r result) String() string {
@@ -88,33 +91,105 @@ type runOpts struct {
 	timeout time.Duration
 }
 
-// run runs the binary with args and returns its outcome; it fails the test only if the
-// process cannot be started or times out.
-func run(t testing.TB, o runOpts, args ...string) result {
+// proc is a started run of the binary, in its own process group.
+type proc struct {
+	t        testing.TB
+	cmd      *exec.Cmd
+	argv     []string
+	timeout  time.Duration
+	stdout   bytes.Buffer
+	stderr   bytes.Buffer
+	done     chan struct{} // closed once the process is reaped
+	err      error
+	ended    time.Time
+	timedOut atomic.Bool
+}
+
+// start starts the binary with args. After o.timeout (default 60 s) the whole process group
+// is killed, and wait fails the test: a hang never hangs go test.
+func start(t testing.TB, o runOpts, args ...string) *proc {
 	t.Helper()
 	bin := binary(t)
 	if o.timeout == 0 {
 		o.timeout = 60 * time.Second
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
-	defer cancel()
-	argv := append(append(append([]string{}, o.prefix...), bin), args...)
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), o.env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	r := result{cmd: shellQuote(argv), stdout: stdout.String(), stderr: stderr.String()}
+	p := &proc{t: t, timeout: o.timeout, done: make(chan struct{})}
+	p.argv = append(append(append([]string{}, o.prefix...), bin), args...)
+	p.cmd = exec.Command(p.argv[0], p.argv[1:]...)
+	p.cmd.Env = append(os.Environ(), o.env...)
+	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("cannot run %s: %v", shellQuote(p.argv), err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		p.ended = time.Now()
+		close(p.done)
+	}()
+	go func() {
+		select {
+		case <-p.done:
+		case <-time.After(o.timeout):
+			p.timedOut.Store(true)
+			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		}
+	}()
+	return p
+}
+
+// signal sends sig to the process (not its group) and returns when it was sent, and false if
+// the process had already exited.
+func (p *proc) signal(sig syscall.Signal) (time.Time, bool) {
+	select {
+	case <-p.done:
+		return time.Time{}, false
+	default:
+	}
+	at := time.Now()
+	return at, p.cmd.Process.Signal(sig) == nil
+}
+
+// exited reports whether the process has been reaped.
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// wait waits for the process and returns its outcome; it fails the test if the process timed
+// out (it was killed then) or could not be waited for.
+func (p *proc) wait() result {
+	p.t.Helper()
+	<-p.done
+	r := result{cmd: shellQuote(p.argv), stdout: p.stdout.String(), stderr: p.stderr.String(), ended: p.ended}
+	if ru, ok := p.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		r.maxRSS = ru.Maxrss * 1024
+	}
 	var ee *exec.ExitError
 	switch {
-	case ctx.Err() != nil:
-		t.Fatalf("timed out after %v:\n%s", o.timeout, r)
-	case errors.As(err, &ee):
+	case errors.As(p.err, &ee):
 		r.code = ee.ExitCode()
-	case err != nil:
-		t.Fatalf("cannot run %s: %v", r.cmd, err)
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			r.code = 128 + int(ws.Signal())
+		}
+	case p.err != nil:
+		p.t.Fatalf("cannot wait for %s: %v", r.cmd, p.err)
+	}
+	if p.timedOut.Load() {
+		p.t.Fatalf("timed out after %v (killed the process group):\n%s", p.timeout, r)
 	}
 	return r
+}
+
+// run runs the binary with args and returns its outcome; it fails the test only if the
+// process cannot be started or times out.
+func run(t testing.TB, o runOpts, args ...string) result {
+	t.Helper()
+	return start(t, o, args...).wait()
 }
 
 // copyTree runs one copy under engine e and checks the exit code and the engine summary line.
@@ -233,6 +308,12 @@ func nobodyDir(t *testing.T) string {
 // or skips the test with the reason when that is impossible.
 func mountTmpfs(t *testing.T) string {
 	t.Helper()
+	return mountTmpfsWith(t, "size=512m,mode=0755")
+}
+
+// mountTmpfsWith is mountTmpfs with the given mount options (size=, nr_inodes=, ...).
+func mountTmpfsWith(t *testing.T, options string) string {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to mount a tmpfs")
 	}
@@ -241,7 +322,7 @@ func mountTmpfs(t *testing.T) string {
 	if err := os.Mkdir(mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size=512m,mode=0755"); err != nil {
+	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, options); err != nil {
 		t.Skipf("cannot mount a tmpfs (%v): the tmpfs case needs CAP_SYS_ADMIN", err)
 	}
 	t.Cleanup(func() {
