@@ -48,8 +48,9 @@ type Options struct {
 	// longer prints unless AnnounceFallback asks it to.
 	QuietFallback bool
 
-	// BufferBudget bounds the I/O buffer bytes one ring pins (registers with
-	// the kernel); the files in flight per ring shrink to fit. 0 = 64 MiB.
+	// BufferBudget bounds the I/O buffer bytes of one call, rings (pinned)
+	// and threads together; files in flight (then the chunk) shrink to fit.
+	// 0 = 128 MiB.
 	BufferBudget int64
 
 	// Excludes are glob patterns (* ? [..] **) for CopyTree: a leading '/'

@@ -93,7 +93,7 @@ std::optional<int> parse(int argc, const char* const* argv, Options* o, std::ost
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   std::string buffer_memory;
   app.add_option("--buffer-memory", buffer_memory,
-                 "most I/O buffer memory one ring pins, e.g. 64M (default); fewer files in flight if needed");
+                 "most I/O buffer memory of the copy (rings and threads), default 128M; fewer files in flight if needed");
   app.add_option("--engine", o->engine,
                  "auto (io_uring, or the synchronous engine for tmpfs sources or without io_uring), uring, or sync")
       ->check(CLI::IsMember({"auto", "uring", "sync"}));

@@ -61,9 +61,9 @@ struct Context {
   std::string src_root;
   bool stdout_broken = false;
   bool refused = false;  // the overlap check refused; already explained
-  // Errors with the same step and reason: the first few are printed, the
-  // rest counted (a full disk fails every file after it).
-  std::map<std::pair<int, int>, uint64_t> seen;
+  // Errors with the same reason: the first few are printed, the rest
+  // counted (a full disk fails every file after it, at whatever step).
+  std::map<int, uint64_t> seen;
 };
 
 constexpr uint64_t kSameErrorLines = 5;
@@ -97,7 +97,7 @@ extern "C" void on_error(void* user, const usync_file_error* e) {
                    std::strerror(e->error));
     return;
   }
-  if (++c->seen[{e->step, e->error}] > kSameErrorLines) return;
+  if (++c->seen[e->error] > kSameErrorLines) return;
   if (e->step == USYNC_STEP_CHANGED)
     std::fprintf(stderr, "uring-sync: skipped '%s': it was replaced while being copied\n", where.c_str());
   else
@@ -185,11 +185,10 @@ int main(int argc, char** argv) {
                      std::strerror(-ret));
       return kExitUsage;
   }
-  for (const auto& [key, n] : ctx.seen)
+  for (const auto& [err, n] : ctx.seen)
     if (n > kSameErrorLines)
-      std::fprintf(stderr, "uring-sync: ... and %llu more like '%s: %s'\n",
-                   static_cast<unsigned long long>(n - kSameErrorLines), usync_step_name(key.first),
-                   std::strerror(key.second));
+      std::fprintf(stderr, "uring-sync: ... and %llu more failures: %s\n",
+                   static_cast<unsigned long long>(n - kSameErrorLines), std::strerror(err));
   if (opts.verbose || st.files_failed > 0) {
     std::fprintf(stderr,
                  "uring-sync: %s%llu files (%s), %llu dirs, %llu symlinks, %llu special; %llu failed; "
@@ -206,6 +205,7 @@ int main(int argc, char** argv) {
                  st.queue_depth, opts.queue_depth != 0 ? opts.queue_depth : 128u,
                  human_bytes(static_cast<double>(st.buffer_bytes)).c_str(), st.fd_budget);
   else if (opts.verbose)
-    std::fprintf(stderr, "uring-sync: %u threads within %u descriptors\n", st.workers, st.fd_budget);
+    std::fprintf(stderr, "uring-sync: %u threads, %s of buffers, %u descriptors\n", st.workers,
+                 human_bytes(static_cast<double>(st.buffer_bytes)).c_str(), st.fd_budget);
   return code;
 }

@@ -20,10 +20,19 @@ Budget plan_budget(const Config& cfg, bool uring, uint32_t want_workers, uint64_
   b.dir_pairs = static_cast<size_t>(dir_fds / 2);
   const uint64_t file_fds = std::max<uint64_t>(avail > dir_fds ? avail - dir_fds : 0, 3);
   want_workers = std::max(1u, want_workers);
+  // Buffer memory: every thread, and every file in flight on a ring, owns
+  // one chunk; all of them together stay within cfg.buffer_budget.  The
+  // chunk shrinks (a page multiple, at least 4 KiB) when even one per owner
+  // would not fit, then the files in flight per ring do.
+  auto fit_chunk = [&](uint64_t owners) {
+    const uint64_t share = cfg.buffer_budget / std::max<uint64_t>(1, owners) / 4096 * 4096;
+    return static_cast<uint32_t>(std::max<uint64_t>(4096, std::min<uint64_t>(cfg.chunk_size, share)));
+  };
   if (!uring) {
     // A thread holds a source and a destination descriptor at a time.
     b.workers = static_cast<uint32_t>(std::min<uint64_t>(want_workers, std::max<uint64_t>(1, file_fds / 2)));
-    b.buffer_bytes = 0;
+    b.chunk = fit_chunk(b.workers);
+    b.buffer_bytes = uint64_t{b.workers} * b.chunk;
     return b;
   }
   // A ring costs its own descriptor plus one source descriptor per file in
@@ -34,12 +43,13 @@ Budget plan_budget(const Config& cfg, bool uring, uint32_t want_workers, uint64_
   while (need(w, bulk) > file_fds && w > 1) --w;
   const uint64_t per_ring = file_fds > uint64_t{bulk} * 2 ? (file_fds - uint64_t{bulk} * 2) / w : 0;
   uint64_t qd = std::min<uint64_t>(cfg.queue_depth, per_ring > 1 ? per_ring - 1 : 1);
-  // Pinned memory: each file in flight owns one registered chunk.
-  qd = std::min<uint64_t>(qd, std::max<uint64_t>(1, cfg.buffer_budget / cfg.chunk_size));
+  b.chunk = fit_chunk(uint64_t{w} + bulk);
+  const uint64_t left = cfg.buffer_budget > uint64_t{bulk} * b.chunk ? cfg.buffer_budget - uint64_t{bulk} * b.chunk : 0;
+  qd = std::min<uint64_t>(qd, std::max<uint64_t>(1, left / (uint64_t{w} * b.chunk)));
   b.workers = w;
   b.bulk_threads = bulk;
   b.queue_depth = static_cast<uint32_t>(std::max<uint64_t>(1, qd));
-  b.buffer_bytes = uint64_t{w} * b.queue_depth * cfg.chunk_size;
+  b.buffer_bytes = (uint64_t{w} * b.queue_depth + bulk) * b.chunk;
   return b;
 }
 

@@ -16,7 +16,8 @@ struct Budget {
   uint32_t queue_depth = 1;   // io_uring: files in flight per ring
   size_t dir_pairs = 4;       // directories whose (src, dst) descriptors may be open
   uint64_t fd_budget = 0;     // descriptors this call allows itself
-  uint64_t buffer_bytes = 0;  // registered I/O buffers, all rings together
+  uint32_t chunk = 0;         // bytes per I/O buffer (the asked chunk, less if the budget needs)
+  uint64_t buffer_bytes = 0;  // I/O buffers of all rings and threads together
 };
 
 // limit: the RLIMIT_NOFILE soft limit; in_use: descriptors open now (the

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -84,6 +85,69 @@ UniqueFd open_existing_ancestor(const std::string& path) {
   }
 }
 
+bool inside(const std::string& a, const std::string& b) {  // a == b or a under b
+  if (a.size() < b.size() || a.compare(0, b.size(), b) != 0) return false;
+  return a.size() == b.size() || a[b.size()] == '/' || b == "/";
+}
+
+// mountinfo escapes space, tab, newline and backslash as \ooo.
+std::string unescape_mountinfo(const std::string& in) {
+  std::string out;
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '\\' && i + 3 < in.size()) {
+      const int v = (in[i + 1] - '0') * 64 + (in[i + 2] - '0') * 8 + (in[i + 3] - '0');
+      out += static_cast<char>(v);
+      i += 3;
+    } else {
+      out += in[i];
+    }
+  }
+  return out;
+}
+
+// Where the directory open at fd lies inside its filesystem: the root of its
+// mount within that filesystem (a bind mount shows only a subtree), joined
+// with its path below the mount point.  Two directories of one filesystem
+// nest exactly when these paths do, whatever bind mounts lead to them.
+// "" when it cannot be told (no /proc, a path longer than PATH_MAX).
+std::string fs_path(int fd) {
+  struct statx sx {};
+  if (statx(fd, "", AT_EMPTY_PATH, STATX_MNT_ID, &sx) != 0 || (sx.stx_mask & STATX_MNT_ID) == 0) return {};
+  char proc[64];
+  std::snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+  std::string path(PATH_MAX, '\0');
+  const ssize_t n = readlink(proc, path.data(), path.size());
+  if (n <= 0 || static_cast<size_t>(n) >= path.size()) return {};
+  path.resize(static_cast<size_t>(n));
+  if (path.empty() || path[0] != '/') return {};
+  FILE* f = std::fopen("/proc/self/mountinfo", "re");
+  if (f == nullptr) return {};
+  std::string result;
+  char* line = nullptr;
+  size_t cap = 0;
+  while (getline(&line, &cap, f) > 0) {
+    unsigned long long id = 0;
+    char root[4096], mnt[4096];
+    if (std::sscanf(line, "%llu %*u %*u:%*u %4095s %4095s", &id, root, mnt) != 3 || id != sx.stx_mnt_id) continue;
+    const std::string r = unescape_mountinfo(root), m = unescape_mountinfo(mnt);
+    if (!inside(path, m)) break;
+    const std::string below = m == "/" ? path : path.substr(m.size());
+    result = r == "/" ? (below.empty() ? "/" : below) : r + below;
+    break;
+  }
+  std::free(line);
+  std::fclose(f);
+  return result;
+}
+
+// Whether directory a (open at fa) is directory b (open at fb) or lies
+// inside it by the filesystem paths above, on one filesystem.
+bool nested_in_filesystem(int fa, const struct stat& a, int fb, const struct stat& b) {
+  if (a.st_dev != b.st_dev) return false;
+  const std::string pa = fs_path(fa), pb = fs_path(fb);
+  return !pa.empty() && !pb.empty() && inside(pa, pb);
+}
+
 // Refuses copying a directory into itself, into its own subtree, or over an
 // ancestor of it, by identity.  Returns 0, ELOOP (overlap) or the errno that
 // kept the check from being made.
@@ -95,13 +159,18 @@ int check_overlap(int src_fd, const std::string& dst) {
   bool inside = false;
   if (const int err = within(d.get(), s.st_dev, s.st_ino, &inside); err != 0) return err;
   if (inside) return ELOOP;
+  // A bind mount of a directory of SRC: going up through ".." leaves SRC at
+  // the mount, but in the filesystem the place is still inside SRC.
+  struct stat a {};
+  if (fstat(d.get(), &a) != 0) return errno;
+  if (nested_in_filesystem(d.get(), a, src_fd, s)) return ELOOP;
   // DST (if it exists) must not contain SRC either.
   UniqueFd whole(open(dst.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!whole.valid()) return 0;
   struct stat ds {};
   if (fstat(whole.get(), &ds) != 0) return errno;
   if (const int err = within(src_fd, ds.st_dev, ds.st_ino, &inside); err != 0) return err;
-  return inside ? ELOOP : 0;
+  return inside || nested_in_filesystem(src_fd, s, whole.get(), ds) ? ELOOP : 0;
 }
 
 std::string base_name(const std::string& p) {
@@ -152,7 +221,7 @@ int Engine::create(const usync_options* in, Engine** out) noexcept {
     c.chunk_size = o.chunk_size != 0 ? o.chunk_size : 128 * 1024;
     c.iowq_max_workers = o.iowq_max_workers != 0 ? o.iowq_max_workers : 4;
     c.progress_interval_ms = o.progress_interval_ms != 0 ? o.progress_interval_ms : 200;
-    c.buffer_budget = o.buffer_budget != 0 ? o.buffer_budget : (64u << 20);
+    c.buffer_budget = o.buffer_budget != 0 ? o.buffer_budget : (128u << 20);
     c.large_threshold = std::max<uint64_t>(1u << 20, uint64_t{c.chunk_size} * 4);
     if (o.exclude_count > 0 && o.excludes == nullptr) throw EINVAL;
     for (size_t i = 0; i < o.exclude_count; ++i)
@@ -228,6 +297,7 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
   workers = budget.workers;
   job.dir_pairs = budget.dir_pairs;
   job.ring_depth = budget.queue_depth;
+  job.chunk = budget.chunk;
   counters_.engine.store(static_cast<uint32_t>(job.engine_kind), std::memory_order_relaxed);
   counters_.workers.store(workers, std::memory_order_relaxed);
   counters_.queue_depth.store(uring ? budget.queue_depth : 0, std::memory_order_relaxed);

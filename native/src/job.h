@@ -30,7 +30,7 @@ struct Config {
   uint32_t chunk_size = 128 * 1024;
   uint32_t iowq_max_workers = 4;
   uint32_t progress_interval_ms = 200;
-  uint64_t buffer_budget = 64u << 20;  // registered buffer bytes per ring
+  uint64_t buffer_budget = 128u << 20;  // I/O buffer bytes of a whole call
   uint64_t large_threshold = 1u << 20;  // files at least this big go to the bulk path
   ExcludeFilter filter;
   usync_error_fn error_cb = nullptr;
@@ -137,6 +137,7 @@ class Job {
   ino_t dst_root_ino = 0;
   size_t dir_pairs = 4096;  // directories whose descriptors may be open at once
   uint32_t ring_depth = 128;  // io_uring: files in flight per ring (budgeted)
+  uint32_t chunk = 128 * 1024;  // bytes per I/O buffer (budgeted)
   std::vector<usync_result>* results = nullptr;  // pair copies
 
   WorkQueue<FileTask> small_q{16384};

@@ -164,7 +164,7 @@ FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, siz
 }
 
 void run_sync_worker(Job& job, WorkQueue<FileTask>& q) noexcept {
-  const size_t size = job.cfg.chunk_size;
+  const size_t size = job.chunk;
   std::unique_ptr<char[]> buf(new (std::nothrow) char[size]);
   std::unique_ptr<Md5> md5;
   if (job.cfg.has(USYNC_HASH_MD5)) md5.reset(new (std::nothrow) Md5);

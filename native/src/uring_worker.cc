@@ -48,7 +48,7 @@ class UringWorker {
     while (entries < qd_ * FileCopy::kMaxOps + 1) entries <<= 1;
     if (const int ret = ring_.init(entries, qd_, cfg_.iowq_max_workers); ret < 0) return ret;
     try {
-      pool_ = std::make_unique<BufferPool>(qd_, cfg_.chunk_size);
+      pool_ = std::make_unique<BufferPool>(qd_, job_.chunk);
       slots_.resize(qd_);
       if (cfg_.has(USYNC_HASH_MD5))
         for (Slot& s : slots_) s.md5 = std::make_unique<Md5>();
@@ -129,7 +129,7 @@ class UringWorker {
     s.src_fd = -1;
     s.buf = pool_->acquire();
     if (s.md5) s.md5->reset();
-    s.fc.start(cfg_.chunk_size);
+    s.fc.start(job_.chunk);
     try {
       s.name = s.task.create_name();
     } catch (...) {
@@ -288,13 +288,13 @@ class UringWorker {
   }
 
   void finish_synchronously(std::vector<FileTask>& local, size_t next) noexcept {
-    std::unique_ptr<char[]> buf(new (std::nothrow) char[cfg_.chunk_size]);
+    std::unique_ptr<char[]> buf(new (std::nothrow) char[job_.chunk]);
     for (; next < local.size(); ++next) {
       if (job_.cancelled() || !buf) {
         job_.abandon_file(local[next]);
         continue;
       }
-      job_.finish_file(local[next], copy_file_sync(job_, local[next], buf.get(), cfg_.chunk_size, nullptr));
+      job_.finish_file(local[next], copy_file_sync(job_, local[next], buf.get(), job_.chunk, nullptr));
     }
     run_sync_worker(job_, job_.small_q);
   }

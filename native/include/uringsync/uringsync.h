@@ -160,7 +160,7 @@ typedef struct usync_stats {
   /* Resource budgets in force for this call (see usync_options). */
   uint32_t queue_depth;   /* files in flight per ring after fitting the budgets */
   uint32_t fd_budget;     /* descriptors the call allowed itself */
-  uint64_t buffer_bytes;  /* I/O buffer bytes allocated (registered with rings) */
+  uint64_t buffer_bytes;  /* I/O buffer bytes of all rings and threads */
 } usync_stats;
 
 enum usync_engine_kind {
@@ -192,8 +192,10 @@ typedef struct usync_options {
   usync_progress_fn progress_cb; /* about every progress_interval_ms */
   uint32_t progress_interval_ms; /* 0 = 200 */
   void *cb_user;                 /* passed to every callback */
-  /* Most bytes of I/O buffers one ring registers (pins in memory); the queue
-   * depth shrinks to fit: depth <= buffer_budget / chunk_size.  0 = 64 MiB. */
+  /* Most bytes of I/O buffers one copy call allocates, all rings (whose
+   * buffers are registered, i.e. pinned) and threads together: the files
+   * in flight per ring shrink to fit, and the chunk too when even one
+   * buffer per ring and thread would not.  0 = 128 MiB. */
   uint64_t buffer_budget;
 } usync_options;
 
