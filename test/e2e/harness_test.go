@@ -68,7 +68,7 @@ type result struct {
 	code   int // exit status, or 128+N after signal N
 	stdout string
 	stderr string
-	maxRSS int64     // peak resident set of the process, bytes (wait4 rusage)
+	maxRSS int64     // wait4 rusage peak: includes the go test process's own peak (vfork+exec)
 	ended  time.Time // when the process was reaped
 }
 
