@@ -88,6 +88,7 @@ func TestRefusals(t *testing.T) {
 				created  string // must not exist afterwards
 			}{
 				{"SRC missing", filepath.Join(dir, "missing"), filepath.Join(dir, "d1"), filepath.Join(dir, "d1")},
+				{"SRC empty", "", filepath.Join(dir, "d2"), filepath.Join(dir, "d2")},
 				{"DST inside SRC", src.Root, filepath.Join(src.Root, "d000", "copy"), filepath.Join(src.Root, "d000", "copy")},
 				{"DST is SRC", src.Root, src.Root, ""},
 				{"DST inside SRC via symlink", src.Root, filepath.Join(dir, "via-link", "copy"), filepath.Join(src.Root, "copy")},
@@ -99,6 +100,11 @@ func TestRefusals(t *testing.T) {
 					r := copyTree(t, e, runOpts{timeout: 20 * time.Second}, 2, c.src, c.dst)
 					if strings.TrimSpace(r.stderr) == "" {
 						t.Errorf("refused without a message\n%s", r)
+					}
+					// Only an overlap may be called one (every -EINVAL once was).
+					overlap := !strings.HasPrefix(c.name, "SRC missing") && !strings.HasPrefix(c.name, "SRC empty")
+					if strings.Contains(r.stderr, "overlap") != overlap {
+						t.Errorf("message should say overlap: %v\n%s", overlap, r)
 					}
 					if c.created != "" {
 						if _, err := os.Lstat(c.created); err == nil {
@@ -615,6 +621,38 @@ func TestTypeConflicts(t *testing.T) {
 			}
 			if p := dst.Paths(); len(p) != 5 {
 				t.Errorf("destination holds %q, want x, x/g, y, ok, ok/fine (no temporaries)", p)
+			}
+		})
+	}
+}
+
+// TestVerboseListsEveryEntryOnOneLine: -v names directories, symlinks and specials
+// too, and a name holding a newline or invalid UTF-8 is escaped into one line.
+func TestVerboseListsEveryEntryOnOneLine(t *testing.T) {
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			dir := tempDir(t)
+			src := NewTree(t, filepath.Join(dir, "src"))
+			src.File("d/two\nlines", []byte("x"), 0o644)
+			src.File("d/bad\xff", []byte("y"), 0o644)
+			if err := os.Symlink("two\nlines", filepath.Join(src.Root, "d", "link")); err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.Mkfifo(filepath.Join(src.Root, "fifo"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			r := copyTree(t, e, runOpts{}, 0, src.Root, filepath.Join(dir, "dst"))
+			got := map[string]bool{}
+			for _, l := range strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n") {
+				got[l] = true
+			}
+			for _, want := range []string{"d/", `d/two\nlines`, `d/bad\xff`, "d/link", "fifo"} {
+				if !got[want] {
+					t.Errorf("-v does not list %q\n%s", want, r)
+				}
+			}
+			if len(got) != 5 {
+				t.Errorf("-v printed %d lines, want 5\n%s", len(got), r)
 			}
 		})
 	}
