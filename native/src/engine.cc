@@ -360,14 +360,27 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
         batch.clear();
       }
     };
-    for (FileTask& t : *feed) {
-      const bool big = t.size >= cfg_.large_threshold;
-      std::vector<FileTask>& batch = big ? large : small;
-      batch.push_back(std::move(t));
-      // Large files one per batch, so that threads share them out.
-      if (big || batch.size() >= 64) flush(batch, big && uring ? job.large_q : job.small_q);
+    // Threads are running: nothing may escape from here before they are
+    // joined, so a failed allocation abandons what was not queued.
+    size_t next = 0;
+    try {
+      while (next < feed->size()) {
+        FileTask& t = (*feed)[next];
+        const bool big = t.size >= cfg_.large_threshold;
+        std::vector<FileTask>& batch = big ? large : small;
+        batch.push_back(std::move(t));  // strong guarantee: t stays if this throws
+        ++next;
+        // Large files one per batch, so that threads share them out.
+        if (big || batch.size() >= 64) flush(batch, big && uring ? job.large_q : job.small_q);
+      }
+      flush(small, job.small_q);
+    } catch (...) {
+      job.stop();
+      for (auto* batch : {&small, &large})
+        for (FileTask& a : *batch) job.abandon_file(a);
+      for (; next < feed->size(); ++next) job.abandon_file((*feed)[next]);
+      job.report(nullptr, "", "", ENOMEM, USYNC_STEP_NONE);
     }
-    flush(small, job.small_q);
     job.small_q.close();
     job.large_q.close();
   }
