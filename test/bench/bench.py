@@ -96,10 +96,18 @@ def lognormal(files: int, dirs: int, median: int, sigma: float, cap: int) -> Cal
     return gen
 
 
-def ranged(files: int, dirs: int, lo: int, hi: int) -> Callable[[random.Random], Iterator[tuple[str, int]]]:
-    def gen(rng: random.Random) -> Iterator[tuple[str, int]]:
-        for i in range(files):
-            yield f"d{i % dirs:04d}/f{i:07d}", rng.randint(lo, hi)
+def binary_tree(depth: int, per_dir: int, size: int) -> Callable[[random.Random], Iterator[tuple[str, int]]]:
+    """A directory tree `depth` levels deep, two subdirectories per directory, `per_dir` files in
+    every directory (the root included): deep, narrow paths."""
+    def gen(_: random.Random) -> Iterator[tuple[str, int]]:
+        i = 0
+        level = [""]
+        for d in range(depth + 1):
+            for parent in level:
+                for _ in range(per_dir):
+                    yield f"{parent}f{i:07d}", size
+                    i += 1
+            level = [f"{p}n{d:02d}{b}/" for p in level for b in "ab"]
     return gen
 
 
@@ -108,8 +116,10 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in [
     Dataset("quick", "10K x 4 KiB in 10 dirs (smoke runs)", uniform(10_000, 10, 4 * KIB)),
     Dataset("mixed", "50K log-normal around 100 KiB in 200 dirs", lognormal(50_000, 200, 100 * KIB, 1.0, 64 * MIB)),
     Dataset("flat", "100K x 4 KiB in one dir", uniform(100_000, 1, 4 * KIB)),
+    Dataset("deep-narrow", "32K x 4 KiB, 16 in every dir of a binary tree 10 levels deep (2047 dirs)",
+            binary_tree(10, 16, 4 * KIB)),
     Dataset("large", "16 x 256 MiB", uniform(16, 1, 256 * MIB)),
-    Dataset("tiny1m", "1M x 0-1 KiB in 1000 dirs", ranged(1_000_000, 1000, 0, 1 * KIB)),
+    Dataset("tiny1m", "1M x 512 B in 1000 dirs", uniform(1_000_000, 1000, 512)),
 ]}
 
 CONTENT_VERSION = "blob-v1"
