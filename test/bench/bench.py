@@ -330,7 +330,7 @@ class Condition:
     name: str
     description: str
     cold: bool          # drop caches before each run
-    source: str         # "tmpfs" or "ext4-image"
+    source: str         # "tmpfs", "ext4-image" or "disk"
     dest: str           # "tmpfs" or "ext4-shm"
 
 
@@ -338,8 +338,74 @@ CONDITIONS: dict[str, Condition] = {c.name: c for c in [
     Condition("warm", "source on tmpfs, fresh tmpfs destination", False, "tmpfs", "tmpfs"),
     Condition("cold", "source on a loop-mounted ext4 image on disk, caches dropped; fresh tmpfs destination",
               True, "ext4-image", "tmpfs"),
+    Condition("cold-disk", "source in a directory on the disk's own filesystem (no loop device), caches dropped; "
+              "fresh tmpfs destination", True, "disk", "tmpfs"),
     Condition("ext4-dst", "source on tmpfs, fresh ext4 (mkfs on /dev/shm) destination", False, "tmpfs", "ext4-shm"),
 ]}
+
+
+class Sources:
+    """Where each condition's source tree lives; the tree itself is always `<root>/data`.
+
+    tmpfs: generated once per dataset into a tmpfs that the conditions reading from tmpfs share.
+    ext4-image: an ext4 image in the cache directory, built once per dataset version, loop-mounted
+    read-only for each condition. disk: a directory in the cache directory itself, on whatever
+    filesystem holds it (the machine's disk), generated once per dataset version.
+    """
+
+    def __init__(self, mounts: Mounts, work: str, cache: str):
+        self.mounts, self.work, self.cache = mounts, work, cache
+        self.tmpfs_ds: Dataset | None = None
+        self.image_mnt: str | None = None
+
+    def get(self, ds: Dataset, cond: Condition) -> str:
+        size, inodes = fs_size(ds)
+        if cond.source == "tmpfs":
+            mnt = os.path.join(self.work, "src-tmpfs")
+            if self.tmpfs_ds != ds:
+                self.drop_tmpfs()
+                self.mounts.tmpfs(mnt, size)
+                generate(ds, os.path.join(mnt, "data"))
+                self.tmpfs_ds = ds
+            return os.path.join(mnt, "data")
+        os.makedirs(self.cache, exist_ok=True)
+        if cond.source == "disk":
+            tree = os.path.join(self.cache, f"{ds.name}-{ds.key()}.tree")
+            fstype = subprocess.run(["findmnt", "-n", "-o", "FSTYPE", "-T", self.cache], capture_output=True,
+                                    text=True).stdout.strip()
+            if fstype in ("tmpfs", "ramfs", "overlay", ""):
+                log(f"warning: {self.cache} is on {fstype or 'an unknown filesystem'}, not a disk: "
+                    f"{cond.name} is not cold there (--cache)")
+            if not os.path.exists(os.path.join(tree, ".complete")):
+                log(f"building cold-source tree {tree}")
+                shutil.rmtree(tree, ignore_errors=True)
+                generate(ds, os.path.join(tree, "data"))
+                open(os.path.join(tree, ".complete"), "w").close()
+            return os.path.join(tree, "data")
+        # ext4-image (the tree sits in data/ below the mount point: ext4 has lost+found at its root)
+        mnt = os.path.join(self.work, f"src-{ds.name}-{cond.name}")
+        image = os.path.join(self.cache, f"{ds.name}-{ds.key()}.img")
+        if not os.path.exists(image):
+            log(f"building cold-source image {image}")
+            mkfs_ext4(image + ".tmp", size, inodes)
+            self.mounts.ext4_image(image + ".tmp", mnt, readonly=False)
+            generate(ds, os.path.join(mnt, "data"))
+            self.mounts.umount(mnt)
+            os.rename(image + ".tmp", image)
+        self.mounts.ext4_image(image, mnt, readonly=True)
+        self.image_mnt = mnt
+        return os.path.join(mnt, "data")
+
+    def release(self) -> None:
+        """After a condition: unmounts its image (a tmpfs source stays for the next condition)."""
+        if self.image_mnt:
+            self.mounts.umount(self.image_mnt)
+            self.image_mnt = None
+
+    def drop_tmpfs(self) -> None:
+        if self.tmpfs_ds is not None:
+            self.mounts.umount(os.path.join(self.work, "src-tmpfs"))
+            self.tmpfs_ds = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -564,6 +630,7 @@ def main() -> int:
     cache = a.cache or os.path.join(a.out, "cache")
     work = tempfile.mkdtemp(prefix="uring-sync-bench.", dir="/tmp")
     mounts = Mounts(enabled=not a.no_mount)
+    sources = Sources(mounts, work, cache)
     log_path = os.path.join(a.out, "runs.log")
     rss_file = os.path.join(work, "rss") if have_gnu_time() else None
     if not rss_file:
@@ -588,23 +655,7 @@ def main() -> int:
             files, dirs, total = dataset_totals(ds)
             log(f"dataset {ds.name}: {files} files, {dirs} dirs, {total / MIB:.0f} MiB")
             for cond in conditions:
-                # The tree sits in data/ below the mount point (ext4 has lost+found at its root).
-                srcmnt = os.path.join(work, f"src-{ds.name}-{cond.name}")
-                src = os.path.join(srcmnt, "data")
-                if cond.source == "tmpfs":
-                    mounts.tmpfs(srcmnt, size)
-                    generate(ds, src)
-                else:
-                    os.makedirs(cache, exist_ok=True)
-                    image = os.path.join(cache, f"{ds.name}-{ds.key()}.img")
-                    if not os.path.exists(image):
-                        log(f"building cold-source image {image}")
-                        mkfs_ext4(image + ".tmp", size, inodes)
-                        mounts.ext4_image(image + ".tmp", srcmnt, readonly=False)
-                        generate(ds, src)
-                        mounts.umount(srcmnt)
-                        os.rename(image + ".tmp", image)
-                    mounts.ext4_image(image, srcmnt, readonly=True)
+                src = sources.get(ds, cond)
                 results: dict[str, list[Sample]] = {n: [] for n in picked}
                 timed_out: set[str] = set()
                 for rep in range(a.reps):
@@ -646,7 +697,7 @@ def main() -> int:
                             f"user {s.user:6.2f} sys {s.sys:6.2f} rss {s.maxrss_kib / 1024:7.1f} MiB  {verified}")
                         mounts.umount(mnt)
                         shutil.rmtree(mnt, ignore_errors=True)
-                mounts.umount(srcmnt)
+                sources.release()
                 sections.append(table(ds, cond, results, tools))
                 for name, samples in results.items():
                     report["results"].append({"dataset": ds.name, "condition": cond.name, "tool": name,
