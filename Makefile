@@ -19,7 +19,7 @@ DEB_PACKAGES := build-essential cmake pkg-config liburing-dev libssl-dev libcli1
                 libgtest-dev googletest rsync util-linux time scdoc man-db zsh
 STAMP := $(BUILD)/.deps-ok
 
-.PHONY: all deps native rclone test test-native test-e2e test-go test-race demo bench bench-quick clean format lint sanitize sanitize-thread
+.PHONY: all deps native rclone test test-native test-e2e test-go test-race demo bench bench-deps bench-quick clean format lint sanitize sanitize-thread
 .PHONY: install uninstall test-install fuzz fuzz-deps
 
 all: native rclone
@@ -97,7 +97,13 @@ test-install: native
 demo: native
 	bash test/demo.sh
 
-bench: native
+# The bench's own dependencies (fio, gnuplot, rsync, GNU time from Debian; cpz,
+# fcp and xcp built with cargo at pinned versions into $(BUILD)/bench/cargo),
+# each installed only when missing.  bench-quick skips the Rust peers it lacks.
+bench-deps:
+	python3 test/bench/bench.py --deps
+
+bench: native bench-deps
 	python3 test/bench/bench.py $(BENCH_ARGS)
 
 bench-quick: native

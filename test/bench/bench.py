@@ -15,7 +15,8 @@ What it does, per DESIGN.md's traps:
     after the run, outside the timing;
   * tools are interleaved (A B C A B C ...), each run N times; medians, min and max, and the
     ratio to `cp -r` are reported, with user+sys CPU and peak RSS from wait4's rusage;
-  * every uring-sync run is verified afterwards (file count, bytes, a sample of contents).
+  * every run is verified afterwards (file and directory counts, bytes, a sample of contents);
+  * the Rust peers (cpz, fcp, xcp) are built at pinned versions into build/bench/cargo (--deps).
 Results go to stdout and build/bench/results.md as Markdown, and to build/bench/results.json.
 All mounts are undone on exit, Ctrl-C and SIGTERM included.
 
@@ -251,7 +252,7 @@ class Tool:
     label: str
     argv: Callable[[str, str], list[str]]
     dst_must_exist: bool = False
-    verify: bool = False
+    verify: bool = True   # file/dir counts, bytes and sampled contents checked after each run
     env: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
@@ -282,43 +283,94 @@ def make_tools(bin_path: str, rclone: str | None) -> dict[str, Tool]:
                            'cd "$1" && find . -type d -print0 | (cd "$2" && xargs -0 mkdir -p) && '
                            f'find . -type f -print0 | xargs -0 -P{nproc} -n 1000 cp --parents -t "$2"',
                            "sh", s, d], dst_must_exist=True),
-        Tool("uring-sync", "uring-sync", lambda s, d: [bin_path, s, d], verify=True),
-        Tool("uring-sync-j1", "uring-sync -j1", lambda s, d: [bin_path, "-j1", s, d], verify=True),
-        Tool("uring-sync-sync", "uring-sync --engine=sync", lambda s, d: [bin_path, "--engine=sync", s, d], verify=True),
-        Tool("uring-sync-uring", "uring-sync --engine=uring", lambda s, d: [bin_path, "--engine=uring", s, d],
-             verify=True),
+        Tool("uring-sync", "uring-sync", lambda s, d: [bin_path, s, d]),
+        Tool("uring-sync-j1", "uring-sync -j1", lambda s, d: [bin_path, "-j1", s, d]),
+        Tool("uring-sync-sync", "uring-sync --engine=sync", lambda s, d: [bin_path, "--engine=sync", s, d]),
+        Tool("uring-sync-uring", "uring-sync --engine=uring", lambda s, d: [bin_path, "--engine=uring", s, d]),
     ]
+    for binary, (_, version) in CARGO_PEERS.items():
+        path = os.path.join(CARGO_ROOT, "bin", binary)
+        recursive = ["-r"] if binary == "xcp" else []
+        tools.append(Tool(binary, f"{binary} {version}", lambda s, d, p=path, r=recursive: [p, *r, s, d]))
     if floor:
         tools.append(Tool("floor", f"syscall floor ({nproc} threads)", lambda s, d: [floor, s, d, nproc]))
     if rclone:
         tools += [
             Tool("rclone", "rclone copy (local)", lambda s, d: [rclone, "copy", s, d], env={"RCLONE_CONFIG": "/dev/null"}),
             Tool("rclone-uring", "rclone copy (uring)", lambda s, d: [rclone, "copy", ":uring:" + s, ":uring:" + d],
-                 verify=True, env={"RCLONE_CONFIG": "/dev/null"}),
+                 env={"RCLONE_CONFIG": "/dev/null"}),
             Tool("rclone-copytree", "rclone backend copytree", lambda s, d: [rclone, "backend", "copytree",
-                 ":uring:" + s, d], verify=True, env={"RCLONE_CONFIG": "/dev/null"}),
+                 ":uring:" + s, d], env={"RCLONE_CONFIG": "/dev/null"}),
         ]
     return {t.name: t for t in tools}
 
 
-DEFAULT_TOOLS = ["cp-r", "cp-a", "tar", "rsync", "floor", "uring-sync", "uring-sync-uring", "rclone", "rclone-uring",
-                 "rclone-copytree"]
+DEFAULT_TOOLS = ["cp-r", "cp-a", "tar", "rsync", "floor", "cpz", "fcp", "xcp", "uring-sync", "uring-sync-uring",
+                 "rclone", "rclone-uring", "rclone-copytree"]
 
 
-def ensure_rsync() -> bool:
-    if shutil.which("rsync"):
+# Rust peers, built by `cargo install --locked` at pinned versions into build/bench/cargo.
+CARGO_ROOT = os.path.join(REPO, "build", "bench", "cargo")
+CARGO_PEERS: dict[str, tuple[str, str]] = {  # binary -> (crate, version)
+    "cpz": ("cpz", "3.2.1"),   # SUPERCILEX/fuc
+    "fcp": ("fcp", "0.2.2"),
+    "xcp": ("xcp", "0.24.9"),
+}
+# Debian packages the harness uses: binary -> package.
+APT_DEPS = {"rsync": "rsync", "fio": "fio", "gnuplot": "gnuplot-nox", "/usr/bin/time": "time"}
+
+
+def ensure_apt(binary: str, install: bool = True) -> bool:
+    """True when `binary` is there, after installing its Debian package (as root) if it was not."""
+    if shutil.which(binary):
         return True
-    if os.geteuid() != 0:
+    if not install or os.geteuid() != 0:
         return False
-    log("rsync missing: apt-get install -y rsync")
+    pkg = APT_DEPS[binary]
+    log(f"{binary} missing: apt-get install -y {pkg}")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    ok = subprocess.run(["apt-get", "install", "-y", "-q", "rsync"], env=env,
-                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
-    if not ok:
-        subprocess.run(["apt-get", "update", "-q"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        ok = subprocess.run(["apt-get", "install", "-y", "-q", "rsync"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
-    return ok and shutil.which("rsync") is not None
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    ok = subprocess.run(["apt-get", "install", "-y", "-q", pkg], env=env, **quiet).returncode == 0
+    if not ok:  # a machine that never ran apt-get update has no package lists
+        subprocess.run(["apt-get", "update", "-q"], env=env, **quiet)
+        ok = subprocess.run(["apt-get", "install", "-y", "-q", pkg], env=env, **quiet).returncode == 0
+    return ok and shutil.which(binary) is not None
+
+
+def cargo_peer_ok(binary: str) -> bool:
+    path = os.path.join(CARGO_ROOT, "bin", binary)
+    try:
+        r = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return CARGO_PEERS[binary][1] in r.stdout + r.stderr
+
+
+def ensure_cargo_peer(binary: str, install: bool = True) -> bool:
+    """True when build/bench/cargo/bin/<binary> is the pinned version, after `cargo install` if not."""
+    if cargo_peer_ok(binary):
+        return True
+    if not install:
+        return False
+    cargo = shutil.which("cargo") or os.path.expanduser("~/.cargo/bin/cargo")
+    if not os.access(cargo, os.X_OK):
+        log(f"cannot build {binary}: no cargo (install Rust, e.g. with rustup)")
+        return False
+    crate, version = CARGO_PEERS[binary]
+    log(f"building {crate} {version} with cargo install --locked (takes minutes on 2 CPUs)")
+    r = subprocess.run([cargo, "install", "--quiet", "--locked", "--root", CARGO_ROOT, "--version", version, crate])
+    return r.returncode == 0 and cargo_peer_ok(binary)
+
+
+def install_deps() -> int:
+    """--deps: everything any tool, condition or report needs; what could not be had is listed."""
+    missing = [b for b in APT_DEPS if not ensure_apt(b)]
+    missing += [b for b in CARGO_PEERS if not ensure_cargo_peer(b)]
+    if missing:
+        log(f"not available: {', '.join(missing)}")
+        return 1
+    log(f"ready: {', '.join(APT_DEPS)}; {', '.join(f'{b} {v}' for b, (_, v) in CARGO_PEERS.items())} in {CARGO_ROOT}")
+    return 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -583,6 +635,11 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--no-mount", action="store_true",
                     help="no root: plain directories instead of fresh filesystems (warm only; less trustworthy)")
     ap.add_argument("--list", action="store_true", help="list datasets, conditions and tools, then exit")
+    ap.add_argument("--deps", action="store_true",
+                    help="install what the harness uses (Debian: rsync fio gnuplot-nox time; cargo: cpz fcp xcp at "
+                         "pinned versions into build/bench/cargo) when missing, then exit")
+    ap.add_argument("--no-install", action="store_true",
+                    help="never install: skip tools that are missing (--quick builds no cargo peers either)")
     a = ap.parse_args()
     if a.quick:
         a.datasets, a.conditions = "quick", "warm"
@@ -593,6 +650,8 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     a = parse_args()
+    if a.deps:
+        return install_deps()
     rclone = a.rclone or os.path.join(REPO, "build", "bin", "rclone")
     rclone = rclone if os.access(rclone, os.X_OK) else None
     tools = make_tools(a.bin, rclone)
@@ -617,8 +676,10 @@ def main() -> int:
             log(f"skipping {n}: no rclone binary at build/bin/rclone (--rclone)")
         elif n.startswith("uring-sync") and not os.access(a.bin, os.X_OK):
             sys.exit(f"bench: {a.bin} not found: run 'make' first (or --bin / URING_SYNC_BIN)")
-        elif n == "rsync" and not ensure_rsync():
+        elif n == "rsync" and not ensure_apt("rsync", install=not a.no_install):
             log("skipping rsync: not installed and apt-get install failed")
+        elif n in CARGO_PEERS and not ensure_cargo_peer(n, install=not (a.quick or a.no_install)):
+            log(f"skipping {n}: {CARGO_PEERS[n][0]} {CARGO_PEERS[n][1]} is not in {CARGO_ROOT} (make bench-deps)")
         else:
             picked.append(n)
     if not a.no_mount and os.geteuid() != 0:
