@@ -17,7 +17,8 @@ What it does, per DESIGN.md's traps:
     ratio to `cp -r` are reported, with user+sys CPU and peak RSS from wait4's rusage;
   * every run is verified afterwards (file and directory counts, bytes, a sample of contents);
   * the Rust peers (cpz, fcp, xcp) are built at pinned versions into build/bench/cargo (--deps).
-Results go to stdout and build/bench/results.md as Markdown, and to build/bench/results.json.
+Results go to build/bench/results.json; report.py renders them as Markdown (stdout and
+build/bench/results.md) and a chart (build/bench/results.png).
 All mounts are undone on exit, Ctrl-C and SIGTERM included.
 
 Python 3 standard library only. Needs root (mount, drop_caches) unless --no-mount.
@@ -43,6 +44,9 @@ import tempfile
 import threading
 import time
 from typing import Callable, Iterator
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import report as report_md  # noqa: E402  (test/bench/report.py: tables, chart, README table)
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
@@ -578,27 +582,6 @@ def summarize(samples: list[Sample]) -> dict:
     }
 
 
-def table(ds: Dataset, cond: Condition, results: dict[str, list[Sample]], tools: dict[str, Tool]) -> str:
-    files, _, total = dataset_totals(ds)
-    base = summarize(results["cp-r"])["median_s"] if "cp-r" in results else None
-    lines = [
-        f"### {ds.name} ({ds.description}), {cond.name}: {cond.description}",
-        "",
-        "| tool | median s | min–max s | vs cp -r | files/s | MiB/s | user s | sys s | peak RSS MiB | runs ok | verified |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    for name, samples in results.items():
-        s = summarize(samples)
-        m = s["median_s"]
-        ratio = f"{base / m:.2f}x" if base and m == m and m > 0 else "–"
-        lines.append(
-            f"| {tools[name].label.replace('|', chr(92) + '|')} | {m:.3f} | {s['min_s']:.3f}–{s['max_s']:.3f} | {ratio} | "
-            f"{files / m:,.0f} | {total / MIB / m:,.1f} | {s['user_s']:.2f} | {s['sys_s']:.2f} | "
-            f"{s['peak_rss_mib']:.1f} | {s['ok_runs']}/{s['runs']} | {', '.join(s['verified'])} |")
-    lines.append("")
-    return "\n".join(lines)
-
-
 def machine_info() -> dict:
     info = {"kernel": platform.release(), "cpus": os.cpu_count(), "python": platform.python_version()}
     try:
@@ -707,7 +690,6 @@ def main() -> int:
     report = {"meta": {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                        "machine": machine_info(), "args": vars(a), "tools": {n: tools[n].label for n in picked}},
               "results": []}
-    sections: list[str] = []
     failures = 0
     interrupted = False
     try:
@@ -759,10 +741,12 @@ def main() -> int:
                         mounts.umount(mnt)
                         shutil.rmtree(mnt, ignore_errors=True)
                 sources.release()
-                sections.append(table(ds, cond, results, tools))
                 for name, samples in results.items():
                     report["results"].append({"dataset": ds.name, "condition": cond.name, "tool": name,
                                               "label": tools[name].label, "summary": summarize(samples),
+                                              "dataset_description": ds.description, "files": files, "dirs": dirs,
+                                              "bytes": total, "condition_description": cond.description,
+                                              "cold": cond.cold,
                                               "samples": [dataclasses.asdict(s) for s in samples]})
     except KeyboardInterrupt:
         interrupted = True
@@ -772,22 +756,11 @@ def main() -> int:
         mounts.cleanup()
         shutil.rmtree(work, ignore_errors=True)
 
-    info = report["meta"]["machine"]
-    md = "\n".join([
-        "## uring-sync benchmark",
-        "",
-        f"{report['meta']['date']} · kernel {info['kernel']} · {info['cpus']} CPUs · {info.get('mem_total', '?')} · "
-        f"commit {info.get('git', '?')} · {a.reps} interleaved runs per tool, medians; "
-        "fresh destination filesystem per run; 'vs cp -r' = cp -r median / tool median.",
-        "",
-        *sections,
-    ])
-    print(md)
-    with open(os.path.join(a.out, "results.md"), "w") as f:
-        f.write(md + "\n")
     with open(os.path.join(a.out, "results.json"), "w") as f:
         json.dump(report, f, indent=1, default=str)
-    log(f"wrote {os.path.join(a.out, 'results.md')} and results.json (raw command output: {log_path})")
+    print(report_md.write_all(report, a.out))
+    log(f"wrote results.json, results.md and results.png in {a.out} (raw command output: {log_path}); "
+        "test/bench/report.py --readme README.md puts this run's table in the README")
     if interrupted:
         return 130
     return 1 if failures else 0
