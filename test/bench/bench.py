@@ -27,6 +27,7 @@ Python 3 standard library only. Needs root (mount, drop_caches) unless --no-moun
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import hashlib
@@ -37,6 +38,7 @@ import platform
 import random
 import shutil
 import signal
+import stat
 import statistics
 import subprocess
 import sys
@@ -464,6 +466,44 @@ class Sources:
             self.tmpfs_ds = None
 
 
+def device_limits(path: str, runtime: int, log_path: str) -> dict | None:
+    """fio's limits of the device under `path`: random 4 KiB reads at depth 64 and sequential
+    1 MiB reads at depth 16, both O_DIRECT (no page cache). Reads the block device itself,
+    read-only, when `path` is on one that may be opened (containers often forbid it); otherwise a
+    1 GiB file that fio lays out in `path` and that is deleted afterwards."""
+    source = subprocess.run(["findmnt", "-n", "-o", "SOURCE", "-T", path], capture_output=True,
+                            text=True).stdout.strip().split("[")[0]  # btrfs: /dev/sda1[/subvol]
+    try:
+        is_block = stat.S_ISBLK(os.stat(source).st_mode)
+        os.close(os.open(source, os.O_RDONLY | os.O_DIRECT))
+    except OSError:
+        is_block = False
+    target = source if is_block else os.path.join(path, "fio-probe.dat")
+    common = ["fio", f"--filename={target}", "--direct=1", "--ioengine=libaio", f"--runtime={runtime}",
+              "--time_based", "--output-format=json"] + (["--readonly"] if is_block else ["--size=1G"])
+    out = {"device": target, "runtime_s": runtime}
+    try:
+        for key, job in [("randread_iops", ["--name=randread", "--rw=randread", "--bs=4k", "--iodepth=64"]),
+                         ("seqread_bytes_per_s", ["--name=seqread", "--rw=read", "--bs=1M", "--iodepth=16"])]:
+            argv = common + job
+            log(f"fio on {target}: {job[0][7:]} for {runtime} s")
+            r = subprocess.run(argv, capture_output=True, text=True)
+            with open(log_path, "a") as f:
+                f.write("$ " + " ".join(argv) + "\n" + r.stderr)
+            if r.returncode != 0:
+                log(f"fio failed ({r.stderr.strip()[:200]}): no physical-limit rows")
+                return None
+            read = json.loads(r.stdout[r.stdout.index("{"):])["jobs"][0]["read"]
+            out[key] = read["iops"] if key == "randread_iops" else read["bw_bytes"]
+    finally:
+        if not is_block:
+            with contextlib.suppress(OSError):
+                os.unlink(target)
+    log(f"device {target}: {out['randread_iops']:,.0f} random 4 KiB reads/s, "
+        f"{out['seqread_bytes_per_s'] / MIB:,.0f} MiB/s sequential")
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # Running and measuring.
 # --------------------------------------------------------------------------------------------
@@ -617,6 +657,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--sample", type=int, default=100, help="files whose bytes are checked after each verified run")
     ap.add_argument("--no-mount", action="store_true",
                     help="no root: plain directories instead of fresh filesystems (warm only; less trustworthy)")
+    ap.add_argument("--fio-runtime", type=int, default=10,
+                    help="seconds per fio job measuring the cold sources' device (default 10)")
+    ap.add_argument("--no-fio", action="store_true", help="no physical-limit rows for the cold conditions")
     ap.add_argument("--list", action="store_true", help="list datasets, conditions and tools, then exit")
     ap.add_argument("--deps", action="store_true",
                     help="install what the harness uses (Debian: rsync fio gnuplot-nox time; cargo: cpz fcp xcp at "
@@ -693,6 +736,12 @@ def main() -> int:
     failures = 0
     interrupted = False
     try:
+        if any(c.cold for c in conditions) and not a.no_fio:
+            os.makedirs(cache, exist_ok=True)  # the cold sources live here (images or trees)
+            if ensure_apt("fio", install=not a.no_install):
+                report["meta"]["physical"] = device_limits(cache, a.fio_runtime, log_path)
+            else:
+                log("no fio (apt-get install fio failed): no physical-limit rows")
         for ds in datasets:
             size, inodes = fs_size(ds)
             files, dirs, total = dataset_totals(ds)
