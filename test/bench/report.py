@@ -249,7 +249,9 @@ def main() -> int:
                     help="also rewrite the table between the bench-table markers of this file")
     a = ap.parse_args()
     report = load(a.results)
-    write_all(report, a.out or os.path.dirname(os.path.abspath(a.results)))
+    out = a.out or os.path.dirname(os.path.abspath(a.results))
+    os.makedirs(out, exist_ok=True)
+    write_all(report, out)
     if a.readme:
         update_readme(a.readme, readme_table(report))
         print(f"report: rewrote the table in {a.readme} from {a.results}", file=sys.stderr)
