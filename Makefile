@@ -19,7 +19,7 @@ DEB_PACKAGES := build-essential cmake pkg-config liburing-dev libssl-dev libcli1
                 libgtest-dev googletest rsync util-linux time scdoc man-db zsh
 STAMP := $(BUILD)/.deps-ok
 
-.PHONY: all deps native rclone test test-native test-e2e test-go test-race demo bench bench-quick clean format lint sanitize sanitize-thread
+.PHONY: all deps native rclone test test-native test-e2e test-go test-race demo bench bench-deps bench-quick bench-readme test-bench clean format lint sanitize sanitize-thread
 .PHONY: install uninstall test-install fuzz fuzz-deps
 
 all: native rclone
@@ -66,7 +66,7 @@ lint:
 	test -z "$$(gofmt -l backend cmd test)"
 	$(GO) vet ./...
 
-test: test-native test-e2e test-go test-race lint sanitize test-install
+test: test-native test-e2e test-go test-race lint sanitize test-install test-bench
 
 # Refresh the loader's cache after a root install into the live system, so
 # programs find the new (or stop finding the old) liburingsync.so.0.
@@ -97,11 +97,26 @@ test-install: native
 demo: native
 	bash test/demo.sh
 
-bench: native
+# The bench's own dependencies (fio, gnuplot, rsync, GNU time from Debian; cpz,
+# fcp and xcp built with cargo at pinned versions into $(BUILD)/bench/cargo),
+# each installed only when missing.  bench-quick skips the Rust peers it lacks.
+bench-deps:
+	python3 test/bench/bench.py --deps
+
+bench: native bench-deps
 	python3 test/bench/bench.py $(BENCH_ARGS)
 
 bench-quick: native
 	python3 test/bench/bench.py --quick $(BENCH_ARGS)
+
+# The README's performance table, rewritten from a results file (default: the last bench run's).
+BENCH_RESULTS ?= $(BUILD)/bench/results.json
+bench-readme:
+	python3 test/bench/report.py $(BENCH_RESULTS) --readme README.md
+
+# The bench report's tables, README rewrite and chart on a canned results.json (no timing, no root).
+test-bench:
+	python3 -m unittest discover -s test/bench -p '*_test.py'
 
 # ASan+UBSan (sanitize) and TSan (sanitize-thread) builds of the engine and its tests.
 sanitize: $(STAMP)

@@ -15,8 +15,10 @@ What it does, per DESIGN.md's traps:
     after the run, outside the timing;
   * tools are interleaved (A B C A B C ...), each run N times; medians, min and max, and the
     ratio to `cp -r` are reported, with user+sys CPU and peak RSS from wait4's rusage;
-  * every uring-sync run is verified afterwards (file count, bytes, a sample of contents).
-Results go to stdout and build/bench/results.md as Markdown, and to build/bench/results.json.
+  * every run is verified afterwards (file and directory counts, bytes, a sample of contents);
+  * the Rust peers (cpz, fcp, xcp) are built at pinned versions into build/bench/cargo (--deps).
+Results go to build/bench/results.json; report.py renders them as Markdown (stdout and
+build/bench/results.md) and a chart (build/bench/results.png).
 All mounts are undone on exit, Ctrl-C and SIGTERM included.
 
 Python 3 standard library only. Needs root (mount, drop_caches) unless --no-mount.
@@ -25,6 +27,7 @@ Python 3 standard library only. Needs root (mount, drop_caches) unless --no-moun
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import hashlib
@@ -35,6 +38,7 @@ import platform
 import random
 import shutil
 import signal
+import stat
 import statistics
 import subprocess
 import sys
@@ -42,6 +46,9 @@ import tempfile
 import threading
 import time
 from typing import Callable, Iterator
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import report as report_md  # noqa: E402  (test/bench/report.py: tables, chart, README table)
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
@@ -96,10 +103,18 @@ def lognormal(files: int, dirs: int, median: int, sigma: float, cap: int) -> Cal
     return gen
 
 
-def ranged(files: int, dirs: int, lo: int, hi: int) -> Callable[[random.Random], Iterator[tuple[str, int]]]:
-    def gen(rng: random.Random) -> Iterator[tuple[str, int]]:
-        for i in range(files):
-            yield f"d{i % dirs:04d}/f{i:07d}", rng.randint(lo, hi)
+def binary_tree(depth: int, per_dir: int, size: int) -> Callable[[random.Random], Iterator[tuple[str, int]]]:
+    """A directory tree `depth` levels deep, two subdirectories per directory, `per_dir` files in
+    every directory (the root included): deep, narrow paths."""
+    def gen(_: random.Random) -> Iterator[tuple[str, int]]:
+        i = 0
+        level = [""]
+        for d in range(depth + 1):
+            for parent in level:
+                for _ in range(per_dir):
+                    yield f"{parent}f{i:07d}", size
+                    i += 1
+            level = [f"{p}n{d:02d}{b}/" for p in level for b in "ab"]
     return gen
 
 
@@ -108,8 +123,10 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in [
     Dataset("quick", "10K x 4 KiB in 10 dirs (smoke runs)", uniform(10_000, 10, 4 * KIB)),
     Dataset("mixed", "50K log-normal around 100 KiB in 200 dirs", lognormal(50_000, 200, 100 * KIB, 1.0, 64 * MIB)),
     Dataset("flat", "100K x 4 KiB in one dir", uniform(100_000, 1, 4 * KIB)),
+    Dataset("deep-narrow", "32K x 4 KiB, 16 in every dir of a binary tree 10 levels deep (2047 dirs)",
+            binary_tree(10, 16, 4 * KIB)),
     Dataset("large", "16 x 256 MiB", uniform(16, 1, 256 * MIB)),
-    Dataset("tiny1m", "1M x 0-1 KiB in 1000 dirs", ranged(1_000_000, 1000, 0, 1 * KIB)),
+    Dataset("tiny1m", "1M x 512 B in 1000 dirs", uniform(1_000_000, 1000, 512)),
 ]}
 
 CONTENT_VERSION = "blob-v1"
@@ -241,7 +258,7 @@ class Tool:
     label: str
     argv: Callable[[str, str], list[str]]
     dst_must_exist: bool = False
-    verify: bool = False
+    verify: bool = True   # file/dir counts, bytes and sampled contents checked after each run
     env: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
@@ -272,43 +289,94 @@ def make_tools(bin_path: str, rclone: str | None) -> dict[str, Tool]:
                            'cd "$1" && find . -type d -print0 | (cd "$2" && xargs -0 mkdir -p) && '
                            f'find . -type f -print0 | xargs -0 -P{nproc} -n 1000 cp --parents -t "$2"',
                            "sh", s, d], dst_must_exist=True),
-        Tool("uring-sync", "uring-sync", lambda s, d: [bin_path, s, d], verify=True),
-        Tool("uring-sync-j1", "uring-sync -j1", lambda s, d: [bin_path, "-j1", s, d], verify=True),
-        Tool("uring-sync-sync", "uring-sync --engine=sync", lambda s, d: [bin_path, "--engine=sync", s, d], verify=True),
-        Tool("uring-sync-uring", "uring-sync --engine=uring", lambda s, d: [bin_path, "--engine=uring", s, d],
-             verify=True),
+        Tool("uring-sync", "uring-sync", lambda s, d: [bin_path, s, d]),
+        Tool("uring-sync-j1", "uring-sync -j1", lambda s, d: [bin_path, "-j1", s, d]),
+        Tool("uring-sync-sync", "uring-sync --engine=sync", lambda s, d: [bin_path, "--engine=sync", s, d]),
+        Tool("uring-sync-uring", "uring-sync --engine=uring", lambda s, d: [bin_path, "--engine=uring", s, d]),
     ]
+    for binary, (_, version) in CARGO_PEERS.items():
+        path = os.path.join(CARGO_ROOT, "bin", binary)
+        recursive = ["-r"] if binary == "xcp" else []
+        tools.append(Tool(binary, f"{binary} {version}", lambda s, d, p=path, r=recursive: [p, *r, s, d]))
     if floor:
         tools.append(Tool("floor", f"syscall floor ({nproc} threads)", lambda s, d: [floor, s, d, nproc]))
     if rclone:
         tools += [
             Tool("rclone", "rclone copy (local)", lambda s, d: [rclone, "copy", s, d], env={"RCLONE_CONFIG": "/dev/null"}),
             Tool("rclone-uring", "rclone copy (uring)", lambda s, d: [rclone, "copy", ":uring:" + s, ":uring:" + d],
-                 verify=True, env={"RCLONE_CONFIG": "/dev/null"}),
+                 env={"RCLONE_CONFIG": "/dev/null"}),
             Tool("rclone-copytree", "rclone backend copytree", lambda s, d: [rclone, "backend", "copytree",
-                 ":uring:" + s, d], verify=True, env={"RCLONE_CONFIG": "/dev/null"}),
+                 ":uring:" + s, d], env={"RCLONE_CONFIG": "/dev/null"}),
         ]
     return {t.name: t for t in tools}
 
 
-DEFAULT_TOOLS = ["cp-r", "cp-a", "tar", "rsync", "floor", "uring-sync", "uring-sync-uring", "rclone", "rclone-uring",
-                 "rclone-copytree"]
+DEFAULT_TOOLS = ["cp-r", "cp-a", "tar", "rsync", "floor", "cpz", "fcp", "xcp", "uring-sync", "uring-sync-uring",
+                 "rclone", "rclone-uring", "rclone-copytree"]
 
 
-def ensure_rsync() -> bool:
-    if shutil.which("rsync"):
+# Rust peers, built by `cargo install --locked` at pinned versions into build/bench/cargo.
+CARGO_ROOT = os.path.join(REPO, "build", "bench", "cargo")
+CARGO_PEERS: dict[str, tuple[str, str]] = {  # binary -> (crate, version)
+    "cpz": ("cpz", "3.2.1"),   # SUPERCILEX/fuc
+    "fcp": ("fcp", "0.2.2"),
+    "xcp": ("xcp", "0.24.9"),
+}
+# Debian packages the harness uses: binary -> package.
+APT_DEPS = {"rsync": "rsync", "fio": "fio", "gnuplot": "gnuplot-nox", "/usr/bin/time": "time"}
+
+
+def ensure_apt(binary: str, install: bool = True) -> bool:
+    """True when `binary` is there, after installing its Debian package (as root) if it was not."""
+    if shutil.which(binary):
         return True
-    if os.geteuid() != 0:
+    if not install or os.geteuid() != 0:
         return False
-    log("rsync missing: apt-get install -y rsync")
+    pkg = APT_DEPS[binary]
+    log(f"{binary} missing: apt-get install -y {pkg}")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    ok = subprocess.run(["apt-get", "install", "-y", "-q", "rsync"], env=env,
-                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
-    if not ok:
-        subprocess.run(["apt-get", "update", "-q"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        ok = subprocess.run(["apt-get", "install", "-y", "-q", "rsync"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
-    return ok and shutil.which("rsync") is not None
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    ok = subprocess.run(["apt-get", "install", "-y", "-q", pkg], env=env, **quiet).returncode == 0
+    if not ok:  # a machine that never ran apt-get update has no package lists
+        subprocess.run(["apt-get", "update", "-q"], env=env, **quiet)
+        ok = subprocess.run(["apt-get", "install", "-y", "-q", pkg], env=env, **quiet).returncode == 0
+    return ok and shutil.which(binary) is not None
+
+
+def cargo_peer_ok(binary: str) -> bool:
+    path = os.path.join(CARGO_ROOT, "bin", binary)
+    try:
+        r = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return CARGO_PEERS[binary][1] in r.stdout + r.stderr
+
+
+def ensure_cargo_peer(binary: str, install: bool = True) -> bool:
+    """True when build/bench/cargo/bin/<binary> is the pinned version, after `cargo install` if not."""
+    if cargo_peer_ok(binary):
+        return True
+    if not install:
+        return False
+    cargo = shutil.which("cargo") or os.path.expanduser("~/.cargo/bin/cargo")
+    if not os.access(cargo, os.X_OK):
+        log(f"cannot build {binary}: no cargo (install Rust, e.g. with rustup)")
+        return False
+    crate, version = CARGO_PEERS[binary]
+    log(f"building {crate} {version} with cargo install --locked (takes minutes on 2 CPUs)")
+    r = subprocess.run([cargo, "install", "--quiet", "--locked", "--root", CARGO_ROOT, "--version", version, crate])
+    return r.returncode == 0 and cargo_peer_ok(binary)
+
+
+def install_deps() -> int:
+    """--deps: everything any tool, condition or report needs; what could not be had is listed."""
+    missing = [b for b in APT_DEPS if not ensure_apt(b)]
+    missing += [b for b in CARGO_PEERS if not ensure_cargo_peer(b)]
+    if missing:
+        log(f"not available: {', '.join(missing)}")
+        return 1
+    log(f"ready: {', '.join(APT_DEPS)}; {', '.join(f'{b} {v}' for b, (_, v) in CARGO_PEERS.items())} in {CARGO_ROOT}")
+    return 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -320,7 +388,7 @@ class Condition:
     name: str
     description: str
     cold: bool          # drop caches before each run
-    source: str         # "tmpfs" or "ext4-image"
+    source: str         # "tmpfs", "ext4-image" or "disk"
     dest: str           # "tmpfs" or "ext4-shm"
 
 
@@ -328,8 +396,112 @@ CONDITIONS: dict[str, Condition] = {c.name: c for c in [
     Condition("warm", "source on tmpfs, fresh tmpfs destination", False, "tmpfs", "tmpfs"),
     Condition("cold", "source on a loop-mounted ext4 image on disk, caches dropped; fresh tmpfs destination",
               True, "ext4-image", "tmpfs"),
+    Condition("cold-disk", "source in a directory on the disk's own filesystem (no loop device), caches dropped; "
+              "fresh tmpfs destination", True, "disk", "tmpfs"),
     Condition("ext4-dst", "source on tmpfs, fresh ext4 (mkfs on /dev/shm) destination", False, "tmpfs", "ext4-shm"),
 ]}
+
+
+class Sources:
+    """Where each condition's source tree lives; the tree itself is always `<root>/data`.
+
+    tmpfs: generated once per dataset into a tmpfs that the conditions reading from tmpfs share.
+    ext4-image: an ext4 image in the cache directory, built once per dataset version, loop-mounted
+    read-only for each condition. disk: a directory in the cache directory itself, on whatever
+    filesystem holds it (the machine's disk), generated once per dataset version.
+    """
+
+    def __init__(self, mounts: Mounts, work: str, cache: str):
+        self.mounts, self.work, self.cache = mounts, work, cache
+        self.tmpfs_ds: Dataset | None = None
+        self.image_mnt: str | None = None
+
+    def get(self, ds: Dataset, cond: Condition) -> str:
+        size, inodes = fs_size(ds)
+        if cond.source == "tmpfs":
+            mnt = os.path.join(self.work, "src-tmpfs")
+            if self.tmpfs_ds != ds:
+                self.drop_tmpfs()
+                self.mounts.tmpfs(mnt, size)
+                generate(ds, os.path.join(mnt, "data"))
+                self.tmpfs_ds = ds
+            return os.path.join(mnt, "data")
+        os.makedirs(self.cache, exist_ok=True)
+        if cond.source == "disk":
+            tree = os.path.join(self.cache, f"{ds.name}-{ds.key()}.tree")
+            fstype = subprocess.run(["findmnt", "-n", "-o", "FSTYPE", "-T", self.cache], capture_output=True,
+                                    text=True).stdout.strip()
+            if fstype in ("tmpfs", "ramfs", "overlay", ""):
+                log(f"warning: {self.cache} is on {fstype or 'an unknown filesystem'}, not a disk: "
+                    f"{cond.name} is not cold there (--cache)")
+            if not os.path.exists(os.path.join(tree, ".complete")):
+                log(f"building cold-source tree {tree}")
+                shutil.rmtree(tree, ignore_errors=True)
+                generate(ds, os.path.join(tree, "data"))
+                open(os.path.join(tree, ".complete"), "w").close()
+            return os.path.join(tree, "data")
+        # ext4-image (the tree sits in data/ below the mount point: ext4 has lost+found at its root)
+        mnt = os.path.join(self.work, f"src-{ds.name}-{cond.name}")
+        image = os.path.join(self.cache, f"{ds.name}-{ds.key()}.img")
+        if not os.path.exists(image):
+            log(f"building cold-source image {image}")
+            mkfs_ext4(image + ".tmp", size, inodes)
+            self.mounts.ext4_image(image + ".tmp", mnt, readonly=False)
+            generate(ds, os.path.join(mnt, "data"))
+            self.mounts.umount(mnt)
+            os.rename(image + ".tmp", image)
+        self.mounts.ext4_image(image, mnt, readonly=True)
+        self.image_mnt = mnt
+        return os.path.join(mnt, "data")
+
+    def release(self) -> None:
+        """After a condition: unmounts its image (a tmpfs source stays for the next condition)."""
+        if self.image_mnt:
+            self.mounts.umount(self.image_mnt)
+            self.image_mnt = None
+
+    def drop_tmpfs(self) -> None:
+        if self.tmpfs_ds is not None:
+            self.mounts.umount(os.path.join(self.work, "src-tmpfs"))
+            self.tmpfs_ds = None
+
+
+def device_limits(path: str, runtime: int, log_path: str) -> dict | None:
+    """fio's limits of the device under `path`: random 4 KiB reads at depth 64 and sequential
+    1 MiB reads at depth 16, both O_DIRECT (no page cache). Reads the block device itself,
+    read-only, when `path` is on one that may be opened (containers often forbid it); otherwise a
+    1 GiB file that fio lays out in `path` and that is deleted afterwards."""
+    source = subprocess.run(["findmnt", "-n", "-o", "SOURCE", "-T", path], capture_output=True,
+                            text=True).stdout.strip().split("[")[0]  # btrfs: /dev/sda1[/subvol]
+    try:
+        is_block = stat.S_ISBLK(os.stat(source).st_mode)
+        os.close(os.open(source, os.O_RDONLY | os.O_DIRECT))
+    except OSError:
+        is_block = False
+    target = source if is_block else os.path.join(path, "fio-probe.dat")
+    common = ["fio", f"--filename={target}", "--direct=1", "--ioengine=libaio", f"--runtime={runtime}",
+              "--time_based", "--output-format=json"] + (["--readonly"] if is_block else ["--size=1G"])
+    out = {"device": target, "runtime_s": runtime}
+    try:
+        for key, job in [("randread_iops", ["--name=randread", "--rw=randread", "--bs=4k", "--iodepth=64"]),
+                         ("seqread_bytes_per_s", ["--name=seqread", "--rw=read", "--bs=1M", "--iodepth=16"])]:
+            argv = common + job
+            log(f"fio on {target}: {job[0][7:]} for {runtime} s")
+            r = subprocess.run(argv, capture_output=True, text=True)
+            with open(log_path, "a") as f:
+                f.write("$ " + " ".join(argv) + "\n" + r.stderr)
+            if r.returncode != 0:
+                log(f"fio failed ({r.stderr.strip()[:200]}): no physical-limit rows")
+                return None
+            read = json.loads(r.stdout[r.stdout.index("{"):])["jobs"][0]["read"]
+            out[key] = read["iops"] if key == "randread_iops" else read["bw_bytes"]
+    finally:
+        if not is_block:
+            with contextlib.suppress(OSError):
+                os.unlink(target)
+    log(f"device {target}: {out['randread_iops']:,.0f} random 4 KiB reads/s, "
+        f"{out['seqread_bytes_per_s'] / MIB:,.0f} MiB/s sequential")
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -450,27 +622,6 @@ def summarize(samples: list[Sample]) -> dict:
     }
 
 
-def table(ds: Dataset, cond: Condition, results: dict[str, list[Sample]], tools: dict[str, Tool]) -> str:
-    files, _, total = dataset_totals(ds)
-    base = summarize(results["cp-r"])["median_s"] if "cp-r" in results else None
-    lines = [
-        f"### {ds.name} ({ds.description}), {cond.name}: {cond.description}",
-        "",
-        "| tool | median s | min–max s | vs cp -r | files/s | MiB/s | user s | sys s | peak RSS MiB | runs ok | verified |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    for name, samples in results.items():
-        s = summarize(samples)
-        m = s["median_s"]
-        ratio = f"{base / m:.2f}x" if base and m == m and m > 0 else "–"
-        lines.append(
-            f"| {tools[name].label.replace('|', chr(92) + '|')} | {m:.3f} | {s['min_s']:.3f}–{s['max_s']:.3f} | {ratio} | "
-            f"{files / m:,.0f} | {total / MIB / m:,.1f} | {s['user_s']:.2f} | {s['sys_s']:.2f} | "
-            f"{s['peak_rss_mib']:.1f} | {s['ok_runs']}/{s['runs']} | {', '.join(s['verified'])} |")
-    lines.append("")
-    return "\n".join(lines)
-
-
 def machine_info() -> dict:
     info = {"kernel": platform.release(), "cpus": os.cpu_count(), "python": platform.python_version()}
     try:
@@ -506,7 +657,15 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--sample", type=int, default=100, help="files whose bytes are checked after each verified run")
     ap.add_argument("--no-mount", action="store_true",
                     help="no root: plain directories instead of fresh filesystems (warm only; less trustworthy)")
+    ap.add_argument("--fio-runtime", type=int, default=10,
+                    help="seconds per fio job measuring the cold sources' device (default 10)")
+    ap.add_argument("--no-fio", action="store_true", help="no physical-limit rows for the cold conditions")
     ap.add_argument("--list", action="store_true", help="list datasets, conditions and tools, then exit")
+    ap.add_argument("--deps", action="store_true",
+                    help="install what the harness uses (Debian: rsync fio gnuplot-nox time; cargo: cpz fcp xcp at "
+                         "pinned versions into build/bench/cargo) when missing, then exit")
+    ap.add_argument("--no-install", action="store_true",
+                    help="never install: skip tools that are missing (--quick builds no cargo peers either)")
     a = ap.parse_args()
     if a.quick:
         a.datasets, a.conditions = "quick", "warm"
@@ -517,6 +676,8 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     a = parse_args()
+    if a.deps:
+        return install_deps()
     rclone = a.rclone or os.path.join(REPO, "build", "bin", "rclone")
     rclone = rclone if os.access(rclone, os.X_OK) else None
     tools = make_tools(a.bin, rclone)
@@ -541,8 +702,10 @@ def main() -> int:
             log(f"skipping {n}: no rclone binary at build/bin/rclone (--rclone)")
         elif n.startswith("uring-sync") and not os.access(a.bin, os.X_OK):
             sys.exit(f"bench: {a.bin} not found: run 'make' first (or --bin / URING_SYNC_BIN)")
-        elif n == "rsync" and not ensure_rsync():
+        elif n == "rsync" and not ensure_apt("rsync", install=not a.no_install):
             log("skipping rsync: not installed and apt-get install failed")
+        elif n in CARGO_PEERS and not ensure_cargo_peer(n, install=not (a.quick or a.no_install)):
+            log(f"skipping {n}: {CARGO_PEERS[n][0]} {CARGO_PEERS[n][1]} is not in {CARGO_ROOT} (make bench-deps)")
         else:
             picked.append(n)
     if not a.no_mount and os.geteuid() != 0:
@@ -554,6 +717,7 @@ def main() -> int:
     cache = a.cache or os.path.join(a.out, "cache")
     work = tempfile.mkdtemp(prefix="uring-sync-bench.", dir="/tmp")
     mounts = Mounts(enabled=not a.no_mount)
+    sources = Sources(mounts, work, cache)
     log_path = os.path.join(a.out, "runs.log")
     rss_file = os.path.join(work, "rss") if have_gnu_time() else None
     if not rss_file:
@@ -569,32 +733,21 @@ def main() -> int:
     report = {"meta": {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                        "machine": machine_info(), "args": vars(a), "tools": {n: tools[n].label for n in picked}},
               "results": []}
-    sections: list[str] = []
     failures = 0
     interrupted = False
     try:
+        if any(c.cold for c in conditions) and not a.no_fio:
+            os.makedirs(cache, exist_ok=True)  # the cold sources live here (images or trees)
+            if ensure_apt("fio", install=not a.no_install):
+                report["meta"]["physical"] = device_limits(cache, a.fio_runtime, log_path)
+            else:
+                log("no fio (apt-get install fio failed): no physical-limit rows")
         for ds in datasets:
             size, inodes = fs_size(ds)
             files, dirs, total = dataset_totals(ds)
             log(f"dataset {ds.name}: {files} files, {dirs} dirs, {total / MIB:.0f} MiB")
             for cond in conditions:
-                # The tree sits in data/ below the mount point (ext4 has lost+found at its root).
-                srcmnt = os.path.join(work, f"src-{ds.name}-{cond.name}")
-                src = os.path.join(srcmnt, "data")
-                if cond.source == "tmpfs":
-                    mounts.tmpfs(srcmnt, size)
-                    generate(ds, src)
-                else:
-                    os.makedirs(cache, exist_ok=True)
-                    image = os.path.join(cache, f"{ds.name}-{ds.key()}.img")
-                    if not os.path.exists(image):
-                        log(f"building cold-source image {image}")
-                        mkfs_ext4(image + ".tmp", size, inodes)
-                        mounts.ext4_image(image + ".tmp", srcmnt, readonly=False)
-                        generate(ds, src)
-                        mounts.umount(srcmnt)
-                        os.rename(image + ".tmp", image)
-                    mounts.ext4_image(image, srcmnt, readonly=True)
+                src = sources.get(ds, cond)
                 results: dict[str, list[Sample]] = {n: [] for n in picked}
                 timed_out: set[str] = set()
                 for rep in range(a.reps):
@@ -636,11 +789,13 @@ def main() -> int:
                             f"user {s.user:6.2f} sys {s.sys:6.2f} rss {s.maxrss_kib / 1024:7.1f} MiB  {verified}")
                         mounts.umount(mnt)
                         shutil.rmtree(mnt, ignore_errors=True)
-                mounts.umount(srcmnt)
-                sections.append(table(ds, cond, results, tools))
+                sources.release()
                 for name, samples in results.items():
                     report["results"].append({"dataset": ds.name, "condition": cond.name, "tool": name,
                                               "label": tools[name].label, "summary": summarize(samples),
+                                              "dataset_description": ds.description, "files": files, "dirs": dirs,
+                                              "bytes": total, "condition_description": cond.description,
+                                              "cold": cond.cold,
                                               "samples": [dataclasses.asdict(s) for s in samples]})
     except KeyboardInterrupt:
         interrupted = True
@@ -650,22 +805,11 @@ def main() -> int:
         mounts.cleanup()
         shutil.rmtree(work, ignore_errors=True)
 
-    info = report["meta"]["machine"]
-    md = "\n".join([
-        "## uring-sync benchmark",
-        "",
-        f"{report['meta']['date']} · kernel {info['kernel']} · {info['cpus']} CPUs · {info.get('mem_total', '?')} · "
-        f"commit {info.get('git', '?')} · {a.reps} interleaved runs per tool, medians; "
-        "fresh destination filesystem per run; 'vs cp -r' = cp -r median / tool median.",
-        "",
-        *sections,
-    ])
-    print(md)
-    with open(os.path.join(a.out, "results.md"), "w") as f:
-        f.write(md + "\n")
     with open(os.path.join(a.out, "results.json"), "w") as f:
         json.dump(report, f, indent=1, default=str)
-    log(f"wrote {os.path.join(a.out, 'results.md')} and results.json (raw command output: {log_path})")
+    print(report_md.write_all(report, a.out))
+    log(f"wrote results.json, results.md and results.png in {a.out} (raw command output: {log_path}); "
+        "test/bench/report.py --readme README.md puts this run's table in the README")
     if interrupted:
         return 130
     return 1 if failures else 0

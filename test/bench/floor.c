@@ -3,8 +3,8 @@
  * openat, read, openat(O_CREAT|O_EXCL), write, close, close — no stat, no
  * metadata, no error handling worth the name — with the top-level
  * directories of SRC shared out over N threads.  Not a copier: a yardstick.
- * Handles SRC/<dir>/<file> trees (every bench dataset but `flat`); files in
- * SRC itself are copied by the main thread.
+ * Each thread copies whole top-level subtrees (recursing with mkdirat); files
+ * in SRC itself are copied by the main thread.
  *
  *   cc -O2 -pthread -o floor floor.c && ./floor SRC DST THREADS
  */
@@ -23,11 +23,21 @@ static char **dirs;
 static int ndirs, next_dir;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 
-static void copy_dir_files(int sd, int dd) {
+static void copy_dir_files(int sd, int dd, int recurse) {
   static __thread char buf[1 << 20];
   DIR *dir = fdopendir(dup(sd));
   struct dirent *e;
+  rewinddir(dir); /* the dup shares sd's offset, which an earlier listing may have moved */
   while ((e = readdir(dir)) != NULL) {
+    if (recurse && e->d_type == DT_DIR && strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+      mkdirat(dd, e->d_name, 0755);
+      int csd = openat(sd, e->d_name, O_RDONLY | O_DIRECTORY);
+      int cdd = openat(dd, e->d_name, O_RDONLY | O_DIRECTORY);
+      copy_dir_files(csd, cdd, 1);
+      close(csd);
+      close(cdd);
+      continue;
+    }
     if (e->d_type != DT_REG) continue;
     int in = openat(sd, e->d_name, O_RDONLY);
     int out = openat(dd, e->d_name, O_WRONLY | O_CREAT | O_EXCL, 0644);
@@ -49,7 +59,7 @@ static void *worker(void *arg) {
     mkdirat(dst_root, dirs[i], 0755);
     int sd = openat(src_root, dirs[i], O_RDONLY | O_DIRECTORY);
     int dd = openat(dst_root, dirs[i], O_RDONLY | O_DIRECTORY);
-    copy_dir_files(sd, dd);
+    copy_dir_files(sd, dd, 1);
     close(sd);
     close(dd);
   }
@@ -78,7 +88,7 @@ int main(int argc, char **argv) {
   pthread_t t[256];
   if (nt < 1 || nt > 256) nt = 2;
   for (int i = 0; i < nt; i++) pthread_create(&t[i], NULL, worker, NULL);
-  copy_dir_files(src_root, dst_root);
+  copy_dir_files(src_root, dst_root, 0);
   for (int i = 0; i < nt; i++) pthread_join(t[i], NULL);
   return 0;
 }

@@ -1,0 +1,80 @@
+"""report.py on a canned results.json (testdata/): tables, limit rows, README rewrite, chart.
+
+No timing and no root: `python3 -m unittest discover -s test/bench -p '*_test.py'`.
+"""
+
+import os
+import shutil
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import report  # noqa: E402
+
+CANNED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "testdata", "results.json")
+
+
+class ReportTest(unittest.TestCase):
+    def setUp(self):
+        self.rep = report.load(CANNED)
+        self.tmp = tempfile.mkdtemp(prefix="report-test.")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp)
+
+    def test_section_rows_and_ratios(self):
+        md = report.markdown(self.rep)
+        self.assertIn("### small4k (100K x 4 KiB in 100 dirs), warm:", md)
+        self.assertIn("| uring-sync | 0.500 | 0.450–0.550 | 4.00x | 200,000 | 781.2 |", md)
+        self.assertIn("| tar cf - \\| tar xf - | nan |", md)  # a tool whose runs all failed
+        self.assertIn("0/3 | exit 2 |", md)
+
+    def test_limit_rows_only_for_cold_conditions(self):
+        secs = {s["condition"]: s for s in report.sections(self.rep)}
+        warm = [r["tool"] for r in secs["warm"]["rows"]]
+        cold = {r["tool"]: r["median"] for r in secs["cold-disk"]["rows"]}
+        self.assertNotIn(report.LIMIT_RANDOM, warm)
+        self.assertAlmostEqual(cold[report.LIMIT_RANDOM], 100000 / 100000.0)  # files / IOPS
+        self.assertAlmostEqual(cold[report.LIMIT_SEQ], 409600000 / 1048576000.0)  # bytes / bandwidth
+        self.assertIn("physical limit: 1 random 4 KiB read per file at 100,000 IOPS", report.markdown(self.rep))
+
+    def test_readme_rewritten_between_markers_only(self):
+        path = os.path.join(self.tmp, "README.md")
+        before, after = "# Title\n\ntext before\n", "\ntext after\n"
+        with open(path, "w") as f:
+            f.write(before + report.README_BEGIN + "\nold table\n" + report.README_END + after)
+        table = report.readme_table(self.rep)
+        report.update_readme(path, table)
+        report.update_readme(path, table)  # idempotent
+        with open(path) as f:
+            text = f.read()
+        self.assertEqual(text, before + report.README_BEGIN + "\n" + table + "\n" + report.README_END + after)
+        self.assertIn("| tool | small4k, warm | small4k, cold-disk |", table)
+        self.assertIn("| `uring-sync` | **0.50 s (4.0x)** | **2.00 s (4.0x)** |", table)
+        self.assertIn("| `tar cf - \\| tar xf -` | – | – |", table)
+
+    def test_readme_without_markers_is_refused(self):
+        path = os.path.join(self.tmp, "README.md")
+        with open(path, "w") as f:
+            f.write("# no markers\n")
+        with self.assertRaises(SystemExit):
+            report.update_readme(path, "x")
+
+    def test_chart_script_has_every_section(self):
+        script = report.gnuplot_script(self.rep, "/nonexistent/out.png")
+        self.assertIn("set multiplot layout 2,1", script)
+        self.assertEqual(script.count("plot $s"), 2)
+        self.assertIn('"limit: sequential" 0.390625', script)  # bytes / bandwidth
+
+    def test_chart_png(self):
+        if shutil.which("gnuplot") is None:
+            self.skipTest("gnuplot not installed (make bench-deps)")
+        png = os.path.join(self.tmp, "results.png")
+        self.assertTrue(report.chart(self.rep, png))
+        with open(png, "rb") as f:
+            self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+
+
+if __name__ == "__main__":
+    unittest.main()
