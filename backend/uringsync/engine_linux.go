@@ -95,6 +95,9 @@ func New(opts *Options) (*Engine, error) {
 		{o.FailFast, C.USYNC_FAIL_FAST},
 		{o.HashMD5, C.USYNC_HASH_MD5},
 		{o.AnnounceFallback, C.USYNC_ANNOUNCE_FALLBACK},
+		{o.IgnoreTimes, C.USYNC_IGNORE_TIMES},
+		{o.Update, C.USYNC_UPDATE},
+		{o.Checksum, C.USYNC_CHECKSUM},
 	} {
 		if f.on {
 			co.flags |= f.flag
@@ -221,6 +224,8 @@ func statsOf(cs *C.usync_stats) Stats {
 		Engine:          Kind(cs.engine),
 		QueueDepth:      int(cs.queue_depth),
 		FDBudget:        int(cs.fd_budget),
+		FilesSkipped:    uint64(cs.files_skipped),
+		TempsRemoved:    uint64(cs.temps_removed),
 		BufferBytes:     uint64(cs.buffer_bytes),
 	}
 }

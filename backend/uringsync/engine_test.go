@@ -227,6 +227,14 @@ func TestCopyTree(t *testing.T) {
 			t.Errorf("stats = %+v", st)
 		}
 
+		// The same copy again: every file is already there.
+		if err := e.CopyTree(context.Background(), src, dst); err != nil {
+			t.Fatal(err)
+		}
+		if st := e.Stats(); st.FilesSkipped != 50 || st.FilesDone != 0 {
+			t.Errorf("re-run stats = %+v, want 50 skipped", st)
+		}
+
 		err := e.CopyTree(context.Background(), filepath.Join(dir, "nope"), dst)
 		var pe *os.PathError
 		if !errors.Is(err, fs.ErrNotExist) || !errors.As(err, &pe) {

@@ -35,11 +35,19 @@ type Options struct {
 	IOWQMaxWorkers   int           // io-wq kernel threads per ring; 0 = 4
 	ProgressInterval time.Duration // between OnProgress calls; 0 = 200ms
 
-	Preserve  bool // keep permission bits and access/modify times
+	Preserve  bool // keep permission bits (and directory times; files keep times always)
 	DryRun    bool // walk and report, write nothing
 	ForceSync bool // never use io_uring: use the synchronous thread pool
 	FailFast  bool // stop the whole job at the first per-file error
 	HashMD5   bool // compute the MD5 of each copied file while copying
+	// IgnoreTimes copies every file; by default CopyTree skips a file whose
+	// destination has the same size and modification time (rsync's quick
+	// check; files keep their modification time in every mode). Update
+	// keeps destination files that are newer; Checksum compares bytes
+	// instead of times.
+	IgnoreTimes bool
+	Update      bool
+	Checksum    bool
 	// AnnounceFallback prints one line on stderr when io_uring is unavailable
 	// and the synchronous engine is used. The library prints nothing
 	// otherwise.
@@ -131,6 +139,8 @@ type Stats struct {
 	Engine          Kind   // engine actually used
 	QueueDepth      int    // io_uring: files in flight per ring after the budgets
 	FDBudget        int    // descriptors the call allowed itself
+	FilesSkipped    uint64 // regular files already up to date in the destination
+	TempsRemoved    uint64 // temporaries of interrupted runs removed from the destination
 	BufferBytes     uint64 // I/O buffer bytes registered with the rings
 }
 

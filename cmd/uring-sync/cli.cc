@@ -98,6 +98,10 @@ std::optional<int> parse(int argc, const char* const* argv, Options* o, std::ost
                  "auto (io_uring, or the synchronous engine for tmpfs sources or without io_uring), uring, or sync")
       ->check(CLI::IsMember({"auto", "uring", "sync"}));
   app.add_flag("--fail-fast", o->fail_fast, "stop at the first error");
+  app.add_flag("-I,--ignore-times", o->ignore_times,
+               "copy every file, even those the destination already has (same size and mtime)");
+  app.add_flag("-u,--update", o->update, "skip files that are newer in the destination");
+  app.add_flag("--checksum", o->checksum, "decide what is already copied by content, not by mtime (reads both)");
   try {
     app.parse(argc, argv);
     if (!chunk.empty()) {
@@ -186,6 +190,9 @@ usync_options engine_options(const Options& o, std::vector<const char*>* ptrs) {
   if (o.preserve) opts.flags |= USYNC_PRESERVE;
   if (o.dry_run) opts.flags |= USYNC_DRY_RUN;
   if (o.fail_fast) opts.flags |= USYNC_FAIL_FAST;
+  if (o.ignore_times) opts.flags |= USYNC_IGNORE_TIMES;
+  if (o.update) opts.flags |= USYNC_UPDATE;
+  if (o.checksum) opts.flags |= USYNC_CHECKSUM;
   if (o.engine == "sync") opts.flags |= USYNC_FORCE_SYNC;
   if (o.engine == "uring") opts.flags |= USYNC_FORCE_URING;
   ptrs->clear();

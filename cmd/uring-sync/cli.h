@@ -25,6 +25,9 @@ struct Options {
   bool verbose = false;
   bool progress = false;
   bool fail_fast = false;
+  bool ignore_times = false;
+  bool update = false;
+  bool checksum = false;
   std::string engine = "auto";  // auto | uring | sync
   std::vector<std::string> excludes;
 };

@@ -191,15 +191,19 @@ int main(int argc, char** argv) {
                    static_cast<unsigned long long>(n - kSameErrorLines), std::strerror(err));
   if (opts.verbose || st.files_failed > 0) {
     std::fprintf(stderr,
-                 "uring-sync: %s%llu files (%s), %llu dirs, %llu symlinks, %llu special; %llu failed; "
+                 "uring-sync: %s%llu files (%s), %llu dirs, %llu symlinks, %llu special; %llu up to date; %llu failed; "
                  "%llu excluded; %.3f s (engine: %s, workers: %u)\n",
                  opts.dry_run ? "would copy " : "", static_cast<unsigned long long>(st.files_done),
                  human_bytes(static_cast<double>(st.bytes_done)).c_str(),
                  static_cast<unsigned long long>(st.dirs_created), static_cast<unsigned long long>(st.symlinks_created),
-                 static_cast<unsigned long long>(st.specials_created), static_cast<unsigned long long>(st.files_failed),
+                 static_cast<unsigned long long>(st.specials_created), static_cast<unsigned long long>(st.files_skipped),
+                 static_cast<unsigned long long>(st.files_failed),
                  static_cast<unsigned long long>(st.files_excluded), static_cast<double>(st.elapsed_ns) / 1e9,
                  kind == USYNC_ENGINE_URING ? "io_uring" : "sync", st.workers);
   }
+  if (opts.verbose && st.temps_removed > 0)
+    std::fprintf(stderr, "uring-sync: removed %llu temporaries left by interrupted runs\n",
+                 static_cast<unsigned long long>(st.temps_removed));
   if (opts.verbose && st.engine == USYNC_ENGINE_URING)
     std::fprintf(stderr, "uring-sync: %u files in flight per ring (-q %u asked), %s of buffers, %u descriptors\n",
                  st.queue_depth, opts.queue_depth != 0 ? opts.queue_depth : 128u,

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <linux/magic.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -349,7 +350,7 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
     // Nothing was walked: drop the root (and the empty directory made for it).
     job.small_q.close();
     job.large_q.close();
-    if (!root->tmp_name.empty()) rmdir(root->tmp_name.c_str());
+    if (root->fresh) rmdir(job.dst_root.c_str());
     delete root;
   }
   if (feed != nullptr) {
@@ -443,7 +444,7 @@ int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) 
       t.src_name = src;
       t.dst_name = dst;
       t.set_stat(st);
-      t.replace = true;
+      t.existing = true;  // a re-run finds it there
       job.src_root = src;
       job.dst_root = dst;
       counters_.files_found.store(1, std::memory_order_relaxed);
@@ -490,26 +491,30 @@ int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) 
   }
   UniqueFd dfd;
   bool fresh = false;
-  std::string tmp;  // a new DST is built beside its final name, then renamed
+  mode_t made = 0;
   if (!cfg_.has(USYNC_DRY_RUN)) {
     struct stat existing {};
     if (lstat(dst_in.c_str(), &existing) != 0) {  // an existing symlink is followed below, like cp
       if (errno != ENOENT) return -errno;
       if (const int err = make_parents(dst_in); err != 0) return -err;
-      std::string parent = dst_in;
-      while (parent.size() > 1 && parent.back() == '/') parent.pop_back();
-      const size_t slash = parent.rfind('/');
-      tmp = (slash == std::string::npos ? std::string() : parent.substr(0, slash + 1)) + temp_name();
-      if (mkdir(tmp.c_str(), 0700) != 0) return -errno;
-      fresh = true;
+      const mode_t want = cfg_.has(USYNC_PRESERVE) ? (st.st_mode & 07777) : (st.st_mode & (0777 | S_ISVTX) & ~job.umask_bits);
+      made = (want | S_IRWXU) & ~job.umask_bits;
+      if (mkdir(dst_in.c_str(), made) == 0)
+        fresh = true;
+      else if (errno != EEXIST)  // made meanwhile by someone else: merge
+        return -errno;
     }
-    dfd.reset(open(fresh ? tmp.c_str() : dst_in.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    dfd.reset(open(dst_in.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!dfd.valid()) {
       const int err = errno;
-      if (fresh) rmdir(tmp.c_str());
+      if (fresh) rmdir(dst_in.c_str());
       return -err;
     }
     if (fresh) counters_.dirs_created.fetch_add(1, std::memory_order_relaxed);
+    // Every run holds a shared lock on the destination root; one that can
+    // briefly make it exclusive knows it is alone and may remove what
+    // killed runs left behind (the walker does).
+    flock(dfd.get(), LOCK_SH);
   }
   struct stat ids {};
   if (fstat(sfd.get(), &ids) != 0) return -errno;
@@ -526,7 +531,7 @@ int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) 
   root->atime = st.st_atim;
   root->mtime = st.st_mtim;
   root->fresh = fresh;
-  root->tmp_name = std::move(tmp);
+  root->mode_made = made;
   return run(job, root, nullptr);
 }
 

@@ -6,11 +6,16 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <dirent.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <memory>
+#include <new>
 
 namespace usync {
 
@@ -37,7 +42,7 @@ mode_t current_umask() noexcept {
 }
 
 void Counters::reset() noexcept {
-  for (auto* c : {&files_found, &bytes_found, &files_done, &bytes_done, &files_failed, &files_excluded, &dirs_created,
+  for (auto* c : {&files_found, &bytes_found, &files_done, &bytes_done, &files_failed, &files_excluded, &files_skipped, &temps_removed, &dirs_created,
                   &symlinks_created, &specials_created, &start_ns, &end_ns})
     c->store(0, std::memory_order_relaxed);
   walk_done.store(0, std::memory_order_relaxed);
@@ -56,6 +61,8 @@ void Counters::snapshot(usync_stats* s) const noexcept {
   s->bytes_done = ld(bytes_done);
   s->files_failed = ld(files_failed);
   s->files_excluded = ld(files_excluded);
+  s->files_skipped = ld(files_skipped);
+  s->temps_removed = ld(temps_removed);
   s->dirs_created = ld(dirs_created);
   s->symlinks_created = ld(symlinks_created);
   s->specials_created = ld(specials_created);
@@ -207,7 +214,9 @@ void Job::finish_file(FileTask& t, const FileResult& r) noexcept {
     out.has_md5 = r.has_md5 && r.error == 0 ? 1 : 0;
     if (out.has_md5) std::memcpy(out.md5, r.md5, 16);
   }
-  if (r.error == 0) {
+  if (r.skipped) {
+    counters.files_skipped.fetch_add(1, std::memory_order_relaxed);
+  } else if (r.error == 0) {
     counters.files_done.fetch_add(1, std::memory_order_relaxed);
     file_done_cb(t.dir, t.src_name, t.dst_name, r.bytes, r.has_md5 ? r.md5 : nullptr, t.mode);
   } else if (r.step == USYNC_STEP_CANCELED && cancelled()) {
@@ -303,19 +312,132 @@ int chmod_nofollow(int dfd, const char* name, mode_t mode) noexcept {
   return ret;
 }
 
+namespace {
+
+bool same_time(const timespec& dst, const timespec& src) noexcept {
+  if (dst.tv_sec != src.tv_sec) return false;
+  // A destination without sub-second times (some network and FUSE
+  // filesystems) stored the seconds only.
+  return dst.tv_nsec == src.tv_nsec || dst.tv_nsec == 0;
+}
+
+bool older(const timespec& a, const timespec& b) noexcept {
+  return a.tv_sec < b.tv_sec || (a.tv_sec == b.tv_sec && a.tv_nsec < b.tv_nsec);
+}
+
+// Whether the two open files hold the same `size` bytes.
+bool same_bytes(int a, int b, uint64_t size) noexcept {
+  constexpr size_t kBuf = 64 * 1024;
+  std::unique_ptr<char[]> x(new (std::nothrow) char[kBuf]), y(new (std::nothrow) char[kBuf]);
+  if (!x || !y) return false;
+  for (uint64_t off = 0; off < size;) {
+    const auto want = static_cast<size_t>(std::min<uint64_t>(kBuf, size - off));
+    const ssize_t n = pread(a, x.get(), want, static_cast<off_t>(off));
+    if (n <= 0 || pread(b, y.get(), static_cast<size_t>(n), static_cast<off_t>(off)) != n ||
+        std::memcmp(x.get(), y.get(), static_cast<size_t>(n)) != 0)
+      return false;
+    off += static_cast<uint64_t>(n);
+  }
+  return true;
+}
+
+}  // namespace
+
+bool up_to_date(const Job& job, const FileTask& t) noexcept {
+  if (!t.existing || job.cfg.has(USYNC_IGNORE_TIMES)) return false;
+  const int dfd = t.dst_dirfd();
+  struct stat d {};
+  if (fstatat(dfd, t.dst_name.c_str(), &d, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(d.st_mode)) return false;
+  if (job.cfg.has(USYNC_UPDATE) && older(t.mtime, d.st_mtim)) return true;  // newer in DST
+  if (static_cast<uint64_t>(d.st_size) != t.size) return false;
+  bool same;
+  if (job.cfg.has(USYNC_CHECKSUM)) {
+    UniqueFd a(openat(t.src_dirfd(), t.src_name.c_str(), t.src_open_flags()));
+    UniqueFd b(openat(dfd, t.dst_name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+    struct stat as {};
+    same = a.valid() && b.valid() && fstat(a.get(), &as) == 0 && S_ISREG(as.st_mode) &&
+           same_bytes(a.get(), b.get(), t.size);
+  } else {
+    same = same_time(d.st_mtim, t.mtime);  // files keep their mtime in every mode
+  }
+  if (same) {  // the bytes are there: bring the metadata along
+    if (job.preserve() && (d.st_mode & 07777) != (t.mode & 07777))
+      chmod_nofollow(dfd, t.dst_name.c_str(), t.mode & 07777);
+    if (!same_time(d.st_mtim, t.mtime)) {
+      const timespec ts[2] = {t.atime, t.mtime};
+      utimensat(dfd, t.dst_name.c_str(), ts, AT_SYMLINK_NOFOLLOW);
+    }
+  }
+  return same;
+}
+
+namespace {
+
+bool is_temporary(const char* name) noexcept {
+  const size_t n = std::strlen(name);
+  return n > 11 && std::strncmp(name, ".usync-", 7) == 0 && std::strcmp(name + n - 4, ".tmp") == 0;
+}
+
+// Removes everything in the directory open at fd (never following a
+// symlink), depth-first.  Best effort.
+void empty_directory(int fd, int depth) noexcept {
+  UniqueFd list(openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!list.valid() || depth > 4096) return;
+  alignas(8) char buf[16 * 1024];
+  for (;;) {
+    const long n = syscall(SYS_getdents64, list.get(), buf, sizeof buf);
+    if (n <= 0) return;
+    for (long off = 0; off < n;) {
+      const auto* e = reinterpret_cast<const dirent64*>(buf + off);
+      off += e->d_reclen;
+      const char* name = e->d_name;
+      if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0))) continue;
+      if (unlinkat(fd, name, 0) == 0 || errno != EISDIR) continue;
+      UniqueFd sub(openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (sub.valid()) empty_directory(sub.get(), depth + 1);
+      unlinkat(fd, name, AT_REMOVEDIR);
+    }
+  }
+}
+
+}  // namespace
+
+void remove_temporaries(const Job& job, int dfd) noexcept {
+  UniqueFd list(openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!list.valid()) return;
+  alignas(8) char buf[16 * 1024];
+  for (;;) {
+    const long n = syscall(SYS_getdents64, list.get(), buf, sizeof buf);
+    if (n <= 0) return;
+    for (long off = 0; off < n;) {
+      const auto* e = reinterpret_cast<const dirent64*>(buf + off);
+      off += e->d_reclen;
+      if (!is_temporary(e->d_name)) continue;
+      if (unlinkat(dfd, e->d_name, 0) == 0) {
+        job.counters.temps_removed.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+      if (errno != EISDIR) continue;
+      UniqueFd sub(openat(dfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (sub.valid()) empty_directory(sub.get(), 0);
+      if (unlinkat(dfd, e->d_name, AT_REMOVEDIR) == 0)
+        job.counters.temps_removed.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+}
+
 int settle_entry(const Job& job, int dfd, const char* written, const char* final_name, mode_t mode,
                  const timespec& atime, const timespec& mtime, int* step) noexcept {
   int err = 0;
-  if (job.preserve()) {
-    const timespec ts[2] = {atime, mtime};
-    // Symlinks have no mode of their own on Linux; and a symlink swapped in
-    // for `written` (a destination directory another user can write) must
-    // not be followed.
-    if ((!S_ISLNK(mode) && chmod_nofollow(dfd, written, mode & 07777) != 0) ||
-        utimensat(dfd, written, ts, AT_SYMLINK_NOFOLLOW) != 0) {
-      err = errno;
-      *step = USYNC_STEP_METADATA;
-    }
+  // Times in every mode (the quick check of a re-run compares them); the
+  // mode with -p.  Symlinks have no mode of their own on Linux; and a
+  // symlink swapped in for `written` (a destination directory another user
+  // can write) must not be followed.
+  const timespec ts[2] = {atime, mtime};
+  if ((job.preserve() && !S_ISLNK(mode) && chmod_nofollow(dfd, written, mode & 07777) != 0) ||
+      utimensat(dfd, written, ts, AT_SYMLINK_NOFOLLOW) != 0) {
+    err = errno;
+    *step = USYNC_STEP_METADATA;
   }
   if (err == 0 && final_name != nullptr && renameat(dfd, written, dfd, final_name) != 0) {
     err = errno;

@@ -44,7 +44,9 @@ struct Config {
 // Live counters (snapshot into usync_stats).
 struct Counters {
   std::atomic<uint64_t> files_found{0}, bytes_found{0}, files_done{0}, bytes_done{0}, files_failed{0},
-      files_excluded{0}, dirs_created{0}, symlinks_created{0}, specials_created{0};
+      files_excluded{0}, dirs_created{0}, symlinks_created{0}, specials_created{0},
+      files_skipped{0};
+  std::atomic<uint64_t> temps_removed{0};  // leftovers of killed runs
   std::atomic<uint64_t> start_ns{0}, end_ns{0};
   std::atomic<uint32_t> walk_done{0}, engine{0}, workers{0}, queue_depth{0}, fd_budget{0};
   std::atomic<uint64_t> buffer_bytes{0};
@@ -54,9 +56,9 @@ struct Counters {
 
 // A directory being copied.  It lives while anything under it is pending:
 // its own listing, each queued file, each child directory.  When the count
-// drops to zero it is settled (renamed into place if it was built under a
-// temporary name, then its metadata applied, after all its entries exist so
-// that its mtime sticks) on the walker thread, and it releases its parent.
+// drops to zero it is settled (its metadata applied, after all its entries
+// exist so that its mtime sticks) on the walker thread, and it releases its
+// parent.
 //
 // Its descriptors are a cache owned by the walker thread (dir_cache.h): open
 // while the walker lists the directory or files queued in it are pinned to
@@ -70,12 +72,10 @@ struct Dir {
   ino_t src_ino = 0, dst_ino = 0;
   mode_t mode = 0;  // source mode
   timespec atime{}, mtime{};
-  bool fresh = false;  // created by this job: files are created in place
-  // Set on a new directory whose parent existed before the job (or on a new
-  // root): it is built under this temporary name and renamed into place when
-  // finished, so a killed copy never leaves a partial file at a final path.
-  // For the root it is a full path, for others a name in the parent.
-  std::string tmp_name;
+  // Created by this job (empty when it started: nothing to compare with or
+  // clean up); mode_made is the mode it was created with.
+  bool fresh = false;
+  mode_t mode_made = 0;
   std::atomic<int> pending{1};
   std::atomic<int> pins{0};  // users of src/dst: queued files, the walker
   // Descriptor cache bookkeeping (walker thread only).
@@ -83,9 +83,6 @@ struct Dir {
   Dir* lru_next = nullptr;
   bool cached = false;
   Dir* settle_next = nullptr;  // Job's list of directories to settle
-
-  // Name of the destination directory in its parent right now.
-  const std::string& dst_name() const noexcept { return tmp_name.empty() ? name : tmp_name; }
 };
 
 // One regular file to copy.
@@ -99,7 +96,8 @@ struct FileTask {
   dev_t dev = 0;  // identity as walked: the opened source must match
   ino_t ino = 0;
   uint32_t pair = UINT32_MAX;  // index into the results of a pair copy
-  bool replace = false;        // write a temporary name, rename over dst_name
+  bool replace = true;         // write a temporary name, rename over dst_name
+  bool existing = false;       // dst_name may exist: compare first (quick check)
 
   int src_dirfd() const noexcept;
   int dst_dirfd() const noexcept;
@@ -122,6 +120,7 @@ struct FileResult {
   uint64_t bytes = 0;
   bool has_md5 = false;
   uint8_t md5[16] = {};
+  bool skipped = false;  // already up to date in the destination (nothing written)
 };
 
 class Job {
@@ -202,6 +201,17 @@ class Job {
 // `written`.  Returns 0 or an errno and sets *step.
 int settle_entry(const Job& job, int dfd, const char* written, const char* final_name, mode_t mode,
                  const timespec& atime, const timespec& mtime, int* step) noexcept;
+
+// The quick check: whether the destination entry of t is already a copy of
+// it (rsync's rule: same size and modification time, which every mode keeps
+// on files; --checksum: same size and bytes; --update: a newer destination
+// is kept; --ignore-times: never).  A matching file whose time (or, with -p,
+// mode) differs gets it.  May read both files (--checksum).
+bool up_to_date(const Job& job, const FileTask& t) noexcept;
+
+// Removes temporaries (".usync-*.tmp") that killed runs left in the
+// destination directory dfd; those that are directories, recursively.
+void remove_temporaries(const Job& job, int dfd) noexcept;
 
 // Applies -p metadata to a finished destination file and moves a temporary
 // into place; on failure removes what was written.  Returns 0 or an errno and

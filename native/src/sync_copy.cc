@@ -179,6 +179,12 @@ void run_sync_worker(Job& job, WorkQueue<FileTask>& q) noexcept {
         job.finish_file(t, FileResult{ENOMEM, USYNC_STEP_READ});
         continue;
       }
+      if (t.existing && up_to_date(job, t)) {
+        FileResult skip;
+        skip.skipped = true;
+        job.finish_file(t, skip);
+        continue;
+      }
       if (md5) md5->reset();
       job.finish_file(t, copy_file_sync(job, t, buf.get(), size, md5.get()));
     }

@@ -74,7 +74,14 @@ class UringWorker {
           if (!job_.small_q.pop(local, active_ == 0)) break;
           continue;
         }
-        start(std::move(local[next++]));
+        FileTask& t = local[next++];
+        if (t.existing && up_to_date(job_, t)) {  // the quick check, inline: a cached stat
+          FileResult skip;
+          skip.skipped = true;
+          job_.finish_file(t, skip);
+          continue;
+        }
+        start(std::move(t));
       }
       if (job_.cancelled()) {
         job_.stop();  // closed queues: nothing can arrive after the drain below

@@ -2,10 +2,12 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <memory>
@@ -47,6 +49,7 @@ class Walker {
     root_ = root;
     root->pins.fetch_add(1, std::memory_order_relaxed);  // never closed
     lru_push(root);
+    if (!root->fresh && root->dst.valid()) clean(root->dst.get());
     list(root);
     while (!stack_.empty() && !job_.cancelled()) {
       settle_ready(std::chrono::milliseconds(0));
@@ -106,6 +109,15 @@ class Walker {
     }
   }
 
+  // Removes what killed runs left in the destination directory dfd, when
+  // no other run writes into this destination now: this run's shared lock
+  // on the destination root converts to an exclusive one only then.
+  void clean(int dfd) {
+    const int lock = root_->dst.get();
+    if (flock(lock, LOCK_EX | LOCK_NB) == 0) remove_temporaries(job_, dfd);
+    flock(lock, LOCK_SH);  // back to shared (a failed conversion dropped it)
+  }
+
   // Opens name in parent fd as a directory and checks that it is (dev, ino)
   // when want_ino != 0.  Returns the fd or -errno.
   static int open_dir_at(int pfd, const char* name, dev_t* dev, ino_t* ino) noexcept {
@@ -147,7 +159,7 @@ class Walker {
       if (fd >= 0) x->src.reset(fd);
       int err = fd < 0 ? -fd : 0;
       if (!job_.dry_run()) {
-        fd = open_dir_at(p->dst.get(), x->dst_name().c_str(), &x->dst_dev, &x->dst_ino);
+        fd = open_dir_at(p->dst.get(), x->name.c_str(), &x->dst_dev, &x->dst_ino);
         if (fd >= 0) x->dst.reset(fd);
         if (err == 0 && fd < 0) err = -fd;
       }
@@ -177,30 +189,21 @@ class Walker {
       if (!d->dst.valid()) {
         job_.report(d, "", "", err != 0 ? err : EBADF, USYNC_STEP_METADATA);
       } else {
-        // Never over an entry that appeared meanwhile.  Also after a cancel:
-        // what is inside is complete.
-        if (!d->tmp_name.empty()) {
-          int pfd = AT_FDCWD;
-          std::string final_name = job_.dst_root;
-          if (d->parent != nullptr) {
-            ensure_open(d->parent);
-            pfd = d->parent->dst.get();
-            final_name = d->name;
-          }
-          if (renameat2(pfd, d->tmp_name.c_str(), pfd, final_name.c_str(), RENAME_NOREPLACE) != 0)
-            job_.report(d, "", "", errno, USYNC_STEP_RENAME);
-          else
-            d->tmp_name.clear();
-        }
         // Also after a cancel: a directory left at 0700 would be a surprise.
         // Without -p: the source's bits and the sticky bit, less the umask
-        // (as cp -r); a directory that existed keeps its mode.
+        // (as cp -r); a directory that existed keeps its mode.  Nothing is
+        // written when it is already right (a re-run changes no ctime).
         const mode_t want =
             job_.preserve() ? (d->mode & 07777) : (d->mode & (0777 | S_ISVTX) & ~job_.umask_bits);
-        if ((d->fresh && want != 0700) || job_.preserve()) {
+        struct stat now {};
+        const bool known = !d->fresh && fstat(d->dst.get(), &now) == 0;
+        const mode_t have = d->fresh ? d->mode_made : (known ? now.st_mode & 07777 : ~want);
+        if ((d->fresh || job_.preserve()) && have != want) {
           if (fchmod(d->dst.get(), want) != 0) job_.report(d, "", "", errno, USYNC_STEP_METADATA);
         }
-        if (job_.preserve()) {
+        const bool times_right =
+            known && now.st_mtim.tv_sec == d->mtime.tv_sec && now.st_mtim.tv_nsec == d->mtime.tv_nsec;
+        if (job_.preserve() && !times_right) {
           const timespec ts[2] = {d->atime, d->mtime};
           if (futimens(d->dst.get(), ts) != 0) job_.report(d, "", "", errno, USYNC_STEP_METADATA);
         }
@@ -257,35 +260,34 @@ class Walker {
     dev_t ddev = 0;
     ino_t dino = 0;
     bool fresh = false;
-    std::string tmp;
+    mode_t made = 0;
     if (!job_.dry_run()) {
-      // Inside a new directory (itself still under a temporary name) the
-      // final name is safe; where the parent existed, build under a
-      // temporary name unless the directory is already there (merge).
-      const char* make = p.name.c_str();
-      struct stat existing {};
-      if (!parent->fresh && fstatat(parent->dst.get(), make, &existing, AT_SYMLINK_NOFOLLOW) != 0) {
-        tmp = temp_name();
-        make = tmp.c_str();
-      }
-      if (parent->fresh || !tmp.empty()) {
-        if (mkdirat(parent->dst.get(), make, 0700) == 0) {
-          fresh = true;
-          job_.counters.dirs_created.fetch_add(1, std::memory_order_relaxed);
-        } else if (errno != EEXIST || !tmp.empty()) {
-          job_.report(parent, p.name, p.name, errno, USYNC_STEP_MKDIR);
-          return nullptr;
-        }
+      // Directories are made under their final names, with their final
+      // permission bits plus what the owner needs to fill them; each file in
+      // them arrives whole (temporary name, then rename), so a killed run
+      // leaves complete files in place and a re-run finishes the rest.  An
+      // existing directory is merged into (after removing what killed runs
+      // left there).  Plain mkdir and rename work on every filesystem.
+      const mode_t want =
+          job_.preserve() ? (p.st.st_mode & 07777) : (p.st.st_mode & (0777 | S_ISVTX) & ~job_.umask_bits);
+      made = (want | S_IRWXU) & ~job_.umask_bits;
+      if (mkdirat(parent->dst.get(), p.name.c_str(), made) == 0) {
+        fresh = true;
+        job_.counters.dirs_created.fetch_add(1, std::memory_order_relaxed);
+      } else if (errno != EEXIST) {
+        job_.report(parent, p.name, p.name, errno, USYNC_STEP_MKDIR);
+        return nullptr;
       }
       // ENOTDIR: something that is not a directory is in the way (a symlink
       // there is never followed).
-      const int dfd = open_dir_at(parent->dst.get(), make, &ddev, &dino);
+      const int dfd = open_dir_at(parent->dst.get(), p.name.c_str(), &ddev, &dino);
       if (dfd < 0) {
         job_.report(parent, p.name, p.name, -dfd, USYNC_STEP_MKDIR);
-        if (fresh) unlinkat(parent->dst.get(), make, AT_REMOVEDIR);
+        if (fresh) unlinkat(parent->dst.get(), p.name.c_str(), AT_REMOVEDIR);
         return nullptr;
       }
       dst.reset(dfd);
+      if (!fresh) clean(dst.get());
     } else {
       job_.counters.dirs_created.fetch_add(1, std::memory_order_relaxed);
     }
@@ -301,9 +303,10 @@ class Walker {
     d->atime = p.st.st_atim;
     d->mtime = p.st.st_mtim;
     d->fresh = fresh;
-    d->tmp_name = std::move(tmp);
+    d->mode_made = made;
     lru_push(d);
-    if (job_.cfg.has(USYNC_REPORT_ALL)) job_.file_done_cb(parent, d->name, d->name, 0, nullptr, d->mode);
+    if (job_.cfg.has(USYNC_REPORT_ALL) && (fresh || job_.dry_run()))
+      job_.file_done_cb(parent, d->name, d->name, 0, nullptr, d->mode);
     return d;
   }
 
@@ -381,7 +384,7 @@ class Walker {
       t.src_name = name;
       t.dst_name = t.src_name;
       t.set_stat(st);
-      t.replace = !d->fresh;
+      t.existing = !d->fresh;
       d->pending.fetch_add(1, std::memory_order_relaxed);
       pin(d);
       job_.files_outstanding.fetch_add(1, std::memory_order_relaxed);
@@ -401,9 +404,11 @@ class Walker {
       return;
     }
     int step = USYNC_STEP_NONE;
-    if (const int err = copy_special(job_, d->src.get(), name, st, d->dst.get(), name, !d->fresh, &step); err != 0)
+    bool wrote = false;
+    if (const int err = copy_special(job_, d->src.get(), name, st, d->dst.get(), name, !d->fresh, &step, &wrote);
+        err != 0)
       job_.report(d, name, name, err, step);
-    else if (job_.cfg.has(USYNC_REPORT_ALL))
+    else if (wrote && job_.cfg.has(USYNC_REPORT_ALL))
       job_.file_done_cb(d, name, name, 0, nullptr, st.st_mode);
   }
 
@@ -420,43 +425,83 @@ class Walker {
 
 }  // namespace
 
+namespace {
+
+// A symlink's target, read in full.  Returns 0 or an errno.
+int read_link(int dfd, const char* name, size_t hint, std::string* out) noexcept {
+  try {
+    out->resize(std::max<size_t>(hint, 255) + 1);
+    for (;;) {
+      const ssize_t n = readlinkat(dfd, name, out->data(), out->size());
+      if (n < 0) return errno;
+      if (static_cast<size_t>(n) < out->size()) {
+        out->resize(static_cast<size_t>(n));
+        return 0;
+      }
+      out->resize(out->size() * 2);
+    }
+  } catch (...) {
+    return ENOMEM;
+  }
+}
+
+}  // namespace
+
 int copy_special(const Job& job, int sfd, const char* name, const struct stat& st, int dfd, const char* dname,
-                 bool replace, int* step) noexcept {
+                 bool replace, int* step, bool* wrote) noexcept {
+  *step = S_ISLNK(st.st_mode) ? USYNC_STEP_SYMLINK : USYNC_STEP_MKNOD;
+  bool ignored;
+  if (wrote == nullptr) wrote = &ignored;
+  *wrote = true;
+  std::string target;
+  if (S_ISLNK(st.st_mode))
+    if (const int err = read_link(sfd, name, static_cast<size_t>(st.st_size), &target); err != 0) return err;
+  if (replace) {
+    // Already there (a re-run)?  Then nothing is written, unless -p finds
+    // the time (or mode) different.
+    struct stat ex {};
+    if (fstatat(dfd, dname, &ex, AT_SYMLINK_NOFOLLOW) == 0 && (ex.st_mode & S_IFMT) == (st.st_mode & S_IFMT) &&
+        !job.cfg.has(USYNC_IGNORE_TIMES)) {
+      bool same = true;
+      if (S_ISLNK(st.st_mode)) {
+        std::string have;
+        same = read_link(dfd, dname, static_cast<size_t>(ex.st_size), &have) == 0 && have == target;
+      } else if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) {
+        same = ex.st_rdev == st.st_rdev;
+      }
+      if (same) {
+        if (ex.st_mtim.tv_sec == st.st_mtim.tv_sec && ex.st_mtim.tv_nsec == st.st_mtim.tv_nsec &&
+            (!job.preserve() || S_ISLNK(st.st_mode) || (ex.st_mode & 07777) == (st.st_mode & 07777))) {
+          *wrote = false;
+          return 0;
+        }
+        // The entry is right but for its metadata: fix that in place.
+        const timespec ts[2] = {st.st_atim, st.st_mtim};
+        if ((job.preserve() && !S_ISLNK(st.st_mode) && chmod_nofollow(dfd, dname, st.st_mode & 07777) != 0) ||
+            utimensat(dfd, dname, ts, AT_SYMLINK_NOFOLLOW) != 0) {
+          *step = USYNC_STEP_METADATA;
+          return errno;
+        }
+        return 0;
+      }
+    }
+  }
   std::string tmp;
   const char* target_name = dname;
   if (replace) {
     FileTask t;
     t.dst_name = dname;
-    t.replace = true;
     try {
       tmp = t.create_name();
     } catch (...) {
-      *step = USYNC_STEP_SYMLINK;
       return ENOMEM;
     }
     target_name = tmp.c_str();
   }
   if (S_ISLNK(st.st_mode)) {
-    *step = USYNC_STEP_SYMLINK;
-    std::string target;
-    try {
-      target.resize(static_cast<size_t>(st.st_size > 0 ? st.st_size : 255) + 1);
-      for (;;) {
-        const ssize_t n = readlinkat(sfd, name, target.data(), target.size());
-        if (n < 0) return errno;
-        if (static_cast<size_t>(n) < target.size()) {
-          target.resize(static_cast<size_t>(n));
-          break;
-        }
-        target.resize(target.size() * 2);
-      }
-    } catch (...) {
-      return ENOMEM;
-    }
     if (symlinkat(target.c_str(), dfd, target_name) != 0) return errno;
     job.counters.symlinks_created.fetch_add(1, std::memory_order_relaxed);
   } else {
-    *step = USYNC_STEP_MKNOD;
     if (mknodat(dfd, target_name, st.st_mode & (S_IFMT | 0777), st.st_rdev) != 0) return errno;
     job.counters.specials_created.fetch_add(1, std::memory_order_relaxed);
   }

@@ -18,7 +18,9 @@ void run_walker(Job& job, Dir* root, bool route_large) noexcept;
 // Copies one non-regular, non-directory entry (symlink, FIFO, socket, device)
 // from (sfd, name) to (dfd, name).  replace: build it under a temporary name
 // and rename over an existing entry.  Returns 0 or an errno and sets *step.
+// *wrote (optional) tells whether anything was written (false: the entry
+// was already there, as on a re-run).
 int copy_special(const Job& job, int sfd, const char* name, const struct stat& st, int dfd, const char* dname,
-                 bool replace, int* step) noexcept;
+                 bool replace, int* step, bool* wrote = nullptr) noexcept;
 
 }  // namespace usync

@@ -6,6 +6,7 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -508,44 +509,65 @@ func TestKilledCopyIntoExistingDestination(t *testing.T) {
 	}
 }
 
-// TestKilledFreshCopy: no partially written file is ever left under its final name, even after
-// SIGKILL. A new directory tree is built under a temporary name and renamed into place when it is
-// complete, so a killed copy leaves its final paths absent or complete.
-func TestKilledFreshCopy(t *testing.T) {
+// TestKilledCopyResumes: a copy killed with SIGKILL (into a new DST, and into a new directory
+// of an existing one) leaves every final path complete or absent; re-running the same command
+// finishes the copy, leaves no temporaries behind, and does not copy again what was done.
+func TestKilledCopyResumes(t *testing.T) {
 	for _, e := range engines {
 		t.Run(e.name, func(t *testing.T) {
 			t.Parallel()
 			dir := tempDir(t)
 			src := killSource(t, filepath.Join(dir, "src"))
-			interrupted := 0
-			for i, delay := range []time.Duration{30 * time.Millisecond, 150 * time.Millisecond} {
-				// A new DST, and a new subdirectory inside an existing DST.
-				fresh := &Tree{t: t, Root: filepath.Join(dir, fmt.Sprintf("fresh%d", i))}
+			interrupted, reused := 0, 0
+			for i, delay := range []time.Duration{30 * time.Millisecond, 150 * time.Millisecond, 400 * time.Millisecond} {
+				fresh := filepath.Join(dir, fmt.Sprintf("fresh%d", i))
 				existing := NewTree(t, filepath.Join(dir, fmt.Sprintf("existing%d", i)))
-				for _, c := range []struct {
-					dst, final *Tree
-				}{
-					{fresh, fresh},
-					{existing, &Tree{t: t, Root: filepath.Join(existing.Root, "new")}},
-				} {
-					args := []string{src.Root, c.dst.Root}
-					if c.dst == existing {
-						args = []string{src.Root, c.final.Root}
+				existing.File("keep", []byte("not in the source"), 0o644)
+				for _, final := range []string{fresh, filepath.Join(existing.Root, "new")} {
+					what := fmt.Sprintf("SIGKILL after %v", delay)
+					if startAndSignal(t, e, syscall.SIGKILL, delay, src.Root, final) {
+						continue
 					}
-					if !startAndSignal(t, e, syscall.SIGKILL, delay, args...) {
-						interrupted++
-						if _, ok := c.final.Lstat(""); ok {
-							t.Errorf("SIGKILL after %v: %s exists though the copy never finished", delay, c.final.Root)
-						}
+					interrupted++
+					requireCompleteOrAbsent(t, src, &Tree{t: t, Root: final}, nil, what)
+					r := copyTree(t, e, runOpts{}, 0, src.Root, final)
+					requireSameTree(t, src.Root, final, CompareOpts{Umask: testUmask})
+					if n := countUpToDate(r.stderr); n > 0 {
+						reused++
 					}
-					requireCompleteOrAbsent(t, src, c.final, nil, fmt.Sprintf("SIGKILL after %v", delay))
+				}
+				if got := existing.ReadFile("keep"); string(got) != "not in the source" {
+					t.Errorf("an existing file outside the copy changed: %q", got)
 				}
 			}
 			if interrupted == 0 {
 				t.Error("every copy finished before SIGKILL: nothing was tested")
 			}
+			if interrupted > 1 && reused == 0 {
+				t.Error("no re-run after a kill found any file already copied: work was redone")
+			}
+			// No temporaries anywhere (the tree comparisons above would also
+			// report them as extra entries).
+			_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+				if err == nil && strings.HasPrefix(d.Name(), ".usync-") {
+					t.Errorf("temporary left behind: %s", p)
+				}
+				return nil
+			})
 		})
 	}
+}
+
+// countUpToDate reads "N up to date" from the -v summary line.
+func countUpToDate(stderr string) int {
+	i := strings.Index(stderr, " up to date")
+	if i < 0 {
+		return 0
+	}
+	j := strings.LastIndex(stderr[:i], " ")
+	n := 0
+	fmt.Sscanf(stderr[j+1:i], "%d", &n)
+	return n
 }
 
 // TestNoSpace: when the destination fills up, the files that did not fit are reported (exit 1)
@@ -590,6 +612,12 @@ func TestNoSpace(t *testing.T) {
 			if copied == 6 {
 				t.Errorf("all 6 files fit into a 2 MiB tmpfs: the case did not exercise ENOSPC")
 			}
+			// More space, the same command: the copy completes.
+			if err := unix.Mount("tmpfs", mnt, "tmpfs", unix.MS_REMOUNT, "size=64m"); err != nil {
+				t.Fatalf("remount bigger: %v", err)
+			}
+			copyTree(t, e, runOpts{}, 0, src.Root, dst.Root)
+			requireSameTree(t, src.Root, dst.Root, CompareOpts{Umask: testUmask})
 		})
 	}
 }

@@ -51,9 +51,11 @@ USYNC_API const char *usync_version_string(void);
 
 /* Option flags (usync_options.flags). */
 enum usync_flag {
-  /* Keep permission bits (incl. setuid/setgid/sticky) and access/modify times
-   * of files and directories.  Without it new files get the source's
-   * permission bits filtered by the umask, like cp -r. */
+  /* Keep permission bits (incl. setuid/setgid/sticky) of files and
+   * directories, and the times of directories.  Without it new files and
+   * directories get the source's permission bits filtered by the umask, like
+   * cp -r.  Files keep their access and modification times in every mode
+   * (the quick check of a re-run needs them). */
   USYNC_PRESERVE = 1u << 0,
   /* Walk and report, but create and write nothing. */
   USYNC_DRY_RUN = 1u << 1,
@@ -86,6 +88,17 @@ enum usync_flag {
    * file_done_cb (usync_file_done.mode tells the type), not only regular
    * files. */
   USYNC_REPORT_ALL = 1u << 9,
+  /* Copy every file even when the destination already has a copy (rsync's
+   * --ignore-times).  By default a regular file is skipped when the
+   * destination holds a regular file of the same size and modification time
+   * (rsync's quick check; files keep their modification time in every mode,
+   * directories only with USYNC_PRESERVE). */
+  USYNC_IGNORE_TIMES = 1u << 10,
+  /* Skip files whose destination is newer than the source (rsync --update). */
+  USYNC_UPDATE = 1u << 11,
+  /* Decide "already copied" by content instead of modification time: files
+   * of equal size are read and compared (rsync --checksum). */
+  USYNC_CHECKSUM = 1u << 12,
 };
 
 /* Which step of a copy failed (usync_file_error.step). */
@@ -114,7 +127,7 @@ enum usync_step {
 };
 
 /* Every flag bit this version knows; usync_engine_create() rejects others. */
-#define USYNC_KNOWN_FLAGS 0x3ffu
+#define USYNC_KNOWN_FLAGS 0x1fffu
 
 /* Static, human-readable name of a step ("open source", "read", ...). */
 USYNC_API const char *usync_step_name(int step);
@@ -161,6 +174,8 @@ typedef struct usync_stats {
   uint32_t queue_depth;   /* files in flight per ring after fitting the budgets */
   uint32_t fd_budget;     /* descriptors the call allowed itself */
   uint64_t buffer_bytes;  /* I/O buffer bytes of all rings and threads */
+  uint64_t files_skipped; /* regular files already up to date in DST (quick check) */
+  uint64_t temps_removed; /* temporaries of killed runs removed from DST */
 } usync_stats;
 
 enum usync_engine_kind {
