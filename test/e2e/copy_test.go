@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -216,6 +217,15 @@ func copyCases() []copyCase {
 			dst.File("sub/stale-extra.txt", []byte("stays"), 0o644)
 			dst.File("extra.txt", []byte("stays"), 0o644)
 			dst.File("extradir/deeper/f", []byte("stays"), 0o644)
+			// Stale files are older than the source: files created within one
+			// clock tick share an mtime, and same size plus same mtime is the
+			// quick check's "already copied".
+			old := time.Date(2000, 1, 2, 3, 4, 5, 0, time.UTC)
+			for _, rel := range []string{"same-size.txt", "was-longer.txt", "was-shorter.txt", "was-readonly.txt", "sub/changed.bin"} {
+				if err := os.Chtimes(filepath.Join(dst.Root, rel), old, old); err != nil {
+					t.Fatal(err)
+				}
+			}
 		}, opts: CompareOpts{SkipRootMeta: true, AllowExtra: setOf("sub/stale-extra.txt", "extra.txt", "extradir")}},
 		{name: "excludes with ** and classes", args: []string{
 			"--exclude", "**/b.log", "--exclude", "a/**", "--exclude", "x[!a]", "--exclude", "/sub/deep",
