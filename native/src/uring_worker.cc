@@ -30,6 +30,7 @@ struct Slot {
   int inflight = 0;  // ops of the current batch not yet completed
   int nops = 0;
   OpKind kinds[FileCopy::kMaxOps]{};
+  uint32_t lens[FileCopy::kMaxOps]{};  // asked lengths of reads and writes
   int res[FileCopy::kMaxOps]{};
   bool active = false;
   std::unique_ptr<Md5> md5;
@@ -157,10 +158,21 @@ class UringWorker {
         return;
       }
       s.inflight = s.nops = n;
+      // The source is a plain descriptor: it is closed here, after the rest
+      // of its batch, not by the ring, so that the process (and TSan) sees
+      // the descriptor go before its number is handed out again.  It is
+      // always the last op of a chain, so the op before it ends the chain.
+      for (int k = 1; k < n; ++k)
+        if (ops[k].kind == OpKind::kCloseSrc) ops[k - 1].link = Link::kNone;
       bool cancel_chain = false;  // an op done inline failed: skip the rest of its chain
       for (int k = 0; k < n; ++k) {
         s.kinds[k] = ops[k].kind;
+        s.lens[k] = ops[k].len;
         const bool linked_from_prev = k > 0 && ops[k - 1].link != Link::kNone;
+        if (ops[k].kind == OpKind::kCloseSrc) {
+          complete_inline(s, k, kCloseLater);
+          continue;
+        }
         if (cancel_chain && linked_from_prev) {
           complete_inline(s, k, -ECANCELED);
           continue;
@@ -183,6 +195,7 @@ class UringWorker {
   }
 
   static constexpr int kSubmitted = INT32_MIN;
+  static constexpr int kCloseLater = INT32_MIN + 1;  // kCloseSrc: done in apply()
 
   // Queues op k of slot i's batch; returns kSubmitted, or the op's result when
   // it could not be queued (no SQE available) and so completed inline.
@@ -201,7 +214,7 @@ class UringWorker {
         else
           io_uring_prep_read(sqe, s.src_fd, buf, op.len, op.offset);
         break;
-      case OpKind::kCloseSrc: io_uring_prep_close(sqe, s.src_fd); break;
+      case OpKind::kCloseSrc: return -EINVAL;  // never submitted: advance() defers it to apply()
       case OpKind::kOpenDst:
         io_uring_prep_openat_direct(sqe, s.task.dst_dirfd(), s.name.c_str(), O_WRONLY | O_CREAT | O_EXCL,
                                     s.task.mode & 0777, i);
@@ -245,7 +258,13 @@ class UringWorker {
   void apply(Slot& s) noexcept {
     for (int k = 0; k < s.nops; ++k) {
       const OpKind kind = s.kinds[k];
-      const int res = s.res[k];
+      int res = s.res[k];
+      if (res == kCloseLater) {
+        // Closed only when the chain before it ran through, as a linked
+        // close would be; else the source stays open for the next batch.
+        const bool broken = k > 0 && chain_broken(s, k);
+        res = broken ? -ECANCELED : (::close(s.src_fd) == 0 ? 0 : -errno);
+      }
       if (kind == OpKind::kRead && res > 0 && s.md5) s.md5->update(pool_->data(s.buf), static_cast<size_t>(res));
       if (kind == OpKind::kWrite && res > 0) job_.add_bytes(static_cast<uint64_t>(res));
       if (kind == OpKind::kCloseSrc && res != -ECANCELED) s.src_fd = -1;
@@ -261,6 +280,20 @@ class UringWorker {
       }
     }
     s.nops = 0;
+  }
+
+  // Whether the ops before op k did not all run through: one failed, was
+  // cancelled, or came up short (which also breaks an io_uring link).  A
+  // batch that closes the source holds one chain ending in that close (or,
+  // when failing, starts with it).
+  static bool chain_broken(const Slot& s, int k) noexcept {
+    for (int j = 0; j < k; ++j) {
+      const int r = s.res[j];
+      if (r < 0) return true;
+      if ((s.kinds[j] == OpKind::kRead || s.kinds[j] == OpKind::kWrite) && static_cast<uint32_t>(r) != s.lens[j])
+        return true;
+    }
+    return false;
   }
 
   void finish(uint32_t i) noexcept {
