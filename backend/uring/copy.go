@@ -42,9 +42,10 @@ func (f *Fs) Copy(ctx context.Context, src fs.Object, remote string) (fs.Object,
 		return nil, fs.ErrorCantCopy
 	}
 	srcFs := srcObj.f
-	if (srcFs.lopt.TranslateSymlinks && strings.HasSuffix(src.Remote(), fs.LinkSuffix)) ||
-		(f.lopt.TranslateSymlinks && strings.HasSuffix(remote, fs.LinkSuffix)) {
-		return nil, fs.ErrorCantCopy // symlinks stored as .rclonelink files
+	if why := f.declines(ctx, srcFs, src.Remote(), remote); why != "" {
+		fs.Debugf(src, "uring: using rclone's copy: %s", why)
+		filesFellBack.Add(1)
+		return nil, fs.ErrorCantCopy
 	}
 	srcPath, err := srcFs.osPath(src.Remote())
 	if err != nil {
@@ -86,7 +87,13 @@ func (f *Fs) Copy(ctx context.Context, src fs.Object, remote string) (fs.Object,
 	bytesCopied.Add(res.Bytes)
 
 	// rclone sets times and metadata after a server-side copy through the
-	// backend: do as local's Put does.
+	// backend: do as local's Put does. local makes every new file 0666
+	// less the umask whatever the source's mode (--metadata sets the
+	// source's below); the engine, without its preserve flag, gives the
+	// source's mode less the umask.
+	if err := os.Chmod(dstPath, newFileMode); err != nil {
+		return nil, err
+	}
 	if !f.lopt.NoSetModTime {
 		mtime := src.ModTime(ctx)
 		if err := os.Chtimes(dstPath, mtime, mtime); err != nil {
@@ -124,6 +131,19 @@ func (f *Fs) engineOptions(md5 bool) uringsync.Options {
 		HashMD5:       md5,
 		QuietFallback: true,
 	}
+}
+
+// declines says why the engine must not copy srcRemote of srcFs to remote
+// in f, or "" when it may. The engine copies a whole file to a new inode as
+// fast as it can; whatever asks for anything else goes to rclone's own copy,
+// which is local's.
+func (f *Fs) declines(ctx context.Context, srcFs *Fs, srcRemote, remote string) string {
+	switch {
+	case (srcFs.lopt.TranslateSymlinks && strings.HasSuffix(srcRemote, fs.LinkSuffix)) ||
+		(f.lopt.TranslateSymlinks && strings.HasSuffix(remote, fs.LinkSuffix)):
+		return "symlinks stored as .rclonelink files"
+	}
+	return ""
 }
 
 // request is one Copy waiting for its batch.

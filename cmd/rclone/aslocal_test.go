@@ -1,0 +1,245 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The uring backend must behave exactly as local on every flag. Each case
+// runs the same rclone command twice with the same binary, once between
+// :uring: remotes and once between plain (local) paths, and compares the
+// exit codes and the destination trees.
+
+// runCode runs the binary like rclone does and returns its output and exit code.
+func runCode(t *testing.T, bin string, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = t.TempDir()
+	cmd.Env = append(os.Environ(), "RCLONE_CONFIG="+filepath.Join(cmd.Dir, "rclone.conf"))
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		return string(out), exit.ExitCode()
+	}
+	if err != nil {
+		t.Fatalf("rclone %s: %v", strings.Join(args, " "), err)
+	}
+	return string(out), 0
+}
+
+// entry is what the comparison sees of one file, directory or symlink.
+type entry struct {
+	mode  fs.FileMode
+	mtime time.Time // regular files and directories
+	data  string    // content, or a symlink's target
+	ino   uint64
+	nlink uint64
+}
+
+// readTree returns every entry under root by relative path.
+func readTree(t *testing.T, root string) map[string]entry {
+	t.Helper()
+	tree := map[string]entry{}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == root {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		e := entry{mode: fi.Mode(), ino: st.Ino, nlink: uint64(st.Nlink)}
+		switch {
+		case fi.Mode().IsRegular():
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			e.data, e.mtime = string(b), fi.ModTime()
+		case fi.Mode()&fs.ModeSymlink != 0:
+			e.data, _ = os.Readlink(p)
+		case fi.IsDir():
+			e.mtime = fi.ModTime()
+		}
+		tree[rel] = e
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tree
+}
+
+// diffTrees lists how got differs from want: types, modes, times, bytes.
+func diffTrees(want, got map[string]entry) []string {
+	var diffs []string
+	for rel, w := range want {
+		g, ok := got[rel]
+		switch {
+		case !ok:
+			diffs = append(diffs, rel+": missing")
+		case g.mode != w.mode:
+			diffs = append(diffs, fmt.Sprintf("%s: mode %v, want %v", rel, g.mode, w.mode))
+		case !g.mtime.Equal(w.mtime):
+			diffs = append(diffs, fmt.Sprintf("%s: mtime %v, want %v", rel, g.mtime, w.mtime))
+		case g.data != w.data:
+			diffs = append(diffs, rel+": content differs")
+		}
+	}
+	for rel := range got {
+		if _, ok := want[rel]; !ok {
+			diffs = append(diffs, rel+": unexpected")
+		}
+	}
+	sort.Strings(diffs)
+	return diffs
+}
+
+// writeFile writes n bytes of a pattern with mode and mtime.
+func writeFile(t *testing.T, p string, n int, mode fs.FileMode, mtime time.Time) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, bytes.Repeat([]byte(filepath.Base(p)+"\n"), n/(len(filepath.Base(p))+1)+1)[:n], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(p, mtime, mtime); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var t0 = time.Date(2021, 3, 4, 5, 6, 7, 890123456, time.UTC)
+
+// smallTree is a few files of different modes, sizes and times, a
+// symlink to a file and one to a directory.
+func smallTree(t *testing.T, root string) {
+	for i, m := range []fs.FileMode{0o755, 0o444, 0o000, 0o600, 0o640, 0o4755} {
+		writeFile(t, filepath.Join(root, fmt.Sprintf("d%d", i%2), fmt.Sprintf("f%o", m)), 1000*i+1, m, t0.Add(time.Duration(i)*time.Hour))
+	}
+	writeFile(t, filepath.Join(root, "big"), 3<<20, 0o644, t0)
+	if err := os.Symlink("big", filepath.Join(root, "link-file")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("d0", filepath.Join(root, "link-dir")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// existingDst makes a destination that already holds big (other content,
+// hard-linked to big.hardlink) and an identical copy of d0/f755.
+func existingDst(t *testing.T, src, dst string) {
+	writeFile(t, filepath.Join(dst, "big"), 100, 0o600, t0.Add(-time.Hour))
+	if err := os.Link(filepath.Join(dst, "big"), filepath.Join(dst, "big.hardlink")); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(src, "d0", "f755"))
+	writeFile(t, filepath.Join(dst, "d0", "f755"), len(b), 0o700, t0)
+	if err := os.WriteFile(filepath.Join(dst, "d0", "f755"), b, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(filepath.Join(dst, "d0", "f755"), t0, t0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var fellBackLine = regexp.MustCompile(`uring: engine copied (\d+) files`)
+
+func TestBehavesAsLocal(t *testing.T) {
+	bin := rcloneBin(t)
+	for _, c := range []struct {
+		name   string
+		args   []string // the command and its flags; SRC and DST are appended
+		tree   func(t *testing.T, root string)
+		dst    func(t *testing.T, src, dst string) // an existing destination
+		inodes bool                                // compare inode numbers too
+		// engine: whether the engine may copy files in the uring run
+		// (false: it must leave every file to rclone's own copy).
+		engine bool
+		// exact: compare the trees entry by entry (otherwise only check).
+		inexact bool
+		check   func(t *testing.T, tree map[string]entry)
+		// atLeast is the least time the command may take (--bwlimit).
+		atLeast time.Duration
+	}{
+		{name: "copy", args: []string{"copy"}, tree: smallTree, engine: true},
+		{name: "sync", args: []string{"sync"}, tree: smallTree, dst: existingDst, engine: true},
+		{name: "copy-links", args: []string{"copy", "-L"}, tree: smallTree, engine: true},
+		{name: "links", args: []string{"copy", "-l"}, tree: smallTree, engine: true},
+		{name: "one-file-system", args: []string{"copy", "-x"}, tree: smallTree, engine: true},
+		{name: "metadata", args: []string{"copy", "-M"}, tree: smallTree, engine: true},
+		{name: "update", args: []string{"copy", "--update"}, tree: smallTree, dst: existingDst, engine: true},
+		{name: "ignore-existing", args: []string{"copy", "--ignore-existing"}, tree: smallTree, dst: existingDst, engine: true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			src := filepath.Join(dir, "src")
+			c.tree(t, src)
+			type run struct {
+				out    string
+				code   int
+				before map[string]entry // the existing destination
+				tree   map[string]entry
+				took   time.Duration
+			}
+			var runs [2]run
+			for i, pre := range []string{":uring:", ""} {
+				dst := filepath.Join(dir, fmt.Sprint("dst", i))
+				var before map[string]entry
+				if c.dst != nil {
+					c.dst(t, src, dst)
+					before = readTree(t, dst)
+				}
+				args := append(append([]string{"-v"}, c.args...), pre+src, pre+dst)
+				start := time.Now()
+				out, code := runCode(t, bin, args...)
+				runs[i] = run{out, code, before, readTree(t, dst), time.Since(start)}
+			}
+			u, l := runs[0], runs[1]
+			if u.code != l.code {
+				t.Errorf("exit code %d on uring, %d on local\nuring:\n%s\nlocal:\n%s", u.code, l.code, u.out, l.out)
+			}
+			m := fellBackLine.FindStringSubmatch(u.out)
+			if copied := m != nil && m[1] != "0"; copied != c.engine {
+				t.Errorf("engine copied files: %v, want %v\n%s", copied, c.engine, u.out)
+			}
+			for i, r := range runs {
+				if r.took < c.atLeast {
+					t.Errorf("run %d took %v, want at least %v", i, r.took, c.atLeast)
+				}
+				if c.check != nil {
+					c.check(t, r.tree)
+				}
+				if c.inodes {
+					// Files updated in place keep their inode and links.
+					for rel, b := range r.before {
+						if e := r.tree[rel]; e.ino != b.ino || e.nlink != b.nlink {
+							t.Errorf("run %d: %s: inode %d (%d links), was %d (%d links)", i, rel, e.ino, e.nlink, b.ino, b.nlink)
+						}
+					}
+				}
+			}
+			if !c.inexact {
+				for _, d := range diffTrees(l.tree, u.tree) {
+					t.Error("uring differs from local: " + d)
+				}
+			}
+		})
+	}
+}
