@@ -322,6 +322,12 @@ func (r *runner) run(batch []*request) {
 			if req.res.Err == nil && req.accounted < req.res.Bytes {
 				req.ta.Add(req.res.Bytes - req.accounted)
 			}
+			if req.res.Err == nil && req.ctx.Err() != nil {
+				// The caller gave up and was told the copy failed, so the
+				// file the batch finished later must not stay. It is
+				// rclone's .partial name (Copy declines --inplace).
+				_ = os.Remove(req.pair.Dst)
+			}
 		}
 		close(req.done)
 	}

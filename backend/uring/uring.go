@@ -200,7 +200,10 @@ func NewFs(ctx context.Context, name, root string, m configmap.Mapper) (fs.Fs, e
 		UserDirMetadata:          true,
 		DirModTimeUpdatesOnWrite: true,
 		FilterAware:              true,
-		PartialUploads:           true,
+		// As local: rclone writes to a .partial name and renames it, so a
+		// failed write never leaves a truncated file. Engine copies go to
+		// that name too (the engine writes under its own temporary name).
+		PartialUploads: true,
 	}).Fill(ctx, f).Mask(ctx, base).WrapsFs(f, base)
 	// Copy is ours alone (local has none on Linux), so it is set after
 	// masking; it also works between differently named uring remotes.
@@ -210,9 +213,6 @@ func NewFs(ctx context.Context, name, root string, m configmap.Mapper) (fs.Fs, e
 	if engine {
 		f.features.Copy = f.Copy
 		f.features.ServerSideAcrossConfigs = true
-		// The engine writes each file to a temporary name and renames it
-		// into place, so rclone's own .partial names would only add a rename.
-		f.features.PartialUploads = false
 		raiseTransfers(ctx, opt.Transfers)
 	}
 	if isFile {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -241,5 +242,39 @@ func TestBehavesAsLocal(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestFeaturesAsLocal compares what a uring remote tells rclone about
+// itself with what local does: any other difference changes how rclone
+// drives it (PartialUploads decides whether a failed write can leave a
+// truncated file behind).
+func TestFeaturesAsLocal(t *testing.T) {
+	bin := rcloneBin(t)
+	dir := t.TempDir()
+	features := func(remote string) map[string]any {
+		out, code := runCode(t, bin, "backend", "features", "-q", remote)
+		var got struct{ Features map[string]any }
+		if err := json.Unmarshal([]byte(out), &got); code != 0 || err != nil {
+			t.Fatalf("features %s: %d %v\n%s", remote, code, err, out)
+		}
+		return got.Features
+	}
+	u, l := features(":uring:"+dir), features(dir)
+	// What a uring remote adds: the engine's server-side copy, and being
+	// a wrapper of local (rclone's own wrappers show these too).
+	for _, k := range []string{"Copy", "ServerSideAcrossConfigs", "ListP", "Overlay", "SetWrapper", "UnWrap", "WrapFs"} {
+		delete(u, k)
+		delete(l, k)
+	}
+	for k, lv := range l {
+		if uv, ok := u[k]; !ok || uv != lv {
+			t.Errorf("feature %s: %v on uring, %v on local", k, uv, lv)
+		}
+	}
+	for k, uv := range u {
+		if _, ok := l[k]; !ok {
+			t.Errorf("feature %s: %v on uring, absent on local", k, uv)
+		}
 	}
 }
