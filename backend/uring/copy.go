@@ -138,7 +138,12 @@ func (f *Fs) engineOptions(md5 bool) uringsync.Options {
 // fast as it can; whatever asks for anything else goes to rclone's own copy,
 // which is local's.
 func (f *Fs) declines(ctx context.Context, srcFs *Fs, srcRemote, remote string) string {
+	ci := fs.GetConfig(ctx)
 	switch {
+	case ci.Inplace:
+		// local rewrites the existing file (same inode, hard links kept);
+		// the engine would make a new one and rename it over.
+		return "--inplace"
 	case (srcFs.lopt.TranslateSymlinks && strings.HasSuffix(srcRemote, fs.LinkSuffix)) ||
 		(f.lopt.TranslateSymlinks && strings.HasSuffix(remote, fs.LinkSuffix)):
 		return "symlinks stored as .rclonelink files"

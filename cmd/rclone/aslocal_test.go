@@ -187,6 +187,7 @@ func TestBehavesAsLocal(t *testing.T) {
 		{name: "metadata", args: []string{"copy", "-M"}, tree: smallTree, engine: true},
 		{name: "update", args: []string{"copy", "--update"}, tree: smallTree, dst: existingDst, engine: true},
 		{name: "ignore-existing", args: []string{"copy", "--ignore-existing"}, tree: smallTree, dst: existingDst, engine: true},
+		{name: "inplace", args: []string{"copy", "--inplace"}, tree: smallTree, dst: existingDst, inodes: true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
