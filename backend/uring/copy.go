@@ -11,6 +11,7 @@ import (
 
 	"github.com/rclone/rclone/fs"
 	"github.com/rclone/rclone/fs/hash"
+	"github.com/rclone/rclone/fs/rc"
 	"github.com/rclone/rclone/lib/atexit"
 	"github.com/rclone/rclone/lib/transferaccounter"
 	"github.com/uringsync/uring-sync/backend/uringsync"
@@ -144,11 +145,40 @@ func (f *Fs) declines(ctx context.Context, srcFs *Fs, srcRemote, remote string) 
 		// local rewrites the existing file (same inode, hard links kept);
 		// the engine would make a new one and rename it over.
 		return "--inplace"
+	case bandwidthLimited(ctx, ci):
+		// The engine cannot be throttled; rclone's copy reads through
+		// the bandwidth limiter.
+		return "bandwidth limit"
 	case (srcFs.lopt.TranslateSymlinks && strings.HasSuffix(srcRemote, fs.LinkSuffix)) ||
 		(f.lopt.TranslateSymlinks && strings.HasSuffix(remote, fs.LinkSuffix)):
 		return "symlinks stored as .rclonelink files"
 	}
 	return ""
+}
+
+// bandwidthLimited reports whether rclone limits the bandwidth of local's
+// copies right now: per file (--bwlimit-file) or overall, where the
+// limiter follows --bwlimit's timetable and rc's core/bwlimit.
+func bandwidthLimited(ctx context.Context, ci *fs.ConfigInfo) bool {
+	limited := func(t fs.BwTimetable) bool {
+		bw := t.LimitAt(time.Now()).Bandwidth
+		return bw.IsSet()
+	}
+	if limited(ci.BwLimitFile) {
+		return true
+	}
+	call := rc.Calls.Get("core/bwlimit")
+	if call == nil {
+		return limited(ci.BwLimit)
+	}
+	out, err := call.Fn(ctx, rc.Params{}) // reads the limiter's rate
+	if err != nil {
+		return limited(ci.BwLimit)
+	}
+	// Only the limit on accounted bytes slows local's copy (separate
+	// upload and download limits apply to network transports).
+	n, err := out.GetInt64("bytesPerSecond")
+	return err == nil && n > 0
 }
 
 // request is one Copy waiting for its batch.

@@ -188,6 +188,8 @@ func TestBehavesAsLocal(t *testing.T) {
 		{name: "update", args: []string{"copy", "--update"}, tree: smallTree, dst: existingDst, engine: true},
 		{name: "ignore-existing", args: []string{"copy", "--ignore-existing"}, tree: smallTree, dst: existingDst, engine: true},
 		{name: "inplace", args: []string{"copy", "--inplace"}, tree: smallTree, dst: existingDst, inodes: true},
+		{name: "bwlimit", args: []string{"copy", "--bwlimit", "2M"}, tree: smallTree, atLeast: time.Second},
+		{name: "bwlimit-file", args: []string{"copy", "--bwlimit-file", "2M"}, tree: smallTree, atLeast: time.Second},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
