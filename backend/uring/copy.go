@@ -140,14 +140,11 @@ func (f *Fs) engineOptions(md5 bool) uringsync.Options {
 // which is local's.
 func (f *Fs) declines(ctx context.Context, srcFs *Fs, srcRemote, remote string) string {
 	ci := fs.GetConfig(ctx)
+	if why := streamOnly(ci); why != "" {
+		return why
+	}
 	switch {
-	case ci.Inplace:
-		// local rewrites the existing file (same inode, hard links kept);
-		// the engine would make a new one and rename it over.
-		return "--inplace"
-	case bandwidthLimited(ctx, ci):
-		// The engine cannot be throttled; rclone's copy reads through
-		// the bandwidth limiter.
+	case bandwidthLimited(ctx):
 		return "bandwidth limit"
 	case (srcFs.lopt.TranslateSymlinks && strings.HasSuffix(srcRemote, fs.LinkSuffix)) ||
 		(f.lopt.TranslateSymlinks && strings.HasSuffix(remote, fs.LinkSuffix)):
@@ -156,24 +153,50 @@ func (f *Fs) declines(ctx context.Context, srcFs *Fs, srcRemote, remote string) 
 	return ""
 }
 
-// bandwidthLimited reports whether rclone limits the bandwidth of local's
-// copies right now: per file (--bwlimit-file) or overall, where the
-// limiter follows --bwlimit's timetable and rc's core/bwlimit.
-func bandwidthLimited(ctx context.Context, ci *fs.ConfigInfo) bool {
-	limited := func(t fs.BwTimetable) bool {
-		bw := t.LimitAt(time.Now()).Bandwidth
-		return bw.IsSet()
+// streamOnly says which of rclone's options make every copy local's
+// streaming copy, or "". With them set a uring remote offers no Copy at
+// all, so rclone takes the same path as with local: a Copy that declines
+// still changes rclone's accounting (--cutoff-mode cautious counts the
+// pending bytes of the transfer it resets).
+func streamOnly(ci *fs.ConfigInfo) string {
+	switch {
+	case ci.Inplace:
+		// local rewrites the existing file (same inode, hard links kept);
+		// the engine would make a new one and rename it over.
+		return "--inplace"
+	case ci.MaxTransfer >= 0:
+		// rclone counts the limit while reading, and stops a copy at it;
+		// an engine batch would copy whole files past it.
+		return "--max-transfer"
+	case slotSet(ci.BwLimit) || slotSet(ci.BwLimitFile):
+		// The engine cannot be throttled; rclone's copy reads through
+		// the bandwidth limiter. (A limit set later through rc is seen
+		// per copy by bandwidthLimited.)
+		return "--bwlimit"
 	}
-	if limited(ci.BwLimitFile) {
-		return true
+	return ""
+}
+
+// slotSet reports whether any slot of a --bwlimit timetable sets a limit.
+func slotSet(t fs.BwTimetable) bool {
+	for _, slot := range t {
+		if slot.Bandwidth.IsSet() {
+			return true
+		}
 	}
+	return false
+}
+
+// bandwidthLimited reports whether rclone's limiter slows local's copies
+// right now, through a limit set with rc's core/bwlimit after start.
+func bandwidthLimited(ctx context.Context) bool {
 	call := rc.Calls.Get("core/bwlimit")
 	if call == nil {
-		return limited(ci.BwLimit)
+		return false
 	}
-	out, err := call.Fn(ctx, rc.Params{}) // reads the limiter's rate
+	out, err := call.Fn(ctx, rc.Params{}) // only reads the rate
 	if err != nil {
-		return limited(ci.BwLimit)
+		return false
 	}
 	// Only the limit on accounted bytes slows local's copy (separate
 	// upload and download limits apply to network transports).

@@ -210,6 +210,10 @@ func NewFs(ctx context.Context, name, root string, m configmap.Mapper) (fs.Fs, e
 	f.features.ListP = f.ListP
 	// Without the engine (no cgo, not Linux, or no_engine) uring is local.
 	engine := !opt.NoEngine && uringsync.Version() != ""
+	if why := streamOnly(fs.GetConfig(ctx)); engine && why != "" {
+		fs.Debugf(f, "uring: %s: every copy is rclone's own", why)
+		engine = false
+	}
 	if engine {
 		f.features.Copy = f.Copy
 		f.features.ServerSideAcrossConfigs = true

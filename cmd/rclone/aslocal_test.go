@@ -160,6 +160,31 @@ func existingDst(t *testing.T, src, dst string) {
 	}
 }
 
+// manyFiles is 40 files of 200 KiB.
+func manyFiles(t *testing.T, root string) {
+	for i := range 40 {
+		writeFile(t, filepath.Join(root, fmt.Sprint("f", i)), 200<<10, 0o644, t0)
+	}
+}
+
+// maxTransferTotal checks what --max-transfer let through: only whole
+// files of manyFiles, no partial file left behind, and not much more
+// than the limit (rclone checks it as each transfer starts and counts
+// while reading, so up to one file per other transfer gets past it).
+func maxTransferTotal(t *testing.T, tree map[string]entry, limit int) {
+	t.Helper()
+	total := 0
+	for rel, e := range tree {
+		if strings.Contains(rel, ".partial") || len(e.data) != 200<<10 {
+			t.Errorf("%s: %d bytes left behind", rel, len(e.data))
+		}
+		total += len(e.data)
+	}
+	if total > limit {
+		t.Errorf("%d bytes copied, --max-transfer %d", total, limit)
+	}
+}
+
 var fellBackLine = regexp.MustCompile(`uring: engine copied (\d+) files`)
 
 func TestBehavesAsLocal(t *testing.T) {
@@ -190,6 +215,12 @@ func TestBehavesAsLocal(t *testing.T) {
 		{name: "inplace", args: []string{"copy", "--inplace"}, tree: smallTree, dst: existingDst, inodes: true},
 		{name: "bwlimit", args: []string{"copy", "--bwlimit", "2M"}, tree: smallTree, atLeast: time.Second},
 		{name: "bwlimit-file", args: []string{"copy", "--bwlimit-file", "2M"}, tree: smallTree, atLeast: time.Second},
+		{name: "max-transfer", args: []string{"copy", "--max-transfer", "1M", "--transfers", "4"}, inexact: true,
+			tree:  manyFiles,
+			check: func(t *testing.T, tree map[string]entry) { maxTransferTotal(t, tree, 1<<20+4*200<<10) }},
+		{name: "max-transfer-cautious", args: []string{"copy", "--max-transfer", "1M", "--cutoff-mode", "cautious"}, inexact: true,
+			tree:  manyFiles,
+			check: func(t *testing.T, tree map[string]entry) { maxTransferTotal(t, tree, 1<<20+4*200<<10) }},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
