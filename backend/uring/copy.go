@@ -146,6 +146,9 @@ func (f *Fs) declines(ctx context.Context, srcFs *Fs, srcRemote, remote string) 
 	switch {
 	case bandwidthLimited(ctx):
 		return "bandwidth limit"
+	case f.lopt.NoClone || srcFs.lopt.NoClone:
+		// The engine reflinks large files where the filesystem can.
+		return "no_clone"
 	case (srcFs.lopt.TranslateSymlinks && strings.HasSuffix(srcRemote, fs.LinkSuffix)) ||
 		(f.lopt.TranslateSymlinks && strings.HasSuffix(remote, fs.LinkSuffix)):
 		return "symlinks stored as .rclonelink files"

@@ -100,6 +100,7 @@ type localOptions struct {
 	FollowSymlinks    bool                 `config:"copy_links"`
 	TranslateSymlinks bool                 `config:"links"`
 	NoSetModTime      bool                 `config:"no_set_modtime"`
+	NoClone           bool                 `config:"no_clone"`
 	TimeType          string               `config:"time_type"`
 	Enc               encoder.MultiEncoder `config:"encoding"`
 }

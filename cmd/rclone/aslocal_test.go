@@ -221,6 +221,7 @@ func TestBehavesAsLocal(t *testing.T) {
 		{name: "max-transfer-cautious", args: []string{"copy", "--max-transfer", "1M", "--cutoff-mode", "cautious"}, inexact: true,
 			tree:  manyFiles,
 			check: func(t *testing.T, tree map[string]entry) { maxTransferTotal(t, tree, 1<<20+4*200<<10) }},
+		{name: "no-clone", args: []string{"copy", "--local-no-clone", "--uring-no-clone"}, tree: smallTree},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
