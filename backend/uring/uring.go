@@ -14,6 +14,7 @@ import (
 	"io"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rclone/rclone/backend/local"
@@ -51,8 +52,10 @@ var uringOptions = []fs.Option{{
 	Help: `Raise --transfers to this when it was left at its default.
 
 The engine copies the files of concurrent transfers together, so more
-transfers make bigger batches. 0 leaves --transfers alone.`,
-	Default:  256,
+transfers make bigger batches. This happens only once a second uring
+remote is made (the engine runs only between uring remotes). 0 leaves
+--transfers alone.`,
+	Default:  128,
 	Advanced: true,
 }, {
 	Name: "sync_below",
@@ -218,7 +221,7 @@ func NewFs(ctx context.Context, name, root string, m configmap.Mapper) (fs.Fs, e
 	if engine {
 		f.features.Copy = f.Copy
 		f.features.ServerSideAcrossConfigs = true
-		raiseTransfers(ctx, opt.Transfers)
+		raiseTransfers(ctx, name+":"+f.osRoot, opt.Transfers)
 	}
 	if isFile {
 		return f, fs.ErrorIsFile
@@ -226,11 +229,26 @@ func NewFs(ctx context.Context, name, root string, m configmap.Mapper) (fs.Fs, e
 	return f, nil
 }
 
-// raiseTransfers raises --transfers to n unless the user chose a value.
-func raiseTransfers(ctx context.Context, n int) {
+// engineRoots are the uring remotes with the engine on made so far.
+var (
+	engineRootsMu sync.Mutex
+	engineRoots   = map[string]struct{}{}
+)
+
+// raiseTransfers raises --transfers to n, unless the user chose a value,
+// once root is the second uring remote (with the engine on) in this
+// process. The engine only copies between uring remotes, so only then do
+// more transfers make bigger engine batches; with a uring remote on one
+// side only they would just run more of the other side's transfers at once
+// (256 S3 uploads), which makes even local copies slower.
+func raiseTransfers(ctx context.Context, root string, n int) {
+	engineRootsMu.Lock()
+	engineRoots[root] = struct{}{}
+	second := len(engineRoots) >= 2
+	engineRootsMu.Unlock()
 	ci := fs.GetConfig(ctx)
 	o := fs.ConfigOptionsInfo.Get("transfers")
-	if n <= ci.Transfers || o == nil || o.IsSet() || !o.IsDefault() || ci.Transfers != 4 {
+	if !second || n <= ci.Transfers || o == nil || o.IsSet() || !o.IsDefault() || ci.Transfers != 4 {
 		return
 	}
 	fs.Debugf(nil, "uring: raising --transfers from %d to %d (set --transfers or --uring-transfers to change)", ci.Transfers, n)

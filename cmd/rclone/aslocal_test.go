@@ -313,3 +313,30 @@ func TestFeaturesAsLocal(t *testing.T) {
 		}
 	}
 }
+
+// TestTransfersRaised checks that --transfers is raised only when the
+// engine can run, between two uring remotes, and never past a value the
+// user gave.
+func TestTransfersRaised(t *testing.T) {
+	bin := rcloneBin(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	writeFile(t, filepath.Join(src, "f"), 10, 0o644, t0)
+	for _, c := range []struct {
+		args []string
+		want bool
+	}{
+		{[]string{":uring:" + src, ":uring:" + dir + "/a"}, true},
+		{[]string{":uring:" + src, dir + "/b"}, false},
+		{[]string{src, ":uring:" + dir + "/c"}, false},
+		{[]string{":uring:" + src, ":memory:d"}, false},
+		{[]string{"--transfers", "4", ":uring:" + src, ":uring:" + dir + "/e"}, false},
+		{[]string{"--uring-no-engine", ":uring:" + src, ":uring:" + dir + "/f"}, false},
+	} {
+		out, code := runCode(t, bin, append([]string{"copy", "-vv"}, c.args...)...)
+		got := strings.Contains(out, "raising --transfers")
+		if got != c.want || code != 0 || got && !strings.Contains(out, "raising --transfers from 4 to 128 ") {
+			t.Errorf("copy %v: exit %d, raised %v, want %v\n%s", c.args, code, got, c.want, out)
+		}
+	}
+}
