@@ -104,6 +104,7 @@ type localOptions struct {
 	TranslateSymlinks bool                 `config:"links"`
 	NoSetModTime      bool                 `config:"no_set_modtime"`
 	NoClone           bool                 `config:"no_clone"`
+	OneFileSystem     bool                 `config:"one_file_system"`
 	TimeType          string               `config:"time_type"`
 	Enc               encoder.MultiEncoder `config:"encoding"`
 }

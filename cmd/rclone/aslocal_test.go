@@ -340,3 +340,50 @@ func TestTransfersRaised(t *testing.T) {
 		}
 	}
 }
+
+// TestCopyTreeFlags checks that copytree honours a flag or refuses it with
+// an error naming it, and that its progress counts files.
+func TestCopyTreeFlags(t *testing.T) {
+	bin := rcloneBin(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	smallTree(t, src)
+	for i, c := range []struct {
+		flags  []string
+		refuse string // in the error, or "" when copytree must succeed
+	}{
+		{nil, ""},
+		{[]string{"--local-no-preallocate"}, ""}, // a local flag on a plain-path destination
+		{[]string{"-l"}, ""},
+		{[]string{"-L"}, "--copy-links"},
+		{[]string{"-x"}, "--one-file-system"},
+		{[]string{"--local-no-set-modtime"}, "no_set_modtime"},
+		{[]string{"--uring-no-clone"}, "no_clone"},
+		{[]string{"--exclude", "*.tmp"}, "filter flags"},
+		{[]string{"--max-depth", "1"}, "--max-depth"},
+		{[]string{"-M"}, "--metadata"},
+		{[]string{"--max-transfer", "1M"}, "--max-transfer"},
+		{[]string{"--bwlimit", "1M"}, "--bwlimit"},
+	} {
+		dst := filepath.Join(dir, fmt.Sprint("dst", i))
+		args := append(append([]string{"backend", "copytree", "-P"}, c.flags...), ":uring:"+src, dst)
+		out, code := runCode(t, bin, args...)
+		if c.refuse == "" {
+			if code != 0 || !strings.Contains(out, "Transferred:            7 / 7, 100%") {
+				t.Errorf("copytree %v: exit %d, want 0 and 7 files counted\n%s", c.flags, code, out)
+			}
+			continue
+		}
+		if code == 0 || !strings.Contains(out, "does not support "+c.refuse) {
+			t.Errorf("copytree %v: exit %d, want a refusal naming %s\n%s", c.flags, code, c.refuse, out)
+		}
+		if _, err := os.Lstat(dst); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("copytree %v: refused, but made %s", c.flags, dst)
+		}
+	}
+	// An existing tree is rclone copy's job: copytree would rewrite it all.
+	out, code := runCode(t, bin, "backend", "copytree", ":uring:"+src, filepath.Join(dir, "dst0"))
+	if code == 0 || !strings.Contains(out, "is not empty") {
+		t.Errorf("copytree into a non-empty directory: exit %d\n%s", code, out)
+	}
+}
