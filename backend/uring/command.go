@@ -4,15 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/rclone/rclone/backend/local"
 	"github.com/rclone/rclone/fs"
 	"github.com/rclone/rclone/fs/accounting"
 	"github.com/rclone/rclone/fs/cache"
+	"github.com/rclone/rclone/fs/config/configstruct"
 	"github.com/rclone/rclone/fs/filter"
-	"github.com/rclone/rclone/fs/operations"
-	"github.com/rclone/rclone/fs/walk"
 	"github.com/uringsync/uring-sync/backend/uringsync"
 )
 
@@ -20,16 +22,18 @@ var commandHelp = []fs.CommandHelp{{
 	Name:  "copytree",
 	Short: "Copy the whole tree to a local directory with the engine.",
 	Long: `Hands the whole tree under the remote to the uring-sync engine, which
-makes the destination a copy of it (like cp -rT): directories (also
-empty ones), files, symlinks, modes and times.
+makes a new copy of it (like cp -rT): directories (also empty ones),
+files, symlinks, permission bits and times.
 
     rclone backend copytree uring:/src /dst
 
-The destination is a local path, or a uring: or local remote. With
-filter flags (--include, --exclude, --filter-from, --min-size,
---max-age, --max-depth, ...) rclone lists the source and the engine
-copies the files that pass; empty directories are then not copied.
---dry-run lists what would be copied. Progress shows with -P.
+The destination is a local path, or a uring: or local remote, and must
+be missing or empty: copytree makes new copies only, it does not compare
+or update (use rclone copy or sync for that). It copies the whole tree,
+so it refuses the flags that would change what or how it copies (filters,
+--max-depth, --metadata, --max-transfer, --bwlimit, --inplace,
+--copy-links, --one-file-system, no_clone, no_set_modtime) with an
+error. --dry-run shows what would be copied. Progress shows with -P.
 
 Options:
 
@@ -79,7 +83,7 @@ type treeSummary struct {
 	Source      string  `json:"source"`
 	Destination string  `json:"destination"`
 	Engine      string  `json:"engine"`
-	Mode        string  `json:"mode"` // "tree" (whole tree) or "files" (filtered list)
+	Mode        string  `json:"mode"` // "tree" (kept for scripts that read it)
 	DryRun      bool    `json:"dry_run,omitempty"`
 	Files       uint64  `json:"files"`
 	Bytes       uint64  `json:"bytes"`
@@ -89,22 +93,30 @@ type treeSummary struct {
 	Seconds     float64 `json:"seconds"`
 }
 
-// localDir returns the OS path of a destination argument: a path, or a
-// uring: or local remote.
-func localDir(ctx context.Context, arg string) (string, error) {
+// localDir returns the OS path of a destination argument (a path, or a
+// uring: or local remote) and the local options that apply to it.
+func localDir(ctx context.Context, arg string) (string, localOptions, error) {
 	dst, err := cache.Get(ctx, arg)
 	if err != nil && !errors.Is(err, fs.ErrorIsFile) {
-		return "", err
+		return "", localOptions{}, err
 	}
 	if err != nil {
-		return "", fmt.Errorf("destination %q is a file", arg)
+		return "", localOptions{}, fmt.Errorf("destination %q is a file", arg)
 	}
 	for dst != nil {
-		if u, ok := dst.(*Fs); ok {
-			return u.osRoot, nil
-		}
-		if dst.Features().IsLocal && fs.Fs(dst).Name() == "local" {
-			return filepath.FromSlash(dst.Root()), nil
+		switch d := dst.(type) {
+		case *Fs:
+			return d.osRoot, d.lopt, nil
+		case *local.Fs:
+			// Its name is "local{…}" when flags or a connection string
+			// set options; those come from the flags and the config.
+			var lopt localOptions
+			name, _, _ := strings.Cut(d.Name(), "{")
+			m := fs.ConfigMap(localInfo.Prefix, localInfo.Options, name, nil)
+			if err := configstruct.Set(m, &lopt); err != nil {
+				return "", localOptions{}, err
+			}
+			return filepath.FromSlash(d.Root()), lopt, nil
 		}
 		unwrap := dst.Features().UnWrap
 		if unwrap == nil {
@@ -112,25 +124,77 @@ func localDir(ctx context.Context, arg string) (string, error) {
 		}
 		dst = unwrap()
 	}
-	return "", fmt.Errorf("destination %q is not a local directory", arg)
+	return "", localOptions{}, fmt.Errorf("destination %q is not a local directory", arg)
+}
+
+// treeRefuses names the first flag set that copytree does not honour, or
+// "". Each would make rclone copy do something a whole-tree engine copy
+// does not: choose files, keep other metadata, limit or pace the copy,
+// follow links, stay on one filesystem, skip reflinks or times.
+func (f *Fs) treeRefuses(ctx context.Context, dst localOptions) string {
+	ci := fs.GetConfig(ctx)
+	if why := streamOnly(ci); why != "" {
+		return why
+	}
+	switch {
+	case !filter.GetConfig(ctx).InActive():
+		return "filter flags (--include, --exclude, --min-size, --max-age, ...)"
+	case ci.MaxDepth >= 0:
+		return "--max-depth"
+	case ci.Metadata:
+		return "--metadata"
+	case f.lopt.FollowSymlinks:
+		return "--copy-links"
+	case f.lopt.OneFileSystem:
+		return "--one-file-system"
+	case f.lopt.NoClone || dst.NoClone:
+		return "no_clone"
+	case f.lopt.NoSetModTime || dst.NoSetModTime:
+		return "no_set_modtime"
+	}
+	return ""
+}
+
+// emptyOrMissing returns an error unless dir is missing or an empty directory.
+func emptyOrMissing(dir string) error {
+	d, err := os.Open(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer func() { _ = d.Close() }()
+	if _, err := d.Readdirnames(1); errors.Is(err, io.EOF) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	return fmt.Errorf("destination %q is not empty: copytree makes new copies only (rclone copy or sync update an existing tree)", dir)
 }
 
 func (f *Fs) copyTree(ctx context.Context, arg []string, opt map[string]string) (any, error) {
 	if len(arg) != 1 {
 		return nil, errors.New("usage: rclone backend copytree uring:SRC DST")
 	}
-	dst, err := localDir(ctx, arg[0])
+	dst, dlopt, err := localDir(ctx, arg[0])
 	if err != nil {
 		return nil, err
 	}
+	if why := f.treeRefuses(ctx, dlopt); why != "" {
+		return nil, fmt.Errorf("copytree copies whole trees and does not support %s: use rclone copy", why)
+	}
+	if err := emptyOrMissing(dst); err != nil {
+		return nil, err
+	}
 	ci := fs.GetConfig(ctx)
-	fi := filter.GetConfig(ctx)
 	stats := accounting.Stats(ctx)
 	eopt := uringsync.Options{
 		Workers:       f.opt.Workers,
 		QueueDepth:    f.opt.QueueDepth,
 		ForceSync:     f.opt.ForceSync,
-		Preserve:      !f.lopt.NoSetModTime,
+		Preserve:      true,
+		DryRun:        ci.DryRun,
 		QuietFallback: true,
 	}
 	if v, ok := opt["workers"]; ok {
@@ -141,16 +205,21 @@ func (f *Fs) copyTree(ctx context.Context, arg []string, opt map[string]string) 
 	if v, ok := opt["force_sync"]; ok {
 		eopt.ForceSync = v == "" || v == "true"
 	}
-	// One rclone transfer stands for the whole tree, so -P and the stats
-	// follow the engine's byte counters without a cost per file.
+	// One rclone transfer carries the bytes of the whole tree, so -P and
+	// the stats follow the engine's byte counters without a cost per file;
+	// it stands for the first file, and each further file done is counted
+	// with an empty transfer as the engine reports progress.
 	tr := stats.NewTransferRemoteSize("copytree", -1, f, nil)
 	acc := tr.Account(ctx, nil)
 	acc.ServerSideTransferStart()
-	var accounted uint64 // engine callbacks run one at a time
+	var accounted, counted uint64 = 0, 1 // engine callbacks run one at a time
 	account := func(s uringsync.Stats) {
 		if s.BytesDone > accounted {
 			acc.ServerSideTransferEnd(int64(s.BytesDone - accounted))
 			accounted = s.BytesDone
+		}
+		for ; counted < s.FilesDone; counted++ {
+			stats.NewTransferRemoteSize("copytree file", 0, f, nil).Done(ctx, nil)
 		}
 		if s.FilesFound > s.FilesDone {
 			stats.SetTransferQueue(int(s.FilesFound-s.FilesDone), int64(s.BytesFound-s.BytesDone))
@@ -172,70 +241,11 @@ func (f *Fs) copyTree(ctx context.Context, arg []string, opt map[string]string) 
 	}
 	defer func() { _ = eng.Close() }()
 
-	sum := treeSummary{Source: f.osRoot, Destination: dst, Engine: eng.Kind().String(), DryRun: ci.DryRun}
-	if fi.InActive() && !ci.DryRun && ci.MaxDepth < 0 {
-		sum.Mode = "tree"
-		err = eng.CopyTree(ctx, f.osRoot, dst)
-		st := eng.Stats()
-		account(st)
-		sum.Files, sum.Bytes, sum.Failed = st.FilesDone, st.BytesDone, st.FilesFailed
-		sum.Dirs, sum.Symlinks, sum.Seconds = st.DirsCreated, st.SymlinksCreated, st.Elapsed.Seconds()
-		return sum, err
-	}
-
-	// Filters: rclone lists, the engine copies what passes.
-	sum.Mode = "files"
-	var pairs []uringsync.Pair
-	var size int64
-	err = walk.ListR(ctx, f, "", false, ci.MaxDepth, walk.ListObjects, func(entries fs.DirEntries) error {
-		for _, e := range entries {
-			o, ok := e.(fs.Object)
-			if !ok {
-				continue
-			}
-			if f.lopt.TranslateSymlinks && strings.HasSuffix(o.Remote(), fs.LinkSuffix) {
-				fs.Logf(o, "copytree: skipping translated symlink")
-				continue
-			}
-			if operations.SkipDestructive(ctx, o, "copy") {
-				sum.Files++
-				sum.Bytes += uint64(o.Size())
-				continue
-			}
-			src, err := f.osPath(o.Remote())
-			if err != nil {
-				return err
-			}
-			pairs = append(pairs, uringsync.Pair{Src: src, Dst: filepath.Join(dst, filepath.FromSlash(f.lopt.Enc.FromStandardPath(o.Remote())))})
-			size += o.Size()
-		}
-		return nil
-	})
-	if err != nil || len(pairs) == 0 {
-		return sum, err
-	}
-	stats.SetTransferQueue(len(pairs), size)
-	const chunk = 16384 // engine calls per chunk keep cancellation and memory bounded
-	var errs []error
-	for start := 0; start < len(pairs); start += chunk {
-		results, err := eng.CopyFiles(ctx, pairs[start:min(start+chunk, len(pairs))])
-		st := eng.Stats()
-		account(st)
-		accounted = 0 // counters restart with each call
-		sum.Files += st.FilesDone
-		sum.Bytes += st.BytesDone
-		sum.Seconds += st.Elapsed.Seconds()
-		for _, r := range results {
-			if r.Err != nil {
-				sum.Failed++
-			}
-		}
-		if err != nil {
-			errs = append(errs, err)
-			if ctx.Err() != nil {
-				break
-			}
-		}
-	}
-	return sum, errors.Join(errs...)
+	sum := treeSummary{Source: f.osRoot, Destination: dst, Engine: eng.Kind().String(), Mode: "tree", DryRun: ci.DryRun}
+	err = eng.CopyTree(ctx, f.osRoot, dst)
+	st := eng.Stats()
+	account(st)
+	sum.Files, sum.Bytes, sum.Failed = st.FilesDone, st.BytesDone, st.FilesFailed
+	sum.Dirs, sum.Symlinks, sum.Seconds = st.DirsCreated, st.SymlinksCreated, st.Elapsed.Seconds()
+	return sum, err
 }

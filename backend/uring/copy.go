@@ -11,6 +11,7 @@ import (
 
 	"github.com/rclone/rclone/fs"
 	"github.com/rclone/rclone/fs/hash"
+	"github.com/rclone/rclone/fs/rc"
 	"github.com/rclone/rclone/lib/atexit"
 	"github.com/rclone/rclone/lib/transferaccounter"
 	"github.com/uringsync/uring-sync/backend/uringsync"
@@ -42,9 +43,10 @@ func (f *Fs) Copy(ctx context.Context, src fs.Object, remote string) (fs.Object,
 		return nil, fs.ErrorCantCopy
 	}
 	srcFs := srcObj.f
-	if (srcFs.lopt.TranslateSymlinks && strings.HasSuffix(src.Remote(), fs.LinkSuffix)) ||
-		(f.lopt.TranslateSymlinks && strings.HasSuffix(remote, fs.LinkSuffix)) {
-		return nil, fs.ErrorCantCopy // symlinks stored as .rclonelink files
+	if why := f.declines(ctx, srcFs, src.Remote(), remote); why != "" {
+		fs.Debugf(src, "uring: using rclone's copy: %s", why)
+		filesFellBack.Add(1)
+		return nil, fs.ErrorCantCopy
 	}
 	srcPath, err := srcFs.osPath(src.Remote())
 	if err != nil {
@@ -86,7 +88,13 @@ func (f *Fs) Copy(ctx context.Context, src fs.Object, remote string) (fs.Object,
 	bytesCopied.Add(res.Bytes)
 
 	// rclone sets times and metadata after a server-side copy through the
-	// backend: do as local's Put does.
+	// backend: do as local's Put does. local makes every new file 0666
+	// less the umask whatever the source's mode (--metadata sets the
+	// source's below); the engine, without its preserve flag, gives the
+	// source's mode less the umask.
+	if err := os.Chmod(dstPath, newFileMode); err != nil {
+		return nil, err
+	}
 	if !f.lopt.NoSetModTime {
 		mtime := src.ModTime(ctx)
 		if err := os.Chtimes(dstPath, mtime, mtime); err != nil {
@@ -124,6 +132,79 @@ func (f *Fs) engineOptions(md5 bool) uringsync.Options {
 		HashMD5:       md5,
 		QuietFallback: true,
 	}
+}
+
+// declines says why the engine must not copy srcRemote of srcFs to remote
+// in f, or "" when it may. The engine copies a whole file to a new inode as
+// fast as it can; whatever asks for anything else goes to rclone's own copy,
+// which is local's.
+func (f *Fs) declines(ctx context.Context, srcFs *Fs, srcRemote, remote string) string {
+	ci := fs.GetConfig(ctx)
+	if why := streamOnly(ci); why != "" {
+		return why
+	}
+	switch {
+	case bandwidthLimited(ctx):
+		return "bandwidth limit"
+	case f.lopt.NoClone || srcFs.lopt.NoClone:
+		// The engine reflinks large files where the filesystem can.
+		return "no_clone"
+	case (srcFs.lopt.TranslateSymlinks && strings.HasSuffix(srcRemote, fs.LinkSuffix)) ||
+		(f.lopt.TranslateSymlinks && strings.HasSuffix(remote, fs.LinkSuffix)):
+		return "symlinks stored as .rclonelink files"
+	}
+	return ""
+}
+
+// streamOnly says which of rclone's options make every copy local's
+// streaming copy, or "". With them set a uring remote offers no Copy at
+// all, so rclone takes the same path as with local: a Copy that declines
+// still changes rclone's accounting (--cutoff-mode cautious counts the
+// pending bytes of the transfer it resets).
+func streamOnly(ci *fs.ConfigInfo) string {
+	switch {
+	case ci.Inplace:
+		// local rewrites the existing file (same inode, hard links kept);
+		// the engine would make a new one and rename it over.
+		return "--inplace"
+	case ci.MaxTransfer >= 0:
+		// rclone counts the limit while reading, and stops a copy at it;
+		// an engine batch would copy whole files past it.
+		return "--max-transfer"
+	case slotSet(ci.BwLimit) || slotSet(ci.BwLimitFile):
+		// The engine cannot be throttled; rclone's copy reads through
+		// the bandwidth limiter. (A limit set later through rc is seen
+		// per copy by bandwidthLimited.)
+		return "--bwlimit"
+	}
+	return ""
+}
+
+// slotSet reports whether any slot of a --bwlimit timetable sets a limit.
+func slotSet(t fs.BwTimetable) bool {
+	for _, slot := range t {
+		if slot.Bandwidth.IsSet() {
+			return true
+		}
+	}
+	return false
+}
+
+// bandwidthLimited reports whether rclone's limiter slows local's copies
+// right now, through a limit set with rc's core/bwlimit after start.
+func bandwidthLimited(ctx context.Context) bool {
+	call := rc.Calls.Get("core/bwlimit")
+	if call == nil {
+		return false
+	}
+	out, err := call.Fn(ctx, rc.Params{}) // only reads the rate
+	if err != nil {
+		return false
+	}
+	// Only the limit on accounted bytes slows local's copy (separate
+	// upload and download limits apply to network transports).
+	n, err := out.GetInt64("bytesPerSecond")
+	return err == nil && n > 0
 }
 
 // request is one Copy waiting for its batch.
@@ -301,6 +382,12 @@ func (r *runner) run(batch []*request) {
 			req.res = results[i]
 			if req.res.Err == nil && req.accounted < req.res.Bytes {
 				req.ta.Add(req.res.Bytes - req.accounted)
+			}
+			if req.res.Err == nil && req.ctx.Err() != nil {
+				// The caller gave up and was told the copy failed, so the
+				// file the batch finished later must not stay. It is
+				// rclone's .partial name (Copy declines --inplace).
+				_ = os.Remove(req.pair.Dst)
 			}
 		}
 		close(req.done)

@@ -14,6 +14,7 @@ import (
 	"io"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rclone/rclone/backend/local"
@@ -51,8 +52,10 @@ var uringOptions = []fs.Option{{
 	Help: `Raise --transfers to this when it was left at its default.
 
 The engine copies the files of concurrent transfers together, so more
-transfers make bigger batches. 0 leaves --transfers alone.`,
-	Default:  256,
+transfers make bigger batches. This happens only once a second uring
+remote is made (the engine runs only between uring remotes). 0 leaves
+--transfers alone.`,
+	Default:  128,
 	Advanced: true,
 }, {
 	Name: "sync_below",
@@ -100,6 +103,8 @@ type localOptions struct {
 	FollowSymlinks    bool                 `config:"copy_links"`
 	TranslateSymlinks bool                 `config:"links"`
 	NoSetModTime      bool                 `config:"no_set_modtime"`
+	NoClone           bool                 `config:"no_clone"`
+	OneFileSystem     bool                 `config:"one_file_system"`
 	TimeType          string               `config:"time_type"`
 	Enc               encoder.MultiEncoder `config:"encoding"`
 }
@@ -200,20 +205,24 @@ func NewFs(ctx context.Context, name, root string, m configmap.Mapper) (fs.Fs, e
 		UserDirMetadata:          true,
 		DirModTimeUpdatesOnWrite: true,
 		FilterAware:              true,
-		PartialUploads:           true,
+		// As local: rclone writes to a .partial name and renames it, so a
+		// failed write never leaves a truncated file. Engine copies go to
+		// that name too (the engine writes under its own temporary name).
+		PartialUploads: true,
 	}).Fill(ctx, f).Mask(ctx, base).WrapsFs(f, base)
 	// Copy is ours alone (local has none on Linux), so it is set after
 	// masking; it also works between differently named uring remotes.
 	f.features.ListP = f.ListP
 	// Without the engine (no cgo, not Linux, or no_engine) uring is local.
 	engine := !opt.NoEngine && uringsync.Version() != ""
+	if why := streamOnly(fs.GetConfig(ctx)); engine && why != "" {
+		fs.Debugf(f, "uring: %s: every copy is rclone's own", why)
+		engine = false
+	}
 	if engine {
 		f.features.Copy = f.Copy
 		f.features.ServerSideAcrossConfigs = true
-		// The engine writes each file to a temporary name and renames it
-		// into place, so rclone's own .partial names would only add a rename.
-		f.features.PartialUploads = false
-		raiseTransfers(ctx, opt.Transfers)
+		raiseTransfers(ctx, name+":"+f.osRoot, opt.Transfers)
 	}
 	if isFile {
 		return f, fs.ErrorIsFile
@@ -221,11 +230,26 @@ func NewFs(ctx context.Context, name, root string, m configmap.Mapper) (fs.Fs, e
 	return f, nil
 }
 
-// raiseTransfers raises --transfers to n unless the user chose a value.
-func raiseTransfers(ctx context.Context, n int) {
+// engineRoots are the uring remotes with the engine on made so far.
+var (
+	engineRootsMu sync.Mutex
+	engineRoots   = map[string]struct{}{}
+)
+
+// raiseTransfers raises --transfers to n, unless the user chose a value,
+// once root is the second uring remote (with the engine on) in this
+// process. The engine only copies between uring remotes, so only then do
+// more transfers make bigger engine batches; with a uring remote on one
+// side only they would just run more of the other side's transfers at once
+// (256 S3 uploads), which makes even local copies slower.
+func raiseTransfers(ctx context.Context, root string, n int) {
+	engineRootsMu.Lock()
+	engineRoots[root] = struct{}{}
+	second := len(engineRoots) >= 2
+	engineRootsMu.Unlock()
 	ci := fs.GetConfig(ctx)
 	o := fs.ConfigOptionsInfo.Get("transfers")
-	if n <= ci.Transfers || o == nil || o.IsSet() || !o.IsDefault() || ci.Transfers != 4 {
+	if !second || n <= ci.Transfers || o == nil || o.IsSet() || !o.IsDefault() || ci.Transfers != 4 {
 		return
 	}
 	fs.Debugf(nil, "uring: raising --transfers from %d to %d (set --transfers or --uring-transfers to change)", ci.Transfers, n)

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -197,7 +198,7 @@ func TestCopyTreeCommand(t *testing.T) {
 			t.Errorf("summary %+v", s)
 		}
 	})
-	t.Run("filtered", func(t *testing.T) {
+	t.Run("refuses filters", func(t *testing.T) {
 		fi, err := filter.NewFilter(nil)
 		if err != nil {
 			t.Fatal(err)
@@ -207,16 +208,17 @@ func TestCopyTreeCommand(t *testing.T) {
 		}
 		ctx := filter.ReplaceConfig(context.Background(), fi)
 		dst := filepath.Join(dir, "filtered")
-		out, err := f.Command(ctx, "copytree", []string{dst}, nil)
-		if err != nil {
-			t.Fatal(err)
+		if _, err := f.Command(ctx, "copytree", []string{dst}, nil); err == nil || !strings.Contains(err.Error(), "filter flags") {
+			t.Fatalf("err = %v, want a refusal of filter flags", err)
 		}
-		checkTree(t, src, dst, files)
-		if _, err := os.Stat(filepath.Join(dst, "d1", "x.skip")); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("excluded file copied (%v)", err)
+		if _, err := os.Stat(dst); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("refused copytree created %s (%v)", dst, err)
 		}
-		if s := out.(treeSummary); s.Mode != "files" || s.Files != uint64(len(files)) {
-			t.Errorf("summary %+v", s)
+	})
+	t.Run("refuses a non-empty destination", func(t *testing.T) {
+		dst := filepath.Join(dir, "whole") // made by "whole tree"
+		if _, err := f.Command(context.Background(), "copytree", []string{dst}, nil); err == nil || !strings.Contains(err.Error(), "not empty") {
+			t.Fatalf("err = %v, want a refusal", err)
 		}
 	})
 	t.Run("dry run", func(t *testing.T) {

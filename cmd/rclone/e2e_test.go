@@ -175,17 +175,6 @@ func TestRcloneBinary(t *testing.T) {
 		sameFiles(t, src, dst, rels, nil)
 		rclone(t, bin, true, "check", src, dst)
 
-		dst = filepath.Join(dir, "tree-filtered")
-		out = rclone(t, bin, true, "backend", "copytree", "--exclude", "*.tmp", "--min-size", "1k", "uring:"+src, dst)
-		if !strings.Contains(out, `"mode": "files"`) {
-			t.Errorf("unexpected summary:\n%s", out)
-		}
-		small := func(rel string) bool {
-			fi, _ := os.Stat(filepath.Join(src, rel))
-			return isTmp(rel) || fi.Size() < 1024
-		}
-		sameFiles(t, src, dst, rels, small)
-
 		dst = filepath.Join(dir, "tree-dry")
 		rclone(t, bin, true, "backend", "copytree", "--dry-run", "uring:"+src, dst)
 		if _, err := os.Lstat(dst); !os.IsNotExist(err) {
