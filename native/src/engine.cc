@@ -310,6 +310,7 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
   size_t running = 0;
   std::vector<std::thread> threads;
   std::atomic<uint32_t> fell_back{0};
+  std::atomic<int> fallback_err{0};  // -errno of the first ring that could not be set up
   auto spawn = [&](auto fn) {
     std::lock_guard lk(mu);
     ++running;
@@ -331,8 +332,12 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
       for (uint32_t i = 0; i < workers; ++i)
         spawn([&] {
           bool fb = false;
-          run_uring_worker(job, &fb);
-          if (fb) fell_back.fetch_add(1);
+          const int why = run_uring_worker(job, &fb);
+          if (fb) {
+            fell_back.fetch_add(1);
+            int none = 0;
+            fallback_err.compare_exchange_strong(none, why);
+          }
         });
       for (uint32_t i = 0; i < budget.bulk_threads; ++i) spawn([&] { run_sync_worker(job, job.large_q); });
     } else {
@@ -406,7 +411,8 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
   }
   if (fell_back == workers && uring) counters_.engine.store(USYNC_ENGINE_SYNC, std::memory_order_relaxed);
   if (fell_back > 0 && cfg_.has(USYNC_ANNOUNCE_FALLBACK) && !announced_.exchange(true))
-    std::fprintf(stderr, "uring-sync: could not set up an io_uring on a worker; it used the synchronous engine\n");
+    std::fprintf(stderr, "uring-sync: could not set up an io_uring on a worker (%s); it used the synchronous engine\n",
+                 std::strerror(-fallback_err.load()));
   return finish(job);
 }
 

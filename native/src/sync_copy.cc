@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <memory>
 
 #include "unique_fd.h"
@@ -32,6 +33,43 @@ bool write_all(const Job& job, int fd, const char* p, size_t n, uint64_t* done) 
     job.add_bytes(static_cast<uint64_t>(w));
   }
   return true;
+}
+
+// Gives the complete anonymous file open at fd its metadata and its name:
+// linkat (where the name is free) or a temporary name renamed over the old
+// file.  Returns 0 or an errno and sets *step.
+int publish_anonymous(const Job& job, const FileTask& t, int fd, int* step) noexcept {
+  const timespec ts[2] = {t.atime, t.mtime};
+  if ((job.preserve() && fchmod(fd, t.mode & 07777) != 0) || futimens(fd, ts) != 0) {
+    *step = USYNC_STEP_METADATA;
+    return errno;
+  }
+  const int dfd = t.dst_dirfd();
+  auto link_as = [&](const char* as) {
+    // AT_EMPTY_PATH on the descriptor; without the privilege it may need,
+    // the /proc link of the descriptor does the same.
+    if (linkat(fd, "", dfd, as, AT_EMPTY_PATH) == 0) return 0;
+    if (errno != ENOENT && errno != EPERM) return errno;
+    char proc[64];
+    std::snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    return linkat(AT_FDCWD, proc, dfd, as, AT_SYMLINK_FOLLOW) == 0 ? 0 : errno;
+  };
+  *step = USYNC_STEP_RENAME;
+  int err = link_as(t.dst_name.c_str());
+  if (err != EEXIST) return err;
+  std::string tmp;  // the name is taken (an older copy): replace it atomically
+  try {
+    tmp = t.create_name();
+  } catch (...) {
+    return ENOMEM;
+  }
+  if ((err = link_as(tmp.c_str())) != 0) return err;
+  if (renameat(dfd, tmp.c_str(), dfd, t.dst_name.c_str()) != 0) {
+    err = errno;
+    unlinkat(dfd, tmp.c_str(), 0);
+    return err;
+  }
+  return 0;
 }
 
 }  // namespace
@@ -97,16 +135,28 @@ FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, siz
     r.step = USYNC_STEP_CHANGED;
     return r;
   }
-  std::string name;
-  try {
-    name = t.create_name();
-  } catch (...) {
-    r.error = ENOMEM;
-    r.step = USYNC_STEP_OPEN_DST;
-    return r;
-  }
   const int dfd = t.dst_dirfd();
-  UniqueFd out(openat(dfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, t.mode & 0777));
+  // An anonymous file (O_TMPFILE) where the filesystem has them: it gets a
+  // name only when complete (linkat), and a killed copy leaves nothing.
+  // Elsewhere a temporary name, renamed into place.
+  std::string name;
+  UniqueFd out;
+  if (t.dir != nullptr && job.tmpfile_ok.load(std::memory_order_relaxed)) {
+    out.reset(openat(dfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, t.mode & 0777));
+    if (!out.valid() && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL || errno == ENOENT))
+      job.tmpfile_ok.store(false, std::memory_order_relaxed);
+  }
+  const bool anonymous = out.valid();
+  if (!anonymous) {
+    try {
+      name = t.create_name();
+    } catch (...) {
+      r.error = ENOMEM;
+      r.step = USYNC_STEP_OPEN_DST;
+      return r;
+    }
+    out.reset(openat(dfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, t.mode & 0777));
+  }
   if (!out.valid()) {
     r.error = errno;
     r.step = USYNC_STEP_OPEN_DST;
@@ -116,7 +166,7 @@ FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, siz
     r.error = errno != 0 ? errno : EIO;
     r.step = step;
     out.reset();
-    unlinkat(dfd, name.c_str(), 0);
+    if (!anonymous) unlinkat(dfd, name.c_str(), 0);
     return r;
   };
 
@@ -149,12 +199,24 @@ FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, siz
     }
   }
   in.reset();
-  if (::close(out.release()) != 0) return fail(USYNC_STEP_CLOSE);
   int step = USYNC_STEP_NONE;
-  if (const int err = finalize_file(job, t, name, &step); err != 0) {
-    r.error = err;
-    r.step = step;
-    return r;
+  if (anonymous) {
+    if (const int err = publish_anonymous(job, t, out.get(), &step); err != 0) {
+      errno = err;
+      return fail(step);
+    }
+    if (::close(out.release()) != 0) {
+      r.error = errno;  // already published: a write-back error of a local filesystem
+      r.step = USYNC_STEP_CLOSE;
+      return r;
+    }
+  } else {
+    if (::close(out.release()) != 0) return fail(USYNC_STEP_CLOSE);
+    if (const int err = finalize_file(job, t, name, &step); err != 0) {
+      r.error = err;
+      r.step = step;
+      return r;
+    }
   }
   if (md5 != nullptr) {
     md5->final(r.md5);

@@ -410,7 +410,7 @@ class UringWorker {
 
 }  // namespace
 
-void run_uring_worker(Job& job, bool* used_fallback) noexcept {
+int run_uring_worker(Job& job, bool* used_fallback) noexcept {
   std::unique_ptr<UringWorker> w;
   int ret = -ENOMEM;
   try {
@@ -422,10 +422,11 @@ void run_uring_worker(Job& job, bool* used_fallback) noexcept {
     *used_fallback = true;
     w.reset();
     run_sync_worker(job, job.small_q);
-    return;
+    return ret;
   }
   *used_fallback = false;
   w->run();
+  return 0;
 }
 
 }  // namespace usync

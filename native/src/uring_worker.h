@@ -11,6 +11,7 @@ namespace usync {
 // Copies small files from job.small_q until it is closed and drained.  If the
 // ring cannot be set up on this thread, falls back to the synchronous loop
 // (same results) and says so through *used_fallback.
-void run_uring_worker(Job& job, bool* used_fallback) noexcept;
+// Returns the -errno that made the fallback, 0 otherwise.
+int run_uring_worker(Job& job, bool* used_fallback) noexcept;
 
 }  // namespace usync
