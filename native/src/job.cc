@@ -378,52 +378,44 @@ bool is_temporary(const char* name) noexcept {
   return n > 11 && std::strncmp(name, ".usync-", 7) == 0 && std::strcmp(name + n - 4, ".tmp") == 0;
 }
 
-// Removes everything in the directory open at fd (never following a
-// symlink), depth-first.  Best effort.
-void empty_directory(int fd, int depth) noexcept {
-  UniqueFd list(openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!list.valid() || depth > 4096) return;
-  alignas(8) char buf[16 * 1024];
+// Calls fn(name) for every entry of the directory open at dfd but . and ..
+// (listed through a descriptor of its own).  Best effort: stops at an error.
+template <typename Fn>
+void for_each_name(int dfd, Fn fn) noexcept {
+  constexpr size_t kBuf = 16 * 1024;
+  UniqueFd list(openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  std::unique_ptr<char[]> buf(new (std::nothrow) char[kBuf]);
+  if (!list.valid() || !buf) return;
   for (;;) {
-    const long n = syscall(SYS_getdents64, list.get(), buf, sizeof buf);
+    const long n = syscall(SYS_getdents64, list.get(), buf.get(), kBuf);
     if (n <= 0) return;
     for (long off = 0; off < n;) {
-      const auto* e = reinterpret_cast<const dirent64*>(buf + off);
+      const auto* e = reinterpret_cast<const dirent64*>(buf.get() + off);
       off += e->d_reclen;
       const char* name = e->d_name;
       if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0))) continue;
-      if (unlinkat(fd, name, 0) == 0 || errno != EISDIR) continue;
-      UniqueFd sub(openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      if (sub.valid()) empty_directory(sub.get(), depth + 1);
-      unlinkat(fd, name, AT_REMOVEDIR);
+      fn(name);
     }
   }
+}
+
+// Removes the entry name in dfd, a whole tree if it is a directory (never
+// following a symlink).  Returns whether it is gone.
+bool remove_entry(int dfd, const char* name, int depth) noexcept {
+  if (unlinkat(dfd, name, 0) == 0) return true;
+  if (errno != EISDIR || depth > 1024) return false;
+  UniqueFd sub(openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (sub.valid()) for_each_name(sub.get(), [&](const char* n) { remove_entry(sub.get(), n, depth + 1); });
+  return unlinkat(dfd, name, AT_REMOVEDIR) == 0;
 }
 
 }  // namespace
 
 void remove_temporaries(const Job& job, int dfd) noexcept {
-  UniqueFd list(openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!list.valid()) return;
-  alignas(8) char buf[16 * 1024];
-  for (;;) {
-    const long n = syscall(SYS_getdents64, list.get(), buf, sizeof buf);
-    if (n <= 0) return;
-    for (long off = 0; off < n;) {
-      const auto* e = reinterpret_cast<const dirent64*>(buf + off);
-      off += e->d_reclen;
-      if (!is_temporary(e->d_name)) continue;
-      if (unlinkat(dfd, e->d_name, 0) == 0) {
-        job.counters.temps_removed.fetch_add(1, std::memory_order_relaxed);
-        continue;
-      }
-      if (errno != EISDIR) continue;
-      UniqueFd sub(openat(dfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      if (sub.valid()) empty_directory(sub.get(), 0);
-      if (unlinkat(dfd, e->d_name, AT_REMOVEDIR) == 0)
-        job.counters.temps_removed.fetch_add(1, std::memory_order_relaxed);
-    }
-  }
+  for_each_name(dfd, [&](const char* name) {
+    if (is_temporary(name) && remove_entry(dfd, name, 0))
+      job.counters.temps_removed.fetch_add(1, std::memory_order_relaxed);
+  });
 }
 
 int settle_entry(const Job& job, int dfd, const char* written, const char* final_name, mode_t mode,
