@@ -60,7 +60,7 @@ struct Counters {
 // exist so that its mtime sticks) on the walker thread, and it releases its
 // parent.
 //
-// Its descriptors are a cache owned by the walker thread (dir_cache.h): open
+// Its descriptors are a cache owned by the walker thread (walker.cc): open
 // while the walker lists the directory or files queued in it are pinned to
 // it (pins > 0), otherwise closeable at any time and reopened through its
 // ancestors, so a deep tree fits any RLIMIT_NOFILE.

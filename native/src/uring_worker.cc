@@ -390,7 +390,6 @@ class UringWorker {
       const auto k = static_cast<int>(cqe->user_data & 0xff);
       --s.inflight;
       if (s.kinds[k] == OpKind::kOpenSrc && cqe->res >= 0) s.src_fd = cqe->res;
-      if (s.kinds[k] == OpKind::kCloseSrc && cqe->res != -ECANCELED) s.src_fd = -1;
     }
     io_uring_cq_advance(ring_.get(), seen);
   }
