@@ -37,6 +37,9 @@ USYNC_API const char* usync_step_name(int step) {
     case USYNC_STEP_CANCELED: return "cancelled";
     case USYNC_STEP_CHANGED: return "source changed while being copied";
     case USYNC_STEP_OVERLAP: return "source and destination overlap";
+    case USYNC_STEP_DELETE: return "delete";
+    case USYNC_STEP_VERIFY: return "verify";
+    case USYNC_STEP_FSYNC: return "fsync";
     default: return "unknown";
   }
 }

@@ -230,6 +230,7 @@ int Engine::create(const usync_options* in, Engine** out) noexcept {
     c.error_cb = o.error_cb;
     c.file_done_cb = o.file_done_cb;
     c.progress_cb = o.progress_cb;
+    c.delete_cb = o.delete_cb;
     c.cb_user = o.cb_user;
     const bool sync = (o.flags & USYNC_FORCE_SYNC) != 0 || env_force_sync();
     int err = 0;

@@ -42,7 +42,8 @@ mode_t current_umask() noexcept {
 }
 
 void Counters::reset() noexcept {
-  for (auto* c : {&files_found, &bytes_found, &files_done, &bytes_done, &files_failed, &files_excluded, &files_skipped, &temps_removed, &dirs_created,
+  for (auto* c : {&files_found, &bytes_found, &files_done, &bytes_done, &files_failed, &files_excluded, &files_skipped, &temps_removed, &entries_deleted,
+                  &files_verified, &bytes_verified, &dirs_created,
                   &symlinks_created, &specials_created, &start_ns, &end_ns})
     c->store(0, std::memory_order_relaxed);
   walk_done.store(0, std::memory_order_relaxed);
@@ -63,6 +64,9 @@ void Counters::snapshot(usync_stats* s) const noexcept {
   s->files_excluded = ld(files_excluded);
   s->files_skipped = ld(files_skipped);
   s->temps_removed = ld(temps_removed);
+  s->entries_deleted = ld(entries_deleted);
+  s->files_verified = ld(files_verified);
+  s->bytes_verified = ld(bytes_verified);
   s->dirs_created = ld(dirs_created);
   s->symlinks_created = ld(symlinks_created);
   s->specials_created = ld(specials_created);

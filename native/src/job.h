@@ -36,6 +36,7 @@ struct Config {
   usync_error_fn error_cb = nullptr;
   usync_file_done_fn file_done_cb = nullptr;
   usync_progress_fn progress_cb = nullptr;
+  usync_delete_fn delete_cb = nullptr;
   void* cb_user = nullptr;
 
   bool has(uint32_t flag) const noexcept { return (flags & flag) != 0; }
@@ -47,6 +48,7 @@ struct Counters {
       files_excluded{0}, dirs_created{0}, symlinks_created{0}, specials_created{0},
       files_skipped{0};
   std::atomic<uint64_t> temps_removed{0};  // leftovers of killed runs
+  std::atomic<uint64_t> entries_deleted{0}, files_verified{0}, bytes_verified{0};
   std::atomic<uint64_t> start_ns{0}, end_ns{0};
   std::atomic<uint32_t> walk_done{0}, engine{0}, workers{0}, queue_depth{0}, fd_budget{0};
   std::atomic<uint64_t> buffer_bytes{0};

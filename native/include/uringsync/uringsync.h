@@ -99,6 +99,25 @@ enum usync_flag {
   /* Decide "already copied" by content instead of modification time: files
    * of equal size are read and compared (rsync --checksum). */
   USYNC_CHECKSUM = 1u << 12,
+  /* Mirror (rsync --delete): remove destination entries the source does not
+   * have, and entries of another kind in the way of a source entry (a
+   * directory where the source has a file).  Entries matching an exclude
+   * pattern are kept.  Symlinks are removed, never followed; nothing on
+   * another mount is touched.  With USYNC_DRY_RUN nothing is removed but
+   * every entry that would be is reported through delete_cb and counted. */
+  USYNC_DELETE = 1u << 13,
+  /* With USYNC_DELETE: also remove destination entries that match an
+   * exclude pattern (rsync --delete-excluded). */
+  USYNC_DELETE_EXCLUDED = 1u << 14,
+  /* Re-read every written file from the disk (after an fsync, with its
+   * cached pages dropped) before it gets its final name, and compare its
+   * digest with that of the bytes read from the source; a mismatch is a
+   * failure (USYNC_STEP_VERIFY, EBADMSG) and the file is not published. */
+  USYNC_VERIFY = 1u << 15,
+  /* Durability: fsync every file before it gets its final name and every
+   * directory after its entries, so that a finished copy survives a power
+   * loss. */
+  USYNC_FSYNC = 1u << 16,
 };
 
 /* Which step of a copy failed (usync_file_error.step). */
@@ -124,6 +143,11 @@ enum usync_step {
    * other (found by device and inode, so bind mounts and symlinks count;
    * error ELOOP).  The copy call returns -ELOOP. */
   USYNC_STEP_OVERLAP = 15,
+  USYNC_STEP_DELETE = 16, /* removing an entry for USYNC_DELETE */
+  /* Re-reading the written file (USYNC_VERIFY); EBADMSG: its bytes differ
+   * from those read from the source. */
+  USYNC_STEP_VERIFY = 17,
+  USYNC_STEP_FSYNC = 18, /* USYNC_FSYNC of a file or directory */
 };
 
 /* Every flag bit this version knows; usync_engine_create() rejects others. */
@@ -176,6 +200,9 @@ typedef struct usync_stats {
   uint64_t buffer_bytes;  /* I/O buffer bytes of all rings and threads */
   uint64_t files_skipped; /* regular files already up to date in DST (quick check) */
   uint64_t temps_removed; /* temporaries of killed runs removed from DST */
+  uint64_t entries_deleted; /* entries removed by USYNC_DELETE (would be, in a dry run) */
+  uint64_t files_verified;  /* files re-read and found equal (USYNC_VERIFY) */
+  uint64_t bytes_verified;  /* their bytes */
 } usync_stats;
 
 enum usync_engine_kind {
@@ -184,7 +211,14 @@ enum usync_engine_kind {
   USYNC_ENGINE_SYNC = 2,  /* synchronous thread pool */
 };
 
+/* An entry USYNC_DELETE removed (or would remove, in a dry run). */
+typedef struct usync_deletion {
+  const char *dst_path; /* borrowed, valid during the callback */
+  uint32_t mode;        /* st_mode of the entry (type and permission bits) */
+} usync_deletion;
+
 typedef void (*usync_error_fn)(void *user, const usync_file_error *err);
+typedef void (*usync_delete_fn)(void *user, const usync_deletion *del);
 typedef void (*usync_file_done_fn)(void *user, const usync_file_done *done);
 typedef void (*usync_progress_fn)(void *user, const usync_stats *stats);
 
@@ -212,6 +246,9 @@ typedef struct usync_options {
    * in flight per ring shrink to fit, and the chunk too when even one
    * buffer per ring and thread would not.  0 = 128 MiB. */
   uint64_t buffer_budget;
+  /* Optional: each entry USYNC_DELETE removes, the entries of a directory
+   * before the directory (same threading as the other callbacks). */
+  usync_delete_fn delete_cb;
 } usync_options;
 
 /* Fill *opts with defaults (all zero, struct_size set).  Always do this
