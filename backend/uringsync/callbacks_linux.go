@@ -12,6 +12,7 @@ package uringsync
 import "C"
 
 import (
+	"io/fs"
 	"runtime/cgo"
 	"runtime/debug"
 	"syscall"
@@ -68,6 +69,45 @@ func usyncGoFileDone(handle C.uintptr_t, cd *C.usync_file_done) {
 		fd.MD5[i] = byte(cd.md5[i])
 	}
 	st.guard("OnFileDone", func() { st.opts.OnFileDone(fd) })
+}
+
+//export usyncGoDelete
+func usyncGoDelete(handle C.uintptr_t, cd *C.usync_deletion) {
+	st := stateOf(handle)
+	if st.opts.OnDelete == nil || st.panicked.Load() != nil {
+		return
+	}
+	d := Deletion{Dst: C.GoString(cd.dst_path), Mode: fileMode(uint32(cd.mode))}
+	st.guard("OnDelete", func() { st.opts.OnDelete(d) })
+}
+
+// fileMode converts an st_mode to an fs.FileMode.
+func fileMode(m uint32) fs.FileMode {
+	mode := fs.FileMode(m & 0o777)
+	switch m & syscall.S_IFMT {
+	case syscall.S_IFDIR:
+		mode |= fs.ModeDir
+	case syscall.S_IFLNK:
+		mode |= fs.ModeSymlink
+	case syscall.S_IFIFO:
+		mode |= fs.ModeNamedPipe
+	case syscall.S_IFSOCK:
+		mode |= fs.ModeSocket
+	case syscall.S_IFCHR:
+		mode |= fs.ModeDevice | fs.ModeCharDevice
+	case syscall.S_IFBLK:
+		mode |= fs.ModeDevice
+	}
+	if m&syscall.S_ISUID != 0 {
+		mode |= fs.ModeSetuid
+	}
+	if m&syscall.S_ISGID != 0 {
+		mode |= fs.ModeSetgid
+	}
+	if m&syscall.S_ISVTX != 0 {
+		mode |= fs.ModeSticky
+	}
+	return mode
 }
 
 //export usyncGoProgress

@@ -14,6 +14,7 @@ package uringsync
 extern void usyncGoError(uintptr_t handle, usync_file_error *err);
 extern void usyncGoFileDone(uintptr_t handle, usync_file_done *done);
 extern void usyncGoProgress(uintptr_t handle, usync_stats *stats);
+extern void usyncGoDelete(uintptr_t handle, usync_deletion *del);
 
 // Trampolines of the library's callback types: they hand cb_user back to Go
 // as the integer it was made from.
@@ -27,13 +28,18 @@ static void usync_go_progress(void *user, const usync_stats *stats) {
 	usyncGoProgress((uintptr_t)user, (usync_stats *)stats);
 }
 
+static void usync_go_delete(void *user, const usync_deletion *del) {
+	usyncGoDelete((uintptr_t)user, (usync_deletion *)del);
+}
+
 // Store the handle in cb_user (a void * the library only passes back) and
 // route the callbacks through the trampolines.
-static void usync_go_callbacks(usync_options *o, uintptr_t handle, int file_done, int progress) {
+static void usync_go_callbacks(usync_options *o, uintptr_t handle, int file_done, int progress, int del) {
 	o->cb_user = (void *)handle;
 	o->error_cb = usync_go_error;
 	if (file_done) o->file_done_cb = usync_go_file_done;
 	if (progress) o->progress_cb = usync_go_progress;
+	if (del) o->delete_cb = usync_go_delete;
 }
 */
 import "C"
@@ -98,6 +104,8 @@ func New(opts *Options) (*Engine, error) {
 		{o.IgnoreTimes, C.USYNC_IGNORE_TIMES},
 		{o.Update, C.USYNC_UPDATE},
 		{o.Checksum, C.USYNC_CHECKSUM},
+		{o.Delete, C.USYNC_DELETE},
+		{o.DeleteExcluded, C.USYNC_DELETE | C.USYNC_DELETE_EXCLUDED},
 	} {
 		if f.on {
 			co.flags |= f.flag
@@ -141,7 +149,8 @@ func New(opts *Options) (*Engine, error) {
 
 	e := &Engine{state: st}
 	e.handle = cgo.NewHandle(st)
-	C.usync_go_callbacks(&co, C.uintptr_t(e.handle), boolInt(o.OnFileDone != nil), boolInt(o.OnProgress != nil))
+	C.usync_go_callbacks(&co, C.uintptr_t(e.handle), boolInt(o.OnFileDone != nil), boolInt(o.OnProgress != nil),
+		boolInt(o.OnDelete != nil))
 	if rc := C.usync_engine_create(&co, &e.ptr); rc != 0 {
 		e.handle.Delete()
 		return nil, &os.SyscallError{Syscall: "usync_engine_create", Err: errnoOf(rc)}
@@ -226,6 +235,9 @@ func statsOf(cs *C.usync_stats) Stats {
 		FDBudget:        int(cs.fd_budget),
 		FilesSkipped:    uint64(cs.files_skipped),
 		TempsRemoved:    uint64(cs.temps_removed),
+		EntriesDeleted:  uint64(cs.entries_deleted),
+		FilesVerified:   uint64(cs.files_verified),
+		BytesVerified:   uint64(cs.bytes_verified),
 		BufferBytes:     uint64(cs.buffer_bytes),
 	}
 }

@@ -468,6 +468,7 @@ func TestCallbackPanic(t *testing.T) {
 		{"OnFileDone", "files", false},
 		{"OnProgress", "tree", false},
 		{"OnProgress", "files", false},
+		{"OnDelete", "tree", false},
 	}
 	for i, tt := range tests {
 		t.Run(tt.callback+"/"+tt.call, func(t *testing.T) {
@@ -501,9 +502,15 @@ func TestCallbackPanic(t *testing.T) {
 				o.OnFileDone = func(FileDone) { hit() }
 			case "OnProgress":
 				o.OnProgress = func(Stats) { hit() }
+			case "OnDelete": // every run finds one entry to delete
+				o.Delete = true
+				o.OnDelete = func(Deletion) { hit() }
 			}
 			e := newEngine(t, o)
 			run := func() error {
+				if tt.callback == "OnDelete" {
+					writeFile(t, filepath.Join(dst, "extra"), nil)
+				}
 				if tt.call == "tree" {
 					return e.CopyTree(context.Background(), src, dst)
 				}
@@ -532,4 +539,57 @@ func TestCallbackPanic(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDelete: Delete mirrors (what the source lacks goes, excluded entries
+// stay), DryRun only reports, OnDelete sees each entry with its type.
+func TestDelete(t *testing.T) {
+	engines(t, func(t *testing.T, forceSync bool) {
+		dir := t.TempDir()
+		src, dst := filepath.Join(dir, "src"), filepath.Join(dir, "dst")
+		writeFile(t, filepath.Join(src, "a", "f"), content(1))
+		e := newEngine(t, Options{ForceSync: forceSync})
+		if err := e.CopyTree(context.Background(), src, dst); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(dst, "a", "old"), content(2))
+		writeFile(t, filepath.Join(dst, "gone", "x"), content(3))
+		writeFile(t, filepath.Join(dst, "a", "keep.log"), content(4))
+
+		var mu sync.Mutex
+		seen := map[string]fs.FileMode{}
+		mirror := func(dry bool) Stats {
+			t.Helper()
+			e := newEngine(t, Options{ForceSync: forceSync, Delete: true, DryRun: dry, Excludes: []string{"*.log"},
+				OnDelete: func(d Deletion) { mu.Lock(); seen[d.Dst] = d.Mode; mu.Unlock() }})
+			if err := e.CopyTree(context.Background(), src, dst); err != nil {
+				t.Fatal(err)
+			}
+			return e.Stats()
+		}
+		if st := mirror(true); st.EntriesDeleted != 3 || len(seen) != 3 {
+			t.Errorf("dry run: %d deleted, seen %v; want 3", st.EntriesDeleted, seen)
+		}
+		if _, err := os.Stat(filepath.Join(dst, "gone", "x")); err != nil {
+			t.Errorf("dry run removed something: %v", err)
+		}
+		seen = map[string]fs.FileMode{}
+		if st := mirror(false); st.EntriesDeleted != 3 {
+			t.Errorf("%d deleted, want 3", st.EntriesDeleted)
+		}
+		if m, ok := seen[filepath.Join(dst, "gone")]; !ok || !m.IsDir() {
+			t.Errorf("OnDelete saw %v for the directory, want a directory mode", seen)
+		}
+		if m := seen[filepath.Join(dst, "a", "old")]; !m.IsRegular() {
+			t.Errorf("OnDelete mode of a file = %v", m)
+		}
+		for _, p := range []string{"a/old", "gone"} {
+			if _, err := os.Lstat(filepath.Join(dst, p)); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("%s still there: %v", p, err)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(dst, "a", "keep.log")); err != nil {
+			t.Errorf("excluded file deleted: %v", err)
+		}
+	})
 }

@@ -17,6 +17,7 @@ package uringsync
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 	"syscall"
 	"time"
@@ -48,6 +49,15 @@ type Options struct {
 	IgnoreTimes bool
 	Update      bool
 	Checksum    bool
+	// Delete makes CopyTree mirror: destination entries the source lacks
+	// (and entries of another kind in the way, such as a directory where
+	// the source has a file) are removed, children before their directory;
+	// entries matching Excludes are kept unless DeleteExcluded (which
+	// implies Delete). Symlinks are removed, never followed, and nothing on
+	// another mount is touched. With DryRun nothing is removed but each
+	// entry that would be is reported to OnDelete and counted.
+	Delete         bool
+	DeleteExcluded bool
 	// AnnounceFallback prints one line on stderr when io_uring is unavailable
 	// and the synchronous engine is used. The library prints nothing
 	// otherwise.
@@ -73,6 +83,13 @@ type Options struct {
 	OnError    func(*FileError) // each failed entry
 	OnFileDone func(FileDone)   // each copied regular file (costs a call per file)
 	OnProgress func(Stats)      // about every ProgressInterval during a copy
+	OnDelete   func(Deletion)   // each entry Delete removes (or would, in a dry run)
+}
+
+// Deletion reports one destination entry removed by Options.Delete.
+type Deletion struct {
+	Dst  string      // its path
+	Mode fs.FileMode // its type and permission bits
 }
 
 // Pair is one explicit file copy for [Engine.CopyFiles].
@@ -142,6 +159,9 @@ type Stats struct {
 	FilesSkipped    uint64 // regular files already up to date in the destination
 	TempsRemoved    uint64 // temporaries of interrupted runs removed from the destination
 	BufferBytes     uint64 // I/O buffer bytes registered with the rings
+	EntriesDeleted  uint64 // entries removed by Options.Delete (would be, in a dry run)
+	FilesVerified   uint64 // files re-read and found equal (Options.Verify)
+	BytesVerified   uint64 // their bytes
 }
 
 // Step names the part of a copy that failed.
@@ -165,6 +185,9 @@ const (
 	StepCanceled
 	StepChanged // the source was replaced while being copied (ESTALE): skipped
 	StepOverlap // source and destination overlap (ELOOP): nothing copied
+	StepDelete  // removing an entry for Options.Delete
+	StepVerify  // re-reading a written file (EBADMSG: its bytes differ from the source's)
+	StepFsync   // fsync of a file or directory
 )
 
 var stepNames = [...]string{
@@ -173,7 +196,8 @@ var stepNames = [...]string{
 	StepClose: "close", StepMetadata: "metadata", StepRename: "rename",
 	StepMkdir: "mkdir", StepReaddir: "readdir", StepSymlink: "symlink",
 	StepMknod: "mknod", StepCanceled: "canceled", StepChanged: "source changed",
-	StepOverlap: "overlap",
+	StepOverlap: "overlap", StepDelete: "delete", StepVerify: "verify",
+	StepFsync: "fsync",
 }
 
 func (s Step) String() string {
@@ -193,7 +217,8 @@ type FileError struct {
 func (e *FileError) Error() string {
 	path := e.Src
 	switch e.Step {
-	case StepOpenDst, StepWrite, StepRename, StepMkdir, StepSymlink, StepMknod, StepMetadata:
+	case StepOpenDst, StepWrite, StepRename, StepMkdir, StepSymlink, StepMknod, StepMetadata,
+		StepDelete, StepVerify, StepFsync:
 		path = e.Dst
 	}
 	return fmt.Sprintf("uringsync: %s %s: %v", e.Step, path, e.Errno)
@@ -238,7 +263,7 @@ func (e *CopyError) Unwrap() []error {
 // it are those of a cancelled call. errors.Is and errors.As see the panic
 // value when it is an error.
 type CallbackPanicError struct {
-	Callback string // "OnError", "OnFileDone" or "OnProgress"
+	Callback string // "OnError", "OnFileDone", "OnProgress" or "OnDelete"
 	Value    any    // the value passed to panic
 	Stack    []byte // the stack of the panicking callback
 }

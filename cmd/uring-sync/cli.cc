@@ -102,6 +102,9 @@ std::optional<int> parse(int argc, const char* const* argv, Options* o, std::ost
                "copy every file, even those the destination already has (same size and mtime)");
   app.add_flag("-u,--update", o->update, "skip files that are newer in the destination");
   app.add_flag("--checksum", o->checksum, "decide what is already copied by content, not by mtime (reads both)");
+  app.add_flag("--delete", o->del,
+               "delete entries in DST that SRC lacks (excluded ones are kept); -n shows what would go");
+  app.add_flag("--delete-excluded", o->delete_excluded, "with --delete, also delete excluded entries in DST (implies --delete)");
   try {
     app.parse(argc, argv);
     if (!chunk.empty()) {
@@ -193,6 +196,8 @@ usync_options engine_options(const Options& o, std::vector<const char*>* ptrs) {
   if (o.ignore_times) opts.flags |= USYNC_IGNORE_TIMES;
   if (o.update) opts.flags |= USYNC_UPDATE;
   if (o.checksum) opts.flags |= USYNC_CHECKSUM;
+  if (o.del) opts.flags |= USYNC_DELETE;
+  if (o.delete_excluded) opts.flags |= USYNC_DELETE | USYNC_DELETE_EXCLUDED;
   if (o.engine == "sync") opts.flags |= USYNC_FORCE_SYNC;
   if (o.engine == "uring") opts.flags |= USYNC_FORCE_URING;
   ptrs->clear();

@@ -28,6 +28,8 @@ struct Options {
   bool ignore_times = false;
   bool update = false;
   bool checksum = false;
+  bool del = false;              // --delete
+  bool delete_excluded = false;  // --delete-excluded
   std::string engine = "auto";  // auto | uring | sync
   std::vector<std::string> excludes;
 };

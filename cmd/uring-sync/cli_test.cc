@@ -18,6 +18,21 @@ std::optional<int> Parse(std::vector<const char*> args, Options* o, std::string*
   return r;
 }
 
+TEST(Cli, DeleteFlags) {
+  Options o;
+  std::vector<const char*> ptrs;
+  ASSERT_FALSE(Parse({"--delete", "a", "b"}, &o));
+  uint32_t f = engine_options(o, &ptrs).flags;
+  EXPECT_TRUE((f & USYNC_DELETE) && !(f & USYNC_DELETE_EXCLUDED));
+  Options x;
+  ASSERT_FALSE(Parse({"--delete-excluded", "a", "b"}, &x));  // implies --delete, as in rsync
+  f = engine_options(x, &ptrs).flags;
+  EXPECT_TRUE((f & USYNC_DELETE) && (f & USYNC_DELETE_EXCLUDED));
+  Options n;
+  ASSERT_FALSE(Parse({"a", "b"}, &n));
+  EXPECT_FALSE(engine_options(n, &ptrs).flags & (USYNC_DELETE | USYNC_DELETE_EXCLUDED));
+}
+
 TEST(Cli, ParsesEveryOption) {
   Options o;
   ASSERT_FALSE(Parse({"-j", "3", "-c", "1M", "-q", "64", "-p", "-n", "-v", "--progress", "--exclude", "*.tmp",

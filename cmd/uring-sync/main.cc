@@ -58,7 +58,7 @@ class SignalWatcher {
 struct Context {
   const usync::cli::Options* opts;
   usync::cli::ProgressLine* progress;
-  std::string src_root;
+  std::string src_root, dst_root;
   bool stdout_broken = false;
   bool refused = false;  // the overlap check refused; already explained
   // Errors with the same reason: the first few are printed, the rest
@@ -100,6 +100,8 @@ extern "C" void on_error(void* user, const usync_file_error* e) {
   if (++c->seen[e->error] > kSameErrorLines) return;
   if (e->step == USYNC_STEP_CHANGED)
     std::fprintf(stderr, "uring-sync: skipped '%s': it was replaced while being copied\n", where.c_str());
+  else if (e->step == USYNC_STEP_DELETE && e->error == EXDEV)
+    std::fprintf(stderr, "uring-sync: not deleting in '%s': it is another mount\n", where.c_str());
   else
     std::fprintf(stderr, "uring-sync: %s '%s': %s\n", usync_step_name(e->step), where.c_str(),
                  std::strerror(e->error));
@@ -111,6 +113,19 @@ extern "C" void on_file(void* user, const usync_file_done* d) {
   if (S_ISDIR(d->mode)) line += '/';
   line += '\n';
   // stdout closed under us (`| head`): stop cleanly rather than die mid-file.
+  if (std::fwrite(line.data(), 1, line.size(), stdout) != line.size() && !c->stdout_broken) {
+    c->stdout_broken = true;
+    if (usync_engine* e = g_engine.load()) usync_engine_cancel(e);
+  }
+}
+
+// rsync's wording: "deleting NAME" (relative to DST), on stdout with the
+// copied names.
+extern "C" void on_delete(void* user, const usync_deletion* d) {
+  auto* c = static_cast<Context*>(user);
+  std::string line = "deleting " + usync::cli::quote_name(relative(d->dst_path, c->dst_root));
+  if (S_ISDIR(d->mode)) line += '/';
+  line += '\n';
   if (std::fwrite(line.data(), 1, line.size(), stdout) != line.size() && !c->stdout_broken) {
     c->stdout_broken = true;
     if (usync_engine* e = g_engine.load()) usync_engine_cancel(e);
@@ -138,9 +153,13 @@ int main(int argc, char** argv) {
   ctx.opts = &opts;
   ctx.progress = opts.progress ? &progress : nullptr;
   ctx.src_root = opts.src;
+  ctx.dst_root = opts.dst;
   eo.cb_user = &ctx;
   eo.error_cb = on_error;
-  if (opts.verbose || opts.dry_run) eo.file_done_cb = on_file;
+  if (opts.verbose || opts.dry_run) {
+    eo.file_done_cb = on_file;
+    eo.delete_cb = on_delete;
+  }
   if (opts.progress) {
     eo.progress_cb = on_progress;
     eo.progress_interval_ms = 100;
@@ -201,6 +220,9 @@ int main(int argc, char** argv) {
                  static_cast<unsigned long long>(st.files_excluded), static_cast<double>(st.elapsed_ns) / 1e9,
                  kind == USYNC_ENGINE_URING ? "io_uring" : "sync", st.workers);
   }
+  if ((opts.verbose || opts.dry_run) && (opts.del || opts.delete_excluded))
+    std::fprintf(stderr, "uring-sync: %s %llu entries\n", opts.dry_run ? "would delete" : "deleted",
+                 static_cast<unsigned long long>(st.entries_deleted));
   if (opts.verbose && st.temps_removed > 0)
     std::fprintf(stderr, "uring-sync: removed %llu temporaries left by interrupted runs\n",
                  static_cast<unsigned long long>(st.temps_removed));

@@ -211,6 +211,7 @@ int Engine::create(const usync_options* in, Engine** out) noexcept {
   try {
     Config& c = e->cfg_;
     c.flags = o.flags;
+    if (c.has(USYNC_DELETE_EXCLUDED)) c.flags |= USYNC_DELETE;  // as rsync's --delete-excluded
     const unsigned cpus = cpu_count();
     if (o.workers > 1024 || o.queue_depth > 4096 || o.iowq_max_workers > 1024) throw EINVAL;
     if (o.chunk_size != 0 && (o.chunk_size < 4096 || o.chunk_size > (64u << 20))) throw EINVAL;
@@ -522,6 +523,8 @@ int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) 
     // briefly make it exclusive knows it is alone and may remove what
     // killed runs left behind (the walker does).
     flock(dfd.get(), LOCK_SH);
+  } else if (cfg_.has(USYNC_DELETE)) {
+    dfd.reset(open(dst_in.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));  // to show what would go
   }
   struct stat ids {};
   if (fstat(sfd.get(), &ids) != 0) return -errno;

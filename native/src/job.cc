@@ -181,6 +181,19 @@ void Job::report(const Dir* d, std::string_view src_name, std::string_view dst_n
   if (cfg.has(USYNC_FAIL_FAST) && step != USYNC_STEP_CANCELED) stop();
 }
 
+void Job::deleted(const Dir* d, std::string_view name, mode_t mode) noexcept {
+  counters.entries_deleted.fetch_add(1, std::memory_order_relaxed);
+  if (cfg.delete_cb == nullptr) return;
+  std::string path;
+  try {
+    path = dst_path(d, name);
+  } catch (...) {
+  }
+  const usync_deletion del{path.c_str(), static_cast<uint32_t>(mode)};
+  std::lock_guard lk(cb_mu_);
+  cfg.delete_cb(cfg.cb_user, &del);
+}
+
 void Job::file_done_cb(const Dir* d, std::string_view src_name, std::string_view dst_name, uint64_t bytes,
                        const uint8_t* md5, mode_t mode) noexcept {
   if (cfg.file_done_cb == nullptr) return;
@@ -375,12 +388,12 @@ bool up_to_date(const Job& job, const FileTask& t) noexcept {
   return same;
 }
 
-namespace {
-
 bool is_temporary(const char* name) noexcept {
   const size_t n = std::strlen(name);
   return n > 11 && std::strncmp(name, ".usync-", 7) == 0 && std::strcmp(name + n - 4, ".tmp") == 0;
 }
+
+namespace {
 
 // Calls fn(name) for every entry of the directory open at dfd but . and ..
 // (listed through a descriptor of its own).  Best effort: stops at an error.

@@ -176,6 +176,9 @@ class Job {
   void progress_cb(const usync_stats& s) noexcept;
   void file_done_cb(const Dir* d, std::string_view src_name, std::string_view dst_name, uint64_t bytes,
                     const uint8_t* md5, mode_t mode) noexcept;
+  // An entry `name` (a path below d) removed by USYNC_DELETE, or that would
+  // be in a dry run: counted, and passed to delete_cb.
+  void deleted(const Dir* d, std::string_view name, mode_t mode) noexcept;
 
   // Directory bookkeeping.  A directory whose count drops to zero is handed
   // to the walker thread to settle (take_settled).
@@ -226,8 +229,10 @@ int finalize_file(const Job& job, const FileTask& t, const std::string& written_
 // fchmodat that never follows a symlink at name; 0 or -1 with errno.
 int chmod_nofollow(int dfd, const char* name, mode_t mode) noexcept;
 
-// A fresh temporary name: ".usync-<pid>-<seq>.tmp".
+// A fresh temporary name: ".usync-<random>-<seq>.tmp".
 std::string temp_name();
+// Whether name is one of ours (a temporary of this or another run).
+bool is_temporary(const char* name) noexcept;
 
 // Reads the process umask without changing it.
 mode_t current_umask() noexcept;

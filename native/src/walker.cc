@@ -1,5 +1,7 @@
 #include "walker.h"
 
+#include "mirror.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
@@ -49,7 +51,8 @@ class Walker {
     root_ = root;
     root->pins.fetch_add(1, std::memory_order_relaxed);  // never closed
     lru_push(root);
-    if (!root->fresh && root->dst.valid()) clean(root->dst.get());
+    if (job_.cfg.has(USYNC_DELETE) && root->dst.valid()) root_mnt_ = mount_id(root->dst.get());
+    if (!job_.dry_run() && !root->fresh && root->dst.valid()) clean(root->dst.get());
     list(root);
     while (!stack_.empty() && !job_.cancelled()) {
       settle_ready(std::chrono::milliseconds(0));
@@ -158,7 +161,9 @@ class Walker {
       int fd = open_dir_at(p->src.get(), x->name.c_str(), &x->src_dev, &x->src_ino);
       if (fd >= 0) x->src.reset(fd);
       int err = fd < 0 ? -fd : 0;
-      if (!job_.dry_run()) {
+      // A dry run reads the destination only to show what --delete would
+      // remove (dst_ino is set when it was there).
+      if (!job_.dry_run() || x->dst_ino != 0) {
         fd = open_dir_at(p->dst.get(), x->name.c_str(), &x->dst_dev, &x->dst_ino);
         if (fd >= 0) x->dst.reset(fd);
         if (err == 0 && fd < 0) err = -fd;
@@ -290,6 +295,10 @@ class Walker {
       if (!fresh) clean(dst.get());
     } else {
       job_.counters.dirs_created.fetch_add(1, std::memory_order_relaxed);
+      if (job_.cfg.has(USYNC_DELETE) && parent->dst.valid()) {  // to show what it would delete
+        const int dfd = open_dir_at(parent->dst.get(), p.name.c_str(), &ddev, &dino);
+        if (dfd >= 0) dst.reset(dfd);
+      }
     }
     Dir* d = job_.new_dir(parent);
     d->name = std::move(p.name);
@@ -319,28 +328,51 @@ class Walker {
   }
 
   // Lists d, queues its files and subdirectories, then drops the listing's
-  // own hold on d.
+  // own hold on d.  With --delete, into a destination directory that
+  // existed, the whole listing comes first, then the removals, then the
+  // entries (see mirror.h).
   void list(Dir* d) {
     pin(d);
     const int sfd = d->src.get();
     std::string rel;  // d's root-relative path, only when patterns need it
     const bool filtering = !job_.cfg.filter.empty();
-    if (filtering) rel = job_.rel_path(d, "");
+    const bool mirror = job_.cfg.has(USYNC_DELETE) && d->dst.valid() && !d->fresh;
+    if (filtering || mirror) rel = job_.rel_path(d, "");
     std::vector<FileTask> small;
+    std::vector<SourceName> names;  // mirror: the whole listing
+    bool complete = true;
     for (;;) {
       const long n = syscall(SYS_getdents64, sfd, dents_.get(), kDentsBuf);
       if (n < 0) {
         if (errno == EINTR) continue;
         job_.report(d, "", "", errno, USYNC_STEP_READDIR);
+        complete = false;
         break;
       }
-      if (n == 0 || job_.cancelled()) break;
+      if (n == 0) break;
+      if (job_.cancelled()) {
+        complete = false;
+        break;
+      }
       for (long off = 0; off < n;) {
         auto* e = reinterpret_cast<linux_dirent64*>(dents_.get() + off);
         off += e->d_reclen;
         const char* name = e->d_name;
         if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0))) continue;
+        if (mirror) {
+          names.push_back(SourceName{name, e->d_type});
+          continue;
+        }
         entry(d, name, filtering, rel, small);
+        if (small.size() >= kBatch) flush(small, job_.small_q);
+      }
+    }
+    if (mirror) {
+      // A listing cut short would look like missing entries: delete nothing.
+      if (complete) delete_extras(job_, d, names, rel, root_mnt_);
+      for (const SourceName& s : names) {
+        if (job_.cancelled()) break;
+        entry(d, s.name.c_str(), filtering, rel, small);
         if (small.size() >= kBatch) flush(small, job_.small_q);
       }
     }
@@ -415,6 +447,7 @@ class Walker {
   Job& job_;
   bool route_large_;
   Dir* root_ = nullptr;
+  uint64_t root_mnt_ = 0;  // mount of the destination root (--delete stays on it)
   bool root_done_ = false;
   Dir* lru_head_ = nullptr;
   Dir* lru_tail_ = nullptr;

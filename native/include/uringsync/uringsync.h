@@ -106,8 +106,8 @@ enum usync_flag {
    * another mount is touched.  With USYNC_DRY_RUN nothing is removed but
    * every entry that would be is reported through delete_cb and counted. */
   USYNC_DELETE = 1u << 13,
-  /* With USYNC_DELETE: also remove destination entries that match an
-   * exclude pattern (rsync --delete-excluded). */
+  /* Also remove destination entries that match an exclude pattern (rsync
+   * --delete-excluded); implies USYNC_DELETE. */
   USYNC_DELETE_EXCLUDED = 1u << 14,
   /* Re-read every written file from the disk (after an fsync, with its
    * cached pages dropped) before it gets its final name, and compare its
@@ -151,7 +151,7 @@ enum usync_step {
 };
 
 /* Every flag bit this version knows; usync_engine_create() rejects others. */
-#define USYNC_KNOWN_FLAGS 0x1fffu
+#define USYNC_KNOWN_FLAGS 0x7fffu
 
 /* Static, human-readable name of a step ("open source", "read", ...). */
 USYNC_API const char *usync_step_name(int step);

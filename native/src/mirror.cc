@@ -1,0 +1,246 @@
+#include "mirror.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <memory>
+#include <string_view>
+#include <type_traits>
+#include <unordered_map>
+
+namespace usync {
+namespace {
+
+constexpr int kDirFlags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+constexpr size_t kDentsBuf = 32 * 1024;
+
+// Every name in the directory open at fd but . and .., read from its start.
+// Returns 0 or an errno.  (Read whole before anything in it is removed:
+// removing entries while listing them is allowed but not portable.)
+template <typename Out>
+int read_names(int fd, Out* out) noexcept {
+  try {
+    std::unique_ptr<char[]> buf(new char[kDentsBuf]);
+    if (lseek(fd, 0, SEEK_SET) < 0) return errno;
+    for (;;) {
+      const long n = syscall(SYS_getdents64, fd, buf.get(), kDentsBuf);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return errno;
+      }
+      if (n == 0) return 0;
+      for (long off = 0; off < n;) {
+        const auto* e = reinterpret_cast<const dirent64*>(buf.get() + off);
+        off += e->d_reclen;
+        const char* name = e->d_name;
+        if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0))) continue;
+        if constexpr (std::is_same_v<Out, std::vector<SourceName>>)
+          out->push_back(SourceName{name, e->d_type});
+        else
+          out->emplace_back(name);
+      }
+    }
+  } catch (...) {
+    return ENOMEM;
+  }
+}
+
+// Removes entries below one directory of the walk, d, reporting each.
+class Remover {
+ public:
+  Remover(Job& job, const Dir* d, uint64_t root_mnt) : job_(job), d_(d), root_mnt_(root_mnt) {
+    // Descriptors held open while descending (the walker's budget allows
+    // about four per cached directory pair); deeper levels reopen through "..".
+    keep_open_ = std::clamp<size_t>(job.dir_pairs / 4, 1, 32);
+  }
+
+  // Removes name (stat st, not followed) from the destination directory dfd.
+  void remove(int dfd, const std::string& name, const struct stat& st) {
+    if (S_ISDIR(st.st_mode))
+      remove_tree(dfd, name, st);
+    else
+      unlink_one(dfd, name.c_str(), name, st.st_mode, 0);
+  }
+
+ private:
+  struct Frame {
+    UniqueFd fd;
+    dev_t dev;
+    ino_t ino;
+    mode_t mode;
+    std::string name;  // in its parent
+    std::string path;  // below d_, for messages
+    std::vector<std::string> names;
+    size_t next = 0;
+    bool failed = false;  // something in it stays: it cannot be removed
+  };
+
+  void fail(const std::string& path, int err) { job_.report(d_, path, path, err, USYNC_STEP_DELETE); }
+
+  // Unlinks (flags: 0 or AT_REMOVEDIR) one entry; in a dry run only reports
+  // it.  Returns whether it is gone (or would be).
+  bool unlink_one(int dfd, const char* name, const std::string& path, mode_t mode, int flags) {
+    if (!job_.dry_run() && unlinkat(dfd, name, flags) != 0) {
+      if (errno == ENOENT) return true;  // removed meanwhile
+      fail(path, errno);
+      return false;
+    }
+    job_.deleted(d_, path, mode);
+    return true;
+  }
+
+  // Opens the directory name in pfd (which must still be st), on the
+  // destination's mount, and lists it as a new frame.
+  bool push(int pfd, const std::string& name, const std::string& path, const struct stat& st) {
+    UniqueFd fd(openat(pfd, name.c_str(), kDirFlags));
+    struct stat now {};
+    if (!fd.valid()) {
+      fail(path, errno == ELOOP ? ENOTDIR : errno);
+      return false;
+    }
+    if (fstat(fd.get(), &now) != 0 || now.st_dev != st.st_dev || now.st_ino != st.st_ino) {
+      fail(path, ESTALE);  // replaced since it was looked at
+      return false;
+    }
+    if (root_mnt_ != 0 && mount_id(fd.get()) != root_mnt_) {
+      fail(path, EXDEV);  // a mount point: never emptied
+      return false;
+    }
+    Frame f{std::move(fd), now.st_dev, now.st_ino, now.st_mode, name, path, {}, 0, false};
+    if (const int err = read_names(f.fd.get(), &f.names); err != 0) {
+      fail(path, err);
+      return false;
+    }
+    frames_.push_back(std::move(f));
+    return true;
+  }
+
+  void remove_tree(int dfd, const std::string& name, const struct stat& st) {
+    frames_.clear();
+    if (!push(dfd, name, name, st)) return;
+    while (!frames_.empty()) {
+      if (job_.cancelled()) return;
+      Frame& f = frames_.back();
+      if (f.next < f.names.size()) {
+        const std::string& n = f.names[f.next++];
+        std::string path = f.path + "/" + n;
+        struct stat cst {};
+        if (fstatat(f.fd.get(), n.c_str(), &cst, AT_SYMLINK_NOFOLLOW) != 0) {
+          if (errno != ENOENT) {
+            fail(path, errno);
+            f.failed = true;
+          }
+          continue;
+        }
+        if (!S_ISDIR(cst.st_mode)) {
+          if (!unlink_one(f.fd.get(), n.c_str(), path, cst.st_mode, 0)) f.failed = true;
+          continue;
+        }
+        const size_t depth = frames_.size();
+        if (!push(f.fd.get(), n, path, cst)) {
+          f.failed = true;
+          continue;
+        }
+        if (depth >= keep_open_) frames_[depth - 1].fd.reset();  // reopened through ".." later
+        continue;
+      }
+      // f is empty now (or keeps what could not be removed): remove it.
+      Frame done = std::move(frames_.back());
+      frames_.pop_back();
+      int pfd = dfd;
+      if (!frames_.empty()) {
+        Frame& p = frames_.back();
+        if (!p.fd.valid()) {
+          UniqueFd up(openat(done.fd.get(), "..", kDirFlags));
+          struct stat pst {};
+          if (!up.valid() || fstat(up.get(), &pst) != 0 || pst.st_dev != p.dev || pst.st_ino != p.ino) {
+            fail(p.path, ESTALE);  // the tree was moved while being removed: stop
+            frames_.clear();
+            return;
+          }
+          p.fd = std::move(up);
+        }
+        pfd = p.fd.get();
+      }
+      done.fd.reset();
+      const bool gone = !done.failed && unlink_one(pfd, done.name.c_str(), done.path, done.mode, AT_REMOVEDIR);
+      if (!gone && !frames_.empty()) frames_.back().failed = true;
+    }
+  }
+
+  Job& job_;
+  const Dir* d_;
+  uint64_t root_mnt_;
+  size_t keep_open_ = 1;
+  std::vector<Frame> frames_;
+};
+
+}  // namespace
+
+uint64_t mount_id(int fd) noexcept {
+#ifndef STATX_MNT_ID
+#define STATX_MNT_ID 0x00001000U
+#endif
+  struct statx stx {};
+  if (statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, &stx) != 0) return 0;
+  return (stx.stx_mask & STATX_MNT_ID) != 0 ? stx.stx_mnt_id : 0;
+}
+
+void delete_extras(Job& job, const Dir* d, const std::vector<SourceName>& names, const std::string& rel,
+                   uint64_t root_mnt) noexcept {
+  try {
+    const int dfd = d->dst.get();
+    if (dfd < 0) return;
+    if (root_mnt != 0 && mount_id(dfd) != root_mnt) {
+      job.report(d, "", "", EXDEV, USYNC_STEP_DELETE);  // another mount: not mirrored
+      return;
+    }
+    std::vector<SourceName> have;  // with d_type: most entries need no stat
+    if (const int err = read_names(dfd, &have); err != 0) {
+      job.report(d, "", "", err, USYNC_STEP_DELETE);
+      return;
+    }
+    std::unordered_map<std::string_view, unsigned char> src;
+    src.reserve(names.size());
+    for (const SourceName& s : names) src.emplace(s.name, s.type);
+    const bool filtering = !job.cfg.filter.empty();
+    const bool delete_excluded = job.cfg.has(USYNC_DELETE_EXCLUDED);
+    Remover remover(job, d, root_mnt);
+    for (const SourceName& h : have) {
+      const std::string& n = h.name;
+      if (job.cancelled()) return;
+      if (is_temporary(n.c_str())) continue;  // ours, maybe of a run still writing
+      struct stat st {};
+      bool stated = false;
+      if (h.type == DT_UNKNOWN) {
+        if (fstatat(dfd, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // gone meanwhile
+        stated = true;
+      }
+      const bool is_dir = stated ? S_ISDIR(st.st_mode) : h.type == DT_DIR;
+      const bool excluded = filtering && job.cfg.filter.excluded(rel.empty() ? n : rel + "/" + n, n, is_dir);
+      if (excluded && !delete_excluded) continue;  // protected
+      if (!excluded) {
+        const auto it = src.find(n);
+        if (it != src.end()) {
+          bool src_dir = it->second == DT_DIR;
+          if (it->second == DT_UNKNOWN) {
+            struct stat ss {};
+            src_dir = fstatat(d->src.get(), n.c_str(), &ss, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(ss.st_mode);
+          }
+          if (src_dir == is_dir) continue;  // the copy goes there
+        }
+      }
+      if (!stated && fstatat(dfd, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+      remover.remove(dfd, n, st);
+    }
+  } catch (...) {
+    job.report(d, "", "", ENOMEM, USYNC_STEP_DELETE);
+  }
+}
+
+}  // namespace usync

@@ -1,0 +1,129 @@
+package e2e
+
+// --delete (mirror mode) through the CLI, on both engines and on a FUSE destination.
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// extras adds to the complete copy dst what the source lacks: files, a tree, a symlink to a
+// directory outside dst (never followed), entries of the wrong kind, and one excluded file.
+func extras(t *testing.T, dir, dst string) []string {
+	d := NewTree(t, dst)
+	d.File("extra/deep/er/z", []byte("z"), 0o644)
+	d.File("d000/old", []byte("old"), 0o644)
+	d.File("d001/notes.log", []byte("excluded: kept"), 0o644)
+	outside := NewTree(t, filepath.Join(dir, "outside"))
+	outside.File("precious", []byte("p"), 0o644)
+	d.Symlink("d002/link", outside.Root)
+	d.Remove("big")
+	d.File("big/in-the-way", []byte("a directory where the source has a file"), 0o644)
+	return []string{"big/", "big/in-the-way", "d000/old", "d002/link", "extra/", "extra/deep/", "extra/deep/er/",
+		"extra/deep/er/z"}
+}
+
+// deletedLines are the "deleting NAME" lines of -v/-n, sorted.
+func deletedLines(stdout string) []string {
+	var out []string
+	for _, l := range strings.Split(stdout, "\n") {
+		if name, ok := strings.CutPrefix(l, "deleting "); ok {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestDeleteMirrors: -n --delete lists what would go and changes nothing; --delete then makes
+// DST an exact copy, keeps excluded entries, follows no symlink; --delete-excluded removes
+// those too.
+func TestDeleteMirrors(t *testing.T) {
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			t.Parallel()
+			dir := tempDir(t)
+			src := NewTree(t, filepath.Join(dir, "src"))
+			buildMany(60, 3)(t, src)
+			src.File("big", Data("mirror-big", 2*mib+1), 0o644)
+			dst := filepath.Join(dir, "dst")
+			copyTree(t, e, runOpts{}, 0, "-p", src.Root, dst)
+			want := extras(t, dir, dst)
+
+			before := inodesAndCtimes(t, dst)
+			r := copyTree(t, e, runOpts{}, 0, "-n", "--delete", "--exclude", "*.log", src.Root, dst)
+			if got := deletedLines(r.stdout); strings.Join(got, " ") != strings.Join(want, " ") {
+				t.Errorf("-n --delete lists %q, want %q\n%s", got, want, r)
+			}
+			if !strings.Contains(r.stderr, "would delete 8 entries") {
+				t.Errorf("no dry-run deletion count\n%s", r)
+			}
+			after := inodesAndCtimes(t, dst)
+			if len(after) != len(before) {
+				t.Errorf("a dry run changed the destination: %d -> %d entries", len(before), len(after))
+			}
+
+			r = copyTree(t, e, runOpts{}, 0, "-p", "--delete", "--exclude", "*.log", src.Root, dst)
+			if got := deletedLines(r.stdout); strings.Join(got, " ") != strings.Join(want, " ") {
+				t.Errorf("--delete -v lists %q, want %q\n%s", got, want, r)
+			}
+			if b, err := os.ReadFile(filepath.Join(dir, "outside", "precious")); err != nil || string(b) != "p" {
+				t.Errorf("a file outside DST was touched through a symlink: %q %v", b, err)
+			}
+			if _, err := os.Stat(filepath.Join(dst, "d001", "notes.log")); err != nil {
+				t.Fatalf("the excluded file was deleted: %v", err)
+			}
+			for _, p := range want {
+				if _, err := os.Lstat(filepath.Join(dst, p)); err == nil && p != "big/" {
+					t.Errorf("%s is still there", p)
+				}
+			}
+			if b, err := os.ReadFile(filepath.Join(dst, "big")); err != nil || len(b) != 2*mib+1 {
+				t.Errorf("big was not copied over the directory in its way: %d bytes, %v", len(b), err)
+			}
+
+			r = copyTree(t, e, runOpts{}, 0, "-p", "--delete-excluded", "--exclude", "*.log", src.Root, dst)
+			if got := deletedLines(r.stdout); strings.Join(got, " ") != "d001/notes.log" {
+				t.Errorf("--delete-excluded lists %q, want d001/notes.log\n%s", got, r)
+			}
+			requireSameTree(t, src.Root, dst, CompareOpts{Preserve: true})
+		})
+	}
+}
+
+// TestDeleteOnFuseDestination: mirroring into bindfs (no RENAME_NOREPLACE, like NFS).
+func TestDeleteOnFuseDestination(t *testing.T) {
+	needRoot(t, "mounts a FUSE filesystem")
+	if _, err := exec.LookPath("bindfs"); err != nil {
+		t.Skip("bindfs is not installed (the Makefile installs it: apt-get install bindfs)")
+	}
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			dir := tempDir(t)
+			src := NewTree(t, filepath.Join(dir, "src"))
+			buildMany(60, 3)(t, src)
+			src.File("big", Data("mirror-fuse-big", 2*mib+1), 0o644)
+			real, mnt := filepath.Join(dir, "real"), filepath.Join(dir, "mnt")
+			for _, d := range []string{real, mnt} {
+				if err := os.Mkdir(d, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if out, err := exec.Command("bindfs", real, mnt).CombinedOutput(); err != nil {
+				t.Skipf("bindfs cannot mount here: %v %s", err, out)
+			}
+			t.Cleanup(func() { _ = exec.Command("fusermount", "-u", mnt).Run(); _ = unix.Unmount(mnt, unix.MNT_DETACH) })
+			dst := filepath.Join(mnt, "d")
+			copyTree(t, e, runOpts{}, 0, "-p", src.Root, dst)
+			extras(t, dir, dst)
+			copyTree(t, e, runOpts{}, 0, "-p", "--delete", "--delete-excluded", "--exclude", "*.log", src.Root, dst)
+			requireSameTree(t, src.Root, dst, CompareOpts{Preserve: true})
+		})
+	}
+}
