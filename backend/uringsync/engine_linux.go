@@ -104,6 +104,10 @@ func New(opts *Options) (*Engine, error) {
 		{o.IgnoreTimes, C.USYNC_IGNORE_TIMES},
 		{o.Update, C.USYNC_UPDATE},
 		{o.Checksum, C.USYNC_CHECKSUM},
+		{o.Owner, C.USYNC_OWNER},
+		{o.Group, C.USYNC_GROUP},
+		{o.Xattrs, C.USYNC_XATTRS},
+		{o.ACLs, C.USYNC_ACLS},
 		{o.Delete, C.USYNC_DELETE},
 		{o.DeleteExcluded, C.USYNC_DELETE | C.USYNC_DELETE_EXCLUDED},
 	} {

@@ -593,3 +593,30 @@ func TestDelete(t *testing.T) {
 		}
 	})
 }
+
+// TestXattrs: Xattrs copies user.* attributes; without it none arrive.
+func TestXattrs(t *testing.T) {
+	engines(t, func(t *testing.T, forceSync bool) {
+		dir := t.TempDir()
+		src := filepath.Join(dir, "src")
+		writeFile(t, filepath.Join(src, "f"), content(1))
+		if err := syscall.Setxattr(filepath.Join(src, "f"), "user.k", []byte("v"), 0); err != nil {
+			t.Skipf("no user xattrs on %s: %v", dir, err)
+		}
+		for _, keep := range []bool{true, false} {
+			dst := filepath.Join(dir, fmt.Sprint("dst", keep))
+			e := newEngine(t, Options{ForceSync: forceSync, Xattrs: keep})
+			if err := e.CopyTree(context.Background(), src, dst); err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, 16)
+			n, err := syscall.Getxattr(filepath.Join(dst, "f"), "user.k", buf)
+			if keep && (err != nil || string(buf[:n]) != "v") {
+				t.Errorf("Xattrs: user.k = %q, %v; want v", buf[:max(n, 0)], err)
+			}
+			if !keep && err == nil {
+				t.Errorf("without Xattrs the copy has user.k")
+			}
+		}
+	})
+}

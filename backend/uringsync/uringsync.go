@@ -58,6 +58,11 @@ type Options struct {
 	// entry that would be is reported to OnDelete and counted.
 	Delete         bool
 	DeleteExcluded bool
+	// Owner and Group keep owners (as root) and groups; Xattrs keeps
+	// extended attributes (user, trusted and security namespaces); ACLs
+	// keeps POSIX ACLs. Each is synchronised: what the destination has and
+	// the source has not (an inherited ACL, a stale xattr) is removed.
+	Owner, Group, Xattrs, ACLs bool
 	// AnnounceFallback prints one line on stderr when io_uring is unavailable
 	// and the synchronous engine is used. The library prints nothing
 	// otherwise.

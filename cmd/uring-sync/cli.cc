@@ -102,6 +102,12 @@ std::optional<int> parse(int argc, const char* const* argv, Options* o, std::ost
                "copy every file, even those the destination already has (same size and mtime)");
   app.add_flag("-u,--update", o->update, "skip files that are newer in the destination");
   app.add_flag("--checksum", o->checksum, "decide what is already copied by content, not by mtime (reads both)");
+  app.add_flag("-o,--owner", o->owner, "keep owners (as root; like rsync -o)");
+  app.add_flag("-g,--group", o->group, "keep groups");
+  app.add_flag("--numeric-ids", o->numeric_ids,
+               "accepted for rsync compatibility: a local copy always keeps numeric uids and gids");
+  app.add_flag("-X,--xattrs", o->xattrs, "keep extended attributes (user, trusted, security namespaces)");
+  app.add_flag("-A,--acls", o->acls, "keep POSIX ACLs (implies -p)");
   app.add_flag("--delete", o->del,
                "delete entries in DST that SRC lacks (excluded ones are kept); -n shows what would go");
   app.add_flag("--delete-excluded", o->delete_excluded, "with --delete, also delete excluded entries in DST (implies --delete)");
@@ -190,7 +196,11 @@ usync_options engine_options(const Options& o, std::vector<const char*>* ptrs) {
   // say on stderr when io_uring is unavailable (a library does neither).
   opts.flags |= USYNC_ANNOUNCE_FALLBACK | USYNC_RAISE_NOFILE;
   if (o.verbose) opts.flags |= USYNC_REPORT_ALL;
-  if (o.preserve) opts.flags |= USYNC_PRESERVE;
+  if (o.preserve || o.acls) opts.flags |= USYNC_PRESERVE;
+  if (o.owner) opts.flags |= USYNC_OWNER;
+  if (o.group) opts.flags |= USYNC_GROUP;
+  if (o.xattrs) opts.flags |= USYNC_XATTRS;
+  if (o.acls) opts.flags |= USYNC_ACLS;
   if (o.dry_run) opts.flags |= USYNC_DRY_RUN;
   if (o.fail_fast) opts.flags |= USYNC_FAIL_FAST;
   if (o.ignore_times) opts.flags |= USYNC_IGNORE_TIMES;

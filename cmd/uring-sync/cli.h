@@ -28,6 +28,11 @@ struct Options {
   bool ignore_times = false;
   bool update = false;
   bool checksum = false;
+  bool owner = false;        // -o
+  bool group = false;        // -g
+  bool numeric_ids = false;  // accepted; ids are always numeric locally
+  bool xattrs = false;       // -X
+  bool acls = false;         // -A
   bool del = false;              // --delete
   bool delete_excluded = false;  // --delete-excluded
   std::string engine = "auto";  // auto | uring | sync

@@ -538,6 +538,8 @@ int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) 
   root->src = std::move(sfd);
   root->dst = std::move(dfd);
   root->mode = st.st_mode;
+  root->uid = st.st_uid;
+  root->gid = st.st_gid;
   root->atime = st.st_atim;
   root->mtime = st.st_mtim;
   root->fresh = fresh;

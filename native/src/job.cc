@@ -1,5 +1,7 @@
 #include "job.h"
 
+#include "meta.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/random.h>
@@ -92,6 +94,8 @@ int FileTask::src_open_flags() const noexcept {
 void FileTask::set_stat(const struct stat& st) noexcept {
   size = static_cast<uint64_t>(st.st_size);
   mode = st.st_mode;
+  uid = st.st_uid;
+  gid = st.st_gid;
   atime = st.st_atim;
   mtime = st.st_mtim;
   dev = st.st_dev;
@@ -378,6 +382,9 @@ bool up_to_date(const Job& job, const FileTask& t) noexcept {
     same = same_time(d.st_mtim, t.mtime);  // files keep their mtime in every mode
   }
   if (same) {  // the bytes are there: bring the metadata along
+    if (wants_extra_meta(job))
+      sync_extra_meta(job, Place{t.src_dirfd(), t.src_name.c_str()}, Place{dfd, t.dst_name.c_str()}, t.mode, t.uid,
+                      t.gid);
     if (job.preserve() && (d.st_mode & 07777) != (t.mode & 07777))
       chmod_nofollow(dfd, t.dst_name.c_str(), t.mode & 07777);
     if (!same_time(d.st_mtim, t.mtime)) {
@@ -436,15 +443,19 @@ void remove_temporaries(const Job& job, int dfd) noexcept {
 }
 
 int settle_entry(const Job& job, int dfd, const char* written, const char* final_name, mode_t mode,
-                 const timespec& atime, const timespec& mtime, int* step) noexcept {
+                 const timespec& atime, const timespec& mtime, const SourceMeta& meta, int* step) noexcept {
   int err = 0;
+  if (meta.src.valid() && wants_extra_meta(job)) {
+    err = sync_extra_meta(job, meta.src, Place{dfd, written}, mode, meta.uid, meta.gid);
+    if (err != 0) *step = USYNC_STEP_METADATA;
+  }
   // Times in every mode (the quick check of a re-run compares them); the
   // mode with -p.  Symlinks have no mode of their own on Linux; and a
   // symlink swapped in for `written` (a destination directory another user
   // can write) must not be followed.
   const timespec ts[2] = {atime, mtime};
-  if ((job.preserve() && !S_ISLNK(mode) && chmod_nofollow(dfd, written, mode & 07777) != 0) ||
-      utimensat(dfd, written, ts, AT_SYMLINK_NOFOLLOW) != 0) {
+  if (err == 0 && ((job.preserve() && !S_ISLNK(mode) && chmod_nofollow(dfd, written, mode & 07777) != 0) ||
+                   utimensat(dfd, written, ts, AT_SYMLINK_NOFOLLOW) != 0)) {
     err = errno;
     *step = USYNC_STEP_METADATA;
   }
@@ -457,8 +468,11 @@ int settle_entry(const Job& job, int dfd, const char* written, const char* final
 }
 
 int finalize_file(const Job& job, const FileTask& t, const std::string& written, int* step) noexcept {
+  // The source by name: its descriptor is closed by now.  (Only read for
+  // xattrs and ACLs.)
+  const SourceMeta meta{Place{t.src_dirfd(), t.src_name.c_str()}, t.uid, t.gid};
   return settle_entry(job, t.dst_dirfd(), written.c_str(), t.replace ? t.dst_name.c_str() : nullptr, t.mode, t.atime,
-                      t.mtime, step);
+                      t.mtime, meta, step);
 }
 
 }  // namespace usync

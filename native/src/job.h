@@ -20,6 +20,15 @@
 
 namespace usync {
 
+// Where an entry is, never following a symlink at it: name in the directory
+// dirfd (or a path, with AT_FDCWD), or dirfd itself when name is "" (any
+// descriptor, O_PATH included).
+struct Place {
+  int dirfd = -1;
+  const char* name = nullptr;
+  bool valid() const noexcept { return name != nullptr; }
+};
+
 // Engine options after defaults are applied.
 struct Config {
   uint32_t flags = 0;
@@ -73,6 +82,8 @@ struct Dir {
   dev_t src_dev = 0, dst_dev = 0;  // identities, checked when reopened
   ino_t src_ino = 0, dst_ino = 0;
   mode_t mode = 0;  // source mode
+  uid_t uid = 0;
+  gid_t gid = 0;
   timespec atime{}, mtime{};
   // Created by this job (empty when it started: nothing to compare with or
   // clean up); mode_made is the mode it was created with.
@@ -94,6 +105,8 @@ struct FileTask {
   std::string dst_name;  // name in dir->dst, or a path (pair copies)
   uint64_t size = 0;
   mode_t mode = 0;
+  uid_t uid = 0;
+  gid_t gid = 0;
   timespec atime{}, mtime{};
   dev_t dev = 0;  // identity as walked: the opened source must match
   ino_t ino = 0;
@@ -204,11 +217,20 @@ class Job {
   bool pin_dropped_ = false;   // guarded by dirs_mu_
 };
 
-// Applies -p metadata (mode, times) to the entry `written` in dfd and, when
-// final_name is not null, renames it over final_name; on failure removes
-// `written`.  Returns 0 or an errno and sets *step.
+// Source metadata for settle_entry: where the source entry is (for xattrs
+// and ACLs) and its owner.
+struct SourceMeta {
+  Place src;
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+// Applies the metadata the job keeps (owner, xattrs, ACLs from `meta`; -p
+// mode; times) to the entry `written` in dfd and, when final_name is not
+// null, renames it over final_name; on failure removes `written`.  Returns 0
+// or an errno and sets *step.
 int settle_entry(const Job& job, int dfd, const char* written, const char* final_name, mode_t mode,
-                 const timespec& atime, const timespec& mtime, int* step) noexcept;
+                 const timespec& atime, const timespec& mtime, const SourceMeta& meta, int* step) noexcept;
 
 // The quick check: whether the destination entry of t is already a copy of
 // it (rsync's rule: same size and modification time, which every mode keeps

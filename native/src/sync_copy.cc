@@ -1,5 +1,7 @@
 #include "sync_copy.h"
 
+#include "meta.h"
+
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
@@ -40,6 +42,14 @@ bool write_all(const Job& job, int fd, const char* p, size_t n, uint64_t* done) 
 // file.  Returns 0 or an errno and sets *step.
 int publish_anonymous(const Job& job, const FileTask& t, int fd, int* step) noexcept {
   const timespec ts[2] = {t.atime, t.mtime};
+  if (wants_extra_meta(job)) {
+    if (const int err = sync_extra_meta(job, Place{t.src_dirfd(), t.src_name.c_str()}, Place{fd, ""}, t.mode, t.uid,
+                                        t.gid);
+        err != 0) {
+      *step = USYNC_STEP_METADATA;
+      return err;
+    }
+  }
   if ((job.preserve() && fchmod(fd, t.mode & 07777) != 0) || futimens(fd, ts) != 0) {
     *step = USYNC_STEP_METADATA;
     return errno;

@@ -1,5 +1,6 @@
 #include "walker.h"
 
+#include "meta.h"
 #include "mirror.h"
 
 #include <dirent.h>
@@ -201,8 +202,14 @@ class Walker {
         const mode_t want =
             job_.preserve() ? (d->mode & 07777) : (d->mode & (0777 | S_ISVTX) & ~job_.umask_bits);
         struct stat now {};
-        const bool known = !d->fresh && fstat(d->dst.get(), &now) == 0;
-        const mode_t have = d->fresh ? d->mode_made : (known ? now.st_mode & 07777 : ~want);
+        bool known = !d->fresh && fstat(d->dst.get(), &now) == 0;
+        if (wants_extra_meta(job_)) {
+          const int err = sync_extra_meta(job_, Place{d->src.get(), ""}, Place{d->dst.get(), ""}, d->mode, d->uid,
+                                          d->gid);
+          if (err != 0) job_.report(d, "", "", err, USYNC_STEP_METADATA);
+          known = fstat(d->dst.get(), &now) == 0;  // an ACL sets group bits
+        }
+        const mode_t have = known ? now.st_mode & 07777 : (d->fresh ? d->mode_made : ~want);
         if ((d->fresh || job_.preserve()) && have != want) {
           if (fchmod(d->dst.get(), want) != 0) job_.report(d, "", "", errno, USYNC_STEP_METADATA);
         }
@@ -309,6 +316,8 @@ class Walker {
     d->dst_dev = ddev;
     d->dst_ino = dino;
     d->mode = p.st.st_mode;
+    d->uid = p.st.st_uid;
+    d->gid = p.st.st_gid;
     d->atime = p.st.st_atim;
     d->mtime = p.st.st_mtim;
     d->fresh = fresh;
@@ -503,6 +512,13 @@ int copy_special(const Job& job, int sfd, const char* name, const struct stat& s
         same = ex.st_rdev == st.st_rdev;
       }
       if (same) {
+        if (wants_extra_meta(job)) {
+          if (const int err = sync_extra_meta(job, Place{sfd, name}, Place{dfd, dname}, st.st_mode, st.st_uid, st.st_gid);
+              err != 0) {
+            *step = USYNC_STEP_METADATA;
+            return err;
+          }
+        }
         if (ex.st_mtim.tv_sec == st.st_mtim.tv_sec && ex.st_mtim.tv_nsec == st.st_mtim.tv_nsec &&
             (!job.preserve() || S_ISLNK(st.st_mode) || (ex.st_mode & 07777) == (st.st_mode & 07777))) {
           *wrote = false;
@@ -538,7 +554,9 @@ int copy_special(const Job& job, int sfd, const char* name, const struct stat& s
     if (mknodat(dfd, target_name, st.st_mode & (S_IFMT | 0777), st.st_rdev) != 0) return errno;
     job.counters.specials_created.fetch_add(1, std::memory_order_relaxed);
   }
-  return settle_entry(job, dfd, target_name, replace ? dname : nullptr, st.st_mode, st.st_atim, st.st_mtim, step);
+  const SourceMeta meta{Place{sfd, name}, st.st_uid, st.st_gid};
+  return settle_entry(job, dfd, target_name, replace ? dname : nullptr, st.st_mode, st.st_atim, st.st_mtim, meta,
+                      step);
 }
 
 void run_walker(Job& job, Dir* root, bool route_large) noexcept {

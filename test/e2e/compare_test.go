@@ -28,6 +28,11 @@ type CompareOpts struct {
 	AllowExtra func(rel string) bool
 	// SkipRootMeta: do not compare the mode and times of the root (a pre-existing destination).
 	SkipRootMeta bool
+	// Owner: uids and gids must match (-o -g as root).
+	Owner bool
+	// Xattrs: extended attributes in the user, trusted and security namespaces must match (-X);
+	// ACLs: system.posix_acl_access and _default must match (-A).
+	Xattrs, ACLs bool
 }
 
 // maxDiffs bounds the differences collected per comparison.
@@ -133,6 +138,22 @@ func (c *comparer) entry(sdir int, sname string, ddir int, dname string, rel str
 			c.add(rel, "permissions %04o in copy, want %04o (source %04o, umask %04o)", ds.Mode&0o777, want, ss.Mode&0o7777, c.o.Umask)
 		}
 	}
+	if c.o.Owner && (ss.Uid != ds.Uid || ss.Gid != ds.Gid) {
+		c.add(rel, "owner %d:%d in copy, %d:%d in source", ds.Uid, ds.Gid, ss.Uid, ss.Gid)
+	}
+	if c.o.Xattrs || c.o.ACLs {
+		sx, err := xattrsAt(sdir, sname, c.o)
+		if err != nil {
+			return fmt.Errorf("xattrs of source %q: %w", rel, err)
+		}
+		dx, err := xattrsAt(ddir, dname, c.o)
+		if err != nil {
+			return fmt.Errorf("xattrs of copy %q: %w", rel, err)
+		}
+		if fmt.Sprint(sx) != fmt.Sprint(dx) {
+			c.add(rel, "xattrs %q in copy, %q in source", dx, sx)
+		}
+	}
 	switch st {
 	case unix.S_IFREG:
 		if ss.Size != ds.Size {
@@ -169,6 +190,32 @@ func (c *comparer) entry(sdir int, sname string, ddir int, dname string, rel str
 		}
 	}
 	return nil
+}
+
+// xattrsAt returns the attributes of dir/name (not followed) that o compares, name -> value.
+func xattrsAt(dir int, name string, o CompareOpts) (map[string]string, error) {
+	path := fmt.Sprintf("/proc/self/fd/%d/%s", dir, name)
+	buf := make([]byte, 64<<10)
+	n, err := unix.Llistxattr(path, buf)
+	if errors.Is(err, unix.ENOTSUP) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, a := range strings.Split(string(buf[:n]), "\x00") {
+		acl := a == "system.posix_acl_access" || a == "system.posix_acl_default"
+		x := strings.HasPrefix(a, "user.") || strings.HasPrefix(a, "trusted.") || strings.HasPrefix(a, "security.")
+		if (acl && o.ACLs) || (x && o.Xattrs) {
+			v := make([]byte, 64<<10)
+			m, err := unix.Lgetxattr(path, a, v)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", a, err)
+			}
+			out[a] = string(v[:m])
+		}
+	}
+	return out, nil
 }
 
 func (c *comparer) content(sdir int, sname string, ddir int, dname string, rel string) error {

@@ -118,6 +118,20 @@ enum usync_flag {
    * directory after its entries, so that a finished copy survives a power
    * loss. */
   USYNC_FSYNC = 1u << 16,
+  /* Keep the owner (as root; an unprivileged caller keeps its own uid on
+   * what it creates, like rsync -o and cp -a) and the group (any group the
+   * caller may give).  Numeric ids: a local copy has one user database. */
+  USYNC_OWNER = 1u << 17,
+  USYNC_GROUP = 1u << 18,
+  /* Keep extended attributes in the user, trusted and security namespaces
+   * (rsync -X), on files, directories, symlinks and special files; the
+   * destination's own attributes in those namespaces that the source lacks
+   * are removed. */
+  USYNC_XATTRS = 1u << 19,
+  /* Keep POSIX ACLs (access ACLs, and default ACLs of directories), as
+   * rsync -A; an ACL the destination has (inherited) and the source has not
+   * is removed. */
+  USYNC_ACLS = 1u << 20,
 };
 
 /* Which step of a copy failed (usync_file_error.step). */
@@ -151,7 +165,7 @@ enum usync_step {
 };
 
 /* Every flag bit this version knows; usync_engine_create() rejects others. */
-#define USYNC_KNOWN_FLAGS 0x7fffu
+#define USYNC_KNOWN_FLAGS 0x1e7fffu
 
 /* Static, human-readable name of a step ("open source", "read", ...). */
 USYNC_API const char *usync_step_name(int step);
