@@ -108,6 +108,8 @@ func New(opts *Options) (*Engine, error) {
 		{o.Group, C.USYNC_GROUP},
 		{o.Xattrs, C.USYNC_XATTRS},
 		{o.ACLs, C.USYNC_ACLS},
+		{o.OneFileSystem, C.USYNC_ONE_FILE_SYSTEM},
+		{o.CopyLinks, C.USYNC_COPY_LINKS},
 		{o.Delete, C.USYNC_DELETE},
 		{o.DeleteExcluded, C.USYNC_DELETE | C.USYNC_DELETE_EXCLUDED},
 	} {

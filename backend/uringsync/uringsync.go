@@ -63,6 +63,10 @@ type Options struct {
 	// keeps POSIX ACLs. Each is synchronised: what the destination has and
 	// the source has not (an inherited ACL, a stale xattr) is removed.
 	Owner, Group, Xattrs, ACLs bool
+	// OneFileSystem does not cross filesystem boundaries in the source (a
+	// mount point becomes an empty directory); CopyLinks follows symlinks
+	// in the source (a dangling one fails, one looping back is refused).
+	OneFileSystem, CopyLinks bool
 	// AnnounceFallback prints one line on stderr when io_uring is unavailable
 	// and the synchronous engine is used. The library prints nothing
 	// otherwise.

@@ -108,6 +108,9 @@ std::optional<int> parse(int argc, const char* const* argv, Options* o, std::ost
                "accepted for rsync compatibility: a local copy always keeps numeric uids and gids");
   app.add_flag("-X,--xattrs", o->xattrs, "keep extended attributes (user, trusted, security namespaces)");
   app.add_flag("-A,--acls", o->acls, "keep POSIX ACLs (implies -p)");
+  app.add_flag("-x,--one-file-system", o->one_file_system,
+               "do not cross filesystem boundaries in SRC (a mount point is copied as an empty directory)");
+  app.add_flag("-L,--copy-links", o->copy_links, "follow symlinks in SRC: copy what they point to");
   app.add_flag("--delete", o->del,
                "delete entries in DST that SRC lacks (excluded ones are kept); -n shows what would go");
   app.add_flag("--delete-excluded", o->delete_excluded, "with --delete, also delete excluded entries in DST (implies --delete)");
@@ -201,6 +204,8 @@ usync_options engine_options(const Options& o, std::vector<const char*>* ptrs) {
   if (o.group) opts.flags |= USYNC_GROUP;
   if (o.xattrs) opts.flags |= USYNC_XATTRS;
   if (o.acls) opts.flags |= USYNC_ACLS;
+  if (o.one_file_system) opts.flags |= USYNC_ONE_FILE_SYSTEM;
+  if (o.copy_links) opts.flags |= USYNC_COPY_LINKS;
   if (o.dry_run) opts.flags |= USYNC_DRY_RUN;
   if (o.fail_fast) opts.flags |= USYNC_FAIL_FAST;
   if (o.ignore_times) opts.flags |= USYNC_IGNORE_TIMES;

@@ -33,6 +33,8 @@ struct Options {
   bool numeric_ids = false;  // accepted; ids are always numeric locally
   bool xattrs = false;       // -X
   bool acls = false;         // -A
+  bool one_file_system = false;  // -x
+  bool copy_links = false;       // -L
   bool del = false;              // --delete
   bool delete_excluded = false;  // --delete-excluded
   std::string engine = "auto";  // auto | uring | sync

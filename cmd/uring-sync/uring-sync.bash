@@ -8,7 +8,8 @@ _uring_sync() {
   local opts='-h --help --version -j --jobs -c --chunk-size --buffer-memory -q --queue-depth
     --iowq-workers -p --preserve -n --dry-run -v --verbose --progress
     --exclude --engine --fail-fast -I --ignore-times -u --update --checksum
-    --delete --delete-excluded -o --owner -g --group --numeric-ids -X --xattrs -A --acls'
+    --delete --delete-excluded -o --owner -g --group --numeric-ids -X --xattrs -A --acls
+    -x --one-file-system -L --copy-links'
   local engines='auto uring sync'
 
   # "--engine=u": readline splits at '=', so the words are --engine, =, u.

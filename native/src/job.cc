@@ -88,7 +88,7 @@ int FileTask::dst_dirfd() const noexcept { return dir != nullptr ? dir->dst.get(
 // block the open (it changes nothing for a regular file); check_source()
 // then refuses it before anything is read.
 int FileTask::src_open_flags() const noexcept {
-  return O_RDONLY | O_NONBLOCK | O_CLOEXEC | (dir != nullptr ? O_NOFOLLOW : 0);
+  return O_RDONLY | O_NONBLOCK | O_CLOEXEC | (dir != nullptr && !follow ? O_NOFOLLOW : 0);
 }
 
 void FileTask::set_stat(const struct stat& st) noexcept {
@@ -383,7 +383,7 @@ bool up_to_date(const Job& job, const FileTask& t) noexcept {
   }
   if (same) {  // the bytes are there: bring the metadata along
     if (wants_extra_meta(job))
-      sync_extra_meta(job, Place{t.src_dirfd(), t.src_name.c_str()}, Place{dfd, t.dst_name.c_str()}, t.mode, t.uid,
+      sync_extra_meta(job, t.src_place(), Place{dfd, t.dst_name.c_str()}, t.mode, t.uid,
                       t.gid);
     if (job.preserve() && (d.st_mode & 07777) != (t.mode & 07777))
       chmod_nofollow(dfd, t.dst_name.c_str(), t.mode & 07777);
@@ -470,7 +470,7 @@ int settle_entry(const Job& job, int dfd, const char* written, const char* final
 int finalize_file(const Job& job, const FileTask& t, const std::string& written, int* step) noexcept {
   // The source by name: its descriptor is closed by now.  (Only read for
   // xattrs and ACLs.)
-  const SourceMeta meta{Place{t.src_dirfd(), t.src_name.c_str()}, t.uid, t.gid};
+  const SourceMeta meta{t.src_place(), t.uid, t.gid};
   return settle_entry(job, t.dst_dirfd(), written.c_str(), t.replace ? t.dst_name.c_str() : nullptr, t.mode, t.atime,
                       t.mtime, meta, step);
 }

@@ -26,6 +26,7 @@ namespace usync {
 struct Place {
   int dirfd = -1;
   const char* name = nullptr;
+  bool follow = false;  // a symlink at name is followed (-L sources)
   bool valid() const noexcept { return name != nullptr; }
 };
 
@@ -113,6 +114,7 @@ struct FileTask {
   uint32_t pair = UINT32_MAX;  // index into the results of a pair copy
   bool replace = true;         // write a temporary name, rename over dst_name
   bool existing = false;       // dst_name may exist: compare first (quick check)
+  bool follow = false;         // src_name may be a symlink to the file (-L)
 
   int src_dirfd() const noexcept;
   int dst_dirfd() const noexcept;
@@ -125,6 +127,8 @@ struct FileTask {
   // Flags for opening the source: a tree entry must still be a regular file
   // (no symlink swapped in); an explicit pair may name a symlink.
   int src_open_flags() const noexcept;
+  // The source entry, for its xattrs and ACLs.
+  Place src_place() const noexcept { return Place{src_dirfd(), src_name.c_str(), follow}; }
   // Name to create: dst_name, or a fresh temporary beside it.
   std::string create_name() const;
 };

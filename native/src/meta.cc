@@ -36,7 +36,10 @@ struct XattrArgs {  // struct xattr_args
 
 std::atomic<bool> g_no_at_calls{false};
 
-unsigned at_flags(Place p) noexcept { return *p.name == '\0' ? AT_EMPTY_PATH : AT_SYMLINK_NOFOLLOW; }
+unsigned at_flags(Place p) noexcept {
+  if (*p.name == '\0') return AT_EMPTY_PATH;
+  return p.follow ? 0 : AT_SYMLINK_NOFOLLOW;
+}
 
 // The /proc path of p, and whether the l* variants apply (p names an entry
 // in a directory, which must not be followed).
@@ -47,7 +50,7 @@ bool proc_path(Place p, char* buf, size_t size) noexcept {
     std::snprintf(buf, size, "/proc/self/fd/%d", p.dirfd);
   else
     std::snprintf(buf, size, "/proc/self/fd/%d/%s", p.dirfd, p.name);
-  return *p.name != '\0';
+  return *p.name != '\0' && !p.follow;
 }
 
 bool at_calls() noexcept { return !g_no_at_calls.load(std::memory_order_relaxed); }

@@ -228,9 +228,12 @@ void delete_extras(Job& job, const Dir* d, const std::vector<SourceName>& names,
         const auto it = src.find(n);
         if (it != src.end()) {
           bool src_dir = it->second == DT_DIR;
-          if (it->second == DT_UNKNOWN) {
+          // -L copies a symlink as what it leads to.
+          const bool follow = job.cfg.has(USYNC_COPY_LINKS);
+          if (it->second == DT_UNKNOWN || (follow && it->second == DT_LNK)) {
             struct stat ss {};
-            src_dir = fstatat(d->src.get(), n.c_str(), &ss, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(ss.st_mode);
+            src_dir = fstatat(d->src.get(), n.c_str(), &ss, follow ? 0 : AT_SYMLINK_NOFOLLOW) == 0 &&
+                      S_ISDIR(ss.st_mode);
           }
           if (src_dir == is_dir) continue;  // the copy goes there
         }

@@ -43,7 +43,7 @@ bool write_all(const Job& job, int fd, const char* p, size_t n, uint64_t* done) 
 int publish_anonymous(const Job& job, const FileTask& t, int fd, int* step) noexcept {
   const timespec ts[2] = {t.atime, t.mtime};
   if (wants_extra_meta(job)) {
-    if (const int err = sync_extra_meta(job, Place{t.src_dirfd(), t.src_name.c_str()}, Place{fd, ""}, t.mode, t.uid,
+    if (const int err = sync_extra_meta(job, t.src_place(), Place{fd, ""}, t.mode, t.uid,
                                         t.gid);
         err != 0) {
       *step = USYNC_STEP_METADATA;

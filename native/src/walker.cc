@@ -36,6 +36,7 @@ struct PendingDir {
   Dir* parent;
   std::string name;
   struct stat st;
+  bool no_list = false;  // another filesystem under -x: made empty, not read
 };
 
 // Walks depth-first and owns every Dir's descriptors: a cache of at most
@@ -46,7 +47,8 @@ struct PendingDir {
 // directory.
 class Walker {
  public:
-  Walker(Job& job, bool route_large) : job_(job), route_large_(route_large) {}
+  Walker(Job& job, bool route_large)
+      : job_(job), route_large_(route_large), follow_(job.cfg.has(USYNC_COPY_LINKS)) {}
 
   void run(Dir* root) {
     root_ = root;
@@ -59,7 +61,12 @@ class Walker {
       settle_ready(std::chrono::milliseconds(0));
       PendingDir p = std::move(stack_.back());
       stack_.pop_back();
-      if (Dir* d = open_child(p)) list(d);
+      if (Dir* d = open_child(p)) {
+        if (p.no_list)
+          job_.release_dir(d);  // the listing's hold: there is none
+        else
+          list(d);
+      }
     }
     // Cancelled: release what was never opened.
     for (PendingDir& p : stack_) job_.release_dir(p.parent);
@@ -123,10 +130,11 @@ class Walker {
   }
 
   // Opens name in parent fd as a directory and checks that it is (dev, ino)
-  // when want_ino != 0.  Returns the fd or -errno.
-  static int open_dir_at(int pfd, const char* name, dev_t* dev, ino_t* ino) noexcept {
+  // when want_ino != 0.  follow: a symlink there is followed (-L sources).
+  // Returns the fd or -errno.
+  static int open_dir_at(int pfd, const char* name, dev_t* dev, ino_t* ino, bool follow = false) noexcept {
     if (pfd < 0) return -EBADF;
-    const int fd = openat(pfd, name, kDirFlags);
+    const int fd = openat(pfd, name, follow ? kDirFlags & ~O_NOFOLLOW : kDirFlags);
     if (fd < 0) return -(errno == ELOOP ? ENOTDIR : errno);
     struct stat st {};
     if (fstat(fd, &st) != 0) {
@@ -159,7 +167,7 @@ class Walker {
       Dir* p = x->parent;
       pin(p);
       make_room();
-      int fd = open_dir_at(p->src.get(), x->name.c_str(), &x->src_dev, &x->src_ino);
+      int fd = open_dir_at(p->src.get(), x->name.c_str(), &x->src_dev, &x->src_ino, follow_);
       if (fd >= 0) x->src.reset(fd);
       int err = fd < 0 ? -fd : 0;
       // A dry run reads the destination only to show what --delete would
@@ -250,7 +258,7 @@ class Walker {
     make_room();
     dev_t sdev = 0;
     ino_t sino = 0;
-    const int sfd = open_dir_at(parent->src.get(), p.name.c_str(), &sdev, &sino);
+    const int sfd = open_dir_at(parent->src.get(), p.name.c_str(), &sdev, &sino, follow_);
     if (sfd < 0) {
       job_.report(parent, p.name, p.name, -sfd, USYNC_STEP_OPEN_SRC);
       return nullptr;
@@ -393,8 +401,9 @@ class Walker {
   // d_type from getdents is only a hint; the fstatat here is authoritative.
   void entry(Dir* d, const char* name, bool filtering, const std::string& rel, std::vector<FileTask>& small) {
     struct stat st {};
-    if (fstatat(d->src.get(), name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
-      // Vanished between listing and stat: nothing to copy, but say so.
+    if (fstatat(d->src.get(), name, &st, follow_ ? 0 : AT_SYMLINK_NOFOLLOW) != 0) {
+      // Vanished between listing and stat (or, under -L, a dangling or
+      // looping symlink): nothing to copy, but say so.
       job_.report(d, name, name, errno, USYNC_STEP_STAT);
       return;
     }
@@ -408,7 +417,8 @@ class Walker {
     }
     if (is_dir) {
       d->pending.fetch_add(1, std::memory_order_relaxed);
-      stack_.push_back(PendingDir{d, name, st});
+      const bool other_fs = job_.cfg.has(USYNC_ONE_FILE_SYSTEM) && st.st_dev != root_->src_dev;
+      stack_.push_back(PendingDir{d, name, st, other_fs});
       return;
     }
     if (S_ISREG(st.st_mode)) {
@@ -426,6 +436,7 @@ class Walker {
       t.dst_name = t.src_name;
       t.set_stat(st);
       t.existing = !d->fresh;
+      t.follow = follow_;
       d->pending.fetch_add(1, std::memory_order_relaxed);
       pin(d);
       job_.files_outstanding.fetch_add(1, std::memory_order_relaxed);
@@ -455,6 +466,7 @@ class Walker {
 
   Job& job_;
   bool route_large_;
+  bool follow_;  // -L: symlinks in the source are followed
   Dir* root_ = nullptr;
   uint64_t root_mnt_ = 0;  // mount of the destination root (--delete stays on it)
   bool root_done_ = false;

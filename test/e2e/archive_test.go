@@ -5,6 +5,7 @@ package e2e
 
 import (
 	bin "encoding/binary"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -124,6 +125,76 @@ func TestACLsReplaceInheritedOnes(t *testing.T) {
 			copyTree(t, e, runOpts{}, 0, "-A", src.Root, dst.Root)
 			requireSameTree(t, src.Root, dst.Root, CompareOpts{Preserve: true, ACLs: true, SkipRootMeta: true,
 				AllowExtra: func(string) bool { return false }})
+		})
+	}
+}
+
+// TestOneFileSystem: -x copies a mount point inside the source as an empty directory with the
+// mounted directory's mode, and nothing below it; without -x its contents are copied.
+func TestOneFileSystem(t *testing.T) {
+	needRoot(t, "mounts a tmpfs inside the source")
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			dir := tempDir(t)
+			src := NewTree(t, filepath.Join(dir, "src"))
+			src.File("a/f", []byte("f"), 0o644)
+			src.Dir("a/mnt", 0o755)
+			mnt := src.Root + "/a/mnt"
+			if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size=8m,mode=0711"); err != nil {
+				t.Skipf("cannot mount a tmpfs: %v", err)
+			}
+			t.Cleanup(func() { _ = unix.Unmount(mnt, unix.MNT_DETACH) })
+			src.File("a/mnt/inside/g", []byte("g"), 0o644)
+
+			dst := filepath.Join(dir, "x")
+			copyTree(t, e, runOpts{}, 0, "-p", "-x", src.Root, dst)
+			var st unix.Stat_t
+			if err := unix.Lstat(dst+"/a/mnt", &st); err != nil || st.Mode&0o7777 != 0o711 {
+				t.Errorf("-x: mount point copied as mode %o (%v), want an empty 0711 directory", st.Mode&0o7777, err)
+			}
+			if names, _ := filepath.Glob(dst + "/a/mnt/*"); len(names) != 0 {
+				t.Errorf("-x crossed into the mount: %v", names)
+			}
+			if _, err := os.Stat(dst + "/a/f"); err != nil {
+				t.Errorf("-x lost a file on the source's own filesystem: %v", err)
+			}
+			all := filepath.Join(dir, "all")
+			copyTree(t, e, runOpts{}, 0, "-p", src.Root, all)
+			requireSameTree(t, src.Root, all, CompareOpts{Preserve: true})
+		})
+	}
+}
+
+// TestCopyLinks: -L copies what symlinks point to (files and directories, inside or outside the
+// tree); a dangling symlink and a symlink to an ancestor fail with a message and the rest is
+// copied; without -L symlinks stay symlinks.
+func TestCopyLinks(t *testing.T) {
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			t.Parallel()
+			dir := tempDir(t)
+			src := NewTree(t, filepath.Join(dir, "src"))
+			src.File("real/a", []byte("a"), 0o644)
+			outside := NewTree(t, filepath.Join(dir, "outside"))
+			outside.File("sub/o", []byte("o"), 0o600)
+			src.Symlink("alink", "real/a")
+			src.Symlink("out", outside.Root)
+			want := filepath.Join(dir, "want")
+			NewTree(t, want).File("real/a", []byte("a"), 0o644).File("alink", []byte("a"), 0o644).
+				File("out/sub/o", []byte("o"), 0o600)
+			dst := filepath.Join(dir, "dst")
+			copyTree(t, e, runOpts{}, 0, "-L", src.Root, dst)
+			requireSameTree(t, want, dst, CompareOpts{Umask: testUmask, SkipRootMeta: true})
+
+			src.Symlink("dangling", "nowhere")
+			src.Symlink("real/up", "..")
+			r := copyTree(t, e, runOpts{}, 1, "-L", src.Root, filepath.Join(dir, "dst2"))
+			requireErrorsReported(t, r, "dangling", "real/up")
+			requireSameTree(t, want, filepath.Join(dir, "dst2"), CompareOpts{Umask: testUmask, SkipRootMeta: true})
+
+			plain := filepath.Join(dir, "plain")
+			copyTree(t, e, runOpts{}, 0, src.Root, plain)
+			requireSameTree(t, src.Root, plain, CompareOpts{Umask: testUmask})
 		})
 	}
 }

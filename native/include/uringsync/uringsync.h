@@ -132,6 +132,15 @@ enum usync_flag {
    * rsync -A; an ACL the destination has (inherited) and the source has not
    * is removed. */
   USYNC_ACLS = 1u << 20,
+  /* Do not cross filesystem boundaries in the source (rsync -x, cp -x): a
+   * directory on another filesystem is copied as an empty directory (with
+   * the metadata of the directory mounted there). */
+  USYNC_ONE_FILE_SYSTEM = 1u << 21,
+  /* Follow symlinks in the source tree (rsync -L, cp -L): a symlink is
+   * copied as what it points to; a dangling one is a failure.  A symlink
+   * leading to one of its own ancestors, or to the destination, is refused
+   * (USYNC_STEP_OPEN_SRC / USYNC_STEP_OVERLAP, ELOOP) instead of looping. */
+  USYNC_COPY_LINKS = 1u << 22,
 };
 
 /* Which step of a copy failed (usync_file_error.step). */
@@ -165,7 +174,7 @@ enum usync_step {
 };
 
 /* Every flag bit this version knows; usync_engine_create() rejects others. */
-#define USYNC_KNOWN_FLAGS 0x1e7fffu
+#define USYNC_KNOWN_FLAGS 0x7e7fffu
 
 /* Static, human-readable name of a step ("open source", "read", ...). */
 USYNC_API const char *usync_step_name(int step);
