@@ -110,6 +110,7 @@ func New(opts *Options) (*Engine, error) {
 		{o.ACLs, C.USYNC_ACLS},
 		{o.OneFileSystem, C.USYNC_ONE_FILE_SYSTEM},
 		{o.CopyLinks, C.USYNC_COPY_LINKS},
+		{o.HardLinks, C.USYNC_HARD_LINKS},
 		{o.Delete, C.USYNC_DELETE},
 		{o.DeleteExcluded, C.USYNC_DELETE | C.USYNC_DELETE_EXCLUDED},
 	} {
@@ -244,6 +245,7 @@ func statsOf(cs *C.usync_stats) Stats {
 		EntriesDeleted:  uint64(cs.entries_deleted),
 		FilesVerified:   uint64(cs.files_verified),
 		BytesVerified:   uint64(cs.bytes_verified),
+		LinksCreated:    uint64(cs.links_created),
 		BufferBytes:     uint64(cs.buffer_bytes),
 	}
 }

@@ -67,6 +67,9 @@ type Options struct {
 	// mount point becomes an empty directory); CopyLinks follows symlinks
 	// in the source (a dangling one fails, one looping back is refused).
 	OneFileSystem, CopyLinks bool
+	// HardLinks keeps hard links: source paths sharing an inode share one
+	// in the copy (the first is copied, the others linked: Stats.LinksCreated).
+	HardLinks bool
 	// AnnounceFallback prints one line on stderr when io_uring is unavailable
 	// and the synchronous engine is used. The library prints nothing
 	// otherwise.
@@ -171,6 +174,7 @@ type Stats struct {
 	EntriesDeleted  uint64 // entries removed by Options.Delete (would be, in a dry run)
 	FilesVerified   uint64 // files re-read and found equal (Options.Verify)
 	BytesVerified   uint64 // their bytes
+	LinksCreated    uint64 // hard links made (Options.HardLinks)
 }
 
 // Step names the part of a copy that failed.
@@ -197,6 +201,7 @@ const (
 	StepDelete  // removing an entry for Options.Delete
 	StepVerify  // re-reading a written file (EBADMSG: its bytes differ from the source's)
 	StepFsync   // fsync of a file or directory
+	StepLink    // making a hard link (Options.HardLinks)
 )
 
 var stepNames = [...]string{
@@ -206,7 +211,7 @@ var stepNames = [...]string{
 	StepMkdir: "mkdir", StepReaddir: "readdir", StepSymlink: "symlink",
 	StepMknod: "mknod", StepCanceled: "canceled", StepChanged: "source changed",
 	StepOverlap: "overlap", StepDelete: "delete", StepVerify: "verify",
-	StepFsync: "fsync",
+	StepFsync: "fsync", StepLink: "link",
 }
 
 func (s Step) String() string {
@@ -227,7 +232,7 @@ func (e *FileError) Error() string {
 	path := e.Src
 	switch e.Step {
 	case StepOpenDst, StepWrite, StepRename, StepMkdir, StepSymlink, StepMknod, StepMetadata,
-		StepDelete, StepVerify, StepFsync:
+		StepDelete, StepVerify, StepFsync, StepLink:
 		path = e.Dst
 	}
 	return fmt.Sprintf("uringsync: %s %s: %v", e.Step, path, e.Errno)

@@ -108,6 +108,7 @@ std::optional<int> parse(int argc, const char* const* argv, Options* o, std::ost
                "accepted for rsync compatibility: a local copy always keeps numeric uids and gids");
   app.add_flag("-X,--xattrs", o->xattrs, "keep extended attributes (user, trusted, security namespaces)");
   app.add_flag("-A,--acls", o->acls, "keep POSIX ACLs (implies -p)");
+  app.add_flag("-H,--hard-links", o->hard_links, "keep hard links: paths sharing an inode share one in the copy");
   app.add_flag("-x,--one-file-system", o->one_file_system,
                "do not cross filesystem boundaries in SRC (a mount point is copied as an empty directory)");
   app.add_flag("-L,--copy-links", o->copy_links, "follow symlinks in SRC: copy what they point to");
@@ -205,6 +206,7 @@ usync_options engine_options(const Options& o, std::vector<const char*>* ptrs) {
   if (o.xattrs) opts.flags |= USYNC_XATTRS;
   if (o.acls) opts.flags |= USYNC_ACLS;
   if (o.one_file_system) opts.flags |= USYNC_ONE_FILE_SYSTEM;
+  if (o.hard_links) opts.flags |= USYNC_HARD_LINKS;
   if (o.copy_links) opts.flags |= USYNC_COPY_LINKS;
   if (o.dry_run) opts.flags |= USYNC_DRY_RUN;
   if (o.fail_fast) opts.flags |= USYNC_FAIL_FAST;

@@ -34,6 +34,7 @@ struct Options {
   bool xattrs = false;       // -X
   bool acls = false;         // -A
   bool one_file_system = false;  // -x
+  bool hard_links = false;       // -H
   bool copy_links = false;       // -L
   bool del = false;              // --delete
   bool delete_excluded = false;  // --delete-excluded

@@ -223,6 +223,8 @@ int main(int argc, char** argv) {
   if ((opts.verbose || opts.dry_run) && (opts.del || opts.delete_excluded))
     std::fprintf(stderr, "uring-sync: %s %llu entries\n", opts.dry_run ? "would delete" : "deleted",
                  static_cast<unsigned long long>(st.entries_deleted));
+  if (opts.verbose && opts.hard_links)
+    std::fprintf(stderr, "uring-sync: %llu hard links made\n", static_cast<unsigned long long>(st.links_created));
   if (opts.verbose && st.temps_removed > 0)
     std::fprintf(stderr, "uring-sync: removed %llu temporaries left by interrupted runs\n",
                  static_cast<unsigned long long>(st.temps_removed));

@@ -40,6 +40,7 @@ USYNC_API const char* usync_step_name(int step) {
     case USYNC_STEP_DELETE: return "delete";
     case USYNC_STEP_VERIFY: return "verify";
     case USYNC_STEP_FSYNC: return "fsync";
+    case USYNC_STEP_LINK: return "hard link";
     default: return "unknown";
   }
 }

@@ -1,5 +1,7 @@
 #include "engine.h"
 
+#include "hardlinks.h"
+
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <sys/file.h>
@@ -544,6 +546,12 @@ int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) 
   root->mtime = st.st_mtim;
   root->fresh = fresh;
   root->mode_made = made;
+  job.dst_root_fd = root->dst.get();  // the root is never closed before the job ends
+  std::unique_ptr<HardLinks> links;
+  if (cfg_.has(USYNC_HARD_LINKS) && !cfg_.has(USYNC_DRY_RUN)) {
+    links = std::make_unique<HardLinks>(job);
+    job.links = links.get();
+  }
   return run(job, root, nullptr);
 }
 

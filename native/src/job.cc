@@ -1,5 +1,6 @@
 #include "job.h"
 
+#include "hardlinks.h"
 #include "meta.h"
 
 #include <fcntl.h>
@@ -45,7 +46,7 @@ mode_t current_umask() noexcept {
 
 void Counters::reset() noexcept {
   for (auto* c : {&files_found, &bytes_found, &files_done, &bytes_done, &files_failed, &files_excluded, &files_skipped, &temps_removed, &entries_deleted,
-                  &files_verified, &bytes_verified, &dirs_created,
+                  &files_verified, &bytes_verified, &links_created, &dirs_created,
                   &symlinks_created, &specials_created, &start_ns, &end_ns})
     c->store(0, std::memory_order_relaxed);
   walk_done.store(0, std::memory_order_relaxed);
@@ -69,6 +70,7 @@ void Counters::snapshot(usync_stats* s) const noexcept {
   s->entries_deleted = ld(entries_deleted);
   s->files_verified = ld(files_verified);
   s->bytes_verified = ld(bytes_verified);
+  s->links_created = ld(links_created);
   s->dirs_created = ld(dirs_created);
   s->symlinks_created = ld(symlinks_created);
   s->specials_created = ld(specials_created);
@@ -245,6 +247,7 @@ void Job::finish_file(FileTask& t, const FileResult& r) noexcept {
   } else {
     report(t.dir, t.src_name, t.dst_name, r.error, r.step);
   }
+  if (t.link_leader && links != nullptr) links->leader_done(t, r.skipped ? 0 : r.error, r.step);
   files_outstanding.fetch_sub(1, std::memory_order_relaxed);
   if (t.dir != nullptr) {
     unpin_dir(t.dir);
@@ -257,6 +260,7 @@ void Job::abandon_file(FileTask& t) noexcept {
     (*results)[t.pair].error = ECANCELED;
     (*results)[t.pair].step = USYNC_STEP_CANCELED;
   }
+  if (t.link_leader && links != nullptr) links->leader_done(t, ECANCELED, USYNC_STEP_CANCELED);
   files_outstanding.fetch_sub(1, std::memory_order_relaxed);
   if (t.dir != nullptr) {
     unpin_dir(t.dir);

@@ -58,7 +58,7 @@ struct Counters {
       files_excluded{0}, dirs_created{0}, symlinks_created{0}, specials_created{0},
       files_skipped{0};
   std::atomic<uint64_t> temps_removed{0};  // leftovers of killed runs
-  std::atomic<uint64_t> entries_deleted{0}, files_verified{0}, bytes_verified{0};
+  std::atomic<uint64_t> entries_deleted{0}, files_verified{0}, bytes_verified{0}, links_created{0};
   std::atomic<uint64_t> start_ns{0}, end_ns{0};
   std::atomic<uint32_t> walk_done{0}, engine{0}, workers{0}, queue_depth{0}, fd_budget{0};
   std::atomic<uint64_t> buffer_bytes{0};
@@ -115,6 +115,7 @@ struct FileTask {
   bool replace = true;         // write a temporary name, rename over dst_name
   bool existing = false;       // dst_name may exist: compare first (quick check)
   bool follow = false;         // src_name may be a symlink to the file (-L)
+  bool link_leader = false;    // the first path of a hard-link group (-H)
 
   int src_dirfd() const noexcept;
   int dst_dirfd() const noexcept;
@@ -160,6 +161,8 @@ class Job {
   // refusal, then files get temporary names.
   mutable std::atomic<bool> tmpfile_ok{true};
   std::vector<usync_result>* results = nullptr;  // pair copies
+  int dst_root_fd = -1;                // tree copies: the destination root (open all along)
+  class HardLinks* links = nullptr;    // -H: hard-link groups
 
   WorkQueue<FileTask> small_q{16384};
   WorkQueue<FileTask> large_q{512};

@@ -1,5 +1,6 @@
 #include "walker.h"
 
+#include "hardlinks.h"
 #include "meta.h"
 #include "mirror.h"
 
@@ -430,7 +431,11 @@ class Walker {
         job_.file_done_cb(d, name, name, static_cast<uint64_t>(st.st_size), nullptr, st.st_mode);
         return;
       }
+      // -H: a later path of an inode already met is linked, not copied.
+      const bool leader = job_.links != nullptr && st.st_nlink > 1;
+      if (leader && job_.links->walked(d, name, st)) return;
       FileTask t;
+      t.link_leader = leader;
       t.dir = d;
       t.src_name = name;
       t.dst_name = t.src_name;

@@ -5,8 +5,12 @@ package e2e
 
 import (
 	bin "encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -84,8 +88,9 @@ func TestArchiveMetadata(t *testing.T) {
 			before := inodesAndCtimes(t, dst)
 			time.Sleep(20 * time.Millisecond)
 			r := copyTree(t, e, runOpts{}, 0, "-p", "-o", "-g", "-X", "-A", src.Root, dst)
+			after := inodesAndCtimes(t, dst)
 			for p, b := range before {
-				if a := inodesAndCtimes(t, dst)[p]; a != b {
+				if a := after[p]; a != b {
 					t.Errorf("re-run touched %s: %s -> %s\n%s", p, b, a, r)
 				}
 			}
@@ -195,6 +200,119 @@ func TestCopyLinks(t *testing.T) {
 			plain := filepath.Join(dir, "plain")
 			copyTree(t, e, runOpts{}, 0, src.Root, plain)
 			requireSameTree(t, src.Root, plain, CompareOpts{Umask: testUmask})
+		})
+	}
+}
+
+// linkGroups maps each inode under root with more than one path to its sorted paths.
+func linkGroups(t *testing.T, root string) map[uint64][]string {
+	t.Helper()
+	groups := map[uint64][]string{}
+	err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || !fi.Mode().IsRegular() {
+			return err
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		rel, _ := filepath.Rel(root, p)
+		groups[st.Ino] = append(groups[st.Ino], rel)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ino, paths := range groups {
+		if len(paths) < 2 {
+			delete(groups, ino)
+		} else {
+			sort.Strings(paths)
+		}
+	}
+	return groups
+}
+
+func groupSet(g map[uint64][]string) []string {
+	var out []string
+	for _, paths := range g {
+		out = append(out, strings.Join(paths, "+"))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestHardLinks: -H gives every group of in-tree links one inode in the copy (small files on
+// the rings, big ones on the bulk path, groups spread over many directories, a group with a link
+// outside the tree), copies each group's bytes once, and a re-run writes nothing and repairs a
+// link that was broken in the copy. Without -H each path is its own file.
+func TestHardLinks(t *testing.T) {
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			t.Parallel()
+			dir := tempDir(t)
+			src := NewTree(t, filepath.Join(dir, "src"))
+			const groups = 400
+			for i := 0; i < groups; i++ {
+				src.File(fmt.Sprintf("d%02d/f%04d", i%20, i), Data(fmt.Sprint("hl", i), 100+i), 0o644)
+				for k := 1; k <= 1+i%3; k++ {
+					if err := os.Link(src.Root+fmt.Sprintf("/d%02d/f%04d", i%20, i),
+						src.Root+fmt.Sprintf("/e%02d/l%04d-%d", (i+k)%7, i, k)); err != nil {
+						if err := os.MkdirAll(src.Root+fmt.Sprintf("/e%02d", (i+k)%7), 0o755); err != nil {
+							t.Fatal(err)
+						}
+						if err := os.Link(src.Root+fmt.Sprintf("/d%02d/f%04d", i%20, i),
+							src.Root+fmt.Sprintf("/e%02d/l%04d-%d", (i+k)%7, i, k)); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+			}
+			src.File("big/a", Data("hl-big", 3*mib), 0o644)
+			if err := os.Link(src.Root+"/big/a", src.Root+"/big/b"); err != nil {
+				t.Fatal(err)
+			}
+			src.File("half/in", []byte("one link is outside the tree"), 0o644)
+			if err := os.Link(src.Root+"/half/in", filepath.Join(dir, "outside")); err != nil {
+				t.Fatal(err)
+			}
+			src.File("solo", []byte("no links"), 0o644)
+
+			dst := filepath.Join(dir, "dst")
+			r := copyTree(t, e, runOpts{}, 0, "-p", "-H", src.Root, dst)
+			requireSameTree(t, src.Root, dst, CompareOpts{Preserve: true})
+			if got, want := groupSet(linkGroups(t, dst)), groupSet(linkGroups(t, src.Root)); strings.Join(got, " ") != strings.Join(want, " ") {
+				t.Fatalf("link groups differ:\ncopy   %v\nsource %v", got, want)
+			}
+			// Each group's bytes are copied once: groups + big + half/in + solo files.
+			if !strings.Contains(r.stderr, fmt.Sprintf(" %d files (", groups+3)) {
+				t.Errorf("want %d files copied, the rest linked\n%s", groups+3, clip(r.stderr))
+			}
+
+			before := inodesAndCtimes(t, dst)
+			time.Sleep(20 * time.Millisecond)
+			r = copyTree(t, e, runOpts{}, 0, "-p", "-H", src.Root, dst)
+			after := inodesAndCtimes(t, dst)
+			for p, b := range before {
+				if a := after[p]; a != b {
+					t.Fatalf("re-run touched %s: %s -> %s\n%s", p, b, a, clip(r.stderr))
+				}
+			}
+
+			// A link broken in the copy (replaced by another inode) is made again.
+			if err := os.Remove(dst + "/e01/l0000-1"); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(dst+"/e01/l0000-1", Data("hl0", 100), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			copyTree(t, e, runOpts{}, 0, "-p", "-H", src.Root, dst)
+			if got, want := groupSet(linkGroups(t, dst)), groupSet(linkGroups(t, src.Root)); strings.Join(got, " ") != strings.Join(want, " ") {
+				t.Fatalf("after repair, link groups differ:\ncopy   %v\nsource %v", got, want)
+			}
+
+			plain := filepath.Join(dir, "plain")
+			copyTree(t, e, runOpts{}, 0, src.Root, plain)
+			if g := linkGroups(t, plain); len(g) != 0 {
+				t.Errorf("without -H the copy has %d link groups", len(g))
+			}
 		})
 	}
 }

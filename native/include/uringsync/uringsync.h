@@ -141,6 +141,10 @@ enum usync_flag {
    * leading to one of its own ancestors, or to the destination, is refused
    * (USYNC_STEP_OPEN_SRC / USYNC_STEP_OVERLAP, ELOOP) instead of looping. */
   USYNC_COPY_LINKS = 1u << 22,
+  /* Keep hard links (rsync -H): source paths that share an inode (within
+   * the tree) share one inode in the copy.  The first is copied, the others
+   * are linked to it (counted in links_created); none is copied twice. */
+  USYNC_HARD_LINKS = 1u << 23,
 };
 
 /* Which step of a copy failed (usync_file_error.step). */
@@ -171,10 +175,11 @@ enum usync_step {
    * from those read from the source. */
   USYNC_STEP_VERIFY = 17,
   USYNC_STEP_FSYNC = 18, /* USYNC_FSYNC of a file or directory */
+  USYNC_STEP_LINK = 19,  /* making a hard link (USYNC_HARD_LINKS) */
 };
 
 /* Every flag bit this version knows; usync_engine_create() rejects others. */
-#define USYNC_KNOWN_FLAGS 0x7e7fffu
+#define USYNC_KNOWN_FLAGS 0xfe7fffu
 
 /* Static, human-readable name of a step ("open source", "read", ...). */
 USYNC_API const char *usync_step_name(int step);
@@ -226,6 +231,7 @@ typedef struct usync_stats {
   uint64_t entries_deleted; /* entries removed by USYNC_DELETE (would be, in a dry run) */
   uint64_t files_verified;  /* files re-read and found equal (USYNC_VERIFY) */
   uint64_t bytes_verified;  /* their bytes */
+  uint64_t links_created;   /* hard links made (USYNC_HARD_LINKS) */
 } usync_stats;
 
 enum usync_engine_kind {
