@@ -111,6 +111,8 @@ func New(opts *Options) (*Engine, error) {
 		{o.OneFileSystem, C.USYNC_ONE_FILE_SYSTEM},
 		{o.CopyLinks, C.USYNC_COPY_LINKS},
 		{o.HardLinks, C.USYNC_HARD_LINKS},
+		{o.Sparse, C.USYNC_SPARSE},
+		{o.Archive, C.USYNC_ARCHIVE},
 		{o.Delete, C.USYNC_DELETE},
 		{o.DeleteExcluded, C.USYNC_DELETE | C.USYNC_DELETE_EXCLUDED},
 	} {

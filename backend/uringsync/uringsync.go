@@ -70,6 +70,12 @@ type Options struct {
 	// HardLinks keeps hard links: source paths sharing an inode share one
 	// in the copy (the first is copied, the others linked: Stats.LinksCreated).
 	HardLinks bool
+	// Sparse keeps holes: a file with fewer blocks than its size is copied
+	// segment by segment (SEEK_DATA/SEEK_HOLE), allocating what it does.
+	Sparse bool
+	// Archive is everything above at once (cp -a, rsync -aHAXS): Preserve,
+	// Owner, Group, Xattrs, ACLs, HardLinks and Sparse.
+	Archive bool
 	// AnnounceFallback prints one line on stderr when io_uring is unavailable
 	// and the synchronous engine is used. The library prints nothing
 	// otherwise.

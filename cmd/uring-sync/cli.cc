@@ -83,6 +83,8 @@ std::optional<int> parse(int argc, const char* const* argv, Options* o, std::ost
   app.add_option("--iowq-workers", o->iowq_workers, "io-wq kernel threads per ring (default 4)")
       ->transform(kDecimal)
       ->check(CLI::Range(1, 1024));
+  app.add_flag("-a,--archive", o->archive,
+               "archive: keep everything (-p -o -g -X -A -H -S; like cp -a and rsync -aHAXS)");
   app.add_flag("-p,--preserve", o->preserve, "keep permission bits and timestamps");
   app.add_flag("-n,--dry-run", o->dry_run, "list what would be copied; change nothing");
   app.add_flag("-v,--verbose", o->verbose, "list copied files and print a summary");
@@ -109,6 +111,7 @@ std::optional<int> parse(int argc, const char* const* argv, Options* o, std::ost
   app.add_flag("-X,--xattrs", o->xattrs, "keep extended attributes (user, trusted, security namespaces)");
   app.add_flag("-A,--acls", o->acls, "keep POSIX ACLs (implies -p)");
   app.add_flag("-H,--hard-links", o->hard_links, "keep hard links: paths sharing an inode share one in the copy");
+  app.add_flag("-S,--sparse", o->sparse, "keep holes in sparse files (the copy allocates what the source does)");
   app.add_flag("-x,--one-file-system", o->one_file_system,
                "do not cross filesystem boundaries in SRC (a mount point is copied as an empty directory)");
   app.add_flag("-L,--copy-links", o->copy_links, "follow symlinks in SRC: copy what they point to");
@@ -200,6 +203,7 @@ usync_options engine_options(const Options& o, std::vector<const char*>* ptrs) {
   // say on stderr when io_uring is unavailable (a library does neither).
   opts.flags |= USYNC_ANNOUNCE_FALLBACK | USYNC_RAISE_NOFILE;
   if (o.verbose) opts.flags |= USYNC_REPORT_ALL;
+  if (o.archive) opts.flags |= USYNC_ARCHIVE;
   if (o.preserve || o.acls) opts.flags |= USYNC_PRESERVE;
   if (o.owner) opts.flags |= USYNC_OWNER;
   if (o.group) opts.flags |= USYNC_GROUP;
@@ -207,6 +211,7 @@ usync_options engine_options(const Options& o, std::vector<const char*>* ptrs) {
   if (o.acls) opts.flags |= USYNC_ACLS;
   if (o.one_file_system) opts.flags |= USYNC_ONE_FILE_SYSTEM;
   if (o.hard_links) opts.flags |= USYNC_HARD_LINKS;
+  if (o.sparse) opts.flags |= USYNC_SPARSE;
   if (o.copy_links) opts.flags |= USYNC_COPY_LINKS;
   if (o.dry_run) opts.flags |= USYNC_DRY_RUN;
   if (o.fail_fast) opts.flags |= USYNC_FAIL_FAST;

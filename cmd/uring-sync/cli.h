@@ -20,6 +20,7 @@ struct Options {
   uint32_t iowq_workers = 0;
   uint64_t chunk_size = 0;
   uint64_t buffer_memory = 0;  // registered buffer bytes per ring; 0 = default
+  bool archive = false;  // -a: -p -o -g -X -A -H -S
   bool preserve = false;
   bool dry_run = false;
   bool verbose = false;
@@ -35,6 +36,7 @@ struct Options {
   bool acls = false;         // -A
   bool one_file_system = false;  // -x
   bool hard_links = false;       // -H
+  bool sparse = false;           // -S
   bool copy_links = false;       // -L
   bool del = false;              // --delete
   bool delete_excluded = false;  // --delete-excluded

@@ -9,7 +9,8 @@ _uring_sync() {
     --iowq-workers -p --preserve -n --dry-run -v --verbose --progress
     --exclude --engine --fail-fast -I --ignore-times -u --update --checksum
     --delete --delete-excluded -o --owner -g --group --numeric-ids -X --xattrs -A --acls
-    -x --one-file-system -L --copy-links -H --hard-links'
+    -x --one-file-system -L --copy-links -H --hard-links
+    -S --sparse -a --archive'
   local engines='auto uring sync'
 
   # "--engine=u": readline splits at '=', so the words are --engine, =, u.

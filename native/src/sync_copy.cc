@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 
 #include "unique_fd.h"
@@ -78,6 +79,72 @@ int publish_anonymous(const Job& job, const FileTask& t, int fd, int* step) noex
     err = errno;
     unlinkat(dfd, tmp.c_str(), 0);
     return err;
+  }
+  return 0;
+}
+
+// -S: the data of a file with holes, segment by segment (SEEK_DATA,
+// SEEK_HOLE), at the same offsets, so the holes stay holes; then the size.
+// A reflink shares the extents, holes included, when nothing needs the
+// bytes.  md5 sees a hole as the zeros it reads as.  t.size bytes as
+// opened (a file that shrinks ends there).  Returns 0 or an errno, *step set.
+int copy_sparse(const Job& job, const FileTask& t, int in, int out, char* buf, size_t bufsize, Md5* md5,
+                uint64_t* done, int* step) noexcept {
+  if (md5 == nullptr && ioctl(out, FICLONE, in) == 0) {
+    *done = t.size;
+    job.add_bytes(t.size);
+    return 0;
+  }
+  uint64_t size = t.size, off = 0;
+  while (off < size) {
+    if (job.cancelled()) {
+      *step = USYNC_STEP_CANCELED;
+      return ECANCELED;
+    }
+    *step = USYNC_STEP_READ;
+    off_t data = lseek(in, static_cast<off_t>(off), SEEK_DATA);
+    if (data < 0) {
+      if (errno != ENXIO) return errno;
+      data = static_cast<off_t>(size);  // a hole to the end
+    }
+    const uint64_t from = std::min<uint64_t>(static_cast<uint64_t>(data), size);
+    off_t hole = from < size ? lseek(in, static_cast<off_t>(from), SEEK_HOLE) : static_cast<off_t>(size);
+    if (hole < 0) return errno;
+    const uint64_t to = std::min<uint64_t>(static_cast<uint64_t>(hole), size);
+    if (md5 != nullptr && from > off) {  // the hole's zeros, for the digest
+      std::memset(buf, 0, bufsize);
+      for (uint64_t z = off; z < from; z += bufsize) md5->update(buf, static_cast<size_t>(std::min<uint64_t>(bufsize, from - z)));
+    }
+    for (uint64_t p = from; p < to;) {
+      const ssize_t n = pread(in, buf, static_cast<size_t>(std::min<uint64_t>(bufsize, to - p)), static_cast<off_t>(p));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        *step = USYNC_STEP_READ;
+        return errno;
+      }
+      if (n == 0) {  // shrank: this is its end now
+        size = p;
+        break;
+      }
+      if (md5 != nullptr) md5->update(buf, static_cast<size_t>(n));
+      for (ssize_t w = 0; w < n;) {
+        const ssize_t k = pwrite(out, buf + w, static_cast<size_t>(n - w), static_cast<off_t>(p) + w);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+          *step = USYNC_STEP_WRITE;
+          return k < 0 ? errno : ENOSPC;
+        }
+        w += k;
+      }
+      p += static_cast<uint64_t>(n);
+      *done += static_cast<uint64_t>(n);
+      job.add_bytes(static_cast<uint64_t>(n));
+    }
+    off = std::max(to, from);
+  }
+  if (ftruncate(out, static_cast<off_t>(size)) != 0) {  // a hole at the end, and the size
+    *step = USYNC_STEP_WRITE;
+    return errno;
   }
   return 0;
 }
@@ -181,7 +248,14 @@ FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, siz
   };
 
   int kernel = 0;
-  if (md5 == nullptr && t.size >= job.cfg.large_threshold) {
+  if (job.cfg.has(USYNC_SPARSE) && static_cast<uint64_t>(st.st_blocks) * 512 < t.size) {
+    int step = USYNC_STEP_NONE;
+    if (const int err = copy_sparse(job, t, in.get(), out.get(), buf, bufsize, md5, &r.bytes, &step); err != 0) {
+      errno = err;
+      return fail(step);
+    }
+    kernel = 1;  // done
+  } else if (md5 == nullptr && t.size >= job.cfg.large_threshold) {
     kernel = copy_in_kernel(job, t, in.get(), out.get(), &r.bytes);
     if (kernel < 0) return fail(errno == ECANCELED ? USYNC_STEP_CANCELED : USYNC_STEP_WRITE);
   }

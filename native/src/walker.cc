@@ -445,7 +445,10 @@ class Walker {
       d->pending.fetch_add(1, std::memory_order_relaxed);
       pin(d);
       job_.files_outstanding.fetch_add(1, std::memory_order_relaxed);
-      if (t.size >= job_.cfg.large_threshold) {
+      // -S: files with holes go where they are copied segment by segment.
+      const bool sparse =
+          job_.cfg.has(USYNC_SPARSE) && static_cast<uint64_t>(st.st_blocks) * 512 < static_cast<uint64_t>(st.st_size);
+      if (t.size >= job_.cfg.large_threshold || sparse) {
         // One batch per large file, so that several threads copy large
         // files side by side instead of one thread taking them all.
         std::vector<FileTask> one;

@@ -7,6 +7,7 @@ import (
 	bin "encoding/binary"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -314,5 +315,161 @@ func TestHardLinks(t *testing.T) {
 				t.Errorf("without -H the copy has %d link groups", len(g))
 			}
 		})
+	}
+}
+
+// sparseFile writes a file of size bytes that holds data only at the given offsets (4 KiB each).
+func sparseFile(t *testing.T, path string, size int64, at ...int64) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	for _, off := range at {
+		if _, err := f.WriteAt(Data(fmt.Sprint("sparse", off), 4096), off); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func allocated(t *testing.T, path string) int64 {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Blocks * 512
+}
+
+// TestSparse: -S keeps holes (a copy allocates what its source does, data in the middle, at the
+// start, a hole at the end) on both engines; without -S the copy is written out in full.
+func TestSparse(t *testing.T) {
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			t.Parallel()
+			dir := tempDir(t)
+			src := NewTree(t, filepath.Join(dir, "src"))
+			src.Dir("s", 0o755)
+			sparseFile(t, src.Root+"/s/middle", 64*mib, 20*mib, 40*mib+4096)
+			sparseFile(t, src.Root+"/s/head", 8*mib, 0)
+			sparseFile(t, src.Root+"/s/small", 256*1024, 128*1024) // below the bulk size
+			sparseFile(t, src.Root+"/s/empty", 5*mib)
+			src.File("s/dense", Data("dense", 3*mib), 0o644)
+			if a := allocated(t, src.Root+"/s/middle"); a >= 1*mib {
+				t.Skipf("this filesystem does not keep holes (%d bytes allocated)", a)
+			}
+			dst := filepath.Join(dir, "dst")
+			copyTree(t, e, runOpts{}, 0, "-p", "-S", src.Root, dst)
+			requireSameTree(t, src.Root, dst, CompareOpts{Preserve: true})
+			for _, f := range []string{"middle", "head", "small", "empty", "dense"} {
+				s, d := allocated(t, src.Root+"/s/"+f), allocated(t, dst+"/s/"+f)
+				if d > s+64*1024 {
+					t.Errorf("-S: %s allocates %d bytes in the copy, %d in the source", f, d, s)
+				}
+			}
+			plain := filepath.Join(dir, "plain")
+			copyTree(t, e, runOpts{}, 0, "-p", src.Root, plain)
+			if d := allocated(t, plain+"/s/middle"); d < 60*mib {
+				t.Errorf("without -S the copy allocates only %d bytes: holes kept without being asked?", d)
+			}
+		})
+	}
+}
+
+// fidelityChecks are the attributes TestArchiveFidelity checks, each a func(src, dst) -> ok.
+func fidelityChecks(t *testing.T) []struct {
+	name string
+	ok   func(src, dst string) bool
+} {
+	same := func(o CompareOpts) func(src, dst string) bool {
+		return func(src, dst string) bool { d, err := CompareTrees(src, dst, o); return err == nil && len(d) == 0 }
+	}
+	return []struct {
+		name string
+		ok   func(src, dst string) bool
+	}{
+		{"content, types, symlinks, specials", same(CompareOpts{Preserve: true})},
+		{"modes (setuid/sticky too), ns mtimes", same(CompareOpts{Preserve: true})},
+		{"owners and groups", same(CompareOpts{Preserve: true, Owner: true})},
+		{"xattrs (files, dirs, symlinks)", same(CompareOpts{Preserve: true, Xattrs: true})},
+		{"ACLs (access, default)", same(CompareOpts{Preserve: true, ACLs: true})},
+		{"hard links", func(src, dst string) bool {
+			return strings.Join(groupSet(linkGroups(t, src)), " ") == strings.Join(groupSet(linkGroups(t, dst)), " ")
+		}},
+		{"sparse files stay sparse", func(src, dst string) bool {
+			return allocated(t, dst+"/sparse") <= allocated(t, src+"/sparse")+64*1024
+		}},
+	}
+}
+
+// TestArchiveFidelity: -a keeps everything on a tree with every kind of entry and attribute, on
+// both engines. For the README's table, cp -a and rsync -aHAXS get the same checks (logged, not
+// asserted: they are the peers).
+func TestArchiveFidelity(t *testing.T) {
+	needRoot(t, "gives files to other owners and sets trusted.* attributes")
+	dir := tempDir(t)
+	src := NewTree(t, filepath.Join(dir, "src"))
+	buildMany(30, 3)(t, src)
+	src.File("suid", []byte("#!/bin/true\n"), 0o755)
+	src.Dir("sticky", 0o1777)
+	src.File("deep/"+strings.Repeat("n", 200)+"/f", []byte("long names"), 0o600)
+	src.Symlink("link", "suid")
+	if err := src.Mknod("fifo", unix.S_IFIFO|0o640, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Mknod("null", unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err != nil {
+		t.Fatal(err)
+	}
+	sparseFile(t, src.Root+"/sparse", 32*mib, 8*mib)
+	if err := os.Link(src.Root+"/d000/f00000", src.Root+"/d001/hard"); err != nil {
+		t.Fatal(err)
+	}
+	setXattr(t, src.Root+"/d000/f00000", "user.k", []byte("v"))
+	setXattr(t, src.Root+"/d002", "user.dir", []byte("d"))
+	setXattr(t, src.Root+"/link", "trusted.l", []byte("l"))
+	setXattr(t, src.Root+"/d001/f00001", "system.posix_acl_access", testACL)
+	setXattr(t, src.Root+"/d002", "system.posix_acl_default", testACL)
+	for _, p := range []string{"suid", "fifo", "d001", "d000/f00003"} {
+		if err := unix.Lchown(src.Root+"/"+p, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src.Chmod("suid", 0o4755)
+	src.Times("d002/f00002", unix.Timespec{Sec: 1e9, Nsec: 123456789}, unix.Timespec{Sec: 1e9, Nsec: 987654321})
+
+	checks := fidelityChecks(t)
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			dst := filepath.Join(dir, "a-"+e.name)
+			copyTree(t, e, runOpts{}, 0, "-a", src.Root, dst)
+			for _, c := range checks {
+				if !c.ok(src.Root, dst) {
+					t.Errorf("-a lost: %s", c.name)
+				}
+			}
+			requireSameTree(t, src.Root, dst, CompareOpts{Preserve: true, Owner: true, Xattrs: true, ACLs: true})
+		})
+	}
+	peers := map[string][]string{"cp -a": {"cp", "-a"}, "rsync -aHAXS": {"rsync", "-aHAXS"}}
+	for name, argv := range peers {
+		if _, err := exec.LookPath(argv[0]); err != nil {
+			t.Logf("%s: not installed", name)
+			continue
+		}
+		dst := filepath.Join(dir, strings.ReplaceAll(name, " ", ""))
+		from := src.Root
+		if argv[0] == "rsync" {
+			from += "/"
+		}
+		if out, err := exec.Command(argv[0], append(argv[1:], from, dst)...).CombinedOutput(); err != nil {
+			t.Logf("%s: %v %s", name, err, out)
+		}
+		for _, c := range checks {
+			t.Logf("fidelity %-14s %-40s %v", name, c.name, c.ok(src.Root, dst))
+		}
 	}
 }

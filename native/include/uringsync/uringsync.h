@@ -145,6 +145,10 @@ enum usync_flag {
    * the tree) share one inode in the copy.  The first is copied, the others
    * are linked to it (counted in links_created); none is copied twice. */
   USYNC_HARD_LINKS = 1u << 23,
+  /* Keep holes (rsync -S, cp --sparse=auto): a file with fewer blocks than
+   * its size is copied segment by segment (SEEK_DATA / SEEK_HOLE, or a
+   * reflink), so the copy allocates what the source does. */
+  USYNC_SPARSE = 1u << 24,
 };
 
 /* Which step of a copy failed (usync_file_error.step). */
@@ -178,8 +182,12 @@ enum usync_step {
   USYNC_STEP_LINK = 19,  /* making a hard link (USYNC_HARD_LINKS) */
 };
 
+/* Archive mode (cp -a, rsync -aHAXS): everything an entry has. */
+#define USYNC_ARCHIVE                                                                                        \
+  (USYNC_PRESERVE | USYNC_OWNER | USYNC_GROUP | USYNC_XATTRS | USYNC_ACLS | USYNC_HARD_LINKS | USYNC_SPARSE)
+
 /* Every flag bit this version knows; usync_engine_create() rejects others. */
-#define USYNC_KNOWN_FLAGS 0xfe7fffu
+#define USYNC_KNOWN_FLAGS 0x1fe7fffu
 
 /* Static, human-readable name of a step ("open source", "read", ...). */
 USYNC_API const char *usync_step_name(int step);
