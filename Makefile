@@ -16,7 +16,8 @@ DESTDIR    ?=
 FUZZ_SECONDS ?= 60  # per libFuzzer harness, in `make fuzz`
 
 DEB_PACKAGES := build-essential cmake pkg-config liburing-dev libssl-dev libcli11-dev \
-                libgtest-dev googletest rsync util-linux time scdoc man-db zsh bindfs
+                libgtest-dev googletest rsync util-linux time scdoc man-db zsh bindfs \
+                nlohmann-json3-dev
 STAMP := $(BUILD)/.deps-ok
 
 .PHONY: all deps native rclone test test-native test-e2e test-go test-race demo bench bench-deps bench-quick bench-readme test-bench clean format lint sanitize sanitize-thread
