@@ -605,6 +605,25 @@ def verify_copy(ds: Dataset, src: str, dst: str, sample: int) -> str:
     return "ok"
 
 
+def fresh_destination(mounts: Mounts, cond: "Condition", mnt: str, size: int, inodes: int) -> None:
+    """Mounts a new, empty filesystem of the condition's kind on mnt (unmount with mounts.umount)."""
+    if cond.dest == "tmpfs":
+        mounts.tmpfs(mnt, size)
+    else:
+        img = os.path.join("/dev/shm", f"uring-sync-bench-{os.getpid()}.img")
+        mkfs_ext4(img, size, inodes)
+        mounts.ext4_image(img, mnt, readonly=False)
+        os.unlink(img)  # freed once unmounted
+
+
+def settle(cond: "Condition") -> None:
+    """Right before a timed run: caches dropped (cold) or at least nothing dirty left to write back."""
+    if cond.cold:
+        drop_caches()
+    else:
+        os.sync()
+
+
 # --------------------------------------------------------------------------------------------
 # Reporting.
 # --------------------------------------------------------------------------------------------
@@ -756,20 +775,11 @@ def main() -> int:
                             continue  # one timeout per dataset and condition is enough
                         tool = tools[name]
                         mnt = os.path.join(work, f"dst-{rep}-{name}")
-                        if cond.dest == "tmpfs":
-                            mounts.tmpfs(mnt, size)
-                        else:
-                            img = os.path.join("/dev/shm", f"uring-sync-bench-{os.getpid()}.img")
-                            mkfs_ext4(img, size, inodes)
-                            mounts.ext4_image(img, mnt, readonly=False)
-                            os.unlink(img)  # freed once unmounted
+                        fresh_destination(mounts, cond, mnt, size, inodes)
                         dst = os.path.join(mnt, "copy")
                         if tool.dst_must_exist:
                             os.mkdir(dst)
-                        if cond.cold:
-                            drop_caches()
-                        else:
-                            os.sync()
+                        settle(cond)
                         wall, rc, ru, rss = timed(tool.argv(src, dst), tool.env, log_path, rss_file, a.timeout)
                         verified = "skipped"
                         if rc != 0:
