@@ -139,7 +139,8 @@ BENCH_RESULTS ?= $(BUILD)/bench/results.json
 bench-readme:
 	python3 test/bench/report.py $(BENCH_RESULTS) --readme README.md
 
-# The bench report's tables, README rewrite and chart on a canned results.json (no timing, no root).
+# The bench report's tables (scenario rows too), README rewrite and chart on a canned results.json,
+# and the scenario plumbing of bench.py (no timing, no root).
 test-bench:
 	python3 -m unittest discover -s test/bench -p '*_test.py'
 
