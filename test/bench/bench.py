@@ -556,6 +556,11 @@ def timed(argv: list[str], env: dict[str, str], log_path: str, rss_file: str | N
         killer.start()
         try:
             _, status, ru = os.wait4(p.pid, 0)
+        except BaseException:  # Ctrl-C: the child is in its own session and is off CURRENT_CHILD below
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            os.waitpid(p.pid, 0)
+            raise
         finally:
             killer.cancel()
             CURRENT_CHILD.remove(p.pid)
