@@ -147,8 +147,13 @@ func replaceInvalid(s string) string {
 }
 
 // noErrorLines fails when stderr holds per-entry error lines: with --json they are events only.
+// Like requireEngine, it also fails an io_uring run in which a ring fell back to the synchronous
+// engine (the library says so on stderr; end.stats.engine would still say io_uring).
 func noErrorLines(t *testing.T, r result) {
 	t.Helper()
+	if strings.Contains(r.stderr, "synchronous engine") && strings.Contains(r.cmd, "--engine=uring") {
+		t.Fatalf("an io_uring run fell back to the synchronous engine\n%s", r)
+	}
 	for _, l := range strings.Split(r.stderr, "\n") {
 		if errLine.MatchString(l) {
 			t.Errorf("--json still printed an error line on stderr: %q\n%s", l, r)
