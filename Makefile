@@ -16,7 +16,8 @@ DESTDIR    ?=
 FUZZ_SECONDS ?= 60  # per libFuzzer harness, in `make fuzz`
 
 DEB_PACKAGES := build-essential cmake pkg-config liburing-dev libssl-dev libcli11-dev \
-                libgtest-dev googletest rsync util-linux time scdoc man-db zsh bindfs
+                libgtest-dev googletest rsync util-linux time scdoc man-db zsh bindfs \
+                nlohmann-json3-dev
 STAMP := $(BUILD)/.deps-ok
 
 .PHONY: all deps native rclone test test-native test-e2e test-go test-race demo bench bench-deps bench-quick bench-readme test-bench clean format lint sanitize sanitize-thread
@@ -138,7 +139,8 @@ BENCH_RESULTS ?= $(BUILD)/bench/results.json
 bench-readme:
 	python3 test/bench/report.py $(BENCH_RESULTS) --readme README.md
 
-# The bench report's tables, README rewrite and chart on a canned results.json (no timing, no root).
+# The bench report's tables (scenario rows too), README rewrite and chart on a canned results.json,
+# and the scenario plumbing of bench.py (no timing, no root).
 test-bench:
 	python3 -m unittest discover -s test/bench -p '*_test.py'
 

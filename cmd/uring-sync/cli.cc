@@ -118,6 +118,8 @@ std::optional<int> parse(int argc, const char* const* argv, Options* o, std::ost
   app.add_flag("--delete", o->del,
                "delete entries in DST that SRC lacks (excluded ones are kept); -n shows what would go");
   app.add_flag("--delete-excluded", o->delete_excluded, "with --delete, also delete excluded entries in DST (implies --delete)");
+  app.add_flag("--json", o->json,
+               "write NDJSON events (start, progress, error, delete, end; file with -v) on stdout instead of text");
   try {
     app.parse(argc, argv);
     if (!chunk.empty()) {
@@ -137,6 +139,34 @@ std::optional<int> parse(int argc, const char* const* argv, Options* o, std::ost
     return kExitUsage;
   }
   return std::nullopt;
+}
+
+size_t utf8_sequence(std::string_view s, size_t i) {
+  const auto c = static_cast<unsigned char>(s[i]);
+  if (c < 0x80) return 1;
+  // A well-formed UTF-8 sequence: no overlongs, no surrogates, nothing above U+10FFFF.
+  size_t len = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c <= 0xdf ? 2 : 0;
+  if (c >= 0xf5) len = 0;
+  bool ok = len > 0 && i + len <= s.size();
+  for (size_t k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(s[i + k]) & 0xc0) == 0x80;
+  if (ok && len == 3) {
+    const auto c1 = static_cast<unsigned char>(s[i + 1]);
+    ok = !(c == 0xe0 && c1 < 0xa0) && !(c == 0xed && c1 >= 0xa0);
+  }
+  if (ok && len == 4) {
+    const auto c1 = static_cast<unsigned char>(s[i + 1]);
+    ok = !(c == 0xf0 && c1 < 0x90) && !(c == 0xf4 && c1 >= 0x90);
+  }
+  return ok ? len : 0;
+}
+
+bool valid_utf8(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    const size_t len = utf8_sequence(s, i);
+    if (len == 0) return false;
+    i += len;
+  }
+  return true;
 }
 
 std::string quote_name(std::string_view name) {
@@ -165,30 +195,29 @@ std::string quote_name(std::string_view name) {
     } else if (c < 0x80) {
       out += static_cast<char>(c);
       ++i;
+    } else if (const size_t len = utf8_sequence(name, i); len > 0) {
+      out.append(name.substr(i, len));
+      i += len;
     } else {
-      // A well-formed UTF-8 sequence (no overlongs, no surrogates) is kept.
-      size_t len = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c <= 0xdf ? 2 : 0;
-      if (c >= 0xf5) len = 0;
-      bool ok = len > 0 && i + len <= name.size();
-      for (size_t k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(name[i + k]) & 0xc0) == 0x80;
-      if (ok && len == 3) {
-        const auto c1 = static_cast<unsigned char>(name[i + 1]);
-        ok = !(c == 0xe0 && c1 < 0xa0) && !(c == 0xed && c1 >= 0xa0);
-      }
-      if (ok && len == 4) {
-        const auto c1 = static_cast<unsigned char>(name[i + 1]);
-        ok = !(c == 0xf0 && c1 < 0x90) && !(c == 0xf4 && c1 >= 0x90);
-      }
-      if (ok) {
-        out.append(name.substr(i, len));
-        i += len;
-      } else {
-        escape(c);
-        ++i;
-      }
+      escape(c);
+      ++i;
     }
   }
   return out;
+}
+
+std::string_view relative(std::string_view path, std::string_view root) {
+  if (path.size() > root.size() && path.compare(0, root.size(), root) == 0 &&
+      (path[root.size()] == '/' || (!root.empty() && root.back() == '/'))) {
+    path.remove_prefix(root.size());
+    while (!path.empty() && path.front() == '/') path.remove_prefix(1);
+  }
+  return path;
+}
+
+bool source_side(int step) {
+  return step == USYNC_STEP_OPEN_SRC || step == USYNC_STEP_STAT || step == USYNC_STEP_READ ||
+         step == USYNC_STEP_READDIR;
 }
 
 usync_options engine_options(const Options& o, std::vector<const char*>* ptrs) {

@@ -40,6 +40,7 @@ struct Options {
   bool copy_links = false;       // -L
   bool del = false;              // --delete
   bool delete_excluded = false;  // --delete-excluded
+  bool json = false;  // NDJSON events on stdout instead of human output
   std::string engine = "auto";  // auto | uring | sync
   std::vector<std::string> excludes;
 };
@@ -57,10 +58,22 @@ std::optional<int> parse(int argc, const char* const* argv, Options* out, std::o
 // "128K", "1M", "65536", "2MiB" -> bytes.  Throws std::invalid_argument.
 uint64_t parse_size(const std::string& text);
 
+// Length of the well-formed UTF-8 sequence (no overlongs, no surrogates) that
+// starts at s[i] (i < s.size()), or 0 when there is none.
+size_t utf8_sequence(std::string_view s, size_t i);
+bool valid_utf8(std::string_view s);
+
 // A name as -v prints it: one line, unambiguous.  Control characters,
 // backslashes and bytes that are not valid UTF-8 become C escapes (\n, \t,
 // \\, \xHH); everything else is kept.
 std::string quote_name(std::string_view name);
+
+// path below root (without the leading '/'), or path itself when it is not below root.
+std::string_view relative(std::string_view path, std::string_view root);
+
+// Whether a failure at this step (enum usync_step) is about the source entry
+// (then its source path names it) rather than the destination.
+bool source_side(int step);
 
 // Engine options for the parsed command line (excludes point into opts).
 usync_options engine_options(const Options& opts, std::vector<const char*>* exclude_ptrs);

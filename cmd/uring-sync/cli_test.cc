@@ -159,5 +159,26 @@ TEST(Cli, BufferMemoryAndLibraryOptIns) {
   EXPECT_EQ(Parse({"--buffer-memory", "1K", "a", "b"}, &o), kExitUsage);
 }
 
+TEST(Cli, JsonFlag) {
+  Options o;
+  ASSERT_FALSE(Parse({"--json", "a", "b"}, &o));
+  EXPECT_TRUE(o.json);
+  Options d;
+  ASSERT_FALSE(Parse({"a", "b"}, &d));
+  EXPECT_FALSE(d.json);
+}
+
+TEST(Cli, RelativeAndUtf8) {
+  EXPECT_EQ(relative("/s/a/b", "/s"), "a/b");
+  EXPECT_EQ(relative("/s/a/b", "/s/"), "a/b");
+  EXPECT_EQ(relative("/s2/a", "/s"), "/s2/a");  // a sibling with the same prefix is not below
+  EXPECT_EQ(relative("/s", "/s"), "/s");
+  EXPECT_TRUE(valid_utf8("caf\xc3\xa9"));
+  EXPECT_TRUE(valid_utf8(""));
+  EXPECT_FALSE(valid_utf8("bad\xff"));
+  EXPECT_FALSE(valid_utf8("\xed\xa0\x80"));
+  EXPECT_FALSE(valid_utf8("\xc3"));  // truncated
+}
+
 }  // namespace
 }  // namespace usync::cli

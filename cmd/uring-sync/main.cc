@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "cli.h"
+#include "events.h"
 #include "progress.h"
 #include "uringsync/uringsync.h"
 
@@ -59,6 +60,7 @@ struct Context {
   const usync::cli::Options* opts;
   usync::cli::ProgressLine* progress;
   std::string src_root, dst_root;
+  bool json = false;     // --json: events on stdout, no human lines
   bool stdout_broken = false;
   bool refused = false;  // the overlap check refused; already explained
   // Errors with the same reason: the first few are printed, the rest
@@ -67,27 +69,32 @@ struct Context {
 };
 
 constexpr uint64_t kSameErrorLines = 5;
+constexpr uint32_t kJsonProgressMs = 500;  // --json: a progress event this often
 
-// Source-side steps name the source path, the rest the destination.
-bool source_side(int step) {
-  return step == USYNC_STEP_OPEN_SRC || step == USYNC_STEP_STAT || step == USYNC_STEP_READ ||
-         step == USYNC_STEP_READDIR;
-}
-
-std::string_view relative(std::string_view path, std::string_view root) {
-  if (path.size() > root.size() && path.compare(0, root.size(), root) == 0) {
-    path.remove_prefix(root.size());
-    while (!path.empty() && path.front() == '/') path.remove_prefix(1);
+// Writes text to stdout; flush for lines a reader waits for (events other
+// than per-file ones).  stdout closed under us (`| head`): stop cleanly
+// rather than die mid-file.
+void out(Context* c, const std::string& text, bool flush) {
+  if (c->stdout_broken) return;
+  bool ok = std::fwrite(text.data(), 1, text.size(), stdout) == text.size();
+  if (ok && flush) ok = std::fflush(stdout) == 0;
+  if (!ok) {
+    c->stdout_broken = true;
+    if (usync_engine* e = g_engine.load()) usync_engine_cancel(e);
   }
-  return path;
 }
 
 extern "C" void on_error(void* user, const usync_file_error* e) {
   auto* c = static_cast<Context*>(user);
+  if (e->step == USYNC_STEP_OVERLAP) c->refused = true;
+  if (c->json) {
+    out(c, usync::cli::events::error(*e, c->src_root, c->dst_root), true);
+    return;
+  }
   if (c->progress != nullptr) c->progress->finish();
-  const std::string where = usync::cli::quote_name(source_side(e->step) ? e->src_path : e->dst_path);
+  const std::string where =
+      usync::cli::quote_name(usync::cli::source_side(e->step) ? e->src_path : e->dst_path);
   if (e->step == USYNC_STEP_OVERLAP) {
-    c->refused = true;
     if (e->error == ELOOP)
       std::fprintf(stderr, "uring-sync: cannot copy '%s' to '%s': source and destination overlap\n",
                    usync::cli::quote_name(e->src_path).c_str(), usync::cli::quote_name(e->dst_path).c_str());
@@ -109,32 +116,37 @@ extern "C" void on_error(void* user, const usync_file_error* e) {
 
 extern "C" void on_file(void* user, const usync_file_done* d) {
   auto* c = static_cast<Context*>(user);
-  std::string line = usync::cli::quote_name(relative(d->src_path, c->src_root));
+  if (c->json) {
+    out(c, usync::cli::events::file(*d, c->src_root), false);
+    return;
+  }
+  std::string line = usync::cli::quote_name(usync::cli::relative(d->src_path, c->src_root));
   if (S_ISDIR(d->mode)) line += '/';
   line += '\n';
-  // stdout closed under us (`| head`): stop cleanly rather than die mid-file.
-  if (std::fwrite(line.data(), 1, line.size(), stdout) != line.size() && !c->stdout_broken) {
-    c->stdout_broken = true;
-    if (usync_engine* e = g_engine.load()) usync_engine_cancel(e);
-  }
+  out(c, line, false);
 }
 
 // rsync's wording: "deleting NAME" (relative to DST), on stdout with the
 // copied names.
 extern "C" void on_delete(void* user, const usync_deletion* d) {
   auto* c = static_cast<Context*>(user);
-  std::string line = "deleting " + usync::cli::quote_name(relative(d->dst_path, c->dst_root));
+  if (c->json) {
+    out(c, usync::cli::events::deletion(*d, c->dst_root, c->opts->dry_run), true);
+    return;
+  }
+  if (!c->opts->verbose && !c->opts->dry_run) return;  // listed where copied files are listed
+  std::string line = "deleting " + usync::cli::quote_name(usync::cli::relative(d->dst_path, c->dst_root));
   if (S_ISDIR(d->mode)) line += '/';
   line += '\n';
-  if (std::fwrite(line.data(), 1, line.size(), stdout) != line.size() && !c->stdout_broken) {
-    c->stdout_broken = true;
-    if (usync_engine* e = g_engine.load()) usync_engine_cancel(e);
-  }
+  out(c, line, false);
 }
 
 extern "C" void on_progress(void* user, const usync_stats* s) {
   auto* c = static_cast<Context*>(user);
-  if (c->progress != nullptr) c->progress->update(*s);
+  if (c->json)
+    out(c, usync::cli::events::progress(*s), true);
+  else if (c->progress != nullptr)
+    c->progress->update(*s);
 }
 
 }  // namespace
@@ -151,37 +163,49 @@ int main(int argc, char** argv) {
   ProgressLine progress(stderr);
   Context ctx;
   ctx.opts = &opts;
-  ctx.progress = opts.progress ? &progress : nullptr;
+  ctx.json = opts.json;
+  ctx.progress = opts.progress && !opts.json ? &progress : nullptr;  // --json reports progress as events
   ctx.src_root = opts.src;
   ctx.dst_root = opts.dst;
   eo.cb_user = &ctx;
   eo.error_cb = on_error;
-  if (opts.verbose || opts.dry_run) {
-    eo.file_done_cb = on_file;
-    eo.delete_cb = on_delete;
-  }
-  if (opts.progress) {
+  eo.delete_cb = on_delete;
+  if (opts.verbose || opts.dry_run) eo.file_done_cb = on_file;
+  if (opts.json) {
+    eo.progress_cb = on_progress;
+    eo.progress_interval_ms = kJsonProgressMs;
+  } else if (opts.progress) {
     eo.progress_cb = on_progress;
     eo.progress_interval_ms = 100;
   }
 
+  // --json: a start event first and an end event last, whatever happens
+  // after the command line was accepted.
+  auto fail_to_start = [&](int err, const std::string& message) {
+    if (opts.json) {
+      usync_stats none{};
+      out(&ctx, events::end(none, kExitUsage, err, message), true);
+    } else {
+      std::fprintf(stderr, "uring-sync: %s\n", message.c_str());
+    }
+    return kExitUsage;
+  };
   usync_engine* engine = nullptr;
   if (int ret = usync_engine_create(&eo, &engine); ret < 0) {
-    std::fprintf(stderr, "uring-sync: %s\n",
-                 ret == -EINVAL ? "invalid option or exclude pattern" : std::strerror(-ret));
-    return kExitUsage;
+    if (opts.json) out(&ctx, events::start(opts, eo, 0), true);
+    return fail_to_start(-ret, ret == -EINVAL ? "invalid option or exclude pattern" : std::strerror(-ret));
   }
+  if (opts.json) out(&ctx, events::start(opts, eo, usync_engine_kind(engine)), true);
   if (opts.engine == "uring" && usync_engine_kind(engine) != USYNC_ENGINE_URING) {
-    std::fprintf(stderr, "uring-sync: --engine=uring: io_uring is not available here\n");
     usync_engine_destroy(engine);
-    return kExitUsage;
+    return fail_to_start(0, "--engine=uring: io_uring is not available here");
   }
   g_engine.store(engine);
 
   const int ret = usync_copy_tree(engine, opts.src.c_str(), opts.dst.c_str());
   usync_stats st{};
   usync_engine_stats(engine, &st, sizeof st);
-  if (opts.progress) {
+  if (ctx.progress != nullptr) {
     progress.update(st);
     progress.finish();
   }
@@ -193,16 +217,24 @@ int main(int argc, char** argv) {
   switch (ret) {
     case 0: break;
     case -EIO: code = kExitFailures; break;
-    case -ECANCELED:
-      std::fprintf(stderr, "uring-sync: interrupted\n");
-      code = kExitInterrupted;
-      break;
-    default:
-      if (!ctx.refused)  // else the error callback explained it
-        std::fprintf(stderr, "uring-sync: cannot copy '%s' to '%s': %s\n",
-                     usync::cli::quote_name(opts.src).c_str(), usync::cli::quote_name(opts.dst).c_str(),
-                     std::strerror(-ret));
-      return kExitUsage;
+    case -ECANCELED: code = kExitInterrupted; break;
+    default: code = kExitUsage; break;
+  }
+  if (opts.json) {
+    std::string message;
+    if (code == kExitUsage)
+      message = ctx.refused ? "source and destination overlap" : "cannot copy: " + std::string(std::strerror(-ret));
+    else if (code == kExitInterrupted)
+      message = ctx.stdout_broken ? "stdout closed" : "interrupted";
+    out(&ctx, events::end(st, code, code == kExitUsage ? -ret : 0, message), true);
+    return code;
+  }
+  if (code == kExitInterrupted) std::fprintf(stderr, "uring-sync: interrupted\n");
+  if (code == kExitUsage) {
+    if (!ctx.refused)  // else the error callback explained it
+      std::fprintf(stderr, "uring-sync: cannot copy '%s' to '%s': %s\n", usync::cli::quote_name(opts.src).c_str(),
+                   usync::cli::quote_name(opts.dst).c_str(), std::strerror(-ret));
+    return code;
   }
   for (const auto& [err, n] : ctx.seen)
     if (n > kSameErrorLines)

@@ -10,7 +10,7 @@ _uring_sync() {
     --exclude --engine --fail-fast -I --ignore-times -u --update --checksum
     --delete --delete-excluded -o --owner -g --group --numeric-ids -X --xattrs -A --acls
     -x --one-file-system -L --copy-links -H --hard-links
-    -S --sparse -a --archive'
+    -S --sparse -a --archive --json'
   local engines='auto uring sync'
 
   # "--engine=u": readline splits at '=', so the words are --engine, =, u.

@@ -16,7 +16,11 @@ What it does, per DESIGN.md's traps:
   * tools are interleaved (A B C A B C ...), each run N times; medians, min and max, and the
     ratio to `cp -r` are reported, with user+sys CPU and peak RSS from wait4's rusage;
   * every run is verified afterwards (file and directory counts, bytes, a sample of contents);
-  * the Rust peers (cpz, fcp, xcp) are built at pinned versions into build/bench/cargo (--deps).
+  * the Rust peers (cpz, fcp, xcp) are built at pinned versions into build/bench/cargo (--deps);
+  * scenarios (--scenarios) time what is not a first copy, each as a ratio to a full copy by the
+    same tool in the same rep: a no-op re-run into a complete copy (uring-sync, rsync -a, rclone
+    copy), the re-run that completes a copy SIGKILLed half-way, and uring-sync --verify / --fsync
+    (reported as not available while the binary's --help does not list them).
 Results go to build/bench/results.json; report.py renders them as Markdown (stdout and
 build/bench/results.md) and a chart (build/bench/results.png).
 All mounts are undone on exit, Ctrl-C and SIGTERM included.
@@ -552,6 +556,11 @@ def timed(argv: list[str], env: dict[str, str], log_path: str, rss_file: str | N
         killer.start()
         try:
             _, status, ru = os.wait4(p.pid, 0)
+        except BaseException:  # Ctrl-C: the child is in its own session and is off CURRENT_CHILD below
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            os.waitpid(p.pid, 0)
+            raise
         finally:
             killer.cancel()
             CURRENT_CHILD.remove(p.pid)
@@ -605,6 +614,238 @@ def verify_copy(ds: Dataset, src: str, dst: str, sample: int) -> str:
     return "ok"
 
 
+def fresh_destination(mounts: Mounts, cond: "Condition", mnt: str, size: int, inodes: int) -> None:
+    """Mounts a new, empty filesystem of the condition's kind on mnt (unmount with mounts.umount)."""
+    if cond.dest == "tmpfs":
+        mounts.tmpfs(mnt, size)
+    else:
+        img = os.path.join("/dev/shm", f"uring-sync-bench-{os.getpid()}.img")
+        mkfs_ext4(img, size, inodes)
+        mounts.ext4_image(img, mnt, readonly=False)
+        os.unlink(img)  # freed once unmounted
+
+
+def settle(cond: "Condition") -> None:
+    """Right before a timed run: caches dropped (cold) or at least nothing dirty left to write back."""
+    if cond.cold:
+        drop_caches()
+    else:
+        os.sync()
+
+
+# --------------------------------------------------------------------------------------------
+# Scenarios: re-runs and options, each as a ratio to a full copy measured in the same rep.
+# --------------------------------------------------------------------------------------------
+
+SCENARIOS = ["noop", "resume", "verify", "fsync"]
+SCENARIO_LABELS = {
+    "noop": "no-op re-run into a complete copy",
+    "resume": "resume: re-run after SIGKILL at ~50%",
+    "verify": "full copy with --verify",
+    "fsync": "full copy with --fsync",
+}
+NOOP_TOOLS = ["uring-sync", "rsync", "rclone"]  # tools whose no-op re-run is timed
+
+
+def help_lists(binary: str, flag: str) -> bool:
+    """Whether `binary --help` documents flag (an option another branch may not have landed yet)."""
+    try:
+        r = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    text = r.stdout + r.stderr
+    return any(tok.rstrip(",=") == flag or tok.startswith(flag + "=") for tok in text.replace(",", " ").split())
+
+
+def count_files(root: str) -> int:
+    """Regular files below root, temporaries of a killed run not included."""
+    n = 0
+    stack = [root]
+    while stack:
+        d = stack.pop()
+        try:
+            it = os.scandir(d)
+        except FileNotFoundError:
+            continue
+        with it:
+            for e in it:
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(e.path)
+                elif e.is_file(follow_symlinks=False) and not (e.name.startswith(".usync-") and e.name.endswith(".tmp")):
+                    n += 1
+    return n
+
+
+def used_bytes(mnt: str) -> int:
+    """Bytes in use on the filesystem mounted at mnt: one statfs, cheap enough to poll."""
+    st = os.statvfs(mnt)
+    return (st.f_blocks - st.f_bfree) * st.f_frsize
+
+
+def kill_when(argv: list[str], env: dict[str, str], log_path: str, ready: Callable[[], bool],
+              timeout: float, poll: float = 0.002) -> bool:
+    """Starts argv and SIGKILLs its process group as soon as ready() holds (polled every `poll`
+    seconds); False when it exited before that (or timed out and was killed)."""
+    with open(log_path, "ab") as out:
+        out.write(("$ " + " ".join(argv) + "   # SIGKILL half-way\n").encode())
+        out.flush()
+        p = subprocess.Popen(argv, stdout=out, stderr=out, env=dict(os.environ, **env), start_new_session=True)
+        CURRENT_CHILD.append(p.pid)
+        deadline = time.monotonic() + timeout
+        try:
+            while p.poll() is None:
+                if ready() or time.monotonic() > deadline:
+                    os.killpg(p.pid, signal.SIGKILL)
+                    p.wait()
+                    return time.monotonic() <= deadline
+                time.sleep(poll)
+            return False
+        except BaseException:  # Ctrl-C while polling: the child must not outlive the harness
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+            raise
+        finally:
+            CURRENT_CHILD.remove(p.pid)
+
+
+@dataclasses.dataclass
+class ScenarioRun:
+    """One rep of a scenario: its timed run, the full copy it is compared with, and notes."""
+    sample: Sample
+    full: Sample
+    killed_at: float | None = None  # resume: fraction of the files in DST when the copy was killed
+
+
+def scenario_plan(scenarios: list[str], tools: dict[str, Tool], bin_path: str) -> list[tuple[str, str, str | None]]:
+    """[(scenario, tool, reason it cannot run or None)] in the order each rep runs them."""
+    plan: list[tuple[str, str, str | None]] = []
+    for sc in scenarios:
+        if sc == "noop":
+            for t in NOOP_TOOLS:
+                reason = None
+                if t not in tools:
+                    reason = "no rclone binary (build/bin/rclone, --rclone)" if t == "rclone" else f"no {t}"
+                elif t == "rsync" and shutil.which("rsync") is None:
+                    reason = "rsync not installed"
+                plan.append((sc, t, reason))
+        elif sc == "resume":
+            plan.append((sc, "uring-sync", None))
+        else:  # an option of uring-sync
+            flag = f"--{sc}"
+            plan.append((sc, "uring-sync", None if help_lists(bin_path, flag) else
+                         f"not available: `uring-sync --help` does not list {flag}"))
+    return plan
+
+
+def run_scenarios(a: argparse.Namespace, ds: Dataset, cond: "Condition", src: str, tools: dict[str, Tool],
+                  scenarios: list[str], mounts: Mounts, work: str, log_path: str, rss_file: str | None,
+                  size: int, inodes: int) -> tuple[list[dict], int]:
+    """Times each scenario a.scenario_reps times, interleaved, each next to a full copy by the same tool
+    (uring-sync's for resume, --verify and --fsync) in the same rep, every timed run on a fresh
+    destination filesystem. Returns (result rows, failures)."""
+    plan = scenario_plan(scenarios, tools, a.bin)
+    runnable = [(sc, t) for sc, t, why in plan if why is None]
+    runs: dict[tuple[str, str], list[ScenarioRun]] = {(sc, t): [] for sc, t in runnable}
+    files = dataset_totals(ds)[0]
+    data_bytes = sum(-(-sz // 4096) * 4096 for _, sz in ds.listing())  # in 4 KiB blocks, as filesystems count
+    failures = 0
+
+    def timed_run(argv: list[str], env: dict[str, str], dst: str, sample: int) -> Sample:
+        nonlocal failures
+        settle(cond)
+        wall, rc, ru, rss = timed(argv, env, log_path, rss_file, a.timeout)
+        verified = f"exit {rc}" if rc != 0 else verify_copy(ds, src, dst, sample)
+        if verified != "ok":
+            failures += 1
+            log(f"FAILED {' '.join(argv)}: {verified}")
+        return Sample(wall, ru.ru_utime, ru.ru_stime, rss, rc, verified)
+
+    def log_run(sc: str, t: str, r: ScenarioRun, rep: int) -> None:
+        extra = f"  killed at {r.killed_at:.0%}" if r.killed_at is not None else ""
+        log(f"{ds.name}/{cond.name} rep {rep + 1}/{a.scenario_reps} {sc}/{t:12} {r.sample.wall:8.3f} s "
+            f"(full copy {r.full.wall:.3f} s) {r.sample.verified}{extra}")
+
+    # The tools that need a full copy of their own in each rep: the no-op ones, and uring-sync
+    # as the yardstick of the others.
+    full_tools = [t for sc, t in runnable if sc == "noop"]
+    if "uring-sync" not in full_tools and runnable:
+        full_tools.insert(0, "uring-sync")
+    for rep in range(a.scenario_reps):
+        full: dict[str, Sample] = {}
+        for t in full_tools:  # full copy, then (for noop) the no-op re-run on the same filesystem
+            tool = tools[t]
+            mnt = os.path.join(work, f"scn-{rep}-full-{t}")
+            fresh_destination(mounts, cond, mnt, size, inodes)
+            dst = os.path.join(mnt, "copy")
+            full[t] = timed_run(tool.argv(src, dst), tool.env, dst, a.sample)
+            if ("noop", t) in runs and full[t].rc == 0:
+                r = ScenarioRun(timed_run(tool.argv(src, dst), tool.env, dst, a.sample), full[t])
+                runs[("noop", t)].append(r)
+                log_run("noop", t, r, rep)
+            mounts.umount(mnt)
+            shutil.rmtree(mnt, ignore_errors=True)
+        base = full.get("uring-sync")
+        for sc, t in runnable:
+            if sc == "noop" or base is None or base.rc != 0:
+                continue
+            tool = tools[t]
+            mnt = os.path.join(work, f"scn-{rep}-{sc}")
+            fresh_destination(mounts, cond, mnt, size, inodes)
+            dst = os.path.join(mnt, "copy")
+            killed_at = None
+            if sc == "resume":
+                # Killed once half the dataset's blocks are in use on the fresh destination
+                # filesystem (statfs, polled): about half the files, whatever the copy's speed.
+                settle(cond)
+                before, half = used_bytes(mnt), data_bytes // 2
+                if kill_when(tool.argv(src, dst), tool.env, log_path, lambda: used_bytes(mnt) - before >= half,
+                             a.timeout):
+                    killed_at = count_files(dst) / files if files else 0.0
+                else:
+                    killed_at = 1.0
+                    log("resume: the copy ended (or timed out) before half of it was in place: "
+                        "this rep's re-run starts from a complete copy")
+                argv = tool.argv(src, dst)
+                sample = files  # the tree must be complete and identical: every file's bytes
+            else:
+                argv = tool.argv(src, dst)
+                argv = argv[:1] + [f"--{sc}"] + argv[1:]
+                sample = a.sample
+            r = ScenarioRun(timed_run(argv, tool.env, dst, sample), base, killed_at)
+            runs[(sc, t)].append(r)
+            log_run(sc, t, r, rep)
+            mounts.umount(mnt)
+            shutil.rmtree(mnt, ignore_errors=True)
+
+    files_, dirs, total = dataset_totals(ds)
+    rows = []
+    for sc, t, why in plan:
+        label = tools[t].label if t in tools else t
+        row = {"dataset": ds.name, "condition": cond.name, "cold": cond.cold, "scenario": sc,
+               "scenario_label": SCENARIO_LABELS[sc], "tool": t, "label": label,
+               "dataset_description": ds.description, "condition_description": cond.description,
+               "files": files_, "dirs": dirs, "bytes": total, "available": why is None}
+        if why is not None:
+            row["reason"] = why
+            rows.append(row)
+            continue
+        rs = runs[(sc, t)]
+        ratios = [r.sample.wall / r.full.wall for r in rs if r.sample.rc == 0 and r.full.wall > 0]
+        row.update({
+            "summary": summarize([r.sample for r in rs]),
+            "full_summary": summarize([r.full for r in rs]),
+            "ratio": statistics.median(ratios) if ratios else float("nan"),
+            "ratios": ratios,
+            "samples": [dataclasses.asdict(r.sample) for r in rs],
+            "full_samples": [dataclasses.asdict(r.full) for r in rs],
+        })
+        if sc == "resume":
+            row["killed_at"] = [r.killed_at for r in rs]
+        rows.append(row)
+    return rows, failures
+
+
 # --------------------------------------------------------------------------------------------
 # Reporting.
 # --------------------------------------------------------------------------------------------
@@ -647,6 +888,13 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--conditions", default="warm,cold", help=f"comma list of {', '.join(CONDITIONS)} (default warm,cold)")
     ap.add_argument("--tools", default=",".join(DEFAULT_TOOLS),
                     help="comma list of tools (default: %(default)s; rclone ones only if an rclone binary exists)")
+    ap.add_argument("--scenarios", default=",".join(SCENARIOS),
+                    help="comma list of re-run and option scenarios timed after the tools, each as a ratio to a "
+                         "full copy in the same rep: noop (re-run into a complete copy: uring-sync, rsync -a, "
+                         "rclone copy), resume (re-run after SIGKILL at ~50%%), verify, fsync (uring-sync --verify/"
+                         "--fsync, when its --help lists them); '' for none (default: %(default)s)")
+    ap.add_argument("--scenario-reps", type=int, default=None,
+                    help="reps of each scenario (default: --reps; 1 with --quick, a smoke run of each)")
     ap.add_argument("--reps", type=int, default=None, help="timed runs per tool (default 5; 3 with --quick)")
     ap.add_argument("--quick", action="store_true", help="smoke run: dataset quick, warm only, 3 reps")
     ap.add_argument("--bin", default=os.environ.get("URING_SYNC_BIN", os.path.join(REPO, "build", "bin", "uring-sync")))
@@ -671,6 +919,8 @@ def parse_args() -> argparse.Namespace:
         a.datasets, a.conditions = "quick", "warm"
     if a.reps is None:
         a.reps = 3 if a.quick else 5
+    if a.scenario_reps is None:
+        a.scenario_reps = 1 if a.quick else a.reps
     return a
 
 
@@ -688,6 +938,8 @@ def main() -> int:
             print(f"condition {c.name:14} {c.description}")
         for t in tools.values():
             print(f"tool      {t.name:14} {t.label}")
+        for sc in SCENARIOS:
+            print(f"scenario  {sc:14} {SCENARIO_LABELS[sc]}")
         return 0
 
     datasets = [DATASETS[n] for n in a.datasets.split(",") if n]
@@ -708,6 +960,14 @@ def main() -> int:
             log(f"skipping {n}: {CARGO_PEERS[n][0]} {CARGO_PEERS[n][1]} is not in {CARGO_ROOT} (make bench-deps)")
         else:
             picked.append(n)
+    scenarios = [n for n in a.scenarios.split(",") if n]
+    for n in scenarios:
+        if n not in SCENARIOS:
+            sys.exit(f"bench: unknown scenario {n!r}; --list shows them")
+    if scenarios and not os.access(a.bin, os.X_OK):
+        sys.exit(f"bench: {a.bin} not found: run 'make' first (or --bin / URING_SYNC_BIN)")
+    if "noop" in scenarios and not ensure_apt("rsync", install=not a.no_install):
+        log("no rsync: its no-op re-run row is reported as not available")
     if not a.no_mount and os.geteuid() != 0:
         sys.exit("bench: needs root for fresh filesystems and drop_caches (or --no-mount for a rough warm run)")
     if a.no_mount and any(c.name != "warm" for c in conditions):
@@ -732,7 +992,7 @@ def main() -> int:
 
     report = {"meta": {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                        "machine": machine_info(), "args": vars(a), "tools": {n: tools[n].label for n in picked}},
-              "results": []}
+              "results": [], "scenarios": []}
     failures = 0
     interrupted = False
     try:
@@ -756,20 +1016,11 @@ def main() -> int:
                             continue  # one timeout per dataset and condition is enough
                         tool = tools[name]
                         mnt = os.path.join(work, f"dst-{rep}-{name}")
-                        if cond.dest == "tmpfs":
-                            mounts.tmpfs(mnt, size)
-                        else:
-                            img = os.path.join("/dev/shm", f"uring-sync-bench-{os.getpid()}.img")
-                            mkfs_ext4(img, size, inodes)
-                            mounts.ext4_image(img, mnt, readonly=False)
-                            os.unlink(img)  # freed once unmounted
+                        fresh_destination(mounts, cond, mnt, size, inodes)
                         dst = os.path.join(mnt, "copy")
                         if tool.dst_must_exist:
                             os.mkdir(dst)
-                        if cond.cold:
-                            drop_caches()
-                        else:
-                            os.sync()
+                        settle(cond)
                         wall, rc, ru, rss = timed(tool.argv(src, dst), tool.env, log_path, rss_file, a.timeout)
                         verified = "skipped"
                         if rc != 0:
@@ -789,6 +1040,11 @@ def main() -> int:
                             f"user {s.user:6.2f} sys {s.sys:6.2f} rss {s.maxrss_kib / 1024:7.1f} MiB  {verified}")
                         mounts.umount(mnt)
                         shutil.rmtree(mnt, ignore_errors=True)
+                if scenarios:
+                    rows, failed = run_scenarios(a, ds, cond, src, tools, scenarios, mounts, work, log_path,
+                                                 rss_file, size, inodes)
+                    report["scenarios"] += rows
+                    failures += failed
                 sources.release()
                 for name, samples in results.items():
                     report["results"].append({"dataset": ds.name, "condition": cond.name, "tool": name,

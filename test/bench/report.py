@@ -117,6 +117,101 @@ def section_table(sec: dict) -> str:
     return "\n".join(lines)
 
 
+def scenario_sections(report: dict) -> list[dict]:
+    """The scenario rows (re-runs, options) grouped by (dataset, condition) in run order:
+    [{dataset, condition, ..., rows: [...]}]. Each row is {scenario, scenario_label, tool, label,
+    available, reason, median, min, max, full, ratio, ok, runs, verified, killed_at}: median etc.
+    of the timed scenario runs, full the median of the full copies they are compared with, ratio
+    the median over reps of (scenario run / full copy of the same rep)."""
+    out: dict[tuple[str, str], dict] = {}
+    for r in report.get("scenarios", []):
+        key = (r["dataset"], r["condition"])
+        if key not in out:
+            out[key] = {"dataset": r["dataset"], "condition": r["condition"], "cold": r.get("cold", False),
+                        "dataset_description": r.get("dataset_description", ""),
+                        "condition_description": r.get("condition_description", ""), "rows": []}
+        row = {"scenario": r["scenario"], "scenario_label": r.get("scenario_label", r["scenario"]),
+               "tool": r["tool"], "label": r.get("label", r["tool"]), "available": r.get("available", True),
+               "reason": r.get("reason", "")}
+        if row["available"]:
+            s, f = r["summary"], r["full_summary"]
+            kill = [k for k in r.get("killed_at") or [] if k is not None]
+            row.update({"median": _num(s["median_s"]), "min": _num(s["min_s"]), "max": _num(s["max_s"]),
+                        "full": _num(f["median_s"]), "ratio": _num(r.get("ratio")), "ok": s["ok_runs"],
+                        "runs": s["runs"], "verified": ", ".join(s["verified"]),
+                        "killed_at": sorted(kill)[len(kill) // 2] if kill else None})
+        out[key]["rows"].append(row)
+    return list(out.values())
+
+
+def _noop_base(sec: dict) -> float | None:
+    return next((r["median"] for r in sec["rows"] if r["scenario"] == "noop" and r["tool"] == "uring-sync"
+                 and r["available"] and _ok(r["median"])), None)
+
+
+def scenario_table(sec: dict) -> str:
+    warmth = "cold: caches dropped before every timed run" if sec["cold"] else "warm caches"
+    lines = [
+        f"### Re-runs and options: {sec['dataset']} ({sec['dataset_description']}), {sec['condition']}: "
+        f"{sec['condition_description']} ({warmth})",
+        "",
+        "Each timed run next to a full copy into a fresh filesystem in the same rep (by the same tool; "
+        "uring-sync's for resume, --verify and --fsync); ratio = median over reps of run / that full copy.",
+        "",
+        "| scenario | tool | median s | min–max s | full copy s | ratio to full copy | no-op vs uring-sync | runs ok | verified |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    noop_base = _noop_base(sec)
+    for r in sec["rows"]:
+        name = r["scenario_label"]
+        if not r["available"]:
+            lines.append(f"| {_esc(name)} | {_esc(r['label'])} | – | – | – | {_esc(r['reason'])} | – | – | – |")
+            continue
+        if r["killed_at"] is not None:
+            name += f" (killed at {r['killed_at']:.0%} of the files)"
+        ratio = f"{r['ratio']:.2f}" if _ok(r["ratio"]) else "–"
+        vs = "–"
+        if r["scenario"] == "noop" and noop_base and _ok(r["median"]):
+            vs = f"{r['median'] / noop_base:.1f}x"
+        lines.append(f"| {_esc(name)} | {_esc(r['label'])} | {r['median']:.3f} | {r['min']:.3f}–{r['max']:.3f} | "
+                     f"{r['full']:.3f} | {ratio} | {vs} | {r['ok']}/{r['runs']} | {_esc(r['verified'])} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def readme_scenario_table(report: dict) -> str:
+    """The scenario rows for the README: scenario and tool down, dataset/condition across."""
+    secs = scenario_sections(report)
+    if not secs:
+        return ""
+    keys: dict[tuple[str, str], str] = {}
+    for sec in secs:
+        for r in sec["rows"]:
+            keys.setdefault((r["scenario"], r["tool"]), f"{r['scenario_label']}: `{r['label']}`")
+    lines = [
+        "Re-runs and options: median seconds, and in brackets the median ratio to a full copy by the same tool "
+        "(uring-sync's for resume, `--verify`, `--fsync`) timed in the same rep.",
+        "",
+        "| scenario | " + " | ".join(f"{s['dataset']}, {s['condition']}" for s in secs) + " |",
+        "|---|" + "---:|" * len(secs),
+    ]
+    for (sc, tool), name in keys.items():
+        cells = []
+        for sec in secs:
+            r = next((r for r in sec["rows"] if r["scenario"] == sc and r["tool"] == tool), None)
+            if r is None:
+                cells.append("–")
+            elif not r["available"]:
+                cells.append("not available")
+            elif not _ok(r["median"]):
+                cells.append("failed")
+            else:
+                cell = f"{r['median']:.2f} s ({r['ratio']:.2f} of full)" if _ok(r["ratio"]) else f"{r['median']:.2f} s"
+                cells.append(f"**{cell}**" if tool == "uring-sync" else cell)
+        lines.append(f"| {_esc(name)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def header(report: dict) -> str:
     meta = report.get("meta", {})
     info = meta.get("machine", {})
@@ -134,7 +229,8 @@ def header(report: dict) -> str:
 
 def markdown(report: dict) -> str:
     return "\n".join(["## uring-sync benchmark", "", header(report), "",
-                      *(section_table(s) for s in sections(report))])
+                      *(section_table(s) for s in sections(report)),
+                      *(scenario_table(s) for s in scenario_sections(report))])
 
 
 def readme_table(report: dict) -> str:
@@ -166,6 +262,9 @@ def readme_table(report: dict) -> str:
             cells.append(f"**{cell}**" if tool == "uring-sync" else cell)
         name = f"*{label}*" if tool in (LIMIT_RANDOM, LIMIT_SEQ) else f"`{label}`"
         lines.append(f"| {_esc(name)} | " + " | ".join(cells) + " |")
+    scenarios = readme_scenario_table(report)
+    if scenarios:
+        lines += ["", scenarios]
     return "\n".join(lines)
 
 

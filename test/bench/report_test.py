@@ -54,6 +54,32 @@ class ReportTest(unittest.TestCase):
         self.assertIn("| `uring-sync` | **0.50 s (4.0x)** | **2.00 s (4.0x)** |", table)
         self.assertIn("| `tar cf - \\| tar xf -` | – | – |", table)
 
+    def test_scenario_rows_and_ratios(self):
+        md = report.markdown(self.rep)
+        self.assertIn("### Re-runs and options: small4k (100K x 4 KiB in 100 dirs), warm: source on tmpfs, "
+                      "fresh tmpfs destination (warm caches)", md)
+        # median s, min-max, the full copy's median, median of per-rep ratios, vs uring-sync's no-op
+        self.assertIn("| no-op re-run into a complete copy | uring-sync | 0.110 | 0.100–0.120 | 0.500 | 0.20 | 1.0x | 3/3 | ok |", md)
+        self.assertIn("| no-op re-run into a complete copy | rsync -a | 0.660 | 0.600–0.700 | 2.200 | 0.30 | 6.0x |", md)
+        self.assertIn("| no-op re-run into a complete copy | rclone copy (local) | 1.200 |", md)
+        self.assertIn("| resume: re-run after SIGKILL at ~50% (killed at 49% of the files) | uring-sync | 0.300 |", md)
+        self.assertIn("| full copy with --verify | uring-sync | – | – | – | not available: `uring-sync --help` does not "
+                      "list --verify |", md)
+        self.assertIn("| full copy with --fsync | uring-sync | 1.000 | 0.900–1.100 | 0.500 | 2.00 | – | 3/3 | ok |", md)
+
+    def test_scenarios_in_readme_table(self):
+        table = report.readme_table(self.rep)
+        self.assertIn("| scenario | small4k, warm |", table)
+        self.assertIn("| no-op re-run into a complete copy: `uring-sync` | **0.11 s (0.20 of full)** |", table)
+        self.assertIn("| no-op re-run into a complete copy: `rsync -a` | 0.66 s (0.30 of full) |", table)
+        self.assertIn("| resume: re-run after SIGKILL at ~50%: `uring-sync` | **0.30 s (0.60 of full)** |", table)
+        self.assertIn("| full copy with --verify: `uring-sync` | not available |", table)
+
+    def test_results_without_scenarios(self):
+        del self.rep["scenarios"]  # results.json of a run before scenarios existed
+        self.assertNotIn("Re-runs", report.markdown(self.rep))
+        self.assertNotIn("Re-runs", report.readme_table(self.rep))
+
     def test_readme_without_markers_is_refused(self):
         path = os.path.join(self.tmp, "README.md")
         with open(path, "w") as f:

@@ -1,0 +1,93 @@
+"""bench.py's scenario plumbing without timing and without root: which scenarios can run, how a
+copy is killed half-way, how the files it left are counted.
+
+`python3 -m unittest discover -s test/bench -p '*_test.py'` (make test-bench).
+"""
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402
+
+
+def fake_binary(dir_: str, help_text: str) -> str:
+    path = os.path.join(dir_, "uring-sync")
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\ncat <<'EOF'\n" + help_text + "\nEOF\n")
+    os.chmod(path, 0o755)
+    return path
+
+
+HELP_WITHOUT = """Usage: uring-sync [OPTIONS] SRC DST
+  -n,--dry-run                list what would be copied
+  --checksum                  decide by content"""
+HELP_WITH = HELP_WITHOUT + """
+  --verify                    re-read every written file and compare
+  --fsync                     fsync files and directories"""
+
+
+class ScenarioTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="bench-test.")
+        self.log = os.path.join(self.tmp, "runs.log")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp)
+
+    def test_help_lists(self):
+        without = fake_binary(os.path.join(self.tmp), HELP_WITHOUT)
+        self.assertFalse(bench.help_lists(without, "--verify"))
+        self.assertTrue(bench.help_lists(without, "--checksum"))
+        self.assertFalse(bench.help_lists(without, "--check"))  # a prefix is not the flag
+        self.assertFalse(bench.help_lists(os.path.join(self.tmp, "missing"), "--verify"))
+        os.unlink(without)
+        with_ = fake_binary(self.tmp, HELP_WITH)
+        self.assertTrue(bench.help_lists(with_, "--verify"))
+        self.assertTrue(bench.help_lists(with_, "--fsync"))
+
+    def test_plan_marks_what_cannot_run(self):
+        binary = fake_binary(self.tmp, HELP_WITHOUT)
+        tools = bench.make_tools(binary, rclone=None)
+        plan = bench.scenario_plan(bench.SCENARIOS, tools, binary)
+        why = {(sc, t): reason for sc, t, reason in plan}
+        self.assertEqual([(sc, t) for sc, t, _ in plan],
+                         [("noop", "uring-sync"), ("noop", "rsync"), ("noop", "rclone"), ("resume", "uring-sync"),
+                          ("verify", "uring-sync"), ("fsync", "uring-sync")])
+        self.assertIsNone(why[("noop", "uring-sync")])
+        self.assertIsNone(why[("resume", "uring-sync")])
+        self.assertIn("no rclone binary", why[("noop", "rclone")])
+        self.assertIn("not available", why[("verify", "uring-sync")])
+        self.assertIn("--fsync", why[("fsync", "uring-sync")])
+        # Once the flags land, the same plan runs them.
+        binary = fake_binary(self.tmp, HELP_WITH)
+        plan = bench.scenario_plan(["verify", "fsync"], bench.make_tools(binary, rclone="/bin/true"), binary)
+        self.assertEqual(plan, [("verify", "uring-sync", None), ("fsync", "uring-sync", None)])
+
+    def test_kill_when(self):
+        flag = os.path.join(self.tmp, "half")
+        t0 = time.monotonic()
+        killed = bench.kill_when(["sh", "-c", 'sleep 0.1; touch "$0"; sleep 30', flag], {}, self.log,
+                                 lambda: os.path.exists(flag), timeout=20)
+        self.assertTrue(killed)
+        self.assertLess(time.monotonic() - t0, 10)
+        self.assertFalse(bench.kill_when(["true"], {}, self.log, lambda: False, timeout=20))  # done first
+        self.assertEqual(bench.CURRENT_CHILD, [])
+        with open(self.log) as f:
+            self.assertIn("SIGKILL half-way", f.read())
+
+    def test_count_files_skips_temporaries(self):
+        os.makedirs(os.path.join(self.tmp, "t", "d"))
+        for rel in ["t/a", "t/d/b", "t/d/.usync-0123456789abcdef-1.tmp"]:
+            open(os.path.join(self.tmp, rel), "w").close()
+        os.symlink("a", os.path.join(self.tmp, "t", "link"))
+        self.assertEqual(bench.count_files(os.path.join(self.tmp, "t")), 2)
+        self.assertEqual(bench.count_files(os.path.join(self.tmp, "missing")), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
