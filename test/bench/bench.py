@@ -288,6 +288,7 @@ def make_tools(bin_path: str, rclone: str | None) -> dict[str, Tool]:
         Tool("tar", "tar cf - | tar xf -",
              lambda s, d: ["sh", "-c", 'tar -C "$1" -cf - . | tar -C "$2" -xf -', "sh", s, d], dst_must_exist=True),
         Tool("rsync", "rsync -a", lambda s, d: ["rsync", "-a", s + "/", d + "/"]),
+        Tool("rsync-aHAXS", "rsync -aHAXS", lambda s, d: ["rsync", "-aHAXS", s + "/", d + "/"]),
         Tool("xargs-cp", f"find | xargs -P{nproc} cp",
              lambda s, d: ["sh", "-c",
                            'cd "$1" && find . -type d -print0 | (cd "$2" && xargs -0 mkdir -p) && '
@@ -295,6 +296,7 @@ def make_tools(bin_path: str, rclone: str | None) -> dict[str, Tool]:
                            "sh", s, d], dst_must_exist=True),
         Tool("uring-sync", "uring-sync", lambda s, d: [bin_path, s, d]),
         Tool("uring-sync-j1", "uring-sync -j1", lambda s, d: [bin_path, "-j1", s, d]),
+        Tool("uring-sync-a", "uring-sync -a", lambda s, d: [bin_path, "-a", s, d]),
         Tool("uring-sync-sync", "uring-sync --engine=sync", lambda s, d: [bin_path, "--engine=sync", s, d]),
         Tool("uring-sync-uring", "uring-sync --engine=uring", lambda s, d: [bin_path, "--engine=uring", s, d]),
     ]
@@ -315,8 +317,8 @@ def make_tools(bin_path: str, rclone: str | None) -> dict[str, Tool]:
     return {t.name: t for t in tools}
 
 
-DEFAULT_TOOLS = ["cp-r", "cp-a", "tar", "rsync", "floor", "cpz", "fcp", "xcp", "uring-sync", "uring-sync-uring",
-                 "rclone", "rclone-uring", "rclone-copytree"]
+DEFAULT_TOOLS = ["cp-r", "cp-a", "tar", "rsync", "rsync-aHAXS", "floor", "cpz", "fcp", "xcp", "uring-sync",
+                 "uring-sync-a", "uring-sync-uring", "rclone", "rclone-uring", "rclone-copytree"]
 
 
 # Rust peers, built by `cargo install --locked` at pinned versions into build/bench/cargo.
@@ -637,12 +639,13 @@ def settle(cond: "Condition") -> None:
 # Scenarios: re-runs and options, each as a ratio to a full copy measured in the same rep.
 # --------------------------------------------------------------------------------------------
 
-SCENARIOS = ["noop", "resume", "verify", "fsync"]
+SCENARIOS = ["noop", "resume", "verify", "fsync", "archive"]
 SCENARIO_LABELS = {
     "noop": "no-op re-run into a complete copy",
     "resume": "resume: re-run after SIGKILL at ~50%",
     "verify": "full copy with --verify",
     "fsync": "full copy with --fsync",
+    "archive": "full copy with -a (-p -o -g -X -A -H -S)",
 }
 NOOP_TOOLS = ["uring-sync", "rsync", "rclone"]  # tools whose no-op re-run is timed
 

@@ -57,12 +57,13 @@ class ScenarioTest(unittest.TestCase):
         why = {(sc, t): reason for sc, t, reason in plan}
         self.assertEqual([(sc, t) for sc, t, _ in plan],
                          [("noop", "uring-sync"), ("noop", "rsync"), ("noop", "rclone"), ("resume", "uring-sync"),
-                          ("verify", "uring-sync"), ("fsync", "uring-sync")])
+                          ("verify", "uring-sync"), ("fsync", "uring-sync"), ("archive", "uring-sync")])
         self.assertIsNone(why[("noop", "uring-sync")])
         self.assertIsNone(why[("resume", "uring-sync")])
         self.assertIn("no rclone binary", why[("noop", "rclone")])
         self.assertIn("not available", why[("verify", "uring-sync")])
         self.assertIn("--fsync", why[("fsync", "uring-sync")])
+        self.assertIn("--archive", why[("archive", "uring-sync")])
         # Once the flags land, the same plan runs them.
         binary = fake_binary(self.tmp, HELP_WITH)
         plan = bench.scenario_plan(["verify", "fsync"], bench.make_tools(binary, rclone="/bin/true"), binary)

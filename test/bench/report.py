@@ -156,7 +156,7 @@ def scenario_table(sec: dict) -> str:
         f"{sec['condition_description']} ({warmth})",
         "",
         "Each timed run next to a full copy into a fresh filesystem in the same rep (by the same tool; "
-        "uring-sync's for resume, --verify and --fsync); ratio = median over reps of run / that full copy.",
+        "uring-sync's for resume, --verify, --fsync and -a); ratio = median over reps of run / that full copy.",
         "",
         "| scenario | tool | median s | min–max s | full copy s | ratio to full copy | no-op vs uring-sync | runs ok | verified |",
         "|---|---|---:|---:|---:|---:|---:|---:|---|",
@@ -190,7 +190,7 @@ def readme_scenario_table(report: dict) -> str:
             keys.setdefault((r["scenario"], r["tool"]), f"{r['scenario_label']}: `{r['label']}`")
     lines = [
         "Re-runs and options: median seconds, and in brackets the median ratio to a full copy by the same tool "
-        "(uring-sync's for resume, `--verify`, `--fsync`) timed in the same rep.",
+        "(uring-sync's for resume, `--verify`, `--fsync`, `-a`) timed in the same rep.",
         "",
         "| scenario | " + " | ".join(f"{s['dataset']}, {s['condition']}" for s in secs) + " |",
         "|---|" + "---:|" * len(secs),
