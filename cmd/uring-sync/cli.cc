@@ -86,7 +86,7 @@ std::optional<int> parse(int argc, const char* const* argv, Options* o, std::ost
   app.add_flag("-a,--archive", o->archive,
                "archive: keep everything (-p -o -g -X -A -H -S; like cp -a and rsync -aHAXS)");
   app.add_flag("-p,--preserve", o->preserve, "keep permission bits and timestamps");
-  app.add_flag("-n,--dry-run", o->dry_run, "list what would be copied; change nothing");
+  app.add_flag("-n,--dry-run", o->dry_run, "list what would be copied (not what is up to date) or deleted; change nothing");
   app.add_flag("-v,--verbose", o->verbose, "list copied files and print a summary");
   app.add_flag("--progress", o->progress, "show a live progress line");
   app.add_option("--exclude", o->excludes,

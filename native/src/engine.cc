@@ -525,8 +525,10 @@ int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) 
     // briefly make it exclusive knows it is alone and may remove what
     // killed runs left behind (the walker does).
     flock(dfd.get(), LOCK_SH);
-  } else if (cfg_.has(USYNC_DELETE)) {
-    dfd.reset(open(dst_in.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));  // to show what would go
+  } else {
+    // A dry run reads an existing destination to tell what a real run would
+    // do: which files are up to date, what --delete would remove.
+    dfd.reset(open(dst_in.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   }
   struct stat ids {};
   if (fstat(sfd.get(), &ids) != 0) return -errno;

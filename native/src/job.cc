@@ -385,7 +385,7 @@ bool up_to_date(const Job& job, const FileTask& t) noexcept {
   } else {
     same = same_time(d.st_mtim, t.mtime);  // files keep their mtime in every mode
   }
-  if (same) {  // the bytes are there: bring the metadata along
+  if (same && !job.dry_run()) {  // the bytes are there: bring the metadata along
     if (wants_extra_meta(job))
       sync_extra_meta(job, t.src_place(), Place{dfd, t.dst_name.c_str()}, t.mode, t.uid,
                       t.gid);

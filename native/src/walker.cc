@@ -310,11 +310,14 @@ class Walker {
       dst.reset(dfd);
       if (!fresh) clean(dst.get());
     } else {
-      job_.counters.dirs_created.fetch_add(1, std::memory_order_relaxed);
-      if (job_.cfg.has(USYNC_DELETE) && parent->dst.valid()) {  // to show what it would delete
+      // A dry run reads the destination where it exists (read-only): files
+      // already up to date are not listed, and --delete shows what would go.
+      if (parent->dst.valid()) {
         const int dfd = open_dir_at(parent->dst.get(), p.name.c_str(), &ddev, &dino);
         if (dfd >= 0) dst.reset(dfd);
       }
+      fresh = !dst.valid();
+      if (fresh) job_.counters.dirs_created.fetch_add(1, std::memory_order_relaxed);
     }
     Dir* d = job_.new_dir(parent);
     d->name = std::move(p.name);
@@ -332,7 +335,7 @@ class Walker {
     d->fresh = fresh;
     d->mode_made = made;
     lru_push(d);
-    if (job_.cfg.has(USYNC_REPORT_ALL) && (fresh || job_.dry_run()))
+    if (job_.cfg.has(USYNC_REPORT_ALL) && fresh)
       job_.file_done_cb(parent, d->name, d->name, 0, nullptr, d->mode);
     return d;
   }
@@ -426,6 +429,19 @@ class Walker {
       job_.counters.files_found.fetch_add(1, std::memory_order_relaxed);
       job_.counters.bytes_found.fetch_add(static_cast<uint64_t>(st.st_size), std::memory_order_relaxed);
       if (job_.dry_run()) {
+        if (d->dst.valid()) {  // would a real run skip it?
+          FileTask t;
+          t.dir = d;
+          t.src_name = name;
+          t.dst_name = t.src_name;
+          t.set_stat(st);
+          t.existing = true;
+          t.follow = follow_;
+          if (up_to_date(job_, t)) {
+            job_.counters.files_skipped.fetch_add(1, std::memory_order_relaxed);
+            return;
+          }
+        }
         job_.counters.files_done.fetch_add(1, std::memory_order_relaxed);
         job_.add_bytes(static_cast<uint64_t>(st.st_size));
         job_.file_done_cb(d, name, name, static_cast<uint64_t>(st.st_size), nullptr, st.st_mode);

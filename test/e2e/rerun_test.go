@@ -201,3 +201,40 @@ func TestConcurrentRuns(t *testing.T) {
 		})
 	}
 }
+
+// TestDryRunListsOnlyWhatWouldChange: -n into a complete copy lists nothing and counts every file
+// as up to date; after one source file changes and one is added, it lists exactly those two (and
+// the new directory under -v), and still writes nothing.
+func TestDryRunListsOnlyWhatWouldChange(t *testing.T) {
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			t.Parallel()
+			dir := tempDir(t)
+			src := NewTree(t, filepath.Join(dir, "src"))
+			buildMany(50, 3)(t, src)
+			dst := filepath.Join(dir, "dst")
+			copyTree(t, e, runOpts{}, 0, src.Root, dst)
+			r := copyTree(t, e, runOpts{}, 0, "-n", src.Root, dst)
+			if r.stdout != "" || countUpToDate(r.stderr) != 50 {
+				t.Errorf("-n on a complete copy lists %q, %d up to date; want nothing, 50\n%s", r.stdout, countUpToDate(r.stderr), r)
+			}
+			src.File("d001/f00001", []byte("changed"), 0o644)
+			src.File("new/file", []byte("new"), 0o644)
+			before := inodesAndCtimes(t, dst)
+			r = copyTree(t, e, runOpts{}, 0, "-n", src.Root, dst)
+			if got := strings.Fields(r.stdout); strings.Join(got, " ") != "d001/f00001 new/ new/file" &&
+				strings.Join(got, " ") != "new/ new/file d001/f00001" {
+				t.Errorf("-n -v lists %q, want d001/f00001, new/, new/file\n%s", got, r)
+			}
+			after := inodesAndCtimes(t, dst)
+			if len(after) != len(before) {
+				t.Errorf("-n changed the destination")
+			}
+			for p, b := range before {
+				if after[p] != b {
+					t.Errorf("-n touched %s", p)
+				}
+			}
+		})
+	}
+}
