@@ -386,14 +386,17 @@ bool up_to_date(const Job& job, const FileTask& t) noexcept {
     same = same_time(d.st_mtim, t.mtime);  // files keep their mtime in every mode
   }
   if (same && !job.dry_run()) {  // the bytes are there: bring the metadata along
-    if (wants_extra_meta(job))
-      sync_extra_meta(job, t.src_place(), Place{dfd, t.dst_name.c_str()}, t.mode, t.uid,
-                      t.gid);
-    if (job.preserve() && (d.st_mode & 07777) != (t.mode & 07777))
-      chmod_nofollow(dfd, t.dst_name.c_str(), t.mode & 07777);
+    const char* name = t.dst_name.c_str();
+    if (wants_extra_meta(job)) {
+      if (const int e = sync_extra_meta(job, t.src_place(), Place{dfd, name}, t.mode, t.uid, t.gid); e != 0)
+        report_metadata(job, t.dir, t.dst_name, e);
+      if (fstatat(dfd, name, &d, AT_SYMLINK_NOFOLLOW) != 0) d.st_mode = ~t.mode;  // chown clears setuid bits
+    }
+    if (job.preserve() && (d.st_mode & 07777) != (t.mode & 07777) && chmod_nofollow(dfd, name, t.mode & 07777) != 0)
+      report_metadata(job, t.dir, t.dst_name, errno);
     if (!same_time(d.st_mtim, t.mtime)) {
       const timespec ts[2] = {t.atime, t.mtime};
-      utimensat(dfd, t.dst_name.c_str(), ts, AT_SYMLINK_NOFOLLOW);
+      if (utimensat(dfd, name, ts, AT_SYMLINK_NOFOLLOW) != 0) report_metadata(job, t.dir, t.dst_name, errno);
     }
   }
   return same;
@@ -450,8 +453,8 @@ int settle_entry(const Job& job, int dfd, const char* written, const char* final
                  const timespec& atime, const timespec& mtime, const SourceMeta& meta, int* step) noexcept {
   int err = 0;
   if (meta.src.valid() && wants_extra_meta(job)) {
-    err = sync_extra_meta(job, meta.src, Place{dfd, written}, mode, meta.uid, meta.gid);
-    if (err != 0) *step = USYNC_STEP_METADATA;
+    if (const int e = sync_extra_meta(job, meta.src, Place{dfd, written}, mode, meta.uid, meta.gid); e != 0)
+      report_metadata(job, meta.dir, meta.name, e);
   }
   // Times in every mode (the quick check of a re-run compares them); the
   // mode with -p.  Symlinks have no mode of their own on Linux; and a
@@ -471,10 +474,16 @@ int settle_entry(const Job& job, int dfd, const char* written, const char* final
   return err;
 }
 
+void report_metadata(const Job& job, const Dir* d, std::string_view name, int err) noexcept {
+  // Jobs are never const objects: the const is the callers' promise not to
+  // change the job's plan, and a report only counts and calls back.
+  const_cast<Job&>(job).report(d, name, name, err, USYNC_STEP_METADATA);
+}
+
 int finalize_file(const Job& job, const FileTask& t, const std::string& written, int* step) noexcept {
   // The source by name: its descriptor is closed by now.  (Only read for
   // xattrs and ACLs.)
-  const SourceMeta meta{t.src_place(), t.uid, t.gid};
+  const SourceMeta meta{t.src_place(), t.uid, t.gid, t.dir, t.dst_name};
   return settle_entry(job, t.dst_dirfd(), written.c_str(), t.replace ? t.dst_name.c_str() : nullptr, t.mode, t.atime,
                       t.mtime, meta, step);
 }

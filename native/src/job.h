@@ -230,7 +230,15 @@ struct SourceMeta {
   Place src;
   uid_t uid = 0;
   gid_t gid = 0;
+  // For reporting a failure to apply them (the entry is kept: its bytes
+  // are right; the failure is reported and counted).
+  const Dir* dir = nullptr;
+  std::string_view name;
 };
+
+// Reports that the metadata of an entry (owner, xattrs, ACLs) could not all
+// be applied: counted as a failure, but the entry stays.
+void report_metadata(const Job& job, const Dir* d, std::string_view name, int err) noexcept;
 
 // Applies the metadata the job keeps (owner, xattrs, ACLs from `meta`; -p
 // mode; times) to the entry `written` in dfd and, when final_name is not

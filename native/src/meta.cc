@@ -132,8 +132,15 @@ constexpr std::string_view kAclDefault = "system.posix_acl_default";
 bool managed(const Job& job, std::string_view name) noexcept {
   if (name == kAclAccess || name == kAclDefault) return job.cfg.has(USYNC_ACLS);
   if (!job.cfg.has(USYNC_XATTRS)) return false;
+  // Without privilege only user.* can be set (as rsync does); trusted.*
+  // and security.capability need CAP_SYS_ADMIN / CAP_SETFCAP.
+  static const bool root = geteuid() == 0;
+  if (!root) return name.starts_with("user.");
   return name.starts_with("user.") || name.starts_with("trusted.") || name.starts_with("security.");
 }
+
+// The destination's own label, which the source's absence must not remove.
+bool keep_on_destination(std::string_view name) noexcept { return name == "security.selinux"; }
 
 // name -> value of the managed attributes of p.
 int read_all(const Job& job, Place p, std::vector<std::pair<std::string, std::string>>* out) noexcept {
@@ -170,7 +177,7 @@ int sync_xattrs(const Job& job, Place src, Place dst, mode_t st_mode) noexcept {
   for (const auto& [name, value] : have) {
     bool kept = false;
     for (const auto& w : want) kept |= w.first == name;
-    if (!kept) note(remove_x(dst, name.c_str()));
+    if (!kept && !keep_on_destination(name)) note(remove_x(dst, name.c_str()));
   }
   for (const auto& [name, value] : want) {
     bool same = false;

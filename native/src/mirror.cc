@@ -231,9 +231,11 @@ void delete_extras(Job& job, const Dir* d, const std::vector<SourceName>& names,
           // -L copies a symlink as what it leads to.
           const bool follow = job.cfg.has(USYNC_COPY_LINKS);
           if (it->second == DT_UNKNOWN || (follow && it->second == DT_LNK)) {
+            // What the source entry is cannot be told (a dangling -L link,
+            // an unsearchable directory): keep the copy; the walk reports it.
             struct stat ss {};
-            src_dir = fstatat(d->src.get(), n.c_str(), &ss, follow ? 0 : AT_SYMLINK_NOFOLLOW) == 0 &&
-                      S_ISDIR(ss.st_mode);
+            if (fstatat(d->src.get(), n.c_str(), &ss, follow ? 0 : AT_SYMLINK_NOFOLLOW) != 0) continue;
+            src_dir = S_ISDIR(ss.st_mode);
           }
           if (src_dir == is_dir) continue;  // the copy goes there
         }

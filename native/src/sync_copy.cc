@@ -44,12 +44,10 @@ bool write_all(const Job& job, int fd, const char* p, size_t n, uint64_t* done) 
 int publish_anonymous(const Job& job, const FileTask& t, int fd, int* step) noexcept {
   const timespec ts[2] = {t.atime, t.mtime};
   if (wants_extra_meta(job)) {
-    if (const int err = sync_extra_meta(job, t.src_place(), Place{fd, ""}, t.mode, t.uid,
-                                        t.gid);
-        err != 0) {
-      *step = USYNC_STEP_METADATA;
-      return err;
-    }
+    // A failure here (a destination without xattrs, root squashed by NFS)
+    // is reported; the bytes are right, so the file is still published.
+    if (const int err = sync_extra_meta(job, t.src_place(), Place{fd, ""}, t.mode, t.uid, t.gid); err != 0)
+      report_metadata(job, t.dir, t.dst_name, err);
   }
   if ((job.preserve() && fchmod(fd, t.mode & 07777) != 0) || futimens(fd, ts) != 0) {
     *step = USYNC_STEP_METADATA;
@@ -87,9 +85,13 @@ int publish_anonymous(const Job& job, const FileTask& t, int fd, int* step) noex
 // SEEK_HOLE), at the same offsets, so the holes stay holes; then the size.
 // A reflink shares the extents, holes included, when nothing needs the
 // bytes.  md5 sees a hole as the zeros it reads as.  t.size bytes as
-// opened (a file that shrinks ends there).  Returns 0 or an errno, *step set.
+// opened (a file that shrinks ends there).  Returns 0 or an errno, *step
+// set; -1 when the file has no hole after all (compressed filesystems
+// allocate less than the size too) or cannot be probed: copy it whole.
 int copy_sparse(const Job& job, const FileTask& t, int in, int out, char* buf, size_t bufsize, Md5* md5,
                 uint64_t* done, int* step) noexcept {
+  const off_t first_hole = lseek(in, 0, SEEK_HOLE);
+  if (first_hole < 0 || static_cast<uint64_t>(first_hole) >= t.size) return -1;
   if (md5 == nullptr && ioctl(out, FICLONE, in) == 0) {
     *done = t.size;
     job.add_bytes(t.size);
@@ -105,7 +107,10 @@ int copy_sparse(const Job& job, const FileTask& t, int in, int out, char* buf, s
     off_t data = lseek(in, static_cast<off_t>(off), SEEK_DATA);
     if (data < 0) {
       if (errno != ENXIO) return errno;
-      data = static_cast<off_t>(size);  // a hole to the end
+      // A hole to the end, or the file shrank: it ends at its size now.
+      struct stat now {};
+      if (fstat(in, &now) == 0 && static_cast<uint64_t>(now.st_size) < size) size = static_cast<uint64_t>(now.st_size);
+      data = static_cast<off_t>(size);
     }
     const uint64_t from = std::min<uint64_t>(static_cast<uint64_t>(data), size);
     off_t hole = from < size ? lseek(in, static_cast<off_t>(from), SEEK_HOLE) : static_cast<off_t>(size);
@@ -250,12 +255,14 @@ FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, siz
   int kernel = 0;
   if (job.cfg.has(USYNC_SPARSE) && static_cast<uint64_t>(st.st_blocks) * 512 < t.size) {
     int step = USYNC_STEP_NONE;
-    if (const int err = copy_sparse(job, t, in.get(), out.get(), buf, bufsize, md5, &r.bytes, &step); err != 0) {
+    const int err = copy_sparse(job, t, in.get(), out.get(), buf, bufsize, md5, &r.bytes, &step);
+    if (err > 0) {
       errno = err;
       return fail(step);
     }
-    kernel = 1;  // done
-  } else if (md5 == nullptr && t.size >= job.cfg.large_threshold) {
+    if (err == 0) kernel = 1;  // done; -1: copied whole below
+  }
+  if (kernel == 0 && md5 == nullptr && t.size >= job.cfg.large_threshold) {
     kernel = copy_in_kernel(job, t, in.get(), out.get(), &r.bytes);
     if (kernel < 0) return fail(errno == ECANCELED ? USYNC_STEP_CANCELED : USYNC_STEP_WRITE);
   }

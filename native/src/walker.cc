@@ -23,6 +23,7 @@ namespace {
 
 constexpr size_t kBatch = 1024;          // files per queued batch (one directory)
 constexpr size_t kDentsBuf = 64 * 1024;  // getdents64 buffer
+constexpr uint64_t kSparseMin = 64 * 1024;  // -S: unallocated bytes that make a file worth probing for holes
 constexpr int kDirFlags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
 
 struct linux_dirent64 {
@@ -461,9 +462,10 @@ class Walker {
       d->pending.fetch_add(1, std::memory_order_relaxed);
       pin(d);
       job_.files_outstanding.fetch_add(1, std::memory_order_relaxed);
-      // -S: files with holes go where they are copied segment by segment.
-      const bool sparse =
-          job_.cfg.has(USYNC_SPARSE) && static_cast<uint64_t>(st.st_blocks) * 512 < static_cast<uint64_t>(st.st_size);
+      // -S: files that may have holes (64 KiB or more unallocated) go where
+      // they are copied segment by segment.
+      const bool sparse = job_.cfg.has(USYNC_SPARSE) &&
+                          static_cast<uint64_t>(st.st_blocks) * 512 + kSparseMin <= static_cast<uint64_t>(st.st_size);
       if (t.size >= job_.cfg.large_threshold || sparse) {
         // One batch per large file, so that several threads copy large
         // files side by side instead of one thread taking them all.
@@ -481,7 +483,7 @@ class Walker {
     }
     int step = USYNC_STEP_NONE;
     bool wrote = false;
-    if (const int err = copy_special(job_, d->src.get(), name, st, d->dst.get(), name, !d->fresh, &step, &wrote);
+    if (const int err = copy_special(job_, d->src.get(), name, st, d->dst.get(), name, !d->fresh, &step, &wrote, d);
         err != 0)
       job_.report(d, name, name, err, step);
     else if (wrote && job_.cfg.has(USYNC_REPORT_ALL))
@@ -526,7 +528,7 @@ int read_link(int dfd, const char* name, size_t hint, std::string* out) noexcept
 }  // namespace
 
 int copy_special(const Job& job, int sfd, const char* name, const struct stat& st, int dfd, const char* dname,
-                 bool replace, int* step, bool* wrote) noexcept {
+                 bool replace, int* step, bool* wrote, const Dir* dir) noexcept {
   *step = S_ISLNK(st.st_mode) ? USYNC_STEP_SYMLINK : USYNC_STEP_MKNOD;
   bool ignored;
   if (wrote == nullptr) wrote = &ignored;
@@ -554,6 +556,7 @@ int copy_special(const Job& job, int sfd, const char* name, const struct stat& s
             *step = USYNC_STEP_METADATA;
             return err;
           }
+          if (fstatat(dfd, dname, &ex, AT_SYMLINK_NOFOLLOW) != 0) ex.st_mode = ~st.st_mode;  // chown clears setuid
         }
         if (ex.st_mtim.tv_sec == st.st_mtim.tv_sec && ex.st_mtim.tv_nsec == st.st_mtim.tv_nsec &&
             (!job.preserve() || S_ISLNK(st.st_mode) || (ex.st_mode & 07777) == (st.st_mode & 07777))) {
@@ -590,7 +593,7 @@ int copy_special(const Job& job, int sfd, const char* name, const struct stat& s
     if (mknodat(dfd, target_name, st.st_mode & (S_IFMT | 0777), st.st_rdev) != 0) return errno;
     job.counters.specials_created.fetch_add(1, std::memory_order_relaxed);
   }
-  const SourceMeta meta{Place{sfd, name}, st.st_uid, st.st_gid};
+  const SourceMeta meta{Place{sfd, name}, st.st_uid, st.st_gid, dir, dname};
   return settle_entry(job, dfd, target_name, replace ? dname : nullptr, st.st_mode, st.st_atim, st.st_mtim, meta,
                       step);
 }

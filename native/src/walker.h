@@ -20,7 +20,8 @@ void run_walker(Job& job, Dir* root, bool route_large) noexcept;
 // and rename over an existing entry.  Returns 0 or an errno and sets *step.
 // *wrote (optional) tells whether anything was written (false: the entry
 // was already there, as on a re-run).
+// dir: the walked directory of the entry (for messages), or null.
 int copy_special(const Job& job, int sfd, const char* name, const struct stat& st, int dfd, const char* dname,
-                 bool replace, int* step, bool* wrote = nullptr) noexcept;
+                 bool replace, int* step, bool* wrote = nullptr, const Dir* dir = nullptr) noexcept;
 
 }  // namespace usync

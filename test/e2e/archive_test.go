@@ -473,3 +473,51 @@ func TestArchiveFidelity(t *testing.T) {
 		}
 	}
 }
+
+// TestChownKeepsSetuid: a re-run with -a that fixes only the owner of a setuid file (a -p copy
+// before) keeps its setuid bit (chown clears it; the mode is applied after).
+func TestChownKeepsSetuid(t *testing.T) {
+	needRoot(t, "gives a file to another owner")
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			dir := tempDir(t)
+			src := NewTree(t, filepath.Join(dir, "src"))
+			src.File("suid", []byte("#!/bin/true\n"), 0o755)
+			if err := unix.Chown(src.Root+"/suid", 1000, 1000); err != nil {
+				t.Fatal(err)
+			}
+			src.Chmod("suid", 0o6755)
+			dst := filepath.Join(dir, "dst")
+			copyTree(t, e, runOpts{}, 0, "-p", src.Root, dst)
+			copyTree(t, e, runOpts{}, 0, "-a", src.Root, dst)
+			requireSameTree(t, src.Root, dst, CompareOpts{Preserve: true, Owner: true, SkipRootMeta: true})
+		})
+	}
+}
+
+// TestXattrsUnprivileged: -X run by an unprivileged user copies user.* attributes and leaves
+// alone the namespaces it cannot set (a file capability): the file is still copied, exit 0.
+func TestXattrsUnprivileged(t *testing.T) {
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			base := nobodyDir(t)
+			src := NewTree(t, filepath.Join(base, "src"))
+			src.File("tool", []byte("#!/bin/true\n"), 0o755)
+			src.File("plain", []byte("p"), 0o644)
+			setXattr(t, src.Root+"/tool", "user.note", []byte("kept"))
+			// security.capability v2, cap_net_raw permitted: only root may set it.
+			capv2 := []byte{0, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+			setXattr(t, src.Root+"/tool", "security.capability", capv2)
+			src.ChownAll(nobodyID, nobodyID)
+			dst := filepath.Join(base, "dst")
+			copyTree(t, e, runOpts{prefix: nobodyPrefix()}, 0, "-X", src.Root, dst)
+			buf := make([]byte, 64)
+			if n, err := unix.Lgetxattr(dst+"/tool", "user.note", buf); err != nil || string(buf[:n]) != "kept" {
+				t.Errorf("user.note = %q, %v; want kept", buf[:max(n, 0)], err)
+			}
+			if _, err := unix.Lgetxattr(dst+"/tool", "security.capability", buf); err == nil {
+				t.Errorf("an unprivileged copy has the file capability")
+			}
+		})
+	}
+}

@@ -127,3 +127,34 @@ func TestDeleteOnFuseDestination(t *testing.T) {
 		})
 	}
 }
+
+// TestDeleteKeepsWhatItCannotCheck: with -L, a source symlink whose target went away (an
+// unmounted share) is reported, and its copy in DST is kept, not deleted as "not in the source".
+func TestDeleteKeepsWhatItCannotCheck(t *testing.T) {
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			t.Parallel()
+			dir := tempDir(t)
+			target := NewTree(t, filepath.Join(dir, "share"))
+			target.File("f1", []byte("1"), 0o644).File("sub/f2", []byte("2"), 0o644)
+			src := NewTree(t, filepath.Join(dir, "src"))
+			src.File("own", []byte("o"), 0o644)
+			src.Symlink("data", target.Root)
+			dst := filepath.Join(dir, "dst")
+			copyTree(t, e, runOpts{}, 0, "-L", src.Root, dst)
+			if err := os.Rename(target.Root, target.Root+".offline"); err != nil {
+				t.Fatal(err)
+			}
+			r := copyTree(t, e, runOpts{}, 1, "-L", "--delete", src.Root, dst)
+			requireErrorsReported(t, r, "data")
+			if got := deletedLines(r.stdout); len(got) != 0 {
+				t.Errorf("deleted %q although the source entry could not be checked", got)
+			}
+			for _, p := range []string{"data/f1", "data/sub/f2"} {
+				if _, err := os.Stat(filepath.Join(dst, p)); err != nil {
+					t.Errorf("%s: %v", p, err)
+				}
+			}
+		})
+	}
+}

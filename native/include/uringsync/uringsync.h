@@ -124,9 +124,11 @@ enum usync_flag {
   USYNC_OWNER = 1u << 17,
   USYNC_GROUP = 1u << 18,
   /* Keep extended attributes in the user, trusted and security namespaces
-   * (rsync -X), on files, directories, symlinks and special files; the
-   * destination's own attributes in those namespaces that the source lacks
-   * are removed. */
+   * (rsync -X; without privilege user.* only), on files, directories,
+   * symlinks and special files; the destination's own attributes in those
+   * namespaces that the source lacks are removed (security.selinux is
+   * kept).  Metadata that cannot be applied is reported
+   * (USYNC_STEP_METADATA) and the entry, whose bytes are right, is kept. */
   USYNC_XATTRS = 1u << 19,
   /* Keep POSIX ACLs (access ACLs, and default ACLs of directories), as
    * rsync -A; an ACL the destination has (inherited) and the source has not
