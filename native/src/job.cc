@@ -17,6 +17,8 @@
 #include <memory>
 #include <new>
 
+#include "durable.h"
+
 namespace usync {
 
 uint64_t now_ns() noexcept {
@@ -444,8 +446,9 @@ int settle_entry(const Job& job, int dfd, const char* written, const char* final
 }
 
 int finalize_file(const Job& job, const FileTask& t, const std::string& written, int* step) noexcept {
-  return settle_entry(job, t.dst_dirfd(), written.c_str(), t.replace ? t.dst_name.c_str() : nullptr, t.mode, t.atime,
-                      t.mtime, step);
+  const int err = settle_entry(job, t.dst_dirfd(), written.c_str(), t.replace ? t.dst_name.c_str() : nullptr, t.mode,
+                               t.atime, t.mtime, step);
+  return err != 0 ? err : sync_pair_parent(job, t, step);
 }
 
 }  // namespace usync

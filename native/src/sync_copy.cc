@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "durable.h"
 #include "unique_fd.h"
 
 namespace usync {
@@ -35,15 +36,16 @@ bool write_all(const Job& job, int fd, const char* p, size_t n, uint64_t* done) 
   return true;
 }
 
-// Gives the complete anonymous file open at fd its metadata and its name:
-// linkat (where the name is free) or a temporary name renamed over the old
-// file.  Returns 0 or an errno and sets *step.
+// Gives the complete anonymous file open at fd its metadata, then (sealed:
+// synced as asked) its name: linkat (where the name is free) or a temporary
+// name renamed over the old file.  Returns 0 or an errno and sets *step.
 int publish_anonymous(const Job& job, const FileTask& t, int fd, int* step) noexcept {
   const timespec ts[2] = {t.atime, t.mtime};
   if ((job.preserve() && fchmod(fd, t.mode & 07777) != 0) || futimens(fd, ts) != 0) {
     *step = USYNC_STEP_METADATA;
     return errno;
   }
+  if (const int err = seal_file(job, fd, step); err != 0) return err;
   const int dfd = t.dst_dirfd();
   auto link_as = [&](const char* as) {
     // AT_EMPTY_PATH on the descriptor; without the privilege it may need,
@@ -56,6 +58,7 @@ int publish_anonymous(const Job& job, const FileTask& t, int fd, int* step) noex
   };
   *step = USYNC_STEP_RENAME;
   int err = link_as(t.dst_name.c_str());
+  if (err == 0) return sync_pair_parent(job, t, step);
   if (err != EEXIST) return err;
   std::string tmp;  // the name is taken (an older copy): replace it atomically
   try {
@@ -69,7 +72,7 @@ int publish_anonymous(const Job& job, const FileTask& t, int fd, int* step) noex
     unlinkat(dfd, tmp.c_str(), 0);
     return err;
   }
-  return 0;
+  return sync_pair_parent(job, t, step);
 }
 
 }  // namespace
@@ -211,6 +214,10 @@ FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, siz
       return r;
     }
   } else {
+    if (const int err = seal_file(job, out.get(), &step); err != 0) {
+      errno = err;
+      return fail(step);
+    }
     if (::close(out.release()) != 0) return fail(USYNC_STEP_CLOSE);
     if (const int err = finalize_file(job, t, name, &step); err != 0) {
       r.error = err;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "buffer_pool.h"
+#include "durable.h"
 #include "file_copy.h"
 #include "md5.h"
 #include "ring.h"
@@ -137,7 +138,7 @@ class UringWorker {
     s.src_fd = -1;
     s.buf = pool_->acquire();
     if (s.md5) s.md5->reset();
-    s.fc.start(job_.chunk);
+    s.fc.start(job_.chunk, cfg_.has(USYNC_FSYNC));
     try {
       s.name = s.task.create_name();
     } catch (...) {
@@ -227,6 +228,10 @@ class UringWorker {
           io_uring_prep_write(sqe, static_cast<int>(i), buf + op.buf_off, op.len, op.offset);
         sqe->flags |= IOSQE_FIXED_FILE;
         break;
+      case OpKind::kFsyncDst:
+        io_uring_prep_fsync(sqe, static_cast<int>(i), 0);
+        sqe->flags |= IOSQE_FIXED_FILE;
+        break;
       case OpKind::kCloseDst: io_uring_prep_close_direct(sqe, i); break;
     }
     if (op.link == Link::kSoft) sqe->flags |= IOSQE_IO_LINK;
@@ -266,6 +271,7 @@ class UringWorker {
         res = broken ? -ECANCELED : (::close(s.src_fd) == 0 ? 0 : -errno);
       }
       if (kind == OpKind::kRead && res > 0 && s.md5) s.md5->update(pool_->data(s.buf), static_cast<size_t>(res));
+      if (kind == OpKind::kFsyncDst && res == 0 && test_seams.on_fsync != nullptr) test_seams.on_fsync(false);
       if (kind == OpKind::kWrite && res > 0) job_.add_bytes(static_cast<uint64_t>(res));
       if (kind == OpKind::kCloseSrc && res != -ECANCELED) s.src_fd = -1;
       s.fc.complete(kind, res);

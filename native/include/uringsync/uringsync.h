@@ -116,7 +116,12 @@ enum usync_flag {
   USYNC_VERIFY = 1u << 15,
   /* Durability: fsync every file before it gets its final name and every
    * directory after its entries, so that a finished copy survives a power
-   * loss. */
+   * loss: each directory of a tree once all its entries are in place, the
+   * parent of a destination root the call created, and the directory of
+   * each pair's (or single file's) destination.  Parents made for a
+   * destination path (mkdir -p) are not synced.  A failed fsync is a
+   * failure of that entry (USYNC_STEP_FSYNC); a file whose fsync fails is not
+   * published. */
   USYNC_FSYNC = 1u << 16,
 };
 
@@ -151,7 +156,7 @@ enum usync_step {
 };
 
 /* Every flag bit this version knows; usync_engine_create() rejects others. */
-#define USYNC_KNOWN_FLAGS 0x1fffu
+#define USYNC_KNOWN_FLAGS 0x11fffu
 
 /* Static, human-readable name of a step ("open source", "read", ...). */
 USYNC_API const char *usync_step_name(int step);
