@@ -37,15 +37,17 @@ bool write_all(const Job& job, int fd, const char* p, size_t n, uint64_t* done) 
 }
 
 // Gives the complete anonymous file open at fd its metadata, then (sealed:
-// synced as asked) its name: linkat (where the name is free) or a temporary
-// name renamed over the old file.  Returns 0 or an errno and sets *step.
-int publish_anonymous(const Job& job, const FileTask& t, int fd, int* step) noexcept {
+// synced and verified as asked) its name: linkat (where the name is free) or
+// a temporary name renamed over the old file.  Returns 0 or an errno and
+// sets *step.
+int publish_anonymous(const Job& job, const FileTask& t, int fd, const Digest* digest, uint64_t bytes, char* buf,
+                      size_t bufsize, int* step) noexcept {
   const timespec ts[2] = {t.atime, t.mtime};
   if ((job.preserve() && fchmod(fd, t.mode & 07777) != 0) || futimens(fd, ts) != 0) {
     *step = USYNC_STEP_METADATA;
     return errno;
   }
-  if (const int err = seal_file(job, fd, step); err != 0) return err;
+  if (const int err = seal_file(job, fd, digest, bytes, buf, bufsize, step); err != 0) return err;
   const int dfd = t.dst_dirfd();
   auto link_as = [&](const char* as) {
     // AT_EMPTY_PATH on the descriptor; without the privilege it may need,
@@ -109,8 +111,22 @@ int copy_in_kernel(const Job& job, const FileTask& t, int in, int out, uint64_t*
   return 1;
 }
 
-FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, size_t bufsize, Md5* md5) noexcept {
+FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, size_t bufsize, Md5* md5,
+                          Digest* digest) noexcept {
   FileResult r;
+  // USYNC_VERIFY: the digest of the bytes read from the source, compared
+  // with the file as re-read before it is published.
+  std::unique_ptr<Digest> own;
+  if (digest == nullptr && job.cfg.has(USYNC_VERIFY) && !job.dry_run()) {
+    own.reset(new (std::nothrow) Digest);
+    if (!own || !own->ok()) {
+      r.error = ENOMEM;
+      r.step = USYNC_STEP_VERIFY;
+      return r;
+    }
+    digest = own.get();
+  }
+  if (digest != nullptr) digest->reset();
   FileTask t;  // the walked stat, then the opened file's
   try {
     t = walked;
@@ -142,10 +158,12 @@ FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, siz
   // An anonymous file (O_TMPFILE) where the filesystem has them: it gets a
   // name only when complete (linkat), and a killed copy leaves nothing.
   // Elsewhere a temporary name, renamed into place.
+  // Readable too when it is to be read back (verify).
+  const int access = digest != nullptr ? O_RDWR : O_WRONLY;
   std::string name;
   UniqueFd out;
   if (t.dir != nullptr && job.tmpfile_ok.load(std::memory_order_relaxed)) {
-    out.reset(openat(dfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, t.mode & 0777));
+    out.reset(openat(dfd, ".", O_TMPFILE | access | O_CLOEXEC, t.mode & 0777));
     if (!out.valid() && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL || errno == ENOENT))
       job.tmpfile_ok.store(false, std::memory_order_relaxed);
   }
@@ -158,7 +176,7 @@ FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, siz
       r.step = USYNC_STEP_OPEN_DST;
       return r;
     }
-    out.reset(openat(dfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, t.mode & 0777));
+    out.reset(openat(dfd, name.c_str(), access | O_CREAT | O_EXCL | O_CLOEXEC, t.mode & 0777));
   }
   if (!out.valid()) {
     r.error = errno;
@@ -174,7 +192,8 @@ FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, siz
   };
 
   int kernel = 0;
-  if (md5 == nullptr && t.size >= job.cfg.large_threshold) {
+  // The kernel-side copies never show the bytes: hashing reads and writes.
+  if (md5 == nullptr && digest == nullptr && t.size >= job.cfg.large_threshold) {
     kernel = copy_in_kernel(job, t, in.get(), out.get(), &r.bytes);
     if (kernel < 0) return fail(errno == ECANCELED ? USYNC_STEP_CANCELED : USYNC_STEP_WRITE);
   }
@@ -197,6 +216,7 @@ FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, siz
       if (n == 0) break;
       off += static_cast<uint64_t>(n);
       if (md5 != nullptr) md5->update(buf, static_cast<size_t>(n));
+      if (digest != nullptr) digest->update(buf, static_cast<size_t>(n));
       if (!write_all(job, out.get(), buf, static_cast<size_t>(n), &r.bytes)) return fail(USYNC_STEP_WRITE);
       if (!until_eof && static_cast<size_t>(n) < want) break;  // shrank
     }
@@ -204,7 +224,7 @@ FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, siz
   in.reset();
   int step = USYNC_STEP_NONE;
   if (anonymous) {
-    if (const int err = publish_anonymous(job, t, out.get(), &step); err != 0) {
+    if (const int err = publish_anonymous(job, t, out.get(), digest, r.bytes, buf, bufsize, &step); err != 0) {
       errno = err;
       return fail(step);
     }
@@ -214,7 +234,7 @@ FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, siz
       return r;
     }
   } else {
-    if (const int err = seal_file(job, out.get(), &step); err != 0) {
+    if (const int err = seal_file(job, out.get(), digest, r.bytes, buf, bufsize, &step); err != 0) {
       errno = err;
       return fail(step);
     }
@@ -237,6 +257,8 @@ void run_sync_worker(Job& job, WorkQueue<FileTask>& q) noexcept {
   std::unique_ptr<char[]> buf(new (std::nothrow) char[size]);
   std::unique_ptr<Md5> md5;
   if (job.cfg.has(USYNC_HASH_MD5)) md5.reset(new (std::nothrow) Md5);
+  std::unique_ptr<Digest> digest;
+  if (job.cfg.has(USYNC_VERIFY)) digest.reset(new (std::nothrow) Digest);
   std::vector<FileTask> batch;
   while (q.pop(batch, true)) {
     for (FileTask& t : batch) {
@@ -255,7 +277,7 @@ void run_sync_worker(Job& job, WorkQueue<FileTask>& q) noexcept {
         continue;
       }
       if (md5) md5->reset();
-      job.finish_file(t, copy_file_sync(job, t, buf.get(), size, md5.get()));
+      job.finish_file(t, copy_file_sync(job, t, buf.get(), size, md5.get(), digest.get()));
     }
     batch.clear();
   }

@@ -35,6 +35,7 @@ struct Slot {
   int res[FileCopy::kMaxOps]{};
   bool active = false;
   std::unique_ptr<Md5> md5;
+  std::unique_ptr<Digest> digest;  // USYNC_VERIFY: of the bytes read from the source
 };
 
 constexpr uint64_t kCancelTag = ~uint64_t{0};  // user_data of ASYNC_CANCEL
@@ -54,6 +55,8 @@ class UringWorker {
       slots_.resize(qd_);
       if (cfg_.has(USYNC_HASH_MD5))
         for (Slot& s : slots_) s.md5 = std::make_unique<Md5>();
+      if (cfg_.has(USYNC_VERIFY))
+        for (Slot& s : slots_) s.digest = std::make_unique<Digest>();
     } catch (...) {
       return -ENOMEM;
     }
@@ -138,6 +141,7 @@ class UringWorker {
     s.src_fd = -1;
     s.buf = pool_->acquire();
     if (s.md5) s.md5->reset();
+    if (s.digest) s.digest->reset();
     s.fc.start(job_.chunk, cfg_.has(USYNC_FSYNC));
     try {
       s.name = s.task.create_name();
@@ -271,6 +275,7 @@ class UringWorker {
         res = broken ? -ECANCELED : (::close(s.src_fd) == 0 ? 0 : -errno);
       }
       if (kind == OpKind::kRead && res > 0 && s.md5) s.md5->update(pool_->data(s.buf), static_cast<size_t>(res));
+      if (kind == OpKind::kRead && res > 0 && s.digest) s.digest->update(pool_->data(s.buf), static_cast<size_t>(res));
       if (kind == OpKind::kFsyncDst && res == 0 && test_seams.on_fsync != nullptr) test_seams.on_fsync(false);
       if (kind == OpKind::kWrite && res > 0) job_.add_bytes(static_cast<uint64_t>(res));
       if (kind == OpKind::kCloseSrc && res != -ECANCELED) s.src_fd = -1;
@@ -312,8 +317,12 @@ class UringWorker {
     if (s.fc.done()) {
       r.bytes = s.fc.bytes_written();
       int step = USYNC_STEP_NONE;
-      if (const int err = finalize_file(job_, s.task, s.name, &step); err != 0) {
+      if (const int err = verify(s); err != 0) {
         r.error = err;
+        r.step = err == ECANCELED ? USYNC_STEP_CANCELED : USYNC_STEP_VERIFY;
+        unlinkat(s.task.dst_dirfd(), s.name.c_str(), 0);  // never published
+      } else if (const int err2 = finalize_file(job_, s.task, s.name, &step); err2 != 0) {
+        r.error = err2;
         r.step = step;
       } else if (s.md5) {
         s.md5->final(r.md5);
@@ -331,6 +340,19 @@ class UringWorker {
     s.task = FileTask();
     --active_;
     free_.push_back(i);
+  }
+
+  // USYNC_VERIFY: reads the finished temporary back and compares it with
+  // what was read from the source, before it gets its final name.  This
+  // runs synchronously on the ring's thread (open, fdatasync, fadvise,
+  // preads): there is no io_uring fadvise-after-sync ordering worth the
+  // extra states, and verifying is a mode that trades speed for certainty.
+  // Other files in flight on this ring wait meanwhile.  0 or an errno.
+  int verify(Slot& s) noexcept {
+    if (!s.digest) return 0;
+    UniqueFd fd(openat(s.task.dst_dirfd(), s.name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd.valid()) return errno;
+    return verify_file(job_, fd.get(), *s.digest, s.fc.bytes_written(), pool_->data(s.buf), job_.chunk);
   }
 
   void finish_synchronously(std::vector<FileTask>& local, size_t next) noexcept {

@@ -112,7 +112,13 @@ enum usync_flag {
   /* Re-read every written file from the disk (after an fsync, with its
    * cached pages dropped) before it gets its final name, and compare its
    * digest with that of the bytes read from the source; a mismatch is a
-   * failure (USYNC_STEP_VERIFY, EBADMSG) and the file is not published. */
+   * failure (USYNC_STEP_VERIFY, EBADMSG) and the file is not published
+   * (an older file under that name is left as it was).  The digest is XXH3
+   * (128 bits): it catches corruption, not tampering.  Files take the
+   * read/write path (no reflink or copy_file_range), as with
+   * USYNC_HASH_MD5.  On tmpfs, whose pages are the file, the re-read comes
+   * from memory.  Verified files are counted in usync_stats.files_verified
+   * and bytes_verified; pair copies are verified too. */
   USYNC_VERIFY = 1u << 15,
   /* Durability: fsync every file before it gets its final name and every
    * directory after its entries, so that a finished copy survives a power
@@ -156,7 +162,7 @@ enum usync_step {
 };
 
 /* Every flag bit this version knows; usync_engine_create() rejects others. */
-#define USYNC_KNOWN_FLAGS 0x11fffu
+#define USYNC_KNOWN_FLAGS 0x19fffu
 
 /* Static, human-readable name of a step ("open source", "read", ...). */
 USYNC_API const char *usync_step_name(int step);
