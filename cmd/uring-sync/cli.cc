@@ -2,6 +2,8 @@
 
 #include <CLI/CLI.hpp>
 #include <cctype>
+#include <cerrno>
+#include <cstring>
 #include <limits>
 #include <stdexcept>
 #include <string_view>
@@ -102,6 +104,9 @@ std::optional<int> parse(int argc, const char* const* argv, Options* o, std::ost
                "copy every file, even those the destination already has (same size and mtime)");
   app.add_flag("-u,--update", o->update, "skip files that are newer in the destination");
   app.add_flag("--checksum", o->checksum, "decide what is already copied by content, not by mtime (reads both)");
+  app.add_flag("--verify", o->verify,
+               "read each written file back from the disk and compare it with the source before it gets its name");
+  app.add_flag("--fsync", o->fsync, "sync every file and directory to the disk, so the copy survives a power loss");
   try {
     app.parse(argc, argv);
     if (!chunk.empty()) {
@@ -175,6 +180,11 @@ std::string quote_name(std::string_view name) {
   return out;
 }
 
+std::string describe_error(int step, int error) {
+  if (step == USYNC_STEP_VERIFY && error == EBADMSG) return "contents differ from the source; not copied";
+  return std::strerror(error);
+}
+
 usync_options engine_options(const Options& o, std::vector<const char*>* ptrs) {
   usync_options opts;
   usync_options_init(&opts);
@@ -193,6 +203,8 @@ usync_options engine_options(const Options& o, std::vector<const char*>* ptrs) {
   if (o.ignore_times) opts.flags |= USYNC_IGNORE_TIMES;
   if (o.update) opts.flags |= USYNC_UPDATE;
   if (o.checksum) opts.flags |= USYNC_CHECKSUM;
+  if (o.verify) opts.flags |= USYNC_VERIFY;
+  if (o.fsync) opts.flags |= USYNC_FSYNC;
   if (o.engine == "sync") opts.flags |= USYNC_FORCE_SYNC;
   if (o.engine == "uring") opts.flags |= USYNC_FORCE_URING;
   ptrs->clear();

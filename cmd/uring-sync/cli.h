@@ -28,6 +28,8 @@ struct Options {
   bool ignore_times = false;
   bool update = false;
   bool checksum = false;
+  bool verify = false;
+  bool fsync = false;
   std::string engine = "auto";  // auto | uring | sync
   std::vector<std::string> excludes;
 };
@@ -49,6 +51,10 @@ uint64_t parse_size(const std::string& text);
 // backslashes and bytes that are not valid UTF-8 become C escapes (\n, \t,
 // \\, \xHH); everything else is kept.
 std::string quote_name(std::string_view name);
+
+// What went wrong with one entry, for a message: strerror, except where
+// the step gives the errno a plainer meaning (a verify's EBADMSG).
+std::string describe_error(int step, int error);
 
 // Engine options for the parsed command line (excludes point into opts).
 usync_options engine_options(const Options& opts, std::vector<const char*>* exclude_ptrs);

@@ -7,7 +7,8 @@ _uring_sync() {
   local prev=${COMP_WORDS[COMP_CWORD - 1]}
   local opts='-h --help --version -j --jobs -c --chunk-size --buffer-memory -q --queue-depth
     --iowq-workers -p --preserve -n --dry-run -v --verbose --progress
-    --exclude --engine --fail-fast -I --ignore-times -u --update --checksum'
+    --exclude --engine --fail-fast -I --ignore-times -u --update --checksum
+    --verify --fsync'
   local engines='auto uring sync'
 
   # "--engine=u": readline splits at '=', so the words are --engine, =, u.
