@@ -98,6 +98,8 @@ func New(opts *Options) (*Engine, error) {
 		{o.IgnoreTimes, C.USYNC_IGNORE_TIMES},
 		{o.Update, C.USYNC_UPDATE},
 		{o.Checksum, C.USYNC_CHECKSUM},
+		{o.Verify, C.USYNC_VERIFY},
+		{o.Fsync, C.USYNC_FSYNC},
 	} {
 		if f.on {
 			co.flags |= f.flag
@@ -227,6 +229,8 @@ func statsOf(cs *C.usync_stats) Stats {
 		FilesSkipped:    uint64(cs.files_skipped),
 		TempsRemoved:    uint64(cs.temps_removed),
 		BufferBytes:     uint64(cs.buffer_bytes),
+		FilesVerified:   uint64(cs.files_verified),
+		BytesVerified:   uint64(cs.bytes_verified),
 	}
 }
 
