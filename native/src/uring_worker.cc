@@ -142,7 +142,11 @@ class UringWorker {
     s.buf = pool_->acquire();
     if (s.md5) s.md5->reset();
     if (s.digest) s.digest->reset();
-    s.fc.start(job_.chunk, cfg_.has(USYNC_FSYNC));
+    // --verify needs the file's pages written back before it can drop and
+    // re-read them: that sync goes through the ring too (an fdatasync
+    // without --fsync), so that files sync in parallel on io-wq and the
+    // read-back's own fdatasync finds nothing left to do.
+    s.fc.start(job_.chunk, cfg_.has(USYNC_FSYNC) || cfg_.has(USYNC_VERIFY));
     try {
       s.name = s.task.create_name();
     } catch (...) {
@@ -233,7 +237,7 @@ class UringWorker {
         sqe->flags |= IOSQE_FIXED_FILE;
         break;
       case OpKind::kFsyncDst:
-        io_uring_prep_fsync(sqe, static_cast<int>(i), 0);
+        io_uring_prep_fsync(sqe, static_cast<int>(i), cfg_.has(USYNC_FSYNC) ? 0 : IORING_FSYNC_DATASYNC);
         sqe->flags |= IOSQE_FIXED_FILE;
         break;
       case OpKind::kCloseDst: io_uring_prep_close_direct(sqe, i); break;
