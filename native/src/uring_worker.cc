@@ -354,7 +354,22 @@ class UringWorker {
   // Other files in flight on this ring wait meanwhile.  0 or an errno.
   int verify(Slot& s) noexcept {
     if (!s.digest) return 0;
-    UniqueFd fd(openat(s.task.dst_dirfd(), s.name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    const int dfd = s.task.dst_dirfd();
+    const char* name = s.name.c_str();
+    UniqueFd fd(openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd.valid() && errno == EACCES) {
+      // Created with a mode its owner may not read (0044: readable to
+      // others only, as the source was): lend the owner the read bit for
+      // the read-back, then give the temporary its mode back.
+      struct stat st {};
+      if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+          chmod_nofollow(dfd, name, (st.st_mode & 07777) | S_IRUSR) == 0) {
+        fd.reset(openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+        const int err = errno;
+        if (chmod_nofollow(dfd, name, st.st_mode & 07777) != 0) return errno;
+        errno = err;
+      }
+    }
     if (!fd.valid()) return errno;
     return verify_file(job_, fd.get(), *s.digest, s.fc.bytes_written(), pool_->data(s.buf), job_.chunk);
   }

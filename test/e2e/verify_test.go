@@ -165,3 +165,23 @@ func TestVerifyMismatchIsReportedAndNotPublished(t *testing.T) {
 		})
 	}
 }
+
+// TestVerifyFileItsOwnerCannotRead: a source readable to others but not to its owner (mode 0044)
+// becomes a copy its owner (the user running the copy) cannot read either; --verify must still read
+// it back, and leave it with that mode. Runs as uid 65534 (root would bypass the check).
+func TestVerifyFileItsOwnerCannotRead(t *testing.T) {
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			dir := nobodyDir(t)
+			src := NewTree(t, filepath.Join(dir, "src"))
+			src.File("others-only", Data("others-only", 70000), 0o044) // root's: nobody reads it as "other"
+			src.File("plain", []byte("plain"), 0o644)
+			dst := filepath.Join(dir, "dst")
+			r := copyTree(t, e, runOpts{prefix: nobodyPrefix()}, 0, "--verify", "-p", src.Root, dst)
+			if n := countVerified(t, r.stderr); n != 2 {
+				t.Errorf("%d files verified, want 2\n%s", n, r)
+			}
+			requireSameTree(t, src.Root, dst, CompareOpts{Preserve: true})
+		})
+	}
+}
