@@ -15,7 +15,7 @@ LIBDIR     ?= lib
 DESTDIR    ?=
 FUZZ_SECONDS ?= 60  # per libFuzzer harness, in `make fuzz`
 
-DEB_PACKAGES := build-essential cmake pkg-config liburing-dev libssl-dev libcli11-dev \
+DEB_PACKAGES := build-essential cmake pkg-config liburing-dev libxxhash-dev libssl-dev libcli11-dev \
                 libgtest-dev googletest rsync util-linux time scdoc man-db zsh bindfs \
                 nlohmann-json3-dev
 STAMP := $(BUILD)/.deps-ok

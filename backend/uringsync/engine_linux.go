@@ -115,6 +115,8 @@ func New(opts *Options) (*Engine, error) {
 		{o.Archive, C.USYNC_ARCHIVE},
 		{o.Delete, C.USYNC_DELETE},
 		{o.DeleteExcluded, C.USYNC_DELETE | C.USYNC_DELETE_EXCLUDED},
+		{o.Verify, C.USYNC_VERIFY},
+		{o.Fsync, C.USYNC_FSYNC},
 	} {
 		if f.on {
 			co.flags |= f.flag

@@ -76,6 +76,16 @@ type Options struct {
 	// Archive is everything above at once (cp -a, rsync -aHAXS): Preserve,
 	// Owner, Group, Xattrs, ACLs, HardLinks and Sparse.
 	Archive bool
+	// Verify reads every written file back from the disk (synced, cached
+	// pages dropped) before it gets its final name and compares it with the
+	// bytes read from the source (XXH3); a file that differs fails with
+	// StepVerify and EBADMSG and is not published. Files are copied through
+	// memory (no reflink or copy_file_range).
+	Verify bool
+	// Fsync syncs every file before it gets its final name and every
+	// directory after its entries, so that a finished copy survives a power
+	// loss.
+	Fsync bool
 	// AnnounceFallback prints one line on stderr when io_uring is unavailable
 	// and the synchronous engine is used. The library prints nothing
 	// otherwise.
@@ -221,7 +231,7 @@ var stepNames = [...]string{
 }
 
 func (s Step) String() string {
-	if s >= 0 && int(s) < len(stepNames) {
+	if s >= 0 && int(s) < len(stepNames) && stepNames[s] != "" {
 		return stepNames[s]
 	}
 	return fmt.Sprintf("step %d", int(s))

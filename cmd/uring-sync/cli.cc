@@ -2,6 +2,8 @@
 
 #include <CLI/CLI.hpp>
 #include <cctype>
+#include <cerrno>
+#include <cstring>
 #include <limits>
 #include <stdexcept>
 #include <string_view>
@@ -120,6 +122,9 @@ std::optional<int> parse(int argc, const char* const* argv, Options* o, std::ost
   app.add_flag("--delete-excluded", o->delete_excluded, "with --delete, also delete excluded entries in DST (implies --delete)");
   app.add_flag("--json", o->json,
                "write NDJSON events (start, progress, error, delete, end; file with -v) on stdout instead of text");
+  app.add_flag("--verify", o->verify,
+               "read each written file back from the disk and compare it with the source before it gets its name");
+  app.add_flag("--fsync", o->fsync, "sync every file and directory to the disk, so the copy survives a power loss");
   try {
     app.parse(argc, argv);
     if (!chunk.empty()) {
@@ -220,6 +225,11 @@ bool source_side(int step) {
          step == USYNC_STEP_READDIR;
 }
 
+std::string describe_error(int step, int error) {
+  if (step == USYNC_STEP_VERIFY && error == EBADMSG) return "contents differ from the source; not copied";
+  return std::strerror(error);
+}
+
 usync_options engine_options(const Options& o, std::vector<const char*>* ptrs) {
   usync_options opts;
   usync_options_init(&opts);
@@ -249,6 +259,8 @@ usync_options engine_options(const Options& o, std::vector<const char*>* ptrs) {
   if (o.checksum) opts.flags |= USYNC_CHECKSUM;
   if (o.del) opts.flags |= USYNC_DELETE;
   if (o.delete_excluded) opts.flags |= USYNC_DELETE | USYNC_DELETE_EXCLUDED;
+  if (o.verify) opts.flags |= USYNC_VERIFY;
+  if (o.fsync) opts.flags |= USYNC_FSYNC;
   if (o.engine == "sync") opts.flags |= USYNC_FORCE_SYNC;
   if (o.engine == "uring") opts.flags |= USYNC_FORCE_URING;
   ptrs->clear();

@@ -41,6 +41,8 @@ struct Options {
   bool del = false;              // --delete
   bool delete_excluded = false;  // --delete-excluded
   bool json = false;  // NDJSON events on stdout instead of human output
+  bool verify = false;
+  bool fsync = false;
   std::string engine = "auto";  // auto | uring | sync
   std::vector<std::string> excludes;
 };
@@ -74,6 +76,9 @@ std::string_view relative(std::string_view path, std::string_view root);
 // Whether a failure at this step (enum usync_step) is about the source entry
 // (then its source path names it) rather than the destination.
 bool source_side(int step);
+// What went wrong with one entry, for a message: strerror, except where
+// the step gives the errno a plainer meaning (a verify's EBADMSG).
+std::string describe_error(int step, int error);
 
 // Engine options for the parsed command line (excludes point into opts).
 usync_options engine_options(const Options& opts, std::vector<const char*>* exclude_ptrs);

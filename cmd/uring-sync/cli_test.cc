@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cerrno>
+#include <cstring>
 #include <sstream>
 #include <stdexcept>
 
@@ -53,6 +55,33 @@ TEST(Cli, ParsesEveryOption) {
   EXPECT_TRUE(eo.flags & USYNC_PRESERVE);
   EXPECT_TRUE(eo.flags & USYNC_FORCE_SYNC);
   EXPECT_TRUE(eo.flags & USYNC_DRY_RUN);
+}
+
+TEST(Cli, VerifyAndFsyncSetTheirFlags) {
+  Options o;
+  ASSERT_FALSE(Parse({"--verify", "--fsync", "a", "b"}, &o));
+  EXPECT_TRUE(o.verify && o.fsync);
+  std::vector<const char*> ptrs;
+  usync_options eo = engine_options(o, &ptrs);
+  EXPECT_TRUE(eo.flags & USYNC_VERIFY);
+  EXPECT_TRUE(eo.flags & USYNC_FSYNC);
+  Options plain;
+  ASSERT_FALSE(Parse({"a", "b"}, &plain));
+  eo = engine_options(plain, &ptrs);
+  EXPECT_FALSE(eo.flags & (USYNC_VERIFY | USYNC_FSYNC));
+  // Every flag the CLI sets is one this library knows.
+  usync_engine* e = nullptr;
+  eo = engine_options(o, &ptrs);
+  eo.flags |= USYNC_DRY_RUN;
+  ASSERT_EQ(usync_engine_create(&eo, &e), 0);
+  usync_engine_destroy(e);
+}
+
+TEST(Cli, VerifyMismatchReadsAsSuch) {
+  EXPECT_EQ(describe_error(USYNC_STEP_VERIFY, EBADMSG), "contents differ from the source; not copied");
+  // EBADMSG elsewhere is a filesystem's checksum error (ext4's EFSBADCRC): say so plainly.
+  EXPECT_EQ(describe_error(USYNC_STEP_READ, EBADMSG), std::strerror(EBADMSG));
+  EXPECT_EQ(describe_error(USYNC_STEP_VERIFY, EIO), std::strerror(EIO));
 }
 
 TEST(Cli, UsageErrorsExitTwo) {

@@ -111,7 +111,7 @@ extern "C" void on_error(void* user, const usync_file_error* e) {
     std::fprintf(stderr, "uring-sync: not deleting in '%s': it is another mount\n", where.c_str());
   else
     std::fprintf(stderr, "uring-sync: %s '%s': %s\n", usync_step_name(e->step), where.c_str(),
-                 std::strerror(e->error));
+                 usync::cli::describe_error(e->step, e->error).c_str());
 }
 
 extern "C" void on_file(void* user, const usync_file_done* d) {
@@ -257,6 +257,10 @@ int main(int argc, char** argv) {
                  static_cast<unsigned long long>(st.entries_deleted));
   if (opts.verbose && opts.hard_links)
     std::fprintf(stderr, "uring-sync: %llu hard links made\n", static_cast<unsigned long long>(st.links_created));
+  if (opts.verbose && opts.verify)
+    std::fprintf(stderr, "uring-sync: %llu files (%s) read back and verified\n",
+                 static_cast<unsigned long long>(st.files_verified),
+                 human_bytes(static_cast<double>(st.bytes_verified)).c_str());
   if (opts.verbose && st.temps_removed > 0)
     std::fprintf(stderr, "uring-sync: removed %llu temporaries left by interrupted runs\n",
                  static_cast<unsigned long long>(st.temps_removed));

@@ -10,7 +10,8 @@ _uring_sync() {
     --exclude --engine --fail-fast -I --ignore-times -u --update --checksum
     --delete --delete-excluded -o --owner -g --group --numeric-ids -X --xattrs -A --acls
     -x --one-file-system -L --copy-links -H --hard-links
-    -S --sparse -a --archive --json'
+    -S --sparse -a --archive --json
+    --verify --fsync'
   local engines='auto uring sync'
 
   # "--engine=u": readline splits at '=', so the words are --engine, =, u.

@@ -5,9 +5,10 @@
 
 namespace usync {
 
-void FileCopy::start(uint32_t chunk) noexcept {
+void FileCopy::start(uint32_t chunk, bool fsync) noexcept {
   *this = FileCopy();
   chunk_ = chunk;
+  fsync_ = fsync;
   state_ = State::kRunning;
 }
 
@@ -75,6 +76,9 @@ void FileCopy::complete(OpKind kind, int res) noexcept {
         fail(USYNC_STEP_WRITE, -res);
       }
       break;
+    case OpKind::kFsyncDst:
+      if (res < 0 && !canceled) fail(USYNC_STEP_FSYNC, -res);  // the close linked behind it is cancelled
+      break;
     case OpKind::kCloseDst:
       if (canceled) break;
       dst_open_ = false;
@@ -117,6 +121,7 @@ int FileCopy::next(OpReq* ops) noexcept {
   // The end of a chain: close the destination (open, or opened earlier in
   // this chain), then the source.
   auto close_all = [&](bool dst_will_be_open) {
+    if (dst_will_be_open && fsync_) push(OpKind::kFsyncDst, Link::kSoft);
     if (dst_will_be_open) push(OpKind::kCloseDst, src_open_ ? Link::kSoft : Link::kNone);
     if (src_open_) push(OpKind::kCloseSrc, Link::kNone);
   };
@@ -154,6 +159,7 @@ int FileCopy::next(OpReq* ops) noexcept {
   if (!dst_created_) push(OpKind::kOpenDst, Link::kSoft);
   push(OpKind::kWrite, last ? Link::kSoft : Link::kNone, len, written_, 0);
   if (last) {
+    if (fsync_) push(OpKind::kFsyncDst, Link::kSoft);
     push(OpKind::kCloseDst, Link::kSoft);
     push(OpKind::kCloseSrc, Link::kNone);
   }

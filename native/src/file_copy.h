@@ -19,6 +19,9 @@
 // (-L-> = IOSQE_IO_LINK):
 //   [read -L-> open dst -L-> write -L-> close dst -L-> close src]   (small file)
 //   [read -L-> open dst -L-> write] [read -L-> write] ... [read -L-> write -L-> close dst -L-> close src]
+// With fsync (USYNC_FSYNC) every chain that closes the destination syncs it
+// first: [... write -L-> fsync dst -L-> close dst -L-> close src], so a file
+// is durable before the driver gives it its final name.
 // A short read (the file shrank) or a short write breaks the chain; the next
 // batch resumes for the remainder.  A failure anywhere closes what is open
 // and ends in failed(); the driver removes a created destination.
@@ -30,7 +33,7 @@
 
 namespace usync {
 
-enum class OpKind : uint8_t { kOpenSrc, kRead, kCloseSrc, kOpenDst, kWrite, kCloseDst };
+enum class OpKind : uint8_t { kOpenSrc, kRead, kCloseSrc, kOpenDst, kWrite, kFsyncDst, kCloseDst };
 enum class Link : uint8_t { kNone, kSoft };
 
 struct OpReq {
@@ -43,9 +46,10 @@ struct OpReq {
 
 class FileCopy {
  public:
-  static constexpr int kMaxOps = 5;
+  static constexpr int kMaxOps = 6;
 
-  void start(uint32_t chunk) noexcept;
+  // fsync: sync the destination (kFsyncDst) before closing it.
+  void start(uint32_t chunk, bool fsync = false) noexcept;
 
   // Plans the next batch into ops[0..kMaxOps); returns how many (0 = finished).
   int next(OpReq* ops) noexcept;
@@ -85,6 +89,7 @@ class FileCopy {
   uint32_t buf_done_ = 0;   // of which already written
   uint32_t read_len_ = 0;   // length asked by the outstanding read
   uint32_t write_len_ = 0;  // length asked by the outstanding write
+  bool fsync_ = false;      // kFsyncDst before kCloseDst
   bool opened_ = false;     // the source was opened once (never again)
   bool checked_ = false;    // source_checked() was called
   bool until_eof_ = false;  // size unknown (0): read until a read returns 0

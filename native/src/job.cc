@@ -20,6 +20,8 @@
 #include <memory>
 #include <new>
 
+#include "durable.h"
+
 namespace usync {
 
 uint64_t now_ns() noexcept {
@@ -484,8 +486,9 @@ int finalize_file(const Job& job, const FileTask& t, const std::string& written,
   // The source by name: its descriptor is closed by now.  (Only read for
   // xattrs and ACLs.)
   const SourceMeta meta{t.src_place(), t.uid, t.gid, t.dir, t.dst_name};
-  return settle_entry(job, t.dst_dirfd(), written.c_str(), t.replace ? t.dst_name.c_str() : nullptr, t.mode, t.atime,
-                      t.mtime, meta, step);
+  const int err = settle_entry(job, t.dst_dirfd(), written.c_str(), t.replace ? t.dst_name.c_str() : nullptr, t.mode,
+                               t.atime, t.mtime, meta, step);
+  return err != 0 ? err : sync_pair_parent(job, t, step);
 }
 
 }  // namespace usync

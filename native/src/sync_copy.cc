@@ -14,6 +14,7 @@
 #include <cstring>
 #include <memory>
 
+#include "durable.h"
 #include "unique_fd.h"
 
 namespace usync {
@@ -38,10 +39,12 @@ bool write_all(const Job& job, int fd, const char* p, size_t n, uint64_t* done) 
   return true;
 }
 
-// Gives the complete anonymous file open at fd its metadata and its name:
-// linkat (where the name is free) or a temporary name renamed over the old
-// file.  Returns 0 or an errno and sets *step.
-int publish_anonymous(const Job& job, const FileTask& t, int fd, int* step) noexcept {
+// Gives the complete anonymous file open at fd its metadata, then (sealed:
+// synced and verified as asked) its name: linkat (where the name is free) or
+// a temporary name renamed over the old file.  Returns 0 or an errno and
+// sets *step.
+int publish_anonymous(const Job& job, const FileTask& t, int fd, const Digest* digest, uint64_t bytes, char* buf,
+                      size_t bufsize, int* step) noexcept {
   const timespec ts[2] = {t.atime, t.mtime};
   if (wants_extra_meta(job)) {
     // A failure here (a destination without xattrs, root squashed by NFS)
@@ -53,6 +56,7 @@ int publish_anonymous(const Job& job, const FileTask& t, int fd, int* step) noex
     *step = USYNC_STEP_METADATA;
     return errno;
   }
+  if (const int err = seal_file(job, fd, digest, bytes, buf, bufsize, step); err != 0) return err;
   const int dfd = t.dst_dirfd();
   auto link_as = [&](const char* as) {
     // AT_EMPTY_PATH on the descriptor; without the privilege it may need,
@@ -65,6 +69,7 @@ int publish_anonymous(const Job& job, const FileTask& t, int fd, int* step) noex
   };
   *step = USYNC_STEP_RENAME;
   int err = link_as(t.dst_name.c_str());
+  if (err == 0) return sync_pair_parent(job, t, step);
   if (err != EEXIST) return err;
   std::string tmp;  // the name is taken (an older copy): replace it atomically
   try {
@@ -78,7 +83,7 @@ int publish_anonymous(const Job& job, const FileTask& t, int fd, int* step) noex
     unlinkat(dfd, tmp.c_str(), 0);
     return err;
   }
-  return 0;
+  return sync_pair_parent(job, t, step);
 }
 
 // -S: the data of a file with holes, segment by segment (SEEK_DATA,
@@ -89,11 +94,11 @@ int publish_anonymous(const Job& job, const FileTask& t, int fd, int* step) noex
 // set; -1 when the file has no hole after all (compressed filesystems
 // allocate less than the size too) or cannot be probed: copy it whole.
 int copy_sparse(const Job& job, const FileTask& t, int in, int out, char* buf, size_t bufsize, Md5* md5,
-                uint64_t* done, int* step) noexcept {
+                Digest* digest, uint64_t* done, uint64_t* length, int* step) noexcept {
   const off_t first_hole = lseek(in, 0, SEEK_HOLE);
   if (first_hole < 0 || static_cast<uint64_t>(first_hole) >= t.size) return -1;
-  if (md5 == nullptr && ioctl(out, FICLONE, in) == 0) {
-    *done = t.size;
+  if (md5 == nullptr && digest == nullptr && ioctl(out, FICLONE, in) == 0) {
+    *done = *length = t.size;
     job.add_bytes(t.size);
     return 0;
   }
@@ -116,9 +121,13 @@ int copy_sparse(const Job& job, const FileTask& t, int in, int out, char* buf, s
     off_t hole = from < size ? lseek(in, static_cast<off_t>(from), SEEK_HOLE) : static_cast<off_t>(size);
     if (hole < 0) return errno;
     const uint64_t to = std::min<uint64_t>(static_cast<uint64_t>(hole), size);
-    if (md5 != nullptr && from > off) {  // the hole's zeros, for the digest
+    if ((md5 != nullptr || digest != nullptr) && from > off) {  // the hole's zeros, for the digests
       std::memset(buf, 0, bufsize);
-      for (uint64_t z = off; z < from; z += bufsize) md5->update(buf, static_cast<size_t>(std::min<uint64_t>(bufsize, from - z)));
+      for (uint64_t z = off; z < from; z += bufsize) {
+        const size_t n = static_cast<size_t>(std::min<uint64_t>(bufsize, from - z));
+        if (md5 != nullptr) md5->update(buf, n);
+        if (digest != nullptr) digest->update(buf, n);
+      }
     }
     for (uint64_t p = from; p < to;) {
       const ssize_t n = pread(in, buf, static_cast<size_t>(std::min<uint64_t>(bufsize, to - p)), static_cast<off_t>(p));
@@ -132,6 +141,7 @@ int copy_sparse(const Job& job, const FileTask& t, int in, int out, char* buf, s
         break;
       }
       if (md5 != nullptr) md5->update(buf, static_cast<size_t>(n));
+      if (digest != nullptr) digest->update(buf, static_cast<size_t>(n));
       for (ssize_t w = 0; w < n;) {
         const ssize_t k = pwrite(out, buf + w, static_cast<size_t>(n - w), static_cast<off_t>(p) + w);
         if (k < 0 && errno == EINTR) continue;
@@ -151,6 +161,7 @@ int copy_sparse(const Job& job, const FileTask& t, int in, int out, char* buf, s
     *step = USYNC_STEP_WRITE;
     return errno;
   }
+  *length = size;
   return 0;
 }
 
@@ -188,8 +199,22 @@ int copy_in_kernel(const Job& job, const FileTask& t, int in, int out, uint64_t*
   return 1;
 }
 
-FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, size_t bufsize, Md5* md5) noexcept {
+FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, size_t bufsize, Md5* md5,
+                          Digest* digest) noexcept {
   FileResult r;
+  // USYNC_VERIFY: the digest of the bytes read from the source, compared
+  // with the file as re-read before it is published.
+  std::unique_ptr<Digest> own;
+  if (digest == nullptr && job.cfg.has(USYNC_VERIFY) && !job.dry_run()) {
+    own.reset(new (std::nothrow) Digest);
+    if (!own || !own->ok()) {
+      r.error = ENOMEM;
+      r.step = USYNC_STEP_VERIFY;
+      return r;
+    }
+    digest = own.get();
+  }
+  if (digest != nullptr) digest->reset();
   FileTask t;  // the walked stat, then the opened file's
   try {
     t = walked;
@@ -221,10 +246,12 @@ FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, siz
   // An anonymous file (O_TMPFILE) where the filesystem has them: it gets a
   // name only when complete (linkat), and a killed copy leaves nothing.
   // Elsewhere a temporary name, renamed into place.
+  // Readable too when it is to be read back (verify).
+  const int access = digest != nullptr ? O_RDWR : O_WRONLY;
   std::string name;
   UniqueFd out;
   if (t.dir != nullptr && job.tmpfile_ok.load(std::memory_order_relaxed)) {
-    out.reset(openat(dfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, t.mode & 0777));
+    out.reset(openat(dfd, ".", O_TMPFILE | access | O_CLOEXEC, t.mode & 0777));
     if (!out.valid() && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL || errno == ENOENT))
       job.tmpfile_ok.store(false, std::memory_order_relaxed);
   }
@@ -237,7 +264,7 @@ FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, siz
       r.step = USYNC_STEP_OPEN_DST;
       return r;
     }
-    out.reset(openat(dfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, t.mode & 0777));
+    out.reset(openat(dfd, name.c_str(), access | O_CREAT | O_EXCL | O_CLOEXEC, t.mode & 0777));
   }
   if (!out.valid()) {
     r.error = errno;
@@ -253,16 +280,18 @@ FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, siz
   };
 
   int kernel = 0;
+  uint64_t length = 0;  // the file's size when it is a sparse copy (r.bytes: its data)
   if (job.cfg.has(USYNC_SPARSE) && static_cast<uint64_t>(st.st_blocks) * 512 < t.size) {
     int step = USYNC_STEP_NONE;
-    const int err = copy_sparse(job, t, in.get(), out.get(), buf, bufsize, md5, &r.bytes, &step);
+    const int err = copy_sparse(job, t, in.get(), out.get(), buf, bufsize, md5, digest, &r.bytes, &length, &step);
     if (err > 0) {
       errno = err;
       return fail(step);
     }
     if (err == 0) kernel = 1;  // done; -1: copied whole below
   }
-  if (kernel == 0 && md5 == nullptr && t.size >= job.cfg.large_threshold) {
+  // The kernel-side copies never show the bytes: hashing reads and writes.
+  if (kernel == 0 && md5 == nullptr && digest == nullptr && t.size >= job.cfg.large_threshold) {
     kernel = copy_in_kernel(job, t, in.get(), out.get(), &r.bytes);
     if (kernel < 0) return fail(errno == ECANCELED ? USYNC_STEP_CANCELED : USYNC_STEP_WRITE);
   }
@@ -285,6 +314,7 @@ FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, siz
       if (n == 0) break;
       off += static_cast<uint64_t>(n);
       if (md5 != nullptr) md5->update(buf, static_cast<size_t>(n));
+      if (digest != nullptr) digest->update(buf, static_cast<size_t>(n));
       if (!write_all(job, out.get(), buf, static_cast<size_t>(n), &r.bytes)) return fail(USYNC_STEP_WRITE);
       if (!until_eof && static_cast<size_t>(n) < want) break;  // shrank
     }
@@ -292,7 +322,7 @@ FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, siz
   in.reset();
   int step = USYNC_STEP_NONE;
   if (anonymous) {
-    if (const int err = publish_anonymous(job, t, out.get(), &step); err != 0) {
+    if (const int err = publish_anonymous(job, t, out.get(), digest, length != 0 ? length : r.bytes, buf, bufsize, &step); err != 0) {
       errno = err;
       return fail(step);
     }
@@ -302,6 +332,10 @@ FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, siz
       return r;
     }
   } else {
+    if (const int err = seal_file(job, out.get(), digest, length != 0 ? length : r.bytes, buf, bufsize, &step); err != 0) {
+      errno = err;
+      return fail(step);
+    }
     if (::close(out.release()) != 0) return fail(USYNC_STEP_CLOSE);
     if (const int err = finalize_file(job, t, name, &step); err != 0) {
       r.error = err;
@@ -321,6 +355,8 @@ void run_sync_worker(Job& job, WorkQueue<FileTask>& q) noexcept {
   std::unique_ptr<char[]> buf(new (std::nothrow) char[size]);
   std::unique_ptr<Md5> md5;
   if (job.cfg.has(USYNC_HASH_MD5)) md5.reset(new (std::nothrow) Md5);
+  std::unique_ptr<Digest> digest;
+  if (job.cfg.has(USYNC_VERIFY)) digest.reset(new (std::nothrow) Digest);
   std::vector<FileTask> batch;
   while (q.pop(batch, true)) {
     for (FileTask& t : batch) {
@@ -339,7 +375,7 @@ void run_sync_worker(Job& job, WorkQueue<FileTask>& q) noexcept {
         continue;
       }
       if (md5) md5->reset();
-      job.finish_file(t, copy_file_sync(job, t, buf.get(), size, md5.get()));
+      job.finish_file(t, copy_file_sync(job, t, buf.get(), size, md5.get(), digest.get()));
     }
     batch.clear();
   }

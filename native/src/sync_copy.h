@@ -9,6 +9,7 @@
 
 #include <cstddef>
 
+#include "durable.h"
 #include "job.h"
 #include "md5.h"
 
@@ -24,7 +25,11 @@ int copy_in_kernel(const Job& job, const FileTask& t, int in, int out, uint64_t*
 
 // buf: a scratch buffer of bufsize bytes.  md5: non-null to hash while copying
 // (forces read/write, since the kernel-side copies never show the data).
-FileResult copy_file_sync(const Job& job, const FileTask& t, char* buf, size_t bufsize, Md5* md5) noexcept;
+// With USYNC_VERIFY the file is read back before it is published (read/write
+// too); digest: a reusable one for that (null: one is made per file).  With
+// USYNC_FSYNC the file is synced before it is published.
+FileResult copy_file_sync(const Job& job, const FileTask& t, char* buf, size_t bufsize, Md5* md5,
+                          Digest* digest = nullptr) noexcept;
 
 // A worker thread of the synchronous engine: copies files from q until it is
 // closed and drained (or the job is cancelled).

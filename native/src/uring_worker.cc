@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "buffer_pool.h"
+#include "durable.h"
 #include "file_copy.h"
 #include "md5.h"
 #include "ring.h"
@@ -34,6 +35,7 @@ struct Slot {
   int res[FileCopy::kMaxOps]{};
   bool active = false;
   std::unique_ptr<Md5> md5;
+  std::unique_ptr<Digest> digest;  // USYNC_VERIFY: of the bytes read from the source
 };
 
 constexpr uint64_t kCancelTag = ~uint64_t{0};  // user_data of ASYNC_CANCEL
@@ -53,6 +55,8 @@ class UringWorker {
       slots_.resize(qd_);
       if (cfg_.has(USYNC_HASH_MD5))
         for (Slot& s : slots_) s.md5 = std::make_unique<Md5>();
+      if (cfg_.has(USYNC_VERIFY))
+        for (Slot& s : slots_) s.digest = std::make_unique<Digest>();
     } catch (...) {
       return -ENOMEM;
     }
@@ -137,7 +141,12 @@ class UringWorker {
     s.src_fd = -1;
     s.buf = pool_->acquire();
     if (s.md5) s.md5->reset();
-    s.fc.start(job_.chunk);
+    if (s.digest) s.digest->reset();
+    // --verify needs the file's pages written back before it can drop and
+    // re-read them: that sync goes through the ring too (an fdatasync
+    // without --fsync), so that files sync in parallel on io-wq and the
+    // read-back's own fdatasync finds nothing left to do.
+    s.fc.start(job_.chunk, cfg_.has(USYNC_FSYNC) || cfg_.has(USYNC_VERIFY));
     try {
       s.name = s.task.create_name();
     } catch (...) {
@@ -227,6 +236,10 @@ class UringWorker {
           io_uring_prep_write(sqe, static_cast<int>(i), buf + op.buf_off, op.len, op.offset);
         sqe->flags |= IOSQE_FIXED_FILE;
         break;
+      case OpKind::kFsyncDst:
+        io_uring_prep_fsync(sqe, static_cast<int>(i), cfg_.has(USYNC_FSYNC) ? 0 : IORING_FSYNC_DATASYNC);
+        sqe->flags |= IOSQE_FIXED_FILE;
+        break;
       case OpKind::kCloseDst: io_uring_prep_close_direct(sqe, i); break;
     }
     if (op.link == Link::kSoft) sqe->flags |= IOSQE_IO_LINK;
@@ -266,6 +279,8 @@ class UringWorker {
         res = broken ? -ECANCELED : (::close(s.src_fd) == 0 ? 0 : -errno);
       }
       if (kind == OpKind::kRead && res > 0 && s.md5) s.md5->update(pool_->data(s.buf), static_cast<size_t>(res));
+      if (kind == OpKind::kRead && res > 0 && s.digest) s.digest->update(pool_->data(s.buf), static_cast<size_t>(res));
+      if (kind == OpKind::kFsyncDst && res == 0 && test_seams.on_fsync != nullptr) test_seams.on_fsync(false);
       if (kind == OpKind::kWrite && res > 0) job_.add_bytes(static_cast<uint64_t>(res));
       if (kind == OpKind::kCloseSrc && res != -ECANCELED) s.src_fd = -1;
       s.fc.complete(kind, res);
@@ -306,8 +321,12 @@ class UringWorker {
     if (s.fc.done()) {
       r.bytes = s.fc.bytes_written();
       int step = USYNC_STEP_NONE;
-      if (const int err = finalize_file(job_, s.task, s.name, &step); err != 0) {
+      if (const int err = verify(s); err != 0) {
         r.error = err;
+        r.step = err == ECANCELED ? USYNC_STEP_CANCELED : USYNC_STEP_VERIFY;
+        unlinkat(s.task.dst_dirfd(), s.name.c_str(), 0);  // never published
+      } else if (const int err2 = finalize_file(job_, s.task, s.name, &step); err2 != 0) {
+        r.error = err2;
         r.step = step;
       } else if (s.md5) {
         s.md5->final(r.md5);
@@ -325,6 +344,34 @@ class UringWorker {
     s.task = FileTask();
     --active_;
     free_.push_back(i);
+  }
+
+  // USYNC_VERIFY: reads the finished temporary back and compares it with
+  // what was read from the source, before it gets its final name.  This
+  // runs synchronously on the ring's thread (open, fdatasync, fadvise,
+  // preads): there is no io_uring fadvise-after-sync ordering worth the
+  // extra states, and verifying is a mode that trades speed for certainty.
+  // Other files in flight on this ring wait meanwhile.  0 or an errno.
+  int verify(Slot& s) noexcept {
+    if (!s.digest) return 0;
+    const int dfd = s.task.dst_dirfd();
+    const char* name = s.name.c_str();
+    UniqueFd fd(openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd.valid() && errno == EACCES) {
+      // Created with a mode its owner may not read (0044: readable to
+      // others only, as the source was): lend the owner the read bit for
+      // the read-back, then give the temporary its mode back.
+      struct stat st {};
+      if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+          chmod_nofollow(dfd, name, (st.st_mode & 07777) | S_IRUSR) == 0) {
+        fd.reset(openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+        const int err = errno;
+        if (chmod_nofollow(dfd, name, st.st_mode & 07777) != 0) return errno;
+        errno = err;
+      }
+    }
+    if (!fd.valid()) return errno;
+    return verify_file(job_, fd.get(), *s.digest, s.fc.bytes_written(), pool_->data(s.buf), job_.chunk);
   }
 
   void finish_synchronously(std::vector<FileTask>& local, size_t next) noexcept {

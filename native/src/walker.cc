@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "durable.h"
+
 namespace usync {
 namespace {
 
@@ -228,6 +230,15 @@ class Walker {
         if (job_.preserve() && !times_right) {
           const timespec ts[2] = {d->atime, d->mtime};
           if (futimens(d->dst.get(), ts) != 0) job_.report(d, "", "", errno, USYNC_STEP_METADATA);
+        }
+        // USYNC_FSYNC: every entry of d is in place (its files were synced
+        // before their rename or link): make the names durable.  A root
+        // this job created needs its own name in its parent synced too.
+        if (job_.cfg.has(USYNC_FSYNC)) {
+          if (const int e = sync_fd(d->dst.get(), true); e != 0) job_.report(d, "", "", e, USYNC_STEP_FSYNC);
+          if (d->parent == nullptr && d->fresh)
+            if (const int e = sync_dir_path(job_.dst_root.c_str(), true); e != 0)
+              job_.report(d, "", "", e, USYNC_STEP_FSYNC);
         }
       }
       unpin(d);

@@ -288,5 +288,95 @@ TEST(FileCopy, CancelledReadEndsTheFile) {
   EXPECT_EQ(fc.step(), USYNC_STEP_CANCELED);
 }
 
+// USYNC_FSYNC: the destination is fsync'ed through the ring, linked
+// before its close, so that it is durable before it gets its final name.
+TEST(FileCopy, FsyncIsLinkedBeforeTheCloseOfASmallFile) {
+  FileCopy fc;
+  fc.start(4096, /*fsync=*/true);
+  Next(fc);
+  fc.complete(OpKind::kOpenSrc, 5);
+  fc.source_checked(100);
+  Batch b = Next(fc);
+  ExpectKinds(b, {OpKind::kRead, OpKind::kOpenDst, OpKind::kWrite, OpKind::kFsyncDst, OpKind::kCloseDst,
+                  OpKind::kCloseSrc});
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(b.ops[static_cast<size_t>(i)].link, Link::kSoft) << i;
+  EXPECT_EQ(b.ops[5].link, Link::kNone);
+  CompleteAll(fc, b, {100, 0, 100, 0, 0, 0});
+  EXPECT_TRUE(Next(fc).ops.empty());
+  EXPECT_TRUE(fc.done());
+}
+
+TEST(FileCopy, FsyncEndsEveryKindOfChain) {
+  {  // the last chunk of a file of known size
+    FileCopy fc;
+    fc.start(4096, true);
+    Next(fc);
+    fc.complete(OpKind::kOpenSrc, 5);
+    fc.source_checked(5000);
+    CompleteAll(fc, Next(fc), {4096, 0, 4096});
+    Batch b = Next(fc);
+    ExpectKinds(b, {OpKind::kRead, OpKind::kWrite, OpKind::kFsyncDst, OpKind::kCloseDst, OpKind::kCloseSrc});
+    CompleteAll(fc, b, {904, 904, 0, 0, 0});
+    EXPECT_TRUE(Next(fc).ops.empty());
+    EXPECT_TRUE(fc.done());
+  }
+  {  // an empty file: created, synced, closed
+    FileCopy fc;
+    fc.start(4096, true);
+    Next(fc);
+    fc.complete(OpKind::kOpenSrc, 5);
+    fc.source_checked(0);
+    Next(fc);
+    fc.complete(OpKind::kRead, 0);
+    Batch b = Next(fc);
+    ExpectKinds(b, {OpKind::kOpenDst, OpKind::kFsyncDst, OpKind::kCloseDst, OpKind::kCloseSrc});
+    CompleteAll(fc, b, {0, 0, 0, 0});
+    EXPECT_TRUE(Next(fc).ops.empty());
+    EXPECT_TRUE(fc.done());
+  }
+  {  // a file read to EOF: the chain after the last (empty) read
+    FileCopy fc;
+    fc.start(4096, true);
+    Next(fc);
+    fc.complete(OpKind::kOpenSrc, 5);
+    fc.source_checked(0);
+    Next(fc);
+    fc.complete(OpKind::kRead, 300);
+    CompleteAll(fc, Next(fc), {0, 300});
+    Next(fc);
+    fc.complete(OpKind::kRead, 0);
+    Batch b = Next(fc);
+    ExpectKinds(b, {OpKind::kFsyncDst, OpKind::kCloseDst, OpKind::kCloseSrc});
+    CompleteAll(fc, b, {0, 0, 0});
+    EXPECT_TRUE(Next(fc).ops.empty());
+    EXPECT_TRUE(fc.done());
+  }
+}
+
+TEST(FileCopy, FsyncFailureFailsTheFileAndClosesIt) {
+  FileCopy fc;
+  fc.start(4096, true);
+  Next(fc);
+  fc.complete(OpKind::kOpenSrc, 5);
+  fc.source_checked(100);
+  Batch b = Next(fc);
+  ASSERT_EQ(b.ops.size(), 6u);
+  CompleteAll(fc, b, {100, 0, 100, -EIO, -ECANCELED, -ECANCELED});
+  b = Next(fc);
+  ExpectKinds(b, {OpKind::kCloseSrc, OpKind::kCloseDst});
+  CompleteAll(fc, b, {0, 0});
+  EXPECT_TRUE(Next(fc).ops.empty());
+  EXPECT_TRUE(fc.failed());
+  EXPECT_EQ(fc.step(), USYNC_STEP_FSYNC);
+  EXPECT_EQ(fc.error(), EIO);
+  EXPECT_TRUE(fc.dst_created());  // the driver removes it: never published
+}
+
+TEST(FileCopy, NoFsyncUnlessAsked) {
+  FileCopy fc;
+  Opened(fc, 100);
+  for (const OpReq& op : Next(fc).ops) EXPECT_NE(op.kind, OpKind::kFsyncDst);
+}
+
 }  // namespace
 }  // namespace usync

@@ -112,11 +112,22 @@ enum usync_flag {
   /* Re-read every written file from the disk (after an fsync, with its
    * cached pages dropped) before it gets its final name, and compare its
    * digest with that of the bytes read from the source; a mismatch is a
-   * failure (USYNC_STEP_VERIFY, EBADMSG) and the file is not published. */
+   * failure (USYNC_STEP_VERIFY, EBADMSG) and the file is not published
+   * (an older file under that name is left as it was).  The digest is XXH3
+   * (128 bits): it catches corruption, not tampering.  Files take the
+   * read/write path (no reflink or copy_file_range), as with
+   * USYNC_HASH_MD5.  On tmpfs, whose pages are the file, the re-read comes
+   * from memory.  Verified files are counted in usync_stats.files_verified
+   * and bytes_verified; pair copies are verified too. */
   USYNC_VERIFY = 1u << 15,
   /* Durability: fsync every file before it gets its final name and every
    * directory after its entries, so that a finished copy survives a power
-   * loss. */
+   * loss: each directory of a tree once all its entries are in place, the
+   * parent of a destination root the call created, and the directory of
+   * each pair's (or single file's) destination.  Parents made for a
+   * destination path (mkdir -p) are not synced.  A failed fsync is a
+   * failure of that entry (USYNC_STEP_FSYNC); a file whose fsync fails is not
+   * published. */
   USYNC_FSYNC = 1u << 16,
   /* Keep the owner (as root; an unprivileged caller keeps its own uid on
    * what it creates, like rsync -o and cp -a) and the group (any group the
@@ -189,7 +200,7 @@ enum usync_step {
   (USYNC_PRESERVE | USYNC_OWNER | USYNC_GROUP | USYNC_XATTRS | USYNC_ACLS | USYNC_HARD_LINKS | USYNC_SPARSE)
 
 /* Every flag bit this version knows; usync_engine_create() rejects others. */
-#define USYNC_KNOWN_FLAGS 0x1fe7fffu
+#define USYNC_KNOWN_FLAGS 0x1ffffffu
 
 /* Static, human-readable name of a step ("open source", "read", ...). */
 USYNC_API const char *usync_step_name(int step);
