@@ -454,9 +454,14 @@ void remove_temporaries(const Job& job, int dfd) noexcept {
 int settle_entry(const Job& job, int dfd, const char* written, const char* final_name, mode_t mode,
                  const timespec& atime, const timespec& mtime, const SourceMeta& meta, int* step) noexcept {
   int err = 0;
+  // Owners, xattrs, ACLs that could not all be applied are reported, and the
+  // entry gets no times: it never looks complete, so a re-run tries again.
+  bool incomplete = false;
   if (meta.src.valid() && wants_extra_meta(job)) {
-    if (const int e = sync_extra_meta(job, meta.src, Place{dfd, written}, mode, meta.uid, meta.gid); e != 0)
+    if (const int e = sync_extra_meta(job, meta.src, Place{dfd, written}, mode, meta.uid, meta.gid); e != 0) {
       report_metadata(job, meta.dir, meta.name, e);
+      incomplete = true;
+    }
   }
   // Times in every mode (the quick check of a re-run compares them); the
   // mode with -p.  Symlinks have no mode of their own on Linux; and a
@@ -464,7 +469,7 @@ int settle_entry(const Job& job, int dfd, const char* written, const char* final
   // can write) must not be followed.
   const timespec ts[2] = {atime, mtime};
   if (err == 0 && ((job.preserve() && !S_ISLNK(mode) && chmod_nofollow(dfd, written, mode & 07777) != 0) ||
-                   utimensat(dfd, written, ts, AT_SYMLINK_NOFOLLOW) != 0)) {
+                   (!incomplete && utimensat(dfd, written, ts, AT_SYMLINK_NOFOLLOW) != 0))) {
     err = errno;
     *step = USYNC_STEP_METADATA;
   }

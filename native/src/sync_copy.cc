@@ -46,13 +46,17 @@ bool write_all(const Job& job, int fd, const char* p, size_t n, uint64_t* done) 
 int publish_anonymous(const Job& job, const FileTask& t, int fd, const Digest* digest, uint64_t bytes, char* buf,
                       size_t bufsize, int* step) noexcept {
   const timespec ts[2] = {t.atime, t.mtime};
+  // A failure here (a destination without xattrs, root squashed by NFS) is
+  // reported; the bytes are right, so the file is still published, but
+  // without its times: it never looks complete, and a re-run tries again.
+  bool incomplete = false;
   if (wants_extra_meta(job)) {
-    // A failure here (a destination without xattrs, root squashed by NFS)
-    // is reported; the bytes are right, so the file is still published.
-    if (const int err = sync_extra_meta(job, t.src_place(), Place{fd, ""}, t.mode, t.uid, t.gid); err != 0)
+    if (const int err = sync_extra_meta(job, t.src_place(), Place{fd, ""}, t.mode, t.uid, t.gid); err != 0) {
       report_metadata(job, t.dir, t.dst_name, err);
+      incomplete = true;
+    }
   }
-  if ((job.preserve() && fchmod(fd, t.mode & 07777) != 0) || futimens(fd, ts) != 0) {
+  if ((job.preserve() && fchmod(fd, t.mode & 07777) != 0) || (!incomplete && futimens(fd, ts) != 0)) {
     *step = USYNC_STEP_METADATA;
     return errno;
   }
