@@ -209,6 +209,15 @@ func (f *Fs) copyTree(ctx context.Context, arg []string, opt map[string]string) 
 	// the stats follow the engine's byte counters without a cost per file;
 	// it stands for the first file, and each further file done is counted
 	// with an empty transfer as the engine reports progress.
+	//
+	// rclone prunes finished transfers beyond the last 100, merging each
+	// one's time range into a list that it only shortens before the oldest
+	// running transfer, which here is the tree's, running all along: every
+	// file would add a range and a sort of all of them (O(n²): 116 s of CPU
+	// for 100K files).  The finished per-file transfers are kept instead
+	// (a small struct each) while the tree copies.
+	stats.SetMaxCompletedTransfers(-1)
+	defer stats.SetMaxCompletedTransfers(accounting.MaxCompletedTransfers)
 	tr := stats.NewTransferRemoteSize("copytree", -1, f, nil)
 	acc := tr.Account(ctx, nil)
 	acc.ServerSideTransferStart()
