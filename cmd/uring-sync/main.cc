@@ -65,10 +65,12 @@ struct Context {
   bool refused = false;  // the overlap check refused; already explained
   // Errors with the same reason: the first few are printed, the rest
   // counted (a full disk fails every file after it, at whatever step).
-  std::map<int, uint64_t> seen;
+  // Attributes a destination cannot store are one kind each: one line.
+  std::map<std::pair<int, int>, uint64_t> seen;  // (metadata step or 0, errno)
 };
 
 constexpr uint64_t kSameErrorLines = 5;
+uint64_t lines_for(int step) { return step == USYNC_STEP_METADATA ? 1 : kSameErrorLines; }
 constexpr uint32_t kJsonProgressMs = 500;  // --json: a progress event this often
 
 // Writes text to stdout; flush for lines a reader waits for (events other
@@ -104,7 +106,8 @@ extern "C" void on_error(void* user, const usync_file_error* e) {
                    std::strerror(e->error));
     return;
   }
-  if (++c->seen[e->error] > kSameErrorLines) return;
+  const int kind = e->step == USYNC_STEP_METADATA ? USYNC_STEP_METADATA : 0;
+  if (++c->seen[{kind, e->error}] > lines_for(kind)) return;
   if (e->step == USYNC_STEP_CHANGED)
     std::fprintf(stderr, "uring-sync: skipped '%s': it was replaced while being copied\n", where.c_str());
   else if (e->step == USYNC_STEP_DELETE && e->error == EXDEV)
@@ -236,10 +239,13 @@ int main(int argc, char** argv) {
                    usync::cli::quote_name(opts.dst).c_str(), std::strerror(-ret));
     return code;
   }
-  for (const auto& [err, n] : ctx.seen)
-    if (n > kSameErrorLines)
-      std::fprintf(stderr, "uring-sync: ... and %llu more failures: %s\n",
-                   static_cast<unsigned long long>(n - kSameErrorLines), std::strerror(err));
+  for (const auto& [key, n] : ctx.seen) {
+    const auto [kind, err] = key;
+    if (n <= lines_for(kind)) continue;
+    std::fprintf(stderr, "uring-sync: ... and %llu more %s: %s\n", static_cast<unsigned long long>(n - lines_for(kind)),
+                 kind == USYNC_STEP_METADATA ? "entries whose attributes could not all be set" : "failures",
+                 std::strerror(err));
+  }
   if (opts.verbose || st.files_failed > 0) {
     std::fprintf(stderr,
                  "uring-sync: %s%llu files (%s), %llu dirs, %llu symlinks, %llu special; %llu up to date; %llu failed; "
