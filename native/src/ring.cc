@@ -1,6 +1,8 @@
 #include "ring.h"
 
 #include <cerrno>
+#include <chrono>
+#include <thread>
 
 namespace usync {
 
@@ -15,7 +17,19 @@ int Ring::init(unsigned entries, unsigned files, unsigned iowq_max_workers) noex
   io_uring_params p{};
   p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_CQSIZE;
   p.cq_entries = entries * 2;
+  const io_uring_params want = p;
   int ret = io_uring_queue_init_params(entries, &ring_, &p);
+  // An unprivileged user's rings are charged to its RLIMIT_MEMLOCK, and a
+  // ring is uncharged when the kernel has torn it down, which it does in the
+  // background, after its process is gone: a run right after others of the
+  // same user can find the limit briefly used up (seen as one worker of an
+  // unprivileged e2e run falling back).  Try again a few times (at most
+  // 0.3 s) before this worker settles for plain system calls.
+  for (int wait_ms = 10; ret == -ENOMEM && wait_ms <= 160; wait_ms *= 2) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms));
+    p = want;
+    ret = io_uring_queue_init_params(entries, &ring_, &p);
+  }
   if (ret == -EINVAL) {  // kernels before 6.1
     p = io_uring_params{};
     p.flags = IORING_SETUP_CQSIZE;
