@@ -763,14 +763,24 @@ func TestDirectoriesRenamedDuringWalk(t *testing.T) {
 	for _, e := range engines {
 		t.Run(e.name, func(t *testing.T) {
 			t.Parallel()
-			for rep := 0; rep < 3 && !t.Failed(); rep++ {
-				renameRun(t, e, rep)
+			// Three runs that raced; a run whose copy ended before the first
+			// rename (a loaded machine) is checked all the same and repeated.
+			raced := 0
+			for rep := 0; rep < 8 && raced < 3 && !t.Failed(); rep++ {
+				if renameRun(t, e, rep) > 0 {
+					raced++
+				}
+			}
+			if raced == 0 && !t.Failed() {
+				t.Fatalf("no copy was still running at the first rename, in 8 runs: nothing was tested")
 			}
 		})
 	}
 }
 
-func renameRun(t *testing.T, e engine, rep int) {
+// renameRun runs one copy with renames racing it and checks the copy; it returns how many
+// renames happened while the copy ran.
+func renameRun(t *testing.T, e engine, rep int) int {
 	dir := scratchDir(t)
 	src := NewTree(t, filepath.Join(dir, "src"))
 	byContent := map[string]int{}  // bytes -> file id
@@ -830,9 +840,6 @@ func renameRun(t *testing.T, e engine, rep int) {
 		return nil
 	}, src.Root, dst)
 	requireExit(t, e, r, 0, 1)
-	if runs == 0 {
-		t.Fatalf("the copy ended before any directory was renamed: nothing was tested\n%s", r)
-	}
 	t.Logf("run %d: %d renames during the copy, exit %d", rep, runs, r.code)
 	bad := &problems{what: fmt.Sprintf("run %d, %d renames", rep, runs)}
 	found := map[int]bool{}
@@ -854,6 +861,7 @@ func renameRun(t *testing.T, e engine, rep int) {
 	}
 	bad.report(t, r)
 	requireNoWorkLeft(t, dst)
+	return runs
 }
 
 func keys(m map[string]bool) []string {
