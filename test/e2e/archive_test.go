@@ -614,10 +614,6 @@ func TestXattrsUnprivileged(t *testing.T) {
 // reports each file whose attributes could not be set (exit 1), still copies its bytes, and leaves
 // it without its times, so that it never looks complete: a re-run tries it again.
 func TestXattrsOnADestinationWithout(t *testing.T) {
-	needRoot(t, "mounts a FUSE filesystem")
-	if _, err := exec.LookPath("bindfs"); err != nil {
-		t.Skip("bindfs is not installed (the Makefile installs it: apt-get install bindfs)")
-	}
 	for _, e := range engines {
 		t.Run(e.name, func(t *testing.T) {
 			dir := tempDir(t)
@@ -628,16 +624,7 @@ func TestXattrsOnADestinationWithout(t *testing.T) {
 				src.File(fmt.Sprintf("more/t%d", i), []byte("t"), 0o644)
 				setXattr(t, src.Root+fmt.Sprintf("/more/t%d", i), "user.k", []byte("v"))
 			}
-			real, mnt := filepath.Join(dir, "real"), filepath.Join(dir, "mnt")
-			for _, d := range []string{real, mnt} {
-				if err := os.Mkdir(d, 0o755); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if out, err := exec.Command("bindfs", "--xattr-none", real, mnt).CombinedOutput(); err != nil {
-				t.Skipf("bindfs cannot mount here: %v %s", err, out)
-			}
-			t.Cleanup(func() { _ = exec.Command("fusermount", "-u", mnt).Run(); _ = unix.Unmount(mnt, unix.MNT_DETACH) })
+			mnt := mountBindfs(t, dir, "--xattr-none")
 			dst := filepath.Join(mnt, "d")
 			r := copyTree(t, e, runOpts{}, 1, "-X", src.Root, dst)
 			if n := strings.Count(r.stderr, "set attributes '"); n != 1 {

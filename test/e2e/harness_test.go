@@ -332,3 +332,25 @@ func mountTmpfsWith(t *testing.T, options string) string {
 	})
 	return mnt
 }
+
+// mountBindfs mounts a bindfs (FUSE) view of a new directory under dir, with bindfs's options,
+// unmounts it when the test ends, and returns the mount point; it skips the test (saying why)
+// where that cannot be done.
+func mountBindfs(t *testing.T, dir string, options ...string) string {
+	t.Helper()
+	needRoot(t, "mounts a FUSE filesystem")
+	if _, err := exec.LookPath("bindfs"); err != nil {
+		t.Skip("bindfs is not installed (the Makefile installs it: apt-get install bindfs)")
+	}
+	real, mnt := filepath.Join(dir, "real"), filepath.Join(dir, "mnt")
+	for _, d := range []string{real, mnt} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := exec.Command("bindfs", append(options, real, mnt)...).CombinedOutput(); err != nil {
+		t.Skipf("bindfs cannot mount here: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("fusermount", "-u", mnt).Run(); _ = unix.Unmount(mnt, unix.MNT_DETACH) })
+	return mnt
+}

@@ -4,13 +4,10 @@ package e2e
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
-
-	"golang.org/x/sys/unix"
 )
 
 // extras adds to the complete copy dst what the source lacks: files, a tree, a symlink to a
@@ -99,26 +96,13 @@ func TestDeleteMirrors(t *testing.T) {
 
 // TestDeleteOnFuseDestination: mirroring into bindfs (no RENAME_NOREPLACE, like NFS).
 func TestDeleteOnFuseDestination(t *testing.T) {
-	needRoot(t, "mounts a FUSE filesystem")
-	if _, err := exec.LookPath("bindfs"); err != nil {
-		t.Skip("bindfs is not installed (the Makefile installs it: apt-get install bindfs)")
-	}
 	for _, e := range engines {
 		t.Run(e.name, func(t *testing.T) {
 			dir := tempDir(t)
 			src := NewTree(t, filepath.Join(dir, "src"))
 			buildMany(60, 3)(t, src)
 			src.File("big", Data("mirror-fuse-big", 2*mib+1), 0o644)
-			real, mnt := filepath.Join(dir, "real"), filepath.Join(dir, "mnt")
-			for _, d := range []string{real, mnt} {
-				if err := os.Mkdir(d, 0o755); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if out, err := exec.Command("bindfs", real, mnt).CombinedOutput(); err != nil {
-				t.Skipf("bindfs cannot mount here: %v %s", err, out)
-			}
-			t.Cleanup(func() { _ = exec.Command("fusermount", "-u", mnt).Run(); _ = unix.Unmount(mnt, unix.MNT_DETACH) })
+			mnt := mountBindfs(t, dir)
 			dst := filepath.Join(mnt, "d")
 			copyTree(t, e, runOpts{}, 0, "-p", src.Root, dst)
 			extras(t, dir, dst)

@@ -6,7 +6,6 @@ package e2e
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -134,26 +133,13 @@ func TestUpdateAndChecksum(t *testing.T) {
 // TestBindfsDestination: a FUSE destination that refuses RENAME_NOREPLACE (as NFS and CephFS
 // do) gets a complete copy; a re-run there is a no-op.
 func TestBindfsDestination(t *testing.T) {
-	needRoot(t, "mounts a FUSE filesystem")
-	if _, err := exec.LookPath("bindfs"); err != nil {
-		t.Skip("bindfs is not installed (the Makefile installs it: apt-get install bindfs)")
-	}
 	for _, e := range engines {
 		t.Run(e.name, func(t *testing.T) {
 			dir := tempDir(t)
 			src := NewTree(t, filepath.Join(dir, "src"))
 			buildMany(200, 4)(t, src)
 			src.File("big", Data("bindfs-big", 2*mib+1), 0o644)
-			real, mnt := filepath.Join(dir, "real"), filepath.Join(dir, "mnt")
-			for _, d := range []string{real, mnt} {
-				if err := os.Mkdir(d, 0o755); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if out, err := exec.Command("bindfs", real, mnt).CombinedOutput(); err != nil {
-				t.Skipf("bindfs cannot mount here: %v %s", err, out)
-			}
-			t.Cleanup(func() { _ = exec.Command("fusermount", "-u", mnt).Run(); _ = unix.Unmount(mnt, unix.MNT_DETACH) })
+			mnt := mountBindfs(t, dir)
 			// The premise: this mount refuses RENAME_NOREPLACE.
 			_ = os.WriteFile(filepath.Join(mnt, "x"), nil, 0o644)
 			if err := unix.Renameat2(unix.AT_FDCWD, filepath.Join(mnt, "x"), unix.AT_FDCWD, filepath.Join(mnt, "y"), unix.RENAME_NOREPLACE); err == nil {
