@@ -250,6 +250,7 @@ func statsOf(cs *C.usync_stats) Stats {
 		FilesVerified:   uint64(cs.files_verified),
 		BytesVerified:   uint64(cs.bytes_verified),
 		LinksCreated:    uint64(cs.links_created),
+		FilesInline:     uint64(cs.files_inline),
 		BufferBytes:     uint64(cs.buffer_bytes),
 	}
 }

@@ -191,6 +191,7 @@ type Stats struct {
 	FilesVerified   uint64 // files re-read and found equal (Options.Verify)
 	BytesVerified   uint64 // their bytes
 	LinksCreated    uint64 // hard links made (Options.HardLinks)
+	FilesInline     uint64 // io_uring engine: files read from the page cache and copied without the ring
 }
 
 // Step names the part of a copy that failed.

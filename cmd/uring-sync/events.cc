@@ -60,6 +60,7 @@ json stats_json(const usync_stats& s) {
       {"files_verified", s.files_verified},
       {"bytes_verified", s.bytes_verified},
       {"links_created", s.links_created},
+      {"files_inline", s.files_inline},
   };
 }
 

@@ -48,7 +48,7 @@ mode_t current_umask() noexcept {
 
 void Counters::reset() noexcept {
   for (auto* c : {&files_found, &bytes_found, &files_done, &bytes_done, &files_failed, &files_excluded, &files_skipped, &temps_removed, &entries_deleted,
-                  &files_verified, &bytes_verified, &links_created, &dirs_created,
+                  &files_verified, &bytes_verified, &links_created, &files_inline, &dirs_created,
                   &symlinks_created, &specials_created, &start_ns, &end_ns})
     c->store(0, std::memory_order_relaxed);
   walk_done.store(0, std::memory_order_relaxed);
@@ -73,6 +73,7 @@ void Counters::snapshot(usync_stats* s) const noexcept {
   s->files_verified = ld(files_verified);
   s->bytes_verified = ld(bytes_verified);
   s->links_created = ld(links_created);
+  s->files_inline = ld(files_inline);
   s->dirs_created = ld(dirs_created);
   s->symlinks_created = ld(symlinks_created);
   s->specials_created = ld(specials_created);

@@ -58,7 +58,8 @@ struct Counters {
       files_excluded{0}, dirs_created{0}, symlinks_created{0}, specials_created{0},
       files_skipped{0};
   std::atomic<uint64_t> temps_removed{0};  // leftovers of killed runs
-  std::atomic<uint64_t> entries_deleted{0}, files_verified{0}, bytes_verified{0}, links_created{0};
+  std::atomic<uint64_t> entries_deleted{0}, files_verified{0}, bytes_verified{0}, links_created{0},
+      files_inline{0};
   std::atomic<uint64_t> start_ns{0}, end_ns{0};
   std::atomic<uint32_t> walk_done{0}, engine{0}, workers{0}, queue_depth{0}, fd_budget{0};
   std::atomic<uint64_t> buffer_bytes{0};

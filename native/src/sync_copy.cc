@@ -4,7 +4,10 @@
 
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <linux/openat2.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -203,9 +206,25 @@ int copy_in_kernel(const Job& job, const FileTask& t, int in, int out, uint64_t*
   return 1;
 }
 
+bool nowait_reads_supported() noexcept {
+  static const bool ok = [] {
+    open_how how{};
+    how.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+    how.resolve = RESOLVE_CACHED;
+    // "/" is always in the dcache: EAGAIN here would mean the flag is
+    // understood but useless; EINVAL or ENOSYS, a kernel without it.
+    const long fd = syscall(SYS_openat2, AT_FDCWD, "/", &how, sizeof how);
+    if (fd < 0) return false;
+    ::close(static_cast<int>(fd));
+    return true;
+  }();
+  return ok;
+}
+
 FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, size_t bufsize, Md5* md5,
-                          Digest* digest) noexcept {
+                          Digest* digest, bool* would_block) noexcept {
   FileResult r;
+  if (would_block != nullptr) *would_block = false;
   // USYNC_VERIFY: the digest of the bytes read from the source, compared
   // with the file as re-read before it is published.
   std::unique_ptr<Digest> own;
@@ -229,7 +248,22 @@ FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, siz
   }
   // O_NONBLOCK (src_open_flags): a FIFO or device swapped in after the
   // walker's stat must not block the open; the fstat check then refuses it.
-  UniqueFd in(openat(t.src_dirfd(), t.src_name.c_str(), t.src_open_flags()));
+  // The non-blocking attempt declines (nothing done) rather than fail: the
+  // caller's own attempt is the one that reports.
+  auto decline = [&] {
+    *would_block = true;
+    return r;
+  };
+  UniqueFd in;
+  if (would_block != nullptr) {
+    open_how how{};
+    how.flags = static_cast<uint64_t>(t.src_open_flags());
+    how.resolve = RESOLVE_CACHED;
+    in.reset(static_cast<int>(syscall(SYS_openat2, t.src_dirfd(), t.src_name.c_str(), &how, sizeof how)));
+    if (!in.valid()) return decline();
+  } else {
+    in.reset(openat(t.src_dirfd(), t.src_name.c_str(), t.src_open_flags()));
+  }
   if (!in.valid()) {
     r.error = errno;
     r.step = USYNC_STEP_OPEN_SRC;
@@ -237,14 +271,29 @@ FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, siz
   }
   struct stat st {};
   if (fstat(in.get(), &st) != 0) {
+    if (would_block != nullptr) return decline();
     r.error = errno;
     r.step = USYNC_STEP_OPEN_SRC;
     return r;
   }
   if (const int err = t.check_source(st); err != 0) {
+    if (would_block != nullptr) return decline();
     r.error = err;
     r.step = USYNC_STEP_CHANGED;
     return r;
+  }
+  // The first chunk, read before the destination is touched: with
+  // RWF_NOWAIT it comes only from the page cache (a miss returns EAGAIN and
+  // starts readahead, which the ring's read then finds under way).  A short
+  // read may be a partly cached file: declined too.
+  ssize_t first = -1;
+  if (would_block != nullptr) {
+    const bool sparse = job.cfg.has(USYNC_SPARSE) && static_cast<uint64_t>(st.st_blocks) * 512 < t.size;
+    if (sparse || t.size >= job.cfg.large_threshold) return decline();
+    const size_t want = t.size == 0 ? bufsize : static_cast<size_t>(std::min<uint64_t>(bufsize, t.size));
+    iovec iov{buf, want};
+    first = preadv2(in.get(), &iov, 1, 0, RWF_NOWAIT);
+    if (first < 0 || (t.size == 0 ? first != 0 : static_cast<size_t>(first) != want)) return decline();
   }
   const int dfd = t.dst_dirfd();
   // An anonymous file (O_TMPFILE) where the filesystem has them: it gets a
@@ -310,7 +359,14 @@ FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, siz
         return fail(USYNC_STEP_CANCELED);
       }
       const size_t want = until_eof ? bufsize : static_cast<size_t>(std::min<uint64_t>(bufsize, t.size - off));
-      const ssize_t n = ::read(in.get(), buf, want);
+      ssize_t n;
+      if (first >= 0) {  // read already, before the destination was created
+        n = first;
+        first = -1;
+      } else {
+        // After a first pread the file offset is still 0.
+        n = would_block != nullptr ? ::pread(in.get(), buf, want, static_cast<off_t>(off)) : ::read(in.get(), buf, want);
+      }
       if (n < 0) {
         if (errno == EINTR) continue;
         return fail(USYNC_STEP_READ);

@@ -28,8 +28,20 @@ int copy_in_kernel(const Job& job, const FileTask& t, int in, int out, uint64_t*
 // With USYNC_VERIFY the file is read back before it is published (read/write
 // too); digest: a reusable one for that (null: one is made per file).  With
 // USYNC_FSYNC the file is synced before it is published.
+//
+// would_block non-null asks for the copy only if its source needs no I/O:
+// the source is opened with openat2(RESOLVE_CACHED) and its first chunk read
+// with preadv2(RWF_NOWAIT) before anything is created in the destination.
+// When either would block (or fails in any way: the caller's own attempt
+// reports it) *would_block is set and nothing was done; t is then the
+// caller's to copy another way.  Files that take the kernel-side or sparse
+// paths are declined the same way.
 FileResult copy_file_sync(const Job& job, const FileTask& t, char* buf, size_t bufsize, Md5* md5,
-                          Digest* digest = nullptr) noexcept;
+                          Digest* digest = nullptr, bool* would_block = nullptr) noexcept;
+
+// Whether openat2(RESOLVE_CACHED) and preadv2(RWF_NOWAIT) work here (Linux
+// 5.12+); probed once.
+bool nowait_reads_supported() noexcept;
 
 // A worker thread of the synchronous engine: copies files from q until it is
 // closed and drained (or the job is cancelled).

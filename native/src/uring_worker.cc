@@ -42,7 +42,8 @@ constexpr uint64_t kCancelTag = ~uint64_t{0};  // user_data of ASYNC_CANCEL
 
 class UringWorker {
  public:
-  explicit UringWorker(Job& job) : job_(job), cfg_(job.cfg) {}
+  explicit UringWorker(Job& job)
+      : job_(job), cfg_(job.cfg), adaptive_(!job.cfg.has(USYNC_FORCE_URING) && nowait_reads_supported()) {}
   ~UringWorker() { ring_.exit(); }  // before the buffers it registered go
 
   int setup() {
@@ -86,6 +87,7 @@ class UringWorker {
           job_.finish_file(t, skip);
           continue;
         }
+        if (adaptive_ && copy_inline(t)) continue;
         start(std::move(t));
       }
       if (job_.cancelled()) {
@@ -124,6 +126,36 @@ class UringWorker {
   }
 
  private:
+  // The adaptive engine: a file whose source is all in the page cache (its
+  // path in the dcache, its data in memory) is copied right here with plain
+  // system calls, the cheapest way when nothing blocks; only a file that
+  // would wait for the device goes to the ring, where its I/O overlaps with
+  // the others'.  io_uring itself would send each create to io-wq (O_CREAT
+  // opens are always punted), so the ring costs more than it saves on a
+  // cached file.  Returns false when the file is the ring's to copy.
+  bool copy_inline(FileTask& t) noexcept {
+    if (inline_buf_size_ != job_.chunk) {
+      inline_buf_.reset(new (std::nothrow) char[job_.chunk]);
+      inline_buf_size_ = inline_buf_ ? job_.chunk : 0;
+      if (!inline_buf_) return false;
+    }
+    if (cfg_.has(USYNC_HASH_MD5) && !inline_md5_) inline_md5_.reset(new (std::nothrow) Md5);
+    if (cfg_.has(USYNC_VERIFY) && !inline_digest_) inline_digest_.reset(new (std::nothrow) Digest);
+    if ((cfg_.has(USYNC_HASH_MD5) && !inline_md5_) || (cfg_.has(USYNC_VERIFY) && !inline_digest_)) return false;
+    // What is queued for the ring goes to the kernel before this thread
+    // turns to a copy of its own.
+    if (io_uring_sq_ready(ring_.get()) > 0) io_uring_submit(ring_.get());
+    if (inline_md5_) inline_md5_->reset();
+    bool would_block = false;
+    const FileResult r = copy_file_sync(job_, t, inline_buf_.get(), inline_buf_size_, inline_md5_.get(),
+                                        inline_digest_.get(), &would_block);
+    if (would_block) return false;
+    job_.counters.files_inline.fetch_add(1, std::memory_order_relaxed);
+    job_.finish_file(t, r);
+    if (active_ > 0 && io_uring_cq_ready(ring_.get()) > 0) reap();
+    return true;
+  }
+
   bool send_cancel() noexcept {
     io_uring_sqe* sqe = ring_.sqe();
     if (sqe == nullptr) return false;
@@ -452,6 +484,11 @@ class UringWorker {
   uint32_t qd_ = 0;
   uint32_t active_ = 0;
   bool fixed_bufs_ = false;
+  const bool adaptive_;  // cached files are copied inline (copy_inline)
+  std::unique_ptr<char[]> inline_buf_;
+  uint32_t inline_buf_size_ = 0;
+  std::unique_ptr<Md5> inline_md5_;
+  std::unique_ptr<Digest> inline_digest_;
 };
 
 }  // namespace

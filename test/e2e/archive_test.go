@@ -52,7 +52,7 @@ func setXattr(t *testing.T, path, name string, value []byte) {
 // on a re-run; without the flags none of it is copied.
 func TestArchiveMetadata(t *testing.T) {
 	needRoot(t, "gives files away to another owner and sets trusted.* attributes")
-	for _, e := range engines {
+	for _, e := range allEngines {
 		t.Run(e.name, func(t *testing.T) {
 			t.Parallel()
 			dir := tempDir(t)
@@ -248,7 +248,7 @@ func groupSet(g map[uint64][]string) []string {
 // outside the tree), copies each group's bytes once, and a re-run writes nothing and repairs a
 // link that was broken in the copy. Without -H each path is its own file.
 func TestHardLinks(t *testing.T) {
-	for _, e := range engines {
+	for _, e := range allEngines {
 		t.Run(e.name, func(t *testing.T) {
 			t.Parallel()
 			dir := tempDir(t)

@@ -259,7 +259,7 @@ func copyCases() []copyCase {
 func TestCopy(t *testing.T) {
 	binary(t)
 	for _, tc := range copyCases() {
-		for _, e := range engines {
+		for _, e := range allEngines {
 			t.Run(tc.name+"/"+e.name, func(t *testing.T) {
 				t.Parallel()
 				dir := tempDir(t)

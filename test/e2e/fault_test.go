@@ -168,7 +168,7 @@ func swapKinds() []swapKind {
 // bigger than the largest source file, never the device's or the pipe's bytes.
 func TestFilesSwappedForSpecials(t *testing.T) {
 	for _, k := range swapKinds() {
-		for _, e := range engines {
+		for _, e := range allEngines {
 			t.Run(k.name+"/"+e.name, func(t *testing.T) {
 				t.Parallel()
 				if strings.HasPrefix(k.name, "char") {
@@ -350,7 +350,7 @@ func TestSignalStopsWithinASecond(t *testing.T) {
 // TestKillAtRandomPoints: SIGKILL at a random moment leaves every final path absent or complete
 // (or, in an existing DST, as it was), and partial work only under .usync-* names.
 func TestKillAtRandomPoints(t *testing.T) {
-	for _, e := range engines {
+	for _, e := range allEngines {
 		t.Run(e.name, func(t *testing.T) {
 			t.Parallel()
 			dir := scratchDir(t)
@@ -648,7 +648,7 @@ func mutations() []mutation {
 // files spliced, never bytes from nowhere) or absent; untouched files are copied exactly.
 func TestFilesChangedDuringCopy(t *testing.T) {
 	for _, m := range mutations() {
-		for _, e := range engines {
+		for _, e := range allEngines {
 			t.Run(m.name+"/"+e.name, func(t *testing.T) {
 				t.Parallel()
 				dir := scratchDir(t)

@@ -62,6 +62,11 @@ var engines = []engine{
 	{name: "sync", args: []string{"--engine=sync"}, summary: "engine: sync"},
 }
 
+// allEngines adds the engine as it runs by default, adaptive: on a disk filesystem the rings'
+// threads copy the files whose pages are cached themselves and give the rings the others (on
+// tmpfs it is the synchronous engine). The tests where that split can matter run it too.
+var allEngines = append(engines[:len(engines):len(engines)], engine{name: "auto", summary: "engine: "})
+
 // result is one finished run.
 type result struct {
 	cmd    string

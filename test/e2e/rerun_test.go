@@ -40,7 +40,7 @@ func inodesAndCtimes(t *testing.T, root string) map[string]string {
 // destination (no inode, ctime or mtime moves) and reports every file as up to date; a source
 // file changed since is copied again; --ignore-times copies everything.
 func TestRerunWritesNothing(t *testing.T) {
-	for _, e := range engines {
+	for _, e := range allEngines {
 		for _, mode := range [][]string{nil, {"-p"}} {
 			t.Run(e.name+strings.Join(mode, ""), func(t *testing.T) {
 				t.Parallel()

@@ -82,7 +82,7 @@ func countVerified(t *testing.T, stderr string) int {
 }
 
 func TestVerifyAndFsyncCopyExactly(t *testing.T) {
-	for _, e := range engines {
+	for _, e := range allEngines {
 		t.Run(e.name, func(t *testing.T) {
 			dir := tempDir(t)
 			src := NewTree(t, filepath.Join(dir, "src"))

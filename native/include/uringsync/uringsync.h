@@ -253,6 +253,9 @@ typedef struct usync_stats {
   uint64_t files_verified;  /* files re-read and found equal (USYNC_VERIFY) */
   uint64_t bytes_verified;  /* their bytes */
   uint64_t links_created;   /* hard links made (USYNC_HARD_LINKS) */
+  uint64_t files_inline;    /* io_uring engine: files whose source was all in the
+                               page cache, copied by a ring's thread with plain
+                               system calls instead of through the ring */
 } usync_stats;
 
 enum usync_engine_kind {

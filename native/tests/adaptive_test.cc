@@ -1,0 +1,161 @@
+// The adaptive engine: on its own (no --engine), a ring's thread copies a
+// file whose source is all in the page cache with plain system calls and
+// hands the ring only the files that would wait for the device.  These tests
+// make both kinds for real on a disk filesystem (pages dropped with
+// POSIX_FADV_DONTNEED after fsync, checked with mincore) and check the split
+// and the copies.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <linux/magic.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "test_tree.h"
+#include "uringsync/uringsync.h"
+
+namespace usync {
+namespace {
+
+using testing::Pattern;
+using testing::Snapshot;
+using testing::TempDir;
+using testing::WriteFile;
+
+// Pages of the file at path that are in the page cache, and its page count.
+std::pair<size_t, size_t> resident(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return {0, 0};
+  struct stat st {};
+  fstat(fd, &st);
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const size_t pages = (static_cast<size_t>(st.st_size) + page - 1) / page;
+  size_t in = 0;
+  if (pages > 0) {
+    void* map = mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_SHARED, fd, 0);
+    if (map != MAP_FAILED) {
+      std::vector<unsigned char> vec(pages);
+      if (mincore(map, static_cast<size_t>(st.st_size), vec.data()) == 0)
+        for (unsigned char v : vec) in += v & 1;
+      munmap(map, static_cast<size_t>(st.st_size));
+    }
+  }
+  close(fd);
+  return {in, pages};
+}
+
+// Writes the file to disk and drops its pages from the cache.
+bool evict(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const bool ok = fsync(fd) == 0 && posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0;
+  close(fd);
+  return ok && resident(path).first == 0;
+}
+
+class Adaptive : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    struct statfs sf {};
+    ASSERT_EQ(statfs(t_.path().c_str(), &sf), 0);
+    if (sf.f_type == TMPFS_MAGIC || sf.f_type == RAMFS_MAGIC)
+      GTEST_SKIP() << t_.path() << " is on tmpfs, whose pages cannot be dropped (set TMPDIR to a disk filesystem)";
+    src_ = t_ / "src";
+    // 16 KiB files (several pages, one chunk) in four directories; every
+    // other one written to disk and dropped from the cache.
+    for (int i = 0; i < 64; ++i) {
+      const std::string rel = "d" + std::to_string(i % 4) + "/f" + std::to_string(i);
+      WriteFile(src_ + "/" + rel, Pattern(16 * 1024, static_cast<unsigned>(i)));
+      paths_.push_back(rel);
+    }
+    for (size_t i = 0; i < paths_.size(); i += 2) {
+      if (!evict(src_ + "/" + paths_[i]))
+        GTEST_SKIP() << "this filesystem keeps the pages of " << paths_[i] << " after POSIX_FADV_DONTNEED";
+    }
+    for (size_t i = 1; i < paths_.size(); i += 2) {
+      const auto [in, pages] = resident(src_ + "/" + paths_[i]);
+      ASSERT_EQ(in, pages) << paths_[i] << " was just written: its pages must be cached";
+    }
+  }
+
+  usync_engine* Make(uint32_t flags) {
+    usync_options o;
+    usync_options_init(&o);
+    o.flags = flags;
+    usync_engine* e = nullptr;
+    EXPECT_EQ(usync_engine_create(&o, &e), 0);
+    return e;
+  }
+
+  TempDir t_;
+  std::string src_;
+  std::vector<std::string> paths_;
+};
+
+TEST_F(Adaptive, CachedFilesAreCopiedInlineTheOthersThroughTheRing) {
+  usync_engine* e = Make(USYNC_PRESERVE);
+  ASSERT_NE(e, nullptr);
+  ASSERT_EQ(usync_engine_kind(e), USYNC_ENGINE_URING) << "io_uring must work on this machine";
+  const std::string dst = t_ / "dst";
+  ASSERT_EQ(usync_copy_tree(e, src_.c_str(), dst.c_str()), 0);
+  usync_stats st{};
+  ASSERT_EQ(usync_engine_stats(e, &st, sizeof st), 0);
+  usync_engine_destroy(e);
+  EXPECT_EQ(st.engine, USYNC_ENGINE_URING);
+  EXPECT_EQ(st.files_done, 64u);
+  EXPECT_EQ(st.files_failed, 0u);
+  // Exactly the cached half was copied inline; the dropped half went to the ring.
+  EXPECT_EQ(st.files_inline, 32u);
+  EXPECT_EQ(Snapshot(src_), Snapshot(dst));
+}
+
+TEST_F(Adaptive, ForcedEnginesNeverDecideInline) {
+  for (const uint32_t force : {USYNC_FORCE_URING, USYNC_FORCE_SYNC}) {
+    usync_engine* e = Make(force);
+    ASSERT_NE(e, nullptr);
+    const std::string dst = t_ / ("dst" + std::to_string(force));
+    ASSERT_EQ(usync_copy_tree(e, src_.c_str(), dst.c_str()), 0);
+    usync_stats st{};
+    ASSERT_EQ(usync_engine_stats(e, &st, sizeof st), 0);
+    usync_engine_destroy(e);
+    EXPECT_EQ(st.files_done, 64u);
+    EXPECT_EQ(st.files_inline, 0u) << "flag " << force;
+    EXPECT_EQ(Snapshot(src_), Snapshot(dst));
+  }
+}
+
+// Pairs with MD5s: a file copied inline and one through the ring carry the
+// same digest of the same bytes.
+TEST_F(Adaptive, PairsGetTheSameDigestEitherWay) {
+  usync_engine* e = Make(USYNC_HASH_MD5);
+  ASSERT_NE(e, nullptr);
+  std::vector<std::string> s, d;
+  for (int i = 0; i < 2; ++i) {  // f0 was dropped, f1 is cached: same bytes in both below
+    s.push_back(src_ + "/" + paths_[static_cast<size_t>(i)]);
+    d.push_back(t_ / ("out/p" + std::to_string(i)));
+  }
+  WriteFile(s[1], Pattern(16 * 1024, 0));  // now f1 holds f0's bytes, cached
+  ASSERT_TRUE(resident(s[0]).first == 0) << "f0 must still be out of the cache";
+  usync_pair pairs[2] = {{s[0].c_str(), d[0].c_str()}, {s[1].c_str(), d[1].c_str()}};
+  usync_result res[2];
+  ASSERT_EQ(usync_copy_files(e, pairs, 2, res), 0);
+  usync_stats st{};
+  ASSERT_EQ(usync_engine_stats(e, &st, sizeof st), 0);
+  usync_engine_destroy(e);
+  EXPECT_EQ(st.files_inline, 1u);
+  for (const usync_result& r : res) {
+    EXPECT_EQ(r.error, 0);
+    EXPECT_EQ(r.has_md5, 1);
+  }
+  EXPECT_EQ(std::memcmp(res[0].md5, res[1].md5, 16), 0);
+  EXPECT_EQ(testing::ReadFile(AT_FDCWD, d[0]), Pattern(16 * 1024, 0));
+  EXPECT_EQ(testing::ReadFile(AT_FDCWD, d[1]), Pattern(16 * 1024, 0));
+}
+
+}  // namespace
+}  // namespace usync
