@@ -18,6 +18,7 @@ struct Budget {
   uint64_t fd_budget = 0;     // descriptors this call allows itself
   uint32_t chunk = 0;         // bytes per I/O buffer (the asked chunk, less if the budget needs)
   uint64_t buffer_bytes = 0;  // I/O buffers of all rings and threads together
+  bool inline_copies = false; // io_uring: rings' threads may copy cached files themselves (adaptive)
 };
 
 // limit: the RLIMIT_NOFILE soft limit; in_use: descriptors open now (the

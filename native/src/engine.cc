@@ -303,6 +303,7 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
   job.dir_pairs = budget.dir_pairs;
   job.ring_depth = budget.queue_depth;
   job.chunk = budget.chunk;
+  job.inline_copies = budget.inline_copies;
   counters_.engine.store(static_cast<uint32_t>(job.engine_kind), std::memory_order_relaxed);
   counters_.workers.store(workers, std::memory_order_relaxed);
   counters_.queue_depth.store(uring ? budget.queue_depth : 0, std::memory_order_relaxed);

@@ -158,6 +158,7 @@ class Job {
   size_t dir_pairs = 4096;  // directories whose descriptors may be open at once
   uint32_t ring_depth = 128;  // io_uring: files in flight per ring (budgeted)
   uint32_t chunk = 128 * 1024;  // bytes per I/O buffer (budgeted)
+  bool inline_copies = false;   // io_uring: cached files copied by the rings' threads (budgeted)
   // The destination makes anonymous files (O_TMPFILE); false after the first
   // refusal, then files get temporary names.
   mutable std::atomic<bool> tmpfile_ok{true};

@@ -43,7 +43,7 @@ constexpr uint64_t kCancelTag = ~uint64_t{0};  // user_data of ASYNC_CANCEL
 class UringWorker {
  public:
   explicit UringWorker(Job& job)
-      : job_(job), cfg_(job.cfg), adaptive_(!job.cfg.has(USYNC_FORCE_URING) && nowait_reads_supported()) {}
+      : job_(job), cfg_(job.cfg), adaptive_(job.inline_copies && nowait_reads_supported()) {}
   ~UringWorker() { ring_.exit(); }  // before the buffers it registered go
 
   int setup() {

@@ -488,7 +488,7 @@ func TestDescriptorLimit(t *testing.T) {
 		}
 	}
 	n := 0
-	for _, e := range engines {
+	for _, e := range allEngines {
 		for _, limit := range []int{16, 20, 64, 1024} {
 			for _, tree := range []string{deep, wide.Root} {
 				for _, jobs := range [][]string{nil, {"-j", "8"}} {

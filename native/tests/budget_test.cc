@@ -1,0 +1,46 @@
+// plan_budget: descriptors and buffer memory fitted before the kernel says no.
+#include "budget.h"
+
+#include <gtest/gtest.h>
+
+namespace usync {
+namespace {
+
+Config Defaults(uint32_t flags = 0) {
+  Config c;
+  c.flags = flags;
+  c.queue_depth = 128;
+  c.chunk_size = 128 * 1024;
+  c.buffer_budget = 128u << 20;
+  return c;
+}
+
+// Descriptors one call may hold at once on the rings: a ring, its files in
+// flight, its thread's own copy (adaptive), the bulk threads, the directories.
+uint64_t Peak(const Budget& b, bool adaptive) {
+  return uint64_t{b.workers} * (1 + b.queue_depth + (adaptive ? 2 : 0)) + uint64_t{b.bulk_threads} * 2 + b.dir_pairs * 2;
+}
+
+TEST(Budget, AdaptiveRingsKeepTwoDescriptorsForTheirOwnCopies) {
+  const Budget b = plan_budget(Defaults(), true, 2, 1 << 20, 10);
+  EXPECT_TRUE(b.inline_copies);
+  EXPECT_EQ(b.queue_depth, 128u);
+  EXPECT_FALSE(plan_budget(Defaults(USYNC_FORCE_URING), true, 2, 1 << 20, 10).inline_copies)
+      << "--engine=uring puts every file through the ring";
+  for (uint64_t limit : {40, 64, 100, 300, 1024}) {
+    for (const uint32_t flags : {0u, uint32_t{USYNC_FORCE_URING}}) {
+      const Budget t = plan_budget(Defaults(flags), true, 2, limit, 5);
+      EXPECT_LE(Peak(t, t.inline_copies) + 5, limit) << "limit " << limit << " flags " << flags;
+    }
+  }
+}
+
+TEST(Budget, TooFewDescriptorsLeaveEverythingToTheRing) {
+  const Budget b = plan_budget(Defaults(), true, 2, 14, 4);
+  EXPECT_FALSE(b.inline_copies);
+  EXPECT_GE(b.workers, 1u);
+  EXPECT_GE(b.queue_depth, 1u);
+}
+
+}  // namespace
+}  // namespace usync
