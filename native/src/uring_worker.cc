@@ -87,7 +87,7 @@ class UringWorker {
           job_.finish_file(t, skip);
           continue;
         }
-        if (adaptive_ && copy_inline(t)) continue;
+        if (adaptive_ && probe_now() && copy_inline(t)) continue;
         start(std::move(t));
       }
       if (job_.cancelled()) {
@@ -133,6 +133,19 @@ class UringWorker {
   // the others'.  io_uring itself would send each create to io-wq (O_CREAT
   // opens are always punted), so the ring costs more than it saves on a
   // cached file.  Returns false when the file is the ring's to copy.
+  // Whether to try the next file inline.  A probe that misses costs its
+  // system calls (openat2, fstat, preadv2, close) on this thread, which is
+  // what feeds the ring: after consecutive misses the probes thin out
+  // exponentially (1, 2, 4 … 64 files apart), and the first hit brings back
+  // a probe for every file.  Cache state comes in runs (a tree written or
+  // read together), so a cold tree costs about one probe in 64 files and a
+  // warm one loses nothing.
+  bool probe_now() noexcept {
+    if (skip_ == 0) return true;
+    --skip_;
+    return false;
+  }
+
   bool copy_inline(FileTask& t) noexcept {
     if (inline_buf_size_ != job_.chunk) {
       inline_buf_.reset(new (std::nothrow) char[job_.chunk]);
@@ -149,7 +162,12 @@ class UringWorker {
     bool would_block = false;
     const FileResult r = copy_file_sync(job_, t, inline_buf_.get(), inline_buf_size_, inline_md5_.get(),
                                         inline_digest_.get(), &would_block);
-    if (would_block) return false;
+    if (would_block) {
+      backoff_ = std::min<uint32_t>(backoff_ == 0 ? 1 : backoff_ * 2, 64);
+      skip_ = backoff_ - 1;
+      return false;
+    }
+    backoff_ = 0;
     job_.counters.files_inline.fetch_add(1, std::memory_order_relaxed);
     job_.finish_file(t, r);
     if (active_ > 0 && io_uring_cq_ready(ring_.get()) > 0) reap();
@@ -485,6 +503,8 @@ class UringWorker {
   uint32_t active_ = 0;
   bool fixed_bufs_ = false;
   const bool adaptive_;  // cached files are copied inline (copy_inline)
+  uint32_t backoff_ = 0;  // files between probes after the last miss (probe_now)
+  uint32_t skip_ = 0;     // files still to send to the ring unprobed
   std::unique_ptr<char[]> inline_buf_;
   uint32_t inline_buf_size_ = 0;
   std::unique_ptr<Md5> inline_md5_;
