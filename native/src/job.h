@@ -54,12 +54,19 @@ struct Config {
 
 // Live counters (snapshot into usync_stats).
 struct Counters {
-  std::atomic<uint64_t> files_found{0}, bytes_found{0}, files_done{0}, bytes_done{0}, files_failed{0},
-      files_excluded{0}, dirs_created{0}, symlinks_created{0}, specials_created{0},
-      files_skipped{0};
+  // Written by the walker (and rarely by others).
+  std::atomic<uint64_t> files_found{0}, bytes_found{0}, files_excluded{0}, dirs_created{0}, symlinks_created{0},
+      specials_created{0};
   std::atomic<uint64_t> temps_removed{0};  // leftovers of killed runs
-  std::atomic<uint64_t> entries_deleted{0}, files_verified{0}, bytes_verified{0}, links_created{0},
-      files_inline{0};
+  std::atomic<uint64_t> entries_deleted{0};
+  // Written for every file (bytes_done for every write) by every worker:
+  // each on a cache line of its own, so that the threads do not take the
+  // line from each other (and from the walker) on every file.
+  alignas(64) std::atomic<uint64_t> files_done{0};
+  alignas(64) std::atomic<uint64_t> bytes_done{0};
+  alignas(64) std::atomic<uint64_t> files_skipped{0};
+  alignas(64) std::atomic<uint64_t> files_inline{0};
+  alignas(64) std::atomic<uint64_t> files_failed{0}, files_verified{0}, bytes_verified{0}, links_created{0};
   std::atomic<uint64_t> start_ns{0}, end_ns{0};
   std::atomic<uint32_t> walk_done{0}, engine{0}, workers{0}, queue_depth{0}, fd_budget{0};
   std::atomic<uint64_t> buffer_bytes{0};
