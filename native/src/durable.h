@@ -70,6 +70,9 @@ struct TestSeams {
   // Called after each successful fsync of a file or a directory, by either
   // engine (the ring's kFsyncDst completions included).
   void (*on_fsync)(bool is_dir) = nullptr;
+  // Called before an entry's owner, xattrs and ACLs are copied: a test may
+  // put another file under the source's name here, as a racing user would.
+  void (*before_extra_meta)() = nullptr;
 };
 extern TestSeams test_seams;
 

@@ -488,10 +488,10 @@ void report_metadata(const Job& job, const Dir* d, std::string_view name, int er
   const_cast<Job&>(job).report(d, name, name, err, USYNC_STEP_METADATA);
 }
 
-int finalize_file(const Job& job, const FileTask& t, const std::string& written, int* step) noexcept {
-  // The source by name: its descriptor is closed by now.  (Only read for
-  // xattrs and ACLs.)
-  const SourceMeta meta{t.src_place(), t.uid, t.gid, t.dir, t.dst_name};
+int finalize_file(const Job& job, const FileTask& t, const std::string& written, int* step, int src_fd) noexcept {
+  // The source (only read for xattrs and ACLs): the file copied, when it is
+  // still open.
+  const SourceMeta meta{src_fd >= 0 ? Place{src_fd, ""} : t.src_place(), t.uid, t.gid, t.dir, t.dst_name};
   const int err = settle_entry(job, t.dst_dirfd(), written.c_str(), t.replace ? t.dst_name.c_str() : nullptr, t.mode,
                                t.atime, t.mtime, meta, step);
   return err != 0 ? err : sync_pair_parent(job, t, step);

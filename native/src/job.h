@@ -268,9 +268,13 @@ bool up_to_date(const Job& job, const FileTask& t) noexcept;
 void remove_temporaries(const Job& job, int dfd) noexcept;
 
 // Applies -p metadata to a finished destination file and moves a temporary
-// into place; on failure removes what was written.  Returns 0 or an errno and
+// into place; on failure removes what was written.  src_fd: the source file
+// still open (-1: by name), whose xattrs and ACLs are then read through that
+// descriptor, so that they are those of the file whose bytes were copied even
+// if the name was taken by another file meanwhile.  Returns 0 or an errno and
 // sets *step.
-int finalize_file(const Job& job, const FileTask& t, const std::string& written_name, int* step) noexcept;
+int finalize_file(const Job& job, const FileTask& t, const std::string& written_name, int* step,
+                  int src_fd = -1) noexcept;
 
 // fchmodat that never follows a symlink at name; 0 or -1 with errno.
 int chmod_nofollow(int dfd, const char* name, mode_t mode) noexcept;

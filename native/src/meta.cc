@@ -1,4 +1,5 @@
 #include "meta.h"
+#include "durable.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -215,6 +216,7 @@ bool wants_extra_meta(const Job& job) noexcept {
 }
 
 int sync_extra_meta(const Job& job, Place src, Place dst, mode_t st_mode, uid_t uid, gid_t gid) noexcept {
+  if (test_seams.before_extra_meta != nullptr) test_seams.before_extra_meta();
   int first = 0;
   if (job.cfg.has(USYNC_OWNER | USYNC_GROUP)) first = sync_owner(job, dst, uid, gid);
   if (job.cfg.has(USYNC_XATTRS | USYNC_ACLS)) {

@@ -46,15 +46,16 @@ bool write_all(const Job& job, int fd, const char* p, size_t n, uint64_t* done) 
 // synced and verified as asked) its name: linkat (where the name is free) or
 // a temporary name renamed over the old file.  Returns 0 or an errno and
 // sets *step.
-int publish_anonymous(const Job& job, const FileTask& t, int fd, const Digest* digest, uint64_t bytes, char* buf,
-                      size_t bufsize, int* step) noexcept {
+int publish_anonymous(const Job& job, const FileTask& t, int src_fd, int fd, const Digest* digest, uint64_t bytes,
+                      char* buf, size_t bufsize, int* step) noexcept {
   const timespec ts[2] = {t.atime, t.mtime};
   // A failure here (a destination without xattrs, root squashed by NFS) is
   // reported; the bytes are right, so the file is still published, but
   // without its times: it never looks complete, and a re-run tries again.
   bool incomplete = false;
   if (wants_extra_meta(job)) {
-    if (const int err = sync_extra_meta(job, t.src_place(), Place{fd, ""}, t.mode, t.uid, t.gid); err != 0) {
+    // Read through the open source: the file whose bytes were copied.
+    if (const int err = sync_extra_meta(job, Place{src_fd, ""}, Place{fd, ""}, t.mode, t.uid, t.gid); err != 0) {
       report_metadata(job, t.dir, t.dst_name, err);
       incomplete = true;
     }
@@ -379,10 +380,11 @@ FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, siz
       if (!until_eof && static_cast<size_t>(n) < want) break;  // shrank
     }
   }
-  in.reset();
+  // The source stays open until the copy is published: its xattrs and
+  // ACLs are read through it.
   int step = USYNC_STEP_NONE;
   if (anonymous) {
-    if (const int err = publish_anonymous(job, t, out.get(), digest, length != 0 ? length : r.bytes, buf, bufsize, &step); err != 0) {
+    if (const int err = publish_anonymous(job, t, in.get(), out.get(), digest, length != 0 ? length : r.bytes, buf, bufsize, &step); err != 0) {
       errno = err;
       return fail(step);
     }
@@ -397,7 +399,7 @@ FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, siz
       return fail(step);
     }
     if (::close(out.release()) != 0) return fail(USYNC_STEP_CLOSE);
-    if (const int err = finalize_file(job, t, name, &step); err != 0) {
+    if (const int err = finalize_file(job, t, name, &step, in.get()); err != 0) {
       r.error = err;
       r.step = step;
       return r;

@@ -15,6 +15,7 @@
 #include "durable.h"
 #include "file_copy.h"
 #include "md5.h"
+#include "meta.h"
 #include "ring.h"
 #include "sync_copy.h"
 
@@ -326,13 +327,15 @@ class UringWorker {
         // Closed only when the chain before it ran through, as a linked
         // close would be; else the source stays open for the next batch.
         const bool broken = k > 0 && chain_broken(s, k);
-        res = broken ? -ECANCELED : (::close(s.src_fd) == 0 ? 0 : -errno);
+        // With xattrs or ACLs to copy the source stays open until finish()
+        // has read them through it (the file whose bytes were copied).
+        res = broken ? -ECANCELED : (keep_src_ ? 0 : (::close(s.src_fd) == 0 ? 0 : -errno));
       }
       if (kind == OpKind::kRead && res > 0 && s.md5) s.md5->update(pool_->data(s.buf), static_cast<size_t>(res));
       if (kind == OpKind::kRead && res > 0 && s.digest) s.digest->update(pool_->data(s.buf), static_cast<size_t>(res));
       if (kind == OpKind::kFsyncDst && res == 0 && test_seams.on_fsync != nullptr) test_seams.on_fsync(false);
       if (kind == OpKind::kWrite && res > 0) job_.add_bytes(static_cast<uint64_t>(res));
-      if (kind == OpKind::kCloseSrc && res != -ECANCELED) s.src_fd = -1;
+      if (kind == OpKind::kCloseSrc && res != -ECANCELED && !keep_src_) s.src_fd = -1;
       s.fc.complete(kind, res);
       if (kind == OpKind::kOpenSrc && res >= 0) {
         s.src_fd = res;
@@ -363,7 +366,7 @@ class UringWorker {
 
   void finish(uint32_t i) noexcept {
     Slot& s = slots_[i];
-    if (s.src_fd >= 0) {  // only if a close never ran: never leak it
+    if (s.src_fd >= 0 && !(keep_src_ && s.fc.done())) {  // only if a close never ran: never leak it
       ::close(s.src_fd);
       s.src_fd = -1;
     }
@@ -375,7 +378,7 @@ class UringWorker {
         r.error = err;
         r.step = err == ECANCELED ? USYNC_STEP_CANCELED : USYNC_STEP_VERIFY;
         unlinkat(s.task.dst_dirfd(), s.name.c_str(), 0);  // never published
-      } else if (const int err2 = finalize_file(job_, s.task, s.name, &step); err2 != 0) {
+      } else if (const int err2 = finalize_file(job_, s.task, s.name, &step, s.src_fd); err2 != 0) {
         r.error = err2;
         r.step = step;
       } else if (s.md5) {
@@ -386,6 +389,10 @@ class UringWorker {
       r.error = s.fc.error();
       r.step = s.fc.step();
       if (s.fc.dst_created()) unlinkat(s.task.dst_dirfd(), s.name.c_str(), 0);
+    }
+    if (s.src_fd >= 0) {  // kept open for finalize_file (keep_src_)
+      ::close(s.src_fd);
+      s.src_fd = -1;
     }
     job_.finish_file(s.task, r);
     pool_->release(s.buf);
@@ -503,6 +510,7 @@ class UringWorker {
   uint32_t active_ = 0;
   bool fixed_bufs_ = false;
   const bool adaptive_;  // cached files are copied inline (copy_inline)
+  const bool keep_src_ = wants_extra_meta(job_);  // sources stay open until finish()
   uint32_t backoff_ = 0;  // files between probes after the last miss (probe_now)
   uint32_t skip_ = 0;     // files still to send to the ring unprobed
   std::unique_ptr<char[]> inline_buf_;

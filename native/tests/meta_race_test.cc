@@ -1,0 +1,82 @@
+// Owner, xattrs and ACLs come from the file whose bytes were copied: they
+// are read through its open descriptor, never again by name, so a file put
+// under the source's name during the copy cannot lend the copy its
+// attributes (a security.capability, say).
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include "durable.h"
+#include "test_tree.h"
+#include "uringsync/uringsync.h"
+
+namespace usync {
+namespace {
+
+using testing::ReadFile;
+using testing::TempDir;
+using testing::WriteFile;
+
+std::string g_decoy, g_source;
+std::atomic<bool> g_swapped{false};
+
+// Runs where the engine is about to copy an entry's attributes: the first
+// time, the decoy takes the source's name.
+void SwapInDecoy() {
+  if (!g_swapped.exchange(true)) {
+    ASSERT_EQ(rename(g_decoy.c_str(), g_source.c_str()), 0) << std::strerror(errno);
+  }
+}
+
+std::string GetX(const std::string& path) {
+  char buf[64] = {};
+  const ssize_t n = lgetxattr(path.c_str(), "user.who", buf, sizeof buf);
+  return n < 0 ? std::string("error: ") + std::strerror(errno) : std::string(buf, static_cast<size_t>(n));
+}
+
+class MetaRace : public ::testing::TestWithParam<uint32_t> {
+ protected:
+  void TearDown() override { test_seams = TestSeams{}; }
+};
+
+TEST_P(MetaRace, AttributesComeFromTheFileCopied) {
+  TempDir t;
+  const std::string src = t / "src", dst = t / "dst";
+  WriteFile(src + "/f", "the original\n");
+  WriteFile(t / "decoy", "a decoy\n");
+  if (lsetxattr((src + "/f").c_str(), "user.who", "original", 8, 0) != 0)
+    GTEST_SKIP() << t.path() << " has no user xattrs: " << std::strerror(errno);
+  ASSERT_EQ(lsetxattr((t / "decoy").c_str(), "user.who", "decoy", 5, 0), 0);
+  g_decoy = t / "decoy";
+  g_source = src + "/f";
+  g_swapped = false;
+  test_seams.before_extra_meta = SwapInDecoy;
+
+  usync_options o;
+  usync_options_init(&o);
+  o.flags = USYNC_XATTRS | USYNC_PRESERVE | GetParam();
+  usync_engine* e = nullptr;
+  ASSERT_EQ(usync_engine_create(&o, &e), 0);
+  EXPECT_EQ(usync_copy_tree(e, src.c_str(), dst.c_str()), 0);
+  usync_engine_destroy(e);
+  ASSERT_TRUE(g_swapped.load()) << "the seam never ran: nothing was tested";
+  EXPECT_EQ(ReadFile(AT_FDCWD, dst + "/f"), "the original\n");
+  EXPECT_EQ(GetX(dst + "/f"), "original") << "the copy took the attributes of the file put under its name";
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, MetaRace,
+                         ::testing::Values(uint32_t{USYNC_FORCE_URING}, uint32_t{USYNC_FORCE_SYNC}, uint32_t{0}),
+                         [](const auto& info) {
+                           return info.param == USYNC_FORCE_URING ? std::string("uring")
+                                  : info.param == USYNC_FORCE_SYNC ? std::string("sync")
+                                                                   : std::string("auto");
+                         });
+
+}  // namespace
+}  // namespace usync
