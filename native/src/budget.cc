@@ -18,7 +18,13 @@ Budget plan_budget(const Config& cfg, bool uring, uint32_t want_workers, uint64_
   // parent and a child being opened, one being settled), at most 4096.
   const uint64_t dir_fds = std::clamp<uint64_t>(avail / 2, 8, 8192);
   b.dir_pairs = static_cast<size_t>(dir_fds / 2);
-  const uint64_t file_fds = std::max<uint64_t>(avail > dir_fds ? avail - dir_fds : 0, 3);
+  // Beside the directory cache: --delete's remover keeps a few directories
+  // of the tree it removes open (mirror.cc: a quarter of the pairs, 1 to
+  // 32), and -H opens the leader's directory for each link it makes.
+  const uint64_t reserve = (cfg.has(USYNC_DELETE) ? std::clamp<uint64_t>(b.dir_pairs / 4, 1, 32) : 0) +
+                           (cfg.has(USYNC_HARD_LINKS) ? 1 : 0);
+  const uint64_t taken = dir_fds + reserve;
+  const uint64_t file_fds = std::max<uint64_t>(avail > taken ? avail - taken : 0, 3);
   want_workers = std::max(1u, want_workers);
   // Buffer memory: every thread, and every file in flight on a ring, owns
   // one chunk; all of them together stay within cfg.buffer_budget.  The

@@ -56,7 +56,7 @@ class Remover {
   Remover(Job& job, const Dir* d, uint64_t root_mnt) : job_(job), d_(d), root_mnt_(root_mnt) {
     // Descriptors held open while descending (the walker's budget allows
     // about four per cached directory pair); deeper levels reopen through "..".
-    keep_open_ = std::clamp<size_t>(job.dir_pairs / 4, 1, 32);
+    keep_open_ = std::clamp<size_t>(job.dir_pairs / 4, 1, 32);  // reserved by plan_budget
   }
 
   // Removes name (stat st, not followed) from the destination directory dfd.

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 namespace usync {
 namespace {
 
@@ -31,6 +33,22 @@ TEST(Budget, AdaptiveRingsKeepTwoDescriptorsForTheirOwnCopies) {
     for (const uint32_t flags : {0u, uint32_t{USYNC_FORCE_URING}}) {
       const Budget t = plan_budget(Defaults(flags), true, 2, limit, 5);
       EXPECT_LE(Peak(t, t.inline_copies) + 5, limit) << "limit " << limit << " flags " << flags;
+    }
+  }
+}
+
+// --delete's remover and -H's links open descriptors beside the directory
+// cache and the files in flight: the budget leaves room for them.
+TEST(Budget, DeleteAndHardLinksHaveTheirDescriptors) {
+  for (uint64_t limit : {40, 64, 100, 300, 1024, 4096}) {
+    for (const bool uring : {true, false}) {
+      const Budget b = plan_budget(Defaults(USYNC_DELETE | USYNC_HARD_LINKS), uring, 2, limit, 5);
+      const uint64_t remover = std::clamp<uint64_t>(b.dir_pairs / 4, 1, 32), links = 1;
+      const uint64_t files = uring ? uint64_t{b.workers} * (1 + b.queue_depth + (b.inline_copies ? 2 : 0)) +
+                                         uint64_t{b.bulk_threads} * 2
+                                   : uint64_t{b.workers} * 2;
+      // 5 in use before the call, 2 for what the walker opens for a moment.
+      EXPECT_LE(files + b.dir_pairs * 2 + remover + links + 5 + 2, limit) << "limit " << limit << " uring " << uring;
     }
   }
 }
