@@ -405,6 +405,8 @@ CONDITIONS: dict[str, Condition] = {c.name: c for c in [
     Condition("cold-disk", "source in a directory on the disk's own filesystem (no loop device), caches dropped; "
               "fresh tmpfs destination", True, "disk", "tmpfs"),
     Condition("ext4-dst", "source on tmpfs, fresh ext4 (mkfs on /dev/shm) destination", False, "tmpfs", "ext4-shm"),
+    Condition("pagecache", "source in a directory on the disk's own filesystem, read into the page cache before "
+              "each run; fresh ext4 (mkfs on /dev/shm) destination", False, "disk", "ext4-shm"),
 ]}
 
 
@@ -627,11 +629,23 @@ def fresh_destination(mounts: Mounts, cond: "Condition", mnt: str, size: int, in
         os.unlink(img)  # freed once unmounted
 
 
-def settle(cond: "Condition") -> None:
-    """Right before a timed run: caches dropped (cold) or at least nothing dirty left to write back."""
+def warm_up(src: str) -> None:
+    """Reads every file under src, so that its data and metadata are in the page cache."""
+    for root, _, files in os.walk(src):
+        for name in files:
+            with contextlib.suppress(OSError), open(os.path.join(root, name), "rb") as f:
+                while f.read(1 << 20):
+                    pass
+
+
+def settle(cond: "Condition", src: str | None = None) -> None:
+    """Right before a timed run: caches dropped (cold), or a disk source read into the cache
+    (pagecache), and nothing dirty left to write back."""
     if cond.cold:
         drop_caches()
     else:
+        if cond.source == "disk" and src:
+            warm_up(src)
         os.sync()
 
 
@@ -756,7 +770,7 @@ def run_scenarios(a: argparse.Namespace, ds: Dataset, cond: "Condition", src: st
 
     def timed_run(argv: list[str], env: dict[str, str], dst: str, sample: int) -> Sample:
         nonlocal failures
-        settle(cond)
+        settle(cond, src)
         wall, rc, ru, rss = timed(argv, env, log_path, rss_file, a.timeout)
         verified = f"exit {rc}" if rc != 0 else verify_copy(ds, src, dst, sample)
         if verified != "ok":
@@ -800,7 +814,7 @@ def run_scenarios(a: argparse.Namespace, ds: Dataset, cond: "Condition", src: st
             if sc == "resume":
                 # Killed once half the dataset's blocks are in use on the fresh destination
                 # filesystem (statfs, polled): about half the files, whatever the copy's speed.
-                settle(cond)
+                settle(cond, src)
                 before, half = used_bytes(mnt), data_bytes // 2
                 if kill_when(tool.argv(src, dst), tool.env, log_path, lambda: used_bytes(mnt) - before >= half,
                              a.timeout):
@@ -1023,7 +1037,7 @@ def main() -> int:
                         dst = os.path.join(mnt, "copy")
                         if tool.dst_must_exist:
                             os.mkdir(dst)
-                        settle(cond)
+                        settle(cond, src)
                         wall, rc, ru, rss = timed(tool.argv(src, dst), tool.env, log_path, rss_file, a.timeout)
                         verified = "skipped"
                         if rc != 0:
