@@ -38,6 +38,9 @@ class HardLinks {
 
   // Any thread: the leader t finished; error 0 means its copy is under its
   // final name (copied, or already up to date).  Makes the waiting links.
+  // When the leader could not be made under its own destination name (an
+  // error of that name, not of the file), a waiting path is copied instead,
+  // on this thread, and becomes the group's copy.
   void leader_done(const FileTask& t, int error, int step) noexcept;
 
  private:
@@ -63,6 +66,10 @@ class HardLinks {
     std::string dir_rel, leaf;   // kDone: the leader's copy below the destination root
     std::vector<Waiter> waiters;
   };
+
+  // Copies waiter w as the group's file (the leader failed).  Returns 0 or
+  // an errno and sets *step; reports nothing.
+  int copy_waiter(const Waiter& w, const Key& key, int* step) noexcept;
 
   // Links name in d to the group's copy; reports a failure.
   void link(const std::string& dir_rel, const std::string& leaf, Dir* d, const std::string& name, mode_t mode) noexcept;
