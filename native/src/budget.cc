@@ -21,8 +21,11 @@ Budget plan_budget(const Config& cfg, bool uring, uint32_t want_workers, uint64_
   // Beside the directory cache: --delete's remover keeps a few directories
   // of the tree it removes open (mirror.cc: a quarter of the pairs, 1 to
   // 32), and -H opens the leader's directory for each link it makes.
+  // The adaptive engine's metadata prefetch (prefetch.h) holds one
+  // descriptor per thread and the root's, where there are plenty.
+  b.prefetch_threads = uring && !cfg.has(USYNC_FORCE_URING) && avail >= 256 ? 8 : 0;
   const uint64_t reserve = (cfg.has(USYNC_DELETE) ? std::clamp<uint64_t>(b.dir_pairs / 4, 1, 32) : 0) +
-                           (cfg.has(USYNC_HARD_LINKS) ? 1 : 0);
+                           (cfg.has(USYNC_HARD_LINKS) ? 1 : 0) + (b.prefetch_threads > 0 ? b.prefetch_threads + 1 : 0);
   const uint64_t taken = dir_fds + reserve;
   const uint64_t file_fds = std::max<uint64_t>(avail > taken ? avail - taken : 0, 3);
   want_workers = std::max(1u, want_workers);

@@ -19,6 +19,7 @@ struct Budget {
   uint32_t chunk = 0;         // bytes per I/O buffer (the asked chunk, less if the budget needs)
   uint64_t buffer_bytes = 0;  // I/O buffers of all rings and threads together
   bool inline_copies = false; // io_uring: rings' threads may copy cached files themselves (adaptive)
+  uint32_t prefetch_threads = 0;  // adaptive: threads (one descriptor each) warming a cold tree's metadata
 };
 
 // limit: the RLIMIT_NOFILE soft limit; in_use: descriptors open now (the

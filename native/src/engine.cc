@@ -304,6 +304,7 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
   job.ring_depth = budget.queue_depth;
   job.chunk = budget.chunk;
   job.inline_copies = budget.inline_copies;
+  job.prefetch_threads = budget.prefetch_threads;
   counters_.engine.store(static_cast<uint32_t>(job.engine_kind), std::memory_order_relaxed);
   counters_.workers.store(workers, std::memory_order_relaxed);
   counters_.queue_depth.store(uring ? budget.queue_depth : 0, std::memory_order_relaxed);

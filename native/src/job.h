@@ -166,6 +166,10 @@ class Job {
   uint32_t ring_depth = 128;  // io_uring: files in flight per ring (budgeted)
   uint32_t chunk = 128 * 1024;  // bytes per I/O buffer (budgeted)
   bool inline_copies = false;   // io_uring: cached files copied by the rings' threads (budgeted)
+  uint32_t prefetch_threads = 0;  // adaptive: metadata prefetch threads the walker may start (budgeted)
+  // A ring's probe found a file's data not in the page cache: the tree is
+  // (at least partly) cold, and the walker starts its prefetcher.
+  std::atomic<bool> cold_seen{false};
   // The destination makes anonymous files (O_TMPFILE); false after the first
   // refusal, then files get temporary names.
   mutable std::atomic<bool> tmpfile_ok{true};

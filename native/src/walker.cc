@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "durable.h"
+#include "prefetch.h"
 
 namespace usync {
 namespace {
@@ -61,6 +62,7 @@ class Walker {
     if (job_.cfg.has(USYNC_DELETE) && root->dst.valid()) root_mnt_ = mount_id(root->dst.get());
     if (!job_.dry_run() && !root->fresh && root->dst.valid()) clean(root->dst.get());
     list(root);
+    maybe_prefetch();
     while (!stack_.empty() && !job_.cancelled()) {
       settle_ready(std::chrono::milliseconds(0));
       PendingDir p = std::move(stack_.back());
@@ -71,7 +73,9 @@ class Walker {
         else
           list(d);
       }
+      maybe_prefetch();
     }
+    prefetch_.reset();  // the walk is over: nothing left to warm
     // Cancelled: release what was never opened.
     for (PendingDir& p : stack_) job_.release_dir(p.parent);
     stack_.clear();
@@ -82,6 +86,19 @@ class Walker {
   }
 
  private:
+  // A ring found files of this tree out of the page cache: from then on
+  // the tree is walked ahead on threads too (prefetch.h), so that this
+  // thread's listings and stats stop waiting for the device one by one.
+  void maybe_prefetch() noexcept {
+    if (prefetch_ || job_.prefetch_threads == 0 || stack_.empty() ||
+        !job_.cold_seen.load(std::memory_order_relaxed))
+      return;
+    try {
+      prefetch_ = std::make_unique<Prefetcher>(root_->src.get(), job_.prefetch_threads);
+    } catch (...) {
+    }
+  }
+
   // ---- the descriptor cache
   void lru_push(Dir* d) noexcept {  // as most recently used
     d->lru_prev = lru_tail_;
@@ -512,6 +529,7 @@ class Walker {
   size_t open_ = 0;  // directories with descriptors open
   std::vector<PendingDir> stack_;
   std::unique_ptr<char[]> dents_{new char[kDentsBuf]};
+  std::unique_ptr<Prefetcher> prefetch_;  // started by maybe_prefetch
 };
 
 }  // namespace
