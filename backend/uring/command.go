@@ -70,6 +70,7 @@ func (f *Fs) Command(ctx context.Context, name string, arg []string, opt map[str
 			"bytes_copied":    bytesCopied.Load(),
 			"batches":         batchesRun.Load(),
 			"files_fell_back": filesFellBack.Load(),
+			"files_direct":    filesDirect.Load(),
 		}, nil
 	}
 	if do, ok := f.Fs.(fs.Commander); ok {

@@ -3,7 +3,9 @@ package uring
 import (
 	"context"
 	"errors"
+	"hash/crc32"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,6 +26,7 @@ var (
 	bytesCopied   atomic.Int64
 	batchesRun    atomic.Int64
 	filesFellBack atomic.Int64 // Copy calls handed back to rclone's own copy
+	filesDirect   atomic.Int64 // new files copied straight to their final name (partialFinal)
 	summaryOnce   sync.Once
 )
 
@@ -52,9 +55,24 @@ func (f *Fs) Copy(ctx context.Context, src fs.Object, remote string) (fs.Object,
 	if err != nil {
 		return nil, err
 	}
-	dstPath, err := f.osPath(remote)
+	target, direct := remote, false
+	if final, ok := partialFinal(ctx, src, remote); ok {
+		target, direct = final, true
+	}
+	dstPath, err := f.osPath(target)
 	if err != nil {
 		return nil, err
+	}
+	if direct {
+		// Only a new file goes straight to its final name: an existing one
+		// must stay as it was if rclone's verification fails, so it is
+		// replaced by rclone's rename of the partial, as with local.
+		if _, err := os.Lstat(dstPath); !errors.Is(err, os.ErrNotExist) {
+			target, direct = remote, false
+			if dstPath, err = f.osPath(remote); err != nil {
+				return nil, err
+			}
+		}
 	}
 	wantMD5 := f.opt.Hash && f.Hashes().Contains(hash.MD5) && srcFs.Hashes().Contains(hash.MD5) &&
 		!fs.GetConfig(ctx).IgnoreChecksum
@@ -86,6 +104,25 @@ func (f *Fs) Copy(ctx context.Context, src fs.Object, remote string) (fs.Object,
 	}
 	filesCopied.Add(1)
 	bytesCopied.Add(res.Bytes)
+	if direct {
+		filesDirect.Add(1)
+	}
+	return f.finishCopy(ctx, srcObj, src, target, dstPath, direct, res)
+}
+
+// finishCopy gives the engine's copy at dstPath what local's Put would
+// (mode, mtime, metadata) and returns its object. A copy made straight
+// under its final name is removed again when that fails, as rclone would
+// remove its partial.
+func (f *Fs) finishCopy(ctx context.Context, srcObj *Object, src fs.Object, target, dstPath string, direct bool,
+	res uringsync.Result) (_ fs.Object, err error) {
+	if direct {
+		defer func() {
+			if err != nil {
+				_ = os.Remove(dstPath)
+			}
+		}()
+	}
 
 	// rclone sets times and metadata after a server-side copy through the
 	// backend: do as local's Put does. local makes every new file 0666
@@ -101,11 +138,12 @@ func (f *Fs) Copy(ctx context.Context, src fs.Object, remote string) (fs.Object,
 			return nil, err
 		}
 	}
-	base, err := f.Fs.NewObject(ctx, remote)
+	base, err := f.Fs.NewObject(ctx, target)
 	if err != nil {
 		return nil, err
 	}
 	dst := f.wrapObject(base)
+	dst.direct.Store(direct)
 	if fs.GetConfig(ctx).Metadata {
 		meta, err := fs.GetMetadataOptions(ctx, f, src, fs.MetadataAsOpenOptions(ctx))
 		if err != nil {
@@ -122,6 +160,36 @@ func (f *Fs) Copy(ctx context.Context, src fs.Object, remote string) (fs.Object,
 		dst.setMD5(ctx, res.MD5)
 	}
 	return dst, nil
+}
+
+// partialFinal recognises the partial name rclone copies a file to before
+// renaming it to its final name (operations' checkPartial: the final name,
+// "." and eight hex digits of a CRC-32 of that name and the source's
+// fingerprint, then --partial-suffix), and returns that final name. The
+// engine publishes every file atomically under its name (complete or not
+// at all), which is what the partial name is for; so a new file is copied
+// straight to its final name and the rename that follows is a no-op
+// (Move). The CRC is checked, so a file that merely looks like a partial
+// (or a partial of a truncated long name) is copied to the name given.
+func partialFinal(ctx context.Context, src fs.ObjectInfo, remote string) (string, bool) {
+	suffix := fs.GetConfig(ctx).PartialSuffix
+	n := len(remote) - len(suffix) - 9 // "." + 8 hex digits
+	if suffix == "" || n <= 0 || !strings.HasSuffix(remote, suffix) || remote[n] != '.' {
+		return "", false
+	}
+	digits := remote[n+1 : n+9]
+	want, err := strconv.ParseUint(digits, 16, 32)
+	if err != nil || strings.ToLower(digits) != digits {
+		return "", false
+	}
+	final := remote[:n]
+	h := crc32.NewIEEE()
+	_, _ = h.Write([]byte(final))
+	_, _ = h.Write([]byte(fs.Fingerprint(ctx, src, true)))
+	if h.Sum32() != uint32(want) {
+		return "", false
+	}
+	return final, true
 }
 
 func (f *Fs) engineOptions(md5 bool) uringsync.Options {

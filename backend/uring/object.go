@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rclone/rclone/fs"
@@ -20,6 +21,11 @@ type Object struct {
 
 	mu  sync.Mutex
 	md5 *knownHash // nil when not known
+
+	// direct: Copy was asked for rclone's partial name of this file and
+	// copied it straight to its final name (partialFinal); the rename
+	// rclone then asks for is already done (Move).
+	direct atomic.Bool
 }
 
 // knownHash is an MD5 valid while the file keeps this size and mtime.

@@ -397,6 +397,9 @@ func baseObject(src fs.Object) (*Object, bool) {
 
 // Move src to remote with a rename (as local).
 func (f *Fs) Move(ctx context.Context, src fs.Object, remote string) (fs.Object, error) {
+	if o, ok := src.(*Object); ok && o.f == f && remote == o.Remote() && o.direct.CompareAndSwap(true, false) {
+		return o, nil // rclone's rename of a partial the engine never made (partialFinal)
+	}
 	do := f.Fs.Features().Move
 	o, ok := baseObject(src)
 	if do == nil || !ok {

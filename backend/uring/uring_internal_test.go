@@ -104,6 +104,86 @@ func TestCopyDirBatched(t *testing.T) {
 	t.Logf("%d files in %d engine calls", len(files), b)
 }
 
+// TestPartialsAreNotMadeForNewFiles: rclone's copy asks for a partial name
+// and renames it; a new file is copied straight to its final name instead
+// (the engine publishes it atomically), while a file that exists keeps the
+// partial round trip, so that a failed verification leaves it as it was.
+// Run through rclone's own operations.Copy, so the partial names are
+// rclone's, not this test's idea of them.
+func TestPartialsAreNotMadeForNewFiles(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	src, dst := filepath.Join(dir, "src"), filepath.Join(dir, "dst")
+	files := makeTree(t, src, 20)
+	fsrc := newRemote(t, ctx, "upsrc", src)
+	fdst := newRemote(t, ctx, "updst", dst)
+	direct, copied := filesDirect.Load(), filesCopied.Load()
+	if err := sync.CopyDir(ctx, fdst, fsrc, false); err != nil {
+		t.Fatal(err)
+	}
+	checkTree(t, src, dst, files)
+	if n := filesDirect.Load() - direct; n != int64(len(files)) {
+		t.Errorf("%d of %d new files went straight to their names", n, len(files))
+	}
+	// Change every source file: the copies exist, so each goes through a
+	// partial and rclone's rename.
+	for rel := range files {
+		p := filepath.Join(src, rel)
+		files[rel] = append(files[rel], "changed"...)
+		if err := os.WriteFile(p, files[rel], 0o644); err != nil {
+			t.Fatal(err)
+		}
+		mt := time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC)
+		if err := os.Chtimes(p, mt, mt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	direct, copied = filesDirect.Load(), filesCopied.Load()
+	fsrc = newRemote(t, ctx, "upsrc", src)
+	if err := sync.CopyDir(ctx, fdst, fsrc, false); err != nil {
+		t.Fatal(err)
+	}
+	checkTree(t, src, dst, files)
+	if n := filesCopied.Load() - copied; n != int64(len(files)) {
+		t.Errorf("engine copied %d updated files, want %d", n, len(files))
+	}
+	if n := filesDirect.Load() - direct; n != 0 {
+		t.Errorf("%d existing files were replaced without rclone's partial", n)
+	}
+	// Nothing partial is left anywhere.
+	_ = filepath.Walk(dst, func(p string, _ os.FileInfo, _ error) error {
+		if strings.HasSuffix(p, ".partial") {
+			t.Errorf("left behind: %s", p)
+		}
+		return nil
+	})
+}
+
+// A name that only looks like a partial (wrong CRC) is copied to that name.
+func TestPartialLookalikeKeepsItsName(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "a"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := newRemote(t, ctx, "ulook", dir)
+	src, err := f.NewObject(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const name = "b.0badc0de.partial"
+	got, err := f.Copy(ctx, src, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Remote() != name {
+		t.Fatalf("copied to %q, want %q", got.Remote(), name)
+	}
+	if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestCopyKnowsHash checks that Copy returns objects whose MD5 needs no
 // read, and that a changed file is hashed again.
 func TestCopyKnowsHash(t *testing.T) {
