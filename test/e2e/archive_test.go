@@ -390,50 +390,57 @@ func TestSparse(t *testing.T) {
 	}
 }
 
-// fidelityChecks are the attributes TestArchiveFidelity checks, each a func(src, dst) -> ok.
-func fidelityChecks(t *testing.T) []struct {
+// fidelity is one attribute TestArchiveFidelity checks: lost(src, dst) says how the copy dst lost
+// it ("" when it kept it).
+type fidelity struct {
 	name string
-	ok   func(src, dst string) bool
-} {
+	lost func(src, dst string) string
+}
+
+// fidelityChecks are the attributes TestArchiveFidelity checks.
+func fidelityChecks(t *testing.T) []fidelity {
 	// Each attribute is checked apart from the path beyond PATH_MAX (its own row), so that a tool
 	// that cannot copy that one path is still judged on the others.
 	// The other rows judge what a tool did copy: an entry it left out (rclone copies no FIFO or
 	// device) counts against the first row only.
-	same := func(o CompareOpts) func(src, dst string) bool {
-		return func(src, dst string) bool {
+	// A lost attribute is told by its first differences, for the README's table.
+	why := func(d []string, err error) string {
+		switch {
+		case err != nil:
+			return err.Error()
+		case len(d) > 4:
+			return strings.Join(d[:4], "; ") + fmt.Sprintf("; and %d more", len(d)-4)
+		}
+		return strings.Join(d, "; ")
+	}
+	same := func(o CompareOpts) func(src, dst string) string {
+		return func(src, dst string) string {
 			d, err := CompareTrees(src, dst, o)
-			if err != nil {
-				return false
-			}
+			var kept []string
 			for _, diff := range d {
 				if !strings.HasPrefix(diff, `"aaaa`) && !strings.Contains(diff, ": missing in copy") {
-					return false
+					kept = append(kept, diff)
 				}
 			}
-			return true
+			return why(kept, err)
 		}
 	}
-	return []struct {
-		name string
-		ok   func(src, dst string) bool
-	}{
-		{"content, types, symlinks, specials", func(src, dst string) bool {
+	return []fidelity{
+		{"content, types, symlinks, specials", func(src, dst string) string {
 			// Strict: every entry there (modes and times are the next rows').
 			d, err := CompareTrees(src, dst, CompareOpts{Preserve: true})
-			if err != nil {
-				return false
-			}
+			var kept []string
 			for _, diff := range d {
 				if !strings.HasPrefix(diff, `"aaaa`) && !strings.Contains(diff, ": mode ") && !strings.Contains(diff, ": mtime ") {
-					return false
+					kept = append(kept, diff)
 				}
 			}
-			return true
+			return why(kept, err)
 		}},
-		{"a path longer than PATH_MAX", func(src, dst string) bool {
+		{"a path longer than PATH_MAX", func(src, dst string) string {
 			fd, err := openRoot(dst)
 			if err != nil {
-				return false
+				return err.Error()
 			}
 			defer unix.Close(fd)
 			long := ""
@@ -442,21 +449,31 @@ func fidelityChecks(t *testing.T) []struct {
 			}
 			leaf, err := openDirAt(fd, strings.TrimSuffix(long, "/"), false)
 			if err != nil {
-				return false
+				return "not copied"
 			}
 			defer unix.Close(leaf)
 			var st unix.Stat_t
-			return unix.Fstatat(leaf, "leaf", &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Size == 15
+			if unix.Fstatat(leaf, "leaf", &st, unix.AT_SYMLINK_NOFOLLOW) != nil || st.Size != 15 {
+				return "not copied"
+			}
+			return ""
 		}},
 		{"modes (setuid/sticky too), ns mtimes", same(CompareOpts{Preserve: true})},
 		{"owners and groups", same(CompareOpts{Owner: true})},
 		{"xattrs (files, dirs, symlinks)", same(CompareOpts{Xattrs: true})},
 		{"ACLs (access, default)", same(CompareOpts{ACLs: true})},
-		{"hard links", func(src, dst string) bool {
-			return strings.Join(groupSet(linkGroups(t, src)), " ") == strings.Join(groupSet(linkGroups(t, dst)), " ")
+		{"hard links", func(src, dst string) string {
+			s, d := strings.Join(groupSet(linkGroups(t, src)), " "), strings.Join(groupSet(linkGroups(t, dst)), " ")
+			if s != d {
+				return fmt.Sprintf("linked: %q, want %q", d, s)
+			}
+			return ""
 		}},
-		{"sparse files stay sparse", func(src, dst string) bool {
-			return allocated(t, dst+"/sparse") <= allocated(t, src+"/sparse")+64*1024
+		{"sparse files stay sparse", func(src, dst string) string {
+			if s, d := allocated(t, src+"/sparse"), allocated(t, dst+"/sparse"); d > s+64*1024 {
+				return fmt.Sprintf("%d bytes allocated, source %d", d, s)
+			}
+			return ""
 		}},
 	}
 }
@@ -521,8 +538,8 @@ func TestArchiveFidelity(t *testing.T) {
 				dst := filepath.Join(base, "a-"+e.name)
 				copyTree(t, e, runOpts{}, 0, "-a", src.Root, dst)
 				for _, c := range checks {
-					if !c.ok(src.Root, dst) {
-						t.Errorf("-a lost: %s", c.name)
+					if why := c.lost(src.Root, dst); why != "" {
+						t.Errorf("-a lost: %s: %s", c.name, why)
 					}
 				}
 				requireSameTree(t, src.Root, dst, CompareOpts{Preserve: true, Owner: true, Xattrs: true, ACLs: true})
@@ -530,25 +547,35 @@ func TestArchiveFidelity(t *testing.T) {
 		}
 	}
 	peers := map[string][]string{"cp -a": {"cp", "-a"}, "rsync -aHAXS": {"rsync", "-aHAXS"}}
-	// This project's rclone (build/bin/rclone, built by `make rclone`) on uring remotes with
-	// --metadata, --links and empty directories: what rclone keeps of a local tree.
+	// This project's rclone (build/bin/rclone, built by `make rclone`) with --metadata, --links and
+	// empty directories: what rclone keeps of a local tree, on uring remotes (the engine copies) and,
+	// for comparison, on plain paths (rclone's own local backend, same binary).
 	rclone := filepath.Join(filepath.Dir(binary(t)), "rclone")
+	rcloneArgs := []string{rclone, "copy", "-M", "--links", "--create-empty-src-dirs"}
+	const rcloneURing, rcloneLocal = "rclone copy -M", "rclone copy -M (local)"
 	if _, err := os.Stat(rclone); err == nil {
-		peers["rclone copy -M"] = []string{rclone, "copy", "-M", "--links", "--create-empty-src-dirs"}
+		peers[rcloneURing] = rcloneArgs
+		peers[rcloneLocal] = rcloneArgs
 	} else {
 		t.Logf("rclone copy -M: %s not built (make rclone)", rclone)
 	}
-	for name, argv := range peers {
+	names := make([]string, 0, len(peers))
+	for name := range peers {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		argv := peers[name]
 		if _, err := exec.LookPath(argv[0]); err != nil {
 			t.Logf("%s: not installed", name)
 			continue
 		}
-		dst := filepath.Join(dir, strings.ReplaceAll(name, " ", ""))
+		dst := filepath.Join(dir, strings.NewReplacer(" ", "", "(", "", ")", "").Replace(name))
 		from, to := src.Root, dst
-		switch {
-		case argv[0] == "rsync":
+		switch name {
+		case "rsync -aHAXS":
 			from += "/"
-		case argv[0] == rclone:
+		case rcloneURing:
 			from, to = ":uring:"+from, ":uring:"+to
 		}
 		cmd := exec.Command(argv[0], append(argv[1:], from, to)...)
@@ -557,7 +584,8 @@ func TestArchiveFidelity(t *testing.T) {
 			t.Logf("%s: %v %.200s", name, err, out)
 		}
 		for _, c := range checks {
-			t.Logf("fidelity %-14s %-40s %v", name, c.name, c.ok(src.Root, dst))
+			why := c.lost(src.Root, dst)
+			t.Logf("fidelity %-22s %-40s %v %.300s", name, c.name, why == "", why)
 		}
 	}
 }
