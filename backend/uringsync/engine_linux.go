@@ -107,6 +107,7 @@ func New(opts *Options) (*Engine, error) {
 		{o.Owner, C.USYNC_OWNER},
 		{o.Group, C.USYNC_GROUP},
 		{o.Xattrs, C.USYNC_XATTRS},
+		{o.UserXattrs, C.USYNC_USER_XATTRS},
 		{o.ACLs, C.USYNC_ACLS},
 		{o.OneFileSystem, C.USYNC_ONE_FILE_SYSTEM},
 		{o.CopyLinks, C.USYNC_COPY_LINKS},

@@ -684,3 +684,47 @@ func TestXattrs(t *testing.T) {
 		}
 	})
 }
+
+// TestUserXattrs: UserXattrs copies user.* attributes, and as root (the
+// only one who can set them) leaves trusted.* ones behind, which Xattrs
+// copies; pair copies do the same as tree copies.
+func TestUserXattrs(t *testing.T) {
+	engines(t, func(t *testing.T, forceSync bool) {
+		dir := t.TempDir()
+		src := filepath.Join(dir, "src")
+		f := filepath.Join(src, "f")
+		writeFile(t, f, content(1))
+		if err := syscall.Setxattr(f, "user.k", []byte("v"), 0); err != nil {
+			t.Skipf("no user xattrs on %s: %v", dir, err)
+		}
+		trusted := syscall.Setxattr(f, "trusted.t", []byte("t"), 0) == nil // root only
+		get := func(p, name string) (string, bool) {
+			buf := make([]byte, 16)
+			n, err := syscall.Getxattr(p, name, buf)
+			return string(buf[:max(n, 0)]), err == nil
+		}
+		for _, c := range []struct {
+			name string
+			o    Options
+		}{{"user", Options{UserXattrs: true}}, {"all", Options{Xattrs: true}}, {"both", Options{Xattrs: true, UserXattrs: true}}} {
+			c.o.ForceSync = forceSync
+			e := newEngine(t, c.o)
+			tree, pair := filepath.Join(dir, c.name+"-tree"), filepath.Join(dir, c.name+"-pair")
+			if err := e.CopyTree(context.Background(), src, tree); err != nil {
+				t.Fatal(err)
+			}
+			res, err := e.CopyFiles(context.Background(), []Pair{{Src: f, Dst: filepath.Join(pair, "f")}})
+			if err != nil || res[0].Err != nil {
+				t.Fatalf("%s: CopyFiles: %v %v", c.name, err, res[0].Err)
+			}
+			for _, dst := range []string{filepath.Join(tree, "f"), filepath.Join(pair, "f")} {
+				if v, ok := get(dst, "user.k"); v != "v" || !ok {
+					t.Errorf("%s: %s: user.k = %q (%v), want v", c.name, dst, v, ok)
+				}
+				if _, ok := get(dst, "trusted.t"); trusted && ok != c.o.Xattrs {
+					t.Errorf("%s: %s has trusted.t: %v, want %v", c.name, dst, ok, c.o.Xattrs)
+				}
+			}
+		}
+	})
+}

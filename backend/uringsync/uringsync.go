@@ -63,6 +63,10 @@ type Options struct {
 	// keeps POSIX ACLs. Each is synchronised: what the destination has and
 	// the source has not (an inherited ACL, a stale xattr) is removed.
 	Owner, Group, Xattrs, ACLs bool
+	// UserXattrs keeps the user namespace's extended attributes (user.*)
+	// only, also as root: what rclone's local backend keeps with
+	// --metadata. Xattrs, also set, wins.
+	UserXattrs bool
 	// OneFileSystem does not cross filesystem boundaries in the source (a
 	// mount point becomes an empty directory); CopyLinks follows symlinks
 	// in the source (a dangling one fails, one looping back is refused).

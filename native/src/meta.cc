@@ -128,11 +128,11 @@ constexpr std::string_view kAclAccess = "system.posix_acl_access";
 constexpr std::string_view kAclDefault = "system.posix_acl_default";
 
 // Which attribute names the job manages: -X the user, trusted and security
-// namespaces (rsync's -X), -A the two POSIX ACLs.  Other system.* names are
-// the filesystem's own.
+// namespaces (rsync's -X), USYNC_USER_XATTRS the user namespace, -A the two
+// POSIX ACLs.  Other system.* names are the filesystem's own.
 bool managed(const Job& job, std::string_view name) noexcept {
   if (name == kAclAccess || name == kAclDefault) return job.cfg.has(USYNC_ACLS);
-  if (!job.cfg.has(USYNC_XATTRS)) return false;
+  if (!job.cfg.has(USYNC_XATTRS)) return job.cfg.has(USYNC_USER_XATTRS) && name.starts_with("user.");
   // Without privilege only user.* can be set (as rsync does); trusted.*
   // and security.capability need CAP_SYS_ADMIN / CAP_SETFCAP.
   static const bool root = geteuid() == 0;
@@ -212,14 +212,14 @@ int sync_owner(const Job& job, Place dst, uid_t uid, gid_t gid) noexcept {
 }  // namespace
 
 bool wants_extra_meta(const Job& job) noexcept {
-  return job.cfg.has(USYNC_OWNER | USYNC_GROUP | USYNC_XATTRS | USYNC_ACLS);
+  return job.cfg.has(USYNC_OWNER | USYNC_GROUP | USYNC_XATTRS | USYNC_USER_XATTRS | USYNC_ACLS);
 }
 
 int sync_extra_meta(const Job& job, Place src, Place dst, mode_t st_mode, uid_t uid, gid_t gid) noexcept {
   if (test_seams.before_extra_meta != nullptr) test_seams.before_extra_meta();
   int first = 0;
   if (job.cfg.has(USYNC_OWNER | USYNC_GROUP)) first = sync_owner(job, dst, uid, gid);
-  if (job.cfg.has(USYNC_XATTRS | USYNC_ACLS)) {
+  if (job.cfg.has(USYNC_XATTRS | USYNC_USER_XATTRS | USYNC_ACLS)) {
     const int err = sync_xattrs(job, src, dst, st_mode);
     if (first == 0) first = err;
   }

@@ -1,5 +1,5 @@
 // Archive metadata beyond permission bits and times: owner and group
-// (-o, -g), extended attributes (-X) and POSIX ACLs (-A).
+// (-o, -g), extended attributes (-X, or user.* alone) and POSIX ACLs (-A).
 //
 // Each is synchronised rather than blindly set: what the destination already
 // has right is not written (a re-run changes no ctime), and what it has and

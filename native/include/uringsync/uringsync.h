@@ -162,6 +162,12 @@ enum usync_flag {
    * its size is copied segment by segment (SEEK_DATA / SEEK_HOLE, or a
    * reflink), so the copy allocates what the source does. */
   USYNC_SPARSE = 1u << 24,
+  /* Keep extended attributes of the user namespace only (user.*), also when
+   * run as root, where USYNC_XATTRS keeps trusted.* and security.* too: what
+   * rclone's local backend keeps with --metadata.  Synchronised as with
+   * USYNC_XATTRS (which, also set, wins); failures are reported the same way
+   * (USYNC_STEP_METADATA). */
+  USYNC_USER_XATTRS = 1u << 25,
 };
 
 /* Which step of a copy failed (usync_file_error.step). */
@@ -200,7 +206,7 @@ enum usync_step {
   (USYNC_PRESERVE | USYNC_OWNER | USYNC_GROUP | USYNC_XATTRS | USYNC_ACLS | USYNC_HARD_LINKS | USYNC_SPARSE)
 
 /* Every flag bit this version knows; usync_engine_create() rejects others. */
-#define USYNC_KNOWN_FLAGS 0x1ffffffu
+#define USYNC_KNOWN_FLAGS 0x3ffffffu
 
 /* Static, human-readable name of a step ("open source", "read", ...). */
 USYNC_API const char *usync_step_name(int step);
