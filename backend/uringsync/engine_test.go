@@ -728,3 +728,52 @@ func TestUserXattrs(t *testing.T) {
 		}
 	})
 }
+
+// TestCopyFilesMetadataFailed: a pair whose xattrs the destination cannot
+// store (ramfs has none) is copied, and its result says that its metadata
+// failed: the library reports that through the error callback only.
+func TestCopyFilesMetadataFailed(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounts a ramfs (a filesystem without xattrs), which needs root")
+	}
+	dir := t.TempDir()
+	mnt := filepath.Join(dir, "ramfs")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("ramfs", mnt, "ramfs", 0, ""); err != nil {
+		t.Skipf("cannot mount a ramfs here: %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(mnt, syscall.MNT_DETACH) })
+	tagged, plain := filepath.Join(dir, "tagged"), filepath.Join(dir, "plain")
+	writeFile(t, tagged, content(1))
+	writeFile(t, plain, content(2))
+	if err := syscall.Setxattr(tagged, "user.k", []byte("v"), 0); err != nil {
+		t.Skipf("no user xattrs on %s: %v", dir, err)
+	}
+	engines(t, func(t *testing.T, forceSync bool) {
+		var reported []*FileError
+		e := newEngine(t, Options{ForceSync: forceSync, UserXattrs: true, HashMD5: true,
+			OnError: func(fe *FileError) { reported = append(reported, fe) }})
+		dst := filepath.Join(mnt, fmt.Sprint(forceSync))
+		res, err := e.CopyFiles(context.Background(), []Pair{
+			{Src: tagged, Dst: filepath.Join(dst, "tagged")}, {Src: plain, Dst: filepath.Join(dst, "plain")}})
+		var ce *CopyError
+		if !errors.As(err, &ce) || ce.Failed != 1 {
+			t.Errorf("err = %v, want a CopyError with 1 failure", err)
+		}
+		var fe *FileError
+		if !errors.As(res[0].Err, &fe) || fe.Step != StepMetadata || !errors.Is(fe, syscall.EOPNOTSUPP) || res[0].HasMD5 {
+			t.Errorf("tagged: result %+v, want a metadata failure (EOPNOTSUPP) without MD5", res[0])
+		}
+		if res[1].Err != nil || !res[1].HasMD5 {
+			t.Errorf("plain: result %+v, want success", res[1])
+		}
+		if b, err := os.ReadFile(filepath.Join(dst, "tagged")); err != nil || !bytes.Equal(b, content(1)) {
+			t.Errorf("tagged was not copied: %v", err)
+		}
+		if len(reported) != 1 || reported[0].Step != StepMetadata {
+			t.Errorf("OnError got %v, want the one metadata failure", reported)
+		}
+	})
+}

@@ -132,7 +132,11 @@ type Pair struct {
 
 // Result is the outcome of one [Pair].
 type Result struct {
-	Err   error // nil, or a *FileError
+	// Err is nil, or a *FileError. With Step StepMetadata the file was
+	// copied and is in place, but some of the metadata asked for (owner,
+	// group, xattrs) could not be applied, and the file has not got the
+	// source's times.
+	Err   error
 	Bytes int64 // bytes copied
 	// HasMD5 says that MD5 is the digest of the bytes copied. It is set only
 	// when the library reports one: the pair was copied (Err is nil) with
