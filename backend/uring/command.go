@@ -71,6 +71,7 @@ func (f *Fs) Command(ctx context.Context, name string, arg []string, opt map[str
 			"batches":         batchesRun.Load(),
 			"files_fell_back": filesFellBack.Load(),
 			"files_direct":    filesDirect.Load(),
+			"files_metadata":  filesWithMeta.Load(),
 		}, nil
 	}
 	if do, ok := f.Fs.(fs.Commander); ok {

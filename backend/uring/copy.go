@@ -27,13 +27,14 @@ var (
 	batchesRun    atomic.Int64
 	filesFellBack atomic.Int64 // Copy calls handed back to rclone's own copy
 	filesDirect   atomic.Int64 // new files copied straight to their final name (partialFinal)
+	filesWithMeta atomic.Int64 // engine copies that got -M's metadata from the engine
 	summaryOnce   sync.Once
 )
 
 func logSummary() {
 	if n := filesCopied.Load() + filesFellBack.Load(); n > 0 {
-		fs.Infof(Name, "engine copied %d files (%d bytes) in %d batches; %d fell back to rclone's copy",
-			filesCopied.Load(), bytesCopied.Load(), batchesRun.Load(), filesFellBack.Load())
+		fs.Infof(Name, "engine copied %d files (%d bytes) in %d batches; %d fell back to rclone's copy; %d got --metadata from the engine",
+			filesCopied.Load(), bytesCopied.Load(), batchesRun.Load(), filesFellBack.Load(), filesWithMeta.Load())
 	}
 }
 
@@ -74,9 +75,22 @@ func (f *Fs) Copy(ctx context.Context, src fs.Object, remote string) (fs.Object,
 			}
 		}
 	}
+	ci := fs.GetConfig(ctx)
 	wantMD5 := f.opt.Hash && f.Hashes().Contains(hash.MD5) && srcFs.Hashes().Contains(hash.MD5) &&
-		!fs.GetConfig(ctx).IgnoreChecksum
-	r, err := getRunner(f.engineOptions(wantMD5), f.opt.BatchSize, f.opt.SyncBelow)
+		!ci.IgnoreChecksum
+	// With --metadata the engine applies what local's SetMetadata would,
+	// where it gives the same result; before is the source as it saw it.
+	var before *srcStat
+	if ci.Metadata {
+		why := metaOptionsSet(ci)
+		if why == "" {
+			before, why = engineMeta(srcPath)
+		}
+		if why != "" {
+			fs.Debugf(src, "uring: --metadata set by local after the engine's copy: %s", why)
+		}
+	}
+	r, err := getRunner(f.engineOptions(wantMD5, before != nil), f.opt.BatchSize, f.opt.SyncBelow)
 	if err != nil {
 		fs.Debugf(src, "uring: engine unavailable, using rclone's copy: %v", err)
 		filesFellBack.Add(1)
@@ -95,6 +109,12 @@ func (f *Fs) Copy(ctx context.Context, src fs.Object, remote string) (fs.Object,
 		return nil, err
 	}
 	if res.Err != nil {
+		var fe *uringsync.FileError
+		if direct && errors.As(res.Err, &fe) && fe.Step == uringsync.StepMetadata {
+			// Published without all its metadata: not the file rclone
+			// will make of its partial.
+			_ = os.Remove(dstPath)
+		}
 		if _, err := os.Lstat(srcPath); errors.Is(err, os.ErrNotExist) {
 			return nil, fs.ErrorObjectNotFound
 		}
@@ -107,15 +127,15 @@ func (f *Fs) Copy(ctx context.Context, src fs.Object, remote string) (fs.Object,
 	if direct {
 		filesDirect.Add(1)
 	}
-	return f.finishCopy(ctx, srcObj, src, target, dstPath, direct, res)
+	return f.finishCopy(ctx, srcObj, src, target, srcPath, dstPath, direct, before, res)
 }
 
 // finishCopy gives the engine's copy at dstPath what local's Put would
-// (mode, mtime, metadata) and returns its object. A copy made straight
-// under its final name is removed again when that fails, as rclone would
-// remove its partial.
-func (f *Fs) finishCopy(ctx context.Context, srcObj *Object, src fs.Object, target, dstPath string, direct bool,
-	res uringsync.Result) (_ fs.Object, err error) {
+// (mode, mtime, metadata) and returns its object; before: the engine set
+// --metadata's (engineMeta). A copy made straight under its final name is
+// removed again when that fails, as rclone would remove its partial.
+func (f *Fs) finishCopy(ctx context.Context, srcObj *Object, src fs.Object, target, srcPath, dstPath string, direct bool,
+	before *srcStat, res uringsync.Result) (_ fs.Object, err error) {
 	if direct {
 		defer func() {
 			if err != nil {
@@ -129,13 +149,21 @@ func (f *Fs) finishCopy(ctx context.Context, srcObj *Object, src fs.Object, targ
 	// less the umask whatever the source's mode (--metadata sets the
 	// source's below); the engine, without its preserve flag, gives the
 	// source's mode less the umask.
-	if err := os.Chmod(dstPath, newFileMode); err != nil {
-		return nil, err
-	}
-	if !f.lopt.NoSetModTime {
-		mtime := src.ModTime(ctx)
-		if err := os.Chtimes(dstPath, mtime, mtime); err != nil {
+	if before != nil {
+		// The engine set the mode, owner, group, user.* xattrs and times.
+		if err := setTimesAfter(srcPath, dstPath, before); err != nil {
 			return nil, err
+		}
+		filesWithMeta.Add(1)
+	} else {
+		if err := os.Chmod(dstPath, newFileMode); err != nil {
+			return nil, err
+		}
+		if !f.lopt.NoSetModTime {
+			mtime := src.ModTime(ctx)
+			if err := os.Chtimes(dstPath, mtime, mtime); err != nil {
+				return nil, err
+			}
 		}
 	}
 	base, err := f.Fs.NewObject(ctx, target)
@@ -144,7 +172,7 @@ func (f *Fs) finishCopy(ctx context.Context, srcObj *Object, src fs.Object, targ
 	}
 	dst := f.wrapObject(base)
 	dst.direct.Store(direct)
-	if fs.GetConfig(ctx).Metadata {
+	if fs.GetConfig(ctx).Metadata && before == nil {
 		meta, err := fs.GetMetadataOptions(ctx, f, src, fs.MetadataAsOpenOptions(ctx))
 		if err != nil {
 			return nil, err
@@ -192,14 +220,33 @@ func partialFinal(ctx context.Context, src fs.ObjectInfo, remote string) (string
 	return final, true
 }
 
-func (f *Fs) engineOptions(md5 bool) uringsync.Options {
+// engineOptions are the engine's options for a copy; meta: it applies
+// what local's SetMetadata would for rclone's --metadata (see engineMeta).
+func (f *Fs) engineOptions(md5, meta bool) uringsync.Options {
 	return uringsync.Options{
 		Workers:       f.opt.Workers,
 		QueueDepth:    f.opt.QueueDepth,
 		ForceSync:     f.opt.ForceSync,
 		HashMD5:       md5,
 		QuietFallback: true,
+		Preserve:      meta,
+		Owner:         meta,
+		Group:         meta,
+		UserXattrs:    meta,
 	}
+}
+
+// metaOptionsSet says which of rclone's options make --metadata's result
+// other than the source's own metadata, or "": then local's SetMetadata
+// applies it.
+func metaOptionsSet(ci *fs.ConfigInfo) string {
+	switch {
+	case len(ci.MetadataSet) > 0:
+		return "--metadata-set"
+	case len(ci.MetadataMapper) > 0:
+		return "--metadata-mapper"
+	}
+	return ""
 }
 
 // declines says why the engine must not copy srcRemote of srcFs to remote
@@ -307,6 +354,7 @@ type runner struct {
 type runnerKey struct {
 	workers, queueDepth int
 	forceSync, md5      bool
+	meta                bool
 	maxBatch, syncBelow int
 }
 
@@ -319,7 +367,7 @@ var (
 func getRunner(opt uringsync.Options, maxBatch, syncBelow int) (*runner, error) {
 	runnersMu.Lock()
 	defer runnersMu.Unlock()
-	key := runnerKey{opt.Workers, opt.QueueDepth, opt.ForceSync, opt.HashMD5, maxBatch, syncBelow}
+	key := runnerKey{opt.Workers, opt.QueueDepth, opt.ForceSync, opt.HashMD5, opt.Preserve, maxBatch, syncBelow}
 	if r := runners[key]; r != nil {
 		return r, nil
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/rclone/rclone/fs/hash"
 	"github.com/rclone/rclone/fs/sync"
 	"github.com/rclone/rclone/fstest"
+	"golang.org/x/sys/unix"
 )
 
 func init() { fstest.Initialise() }
@@ -317,4 +318,35 @@ func TestCopyTreeCommand(t *testing.T) {
 			t.Error("no destination accepted")
 		}
 	})
+}
+
+// TestEngineMeta: the engine applies --metadata only to files whose
+// metadata it would copy as local does.
+func TestEngineMeta(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		name  string
+		make  func(p string) error
+		takes bool
+	}{
+		{"plain", func(p string) error { return nil }, true},
+		{"user-xattr", func(p string) error { return unix.Setxattr(p, "user.k", []byte("v"), 0) }, true},
+		{"setuid", func(p string) error { return unix.Chmod(p, 0o4755) }, false},
+		{"sticky", func(p string) error { return unix.Chmod(p, 0o1644) }, false},
+		{"upper-xattr", func(p string) error { return unix.Setxattr(p, "user.Key", []byte("v"), 0) }, false},
+		{"local-key-xattr", func(p string) error { return unix.Setxattr(p, "user.mtime", []byte("v"), 0) }, false},
+		{"symlink", func(p string) error { _ = os.Remove(p); return os.Symlink("plain", p) }, false},
+	} {
+		p := filepath.Join(dir, c.name)
+		if err := os.WriteFile(p, []byte(c.name), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.make(p); err != nil {
+			t.Skipf("%s: %v", c.name, err)
+		}
+		before, why := engineMeta(p)
+		if (before != nil) != c.takes || (why == "") != c.takes {
+			t.Errorf("%s: engine applies it: %v (%q), want %v", c.name, before != nil, why, c.takes)
+		}
+	}
 }

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The uring backend must behave exactly as local on every flag. Each case
@@ -40,11 +42,38 @@ func runCode(t *testing.T, bin string, args ...string) (string, int) {
 
 // entry is what the comparison sees of one file, directory or symlink.
 type entry struct {
-	mode  fs.FileMode
-	mtime time.Time // regular files and directories
-	data  string    // content, or a symlink's target
-	ino   uint64
-	nlink uint64
+	mode     fs.FileMode
+	mtime    time.Time // regular files and directories
+	atime    time.Time // regular files, before the comparison reads them
+	data     string    // content, or a symlink's target
+	ino      uint64
+	nlink    uint64
+	uid, gid uint32
+	xattrs   string // every extended attribute, name=value, sorted
+}
+
+// xattrsOf lists p's extended attributes (not following a symlink).
+func xattrsOf(t *testing.T, p string) string {
+	t.Helper()
+	buf := make([]byte, 64<<10)
+	n, err := unix.Llistxattr(p, buf)
+	if err != nil {
+		t.Fatalf("llistxattr %s: %v", p, err)
+	}
+	var kv []string
+	for _, name := range strings.Split(string(buf[:n]), "\x00") {
+		if name == "" {
+			continue
+		}
+		v := make([]byte, 64<<10)
+		m, err := unix.Lgetxattr(p, name, v)
+		if err != nil {
+			t.Fatalf("lgetxattr %s %s: %v", p, name, err)
+		}
+		kv = append(kv, fmt.Sprintf("%s=%q", name, v[:m]))
+	}
+	sort.Strings(kv)
+	return strings.Join(kv, " ")
 }
 
 // readTree returns every entry under root by relative path.
@@ -61,14 +90,14 @@ func readTree(t *testing.T, root string) map[string]entry {
 			return err
 		}
 		st := fi.Sys().(*syscall.Stat_t)
-		e := entry{mode: fi.Mode(), ino: st.Ino, nlink: uint64(st.Nlink)}
+		e := entry{mode: fi.Mode(), ino: st.Ino, nlink: uint64(st.Nlink), uid: st.Uid, gid: st.Gid, xattrs: xattrsOf(t, p)}
 		switch {
 		case fi.Mode().IsRegular():
 			b, err := os.ReadFile(p)
 			if err != nil {
 				return err
 			}
-			e.data, e.mtime = string(b), fi.ModTime()
+			e.data, e.mtime, e.atime = string(b), fi.ModTime(), time.Unix(st.Atim.Unix())
 		case fi.Mode()&fs.ModeSymlink != 0:
 			e.data, _ = os.Readlink(p)
 		case fi.IsDir():
@@ -83,8 +112,9 @@ func readTree(t *testing.T, root string) map[string]entry {
 	return tree
 }
 
-// diffTrees lists how got differs from want: types, modes, times, bytes.
-func diffTrees(want, got map[string]entry) []string {
+// diffTrees lists how got differs from want: types, modes, times, bytes,
+// owners, xattrs, and with atimes the access times of regular files.
+func diffTrees(want, got map[string]entry, atimes bool) []string {
 	var diffs []string
 	for rel, w := range want {
 		g, ok := got[rel]
@@ -95,8 +125,14 @@ func diffTrees(want, got map[string]entry) []string {
 			diffs = append(diffs, fmt.Sprintf("%s: mode %v, want %v", rel, g.mode, w.mode))
 		case !g.mtime.Equal(w.mtime):
 			diffs = append(diffs, fmt.Sprintf("%s: mtime %v, want %v", rel, g.mtime, w.mtime))
+		case atimes && !g.atime.Equal(w.atime):
+			diffs = append(diffs, fmt.Sprintf("%s: atime %v, want %v", rel, g.atime, w.atime))
 		case g.data != w.data:
 			diffs = append(diffs, rel+": content differs")
+		case g.uid != w.uid || g.gid != w.gid:
+			diffs = append(diffs, fmt.Sprintf("%s: owner %d:%d, want %d:%d", rel, g.uid, g.gid, w.uid, w.gid))
+		case g.xattrs != w.xattrs:
+			diffs = append(diffs, fmt.Sprintf("%s: xattrs %s, want %s", rel, g.xattrs, w.xattrs))
 		}
 	}
 	for rel := range got {
@@ -139,6 +175,79 @@ func smallTree(t *testing.T, root string) {
 	}
 	if err := os.Symlink("d0", filepath.Join(root, "link-dir")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// metaTree is a tree for --metadata: files and directories of every kind
+// of mode (setuid, setgid and sticky too), of other owners (as root),
+// with user.* xattrs (empty and binary values, one on a directory, names
+// local rewrites: upper case, its own keys) and, as root, a trusted.* one;
+// an empty directory; access times before and after the mtimes; a symlink.
+func metaTree(t *testing.T, root string) {
+	for i, m := range []fs.FileMode{0o644, 0o600, 0o755, 0o444, 0o4755, 0o2755 | fs.ModeSetgid, 0o1644} {
+		p := filepath.Join(root, "modes", fmt.Sprintf("f%d", i))
+		writeFile(t, p, 100*i+1, m.Perm(), t0.Add(time.Duration(i)*time.Minute))
+		if err := unix.Chmod(p, uint32(m.Perm())|map[fs.FileMode]uint32{0o4755: unix.S_ISUID, 0o2755 | fs.ModeSetgid: unix.S_ISGID, 0o1644: unix.S_ISVTX}[m]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFile(t, filepath.Join(root, "x", "plain"), 10, 0o640, t0)
+	writeFile(t, filepath.Join(root, "x", "upper"), 10, 0o644, t0)
+	writeFile(t, filepath.Join(root, "x", "reserved"), 10, 0o644, t0)
+	writeFile(t, filepath.Join(root, "x", "trusted"), 10, 0o644, t0)
+	writeFile(t, filepath.Join(root, "own", "a"), 10, 0o644, t0)
+	writeFile(t, filepath.Join(root, "own", "b"), 10, 0o600, t0)
+	writeFile(t, filepath.Join(root, "sticky", "f"), 10, 0o644, t0)
+	writeFile(t, filepath.Join(root, "recent"), 10, 0o644, t0)
+	for _, d := range []struct {
+		dir  string
+		mode uint32
+	}{{"empty", 0o700}, {"sticky", 0o1777}, {"modes", 0o2755}} {
+		if err := os.MkdirAll(filepath.Join(root, d.dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Chmod(filepath.Join(root, d.dir), d.mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set := func(rel, name, value string) {
+		if err := unix.Lsetxattr(filepath.Join(root, rel), name, []byte(value), 0); err != nil {
+			t.Skipf("cannot set xattr %s on %s here: %v", name, rel, err)
+		}
+	}
+	set("x/plain", "user.k", "v")
+	set("x/plain", "user.empty", "")
+	set("x/plain", "user.bin", "\x00\xff\n")
+	set("x/upper", "user.Upper", "U")
+	set("x/reserved", "user.mode", "0777")
+	set("x", "user.dir", "d")
+	set("empty", "user.e", "e")
+	if os.Geteuid() == 0 {
+		set("x/trusted", "trusted.t", "t")
+		for _, o := range []struct {
+			rel      string
+			uid, gid int
+		}{{"own/a", 65534, 65534}, {"own/b", 0, 65534}, {"own", 65534, 65534}} {
+			if err := os.Lchown(filepath.Join(root, o.rel), o.uid, o.gid); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Reading a file moves an access time older than its ctime (relatime),
+	// as every other here is; not one in the future.
+	if err := os.Chtimes(filepath.Join(root, "recent"), time.Now().Add(time.Hour), t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(filepath.Join(root, "x", "plain"), t0.Add(-time.Hour), t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("x/plain", filepath.Join(root, "link")); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"empty", "sticky", "modes", "x", "own"} {
+		if err := os.Chtimes(filepath.Join(root, d), t0, t0); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -202,13 +311,19 @@ func TestBehavesAsLocal(t *testing.T) {
 		check   func(t *testing.T, tree map[string]entry)
 		// atLeast is the least time each run may take (--bwlimit).
 		atLeast time.Duration
+		// meta: a --metadata case: access times are compared too, and
+		// whether the engine applied the metadata of some files must be
+		// engineMeta.
+		meta, engineMeta bool
+		// noXattrs: the destinations are on a filesystem without xattrs.
+		noXattrs bool
 	}{
 		{name: "copy", args: []string{"copy"}, tree: smallTree, engine: true},
 		{name: "sync", args: []string{"sync"}, tree: smallTree, dst: existingDst, engine: true},
 		{name: "copy-links", args: []string{"copy", "-L"}, tree: smallTree, engine: true},
 		{name: "links", args: []string{"copy", "-l"}, tree: smallTree, engine: true},
 		{name: "one-file-system", args: []string{"copy", "-x"}, tree: smallTree, engine: true},
-		{name: "metadata", args: []string{"copy", "-M"}, tree: smallTree, engine: true},
+		{name: "metadata", args: []string{"copy", "-M"}, tree: smallTree, engine: true, engineMeta: true},
 		{name: "update", args: []string{"copy", "--update"}, tree: smallTree, dst: existingDst, engine: true},
 		{name: "ignore-existing", args: []string{"copy", "--ignore-existing"}, tree: smallTree, dst: existingDst, engine: true},
 		{name: "inplace", args: []string{"copy", "--inplace"}, tree: smallTree, dst: existingDst, inodes: true},
@@ -221,6 +336,16 @@ func TestBehavesAsLocal(t *testing.T) {
 			tree:  manyFiles,
 			check: func(t *testing.T, tree map[string]entry) { maxTransferTotal(t, tree, 1<<20+4*200<<10) }},
 		{name: "no-clone", args: []string{"copy", "--local-no-clone", "--uring-no-clone"}, tree: smallTree},
+		{name: "metadata-tree", args: []string{"copy", "-M"}, tree: metaTree, engine: true, meta: true, engineMeta: true},
+		{name: "metadata-empty-dirs", args: []string{"copy", "-M", "--create-empty-src-dirs"}, tree: metaTree, engine: true, meta: true, engineMeta: true},
+		{name: "metadata-sync", args: []string{"sync", "-M"}, tree: metaTree, dst: existingDst, engine: true, meta: true, engineMeta: true},
+		{name: "metadata-links", args: []string{"copy", "-M", "-l"}, tree: metaTree, engine: true, meta: true, engineMeta: true},
+		{name: "metadata-copy-links", args: []string{"copy", "-M", "-L"}, tree: metaTree, engine: true, meta: true, engineMeta: true},
+		{name: "metadata-set", args: []string{"copy", "-M", "--metadata-set", "color=blue", "--metadata-set", "mode=0600"}, tree: metaTree, engine: true, meta: true},
+		{name: "metadata-mapper", args: []string{"copy", "-M", "--metadata-mapper", "cat"}, tree: metaTree, engine: true, meta: true},
+		{name: "metadata-no-engine", args: []string{"copy", "-M", "--uring-no-engine"}, tree: metaTree, meta: true},
+		// The engine cannot set the xattrs: rclone copies those files.
+		{name: "metadata-no-xattrs", args: []string{"copy", "-M"}, tree: metaTree, engine: true, meta: true, engineMeta: true, noXattrs: true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -234,8 +359,12 @@ func TestBehavesAsLocal(t *testing.T) {
 				took   time.Duration
 			}
 			var runs [2]run
+			dstDir := dir
+			if c.noXattrs {
+				dstDir = ramfs(t)
+			}
 			for i, pre := range []string{":uring:", ""} {
-				dst := filepath.Join(dir, fmt.Sprint("dst", i))
+				dst := filepath.Join(dstDir, fmt.Sprint("dst", i))
 				var before map[string]entry
 				if c.dst != nil {
 					c.dst(t, src, dst)
@@ -252,6 +381,12 @@ func TestBehavesAsLocal(t *testing.T) {
 			}
 			if n, _ := engineCopied(t, u.out); (n != "0") != c.engine {
 				t.Errorf("engine copied %s files, want some: %v\n%s", n, c.engine, u.out)
+			}
+			if _, back := engineCopied(t, u.out); c.noXattrs && back == "0" {
+				t.Errorf("no copy fell back to rclone's, though the engine could not set xattrs\n%s", u.out)
+			}
+			if n := engineMeta(u.out); (n != "0") != c.engineMeta {
+				t.Errorf("the engine applied --metadata to %s files, want some: %v\n%s", n, c.engineMeta, u.out)
 			}
 			for i, r := range runs {
 				if r.took < c.atLeast {
@@ -270,12 +405,26 @@ func TestBehavesAsLocal(t *testing.T) {
 				}
 			}
 			if !c.inexact {
-				for _, d := range diffTrees(l.tree, u.tree) {
+				for _, d := range diffTrees(l.tree, u.tree, c.meta) {
 					t.Error("uring differs from local: " + d)
 				}
 			}
 		})
 	}
+}
+
+// ramfs mounts a ramfs, a filesystem without xattrs, for the test.
+func ramfs(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mounts a ramfs (a filesystem without xattrs), which needs root")
+	}
+	mnt := t.TempDir()
+	if err := unix.Mount("ramfs", mnt, "ramfs", 0, ""); err != nil {
+		t.Skipf("cannot mount a ramfs here: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(mnt, unix.MNT_DETACH) })
+	return mnt
 }
 
 // TestFeaturesAsLocal compares what a uring remote tells rclone about

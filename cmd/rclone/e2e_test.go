@@ -101,6 +101,17 @@ func sameFiles(t *testing.T, src, dst string, rels []string, skip func(string) b
 
 var engineLine = regexp.MustCompile(`uring: engine copied (\d+) files \(\d+ bytes\) in \d+ batches; (\d+) fell back`)
 
+var engineMetaLine = regexp.MustCompile(`; (\d+) got --metadata from the engine`)
+
+// engineMeta returns the number of files whose --metadata the engine
+// applied, from -v output.
+func engineMeta(out string) string {
+	if m := engineMetaLine.FindStringSubmatch(out); m != nil {
+		return m[1]
+	}
+	return "0"
+}
+
 // engineCopied returns the number of files the engine copied, from -v output.
 func engineCopied(t *testing.T, out string) (copied, fellBack string) {
 	t.Helper()
