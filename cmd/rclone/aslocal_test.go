@@ -26,8 +26,23 @@ import (
 // runCode runs the binary like rclone does and returns its output and exit code.
 func runCode(t *testing.T, bin string, args ...string) (string, int) {
 	t.Helper()
+	return runAs(t, nil, bin, args...)
+}
+
+// runAs is runCode with the credentials cred (nil: this process's).
+func runAs(t *testing.T, cred *syscall.Credential, bin string, args ...string) (string, int) {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = t.TempDir()
+	if cred != nil {
+		// The directory testing makes for the test, and this one, are 0700.
+		for _, d := range []string{filepath.Dir(filepath.Dir(cmd.Dir)), filepath.Dir(cmd.Dir), cmd.Dir} {
+			if err := os.Chmod(d, 0o777); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
 	cmd.Env = append(os.Environ(), "RCLONE_CONFIG="+filepath.Join(cmd.Dir, "rclone.conf"))
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
@@ -317,6 +332,9 @@ func TestBehavesAsLocal(t *testing.T) {
 		meta, engineMeta bool
 		// noXattrs: the destinations are on a filesystem without xattrs.
 		noXattrs bool
+		// nobody: rclone runs as user and group 65534 (the tree is root's
+		// but for own/a, which is theirs).
+		nobody bool
 	}{
 		{name: "copy", args: []string{"copy"}, tree: smallTree, engine: true},
 		{name: "sync", args: []string{"sync"}, tree: smallTree, dst: existingDst, engine: true},
@@ -345,10 +363,27 @@ func TestBehavesAsLocal(t *testing.T) {
 		{name: "metadata-mapper", args: []string{"copy", "-M", "--metadata-mapper", "cat"}, tree: metaTree, engine: true, meta: true},
 		{name: "metadata-no-engine", args: []string{"copy", "-M", "--uring-no-engine"}, tree: metaTree, meta: true},
 		// The engine cannot set the xattrs: rclone copies those files.
+		// Without privilege local fails to give a file another owner;
+		// the engine keeps the caller's own.
+		{name: "metadata-unprivileged", args: []string{"copy", "-M", "--retries", "1"}, tree: metaTree, engine: true, meta: true, engineMeta: true, nobody: true},
 		{name: "metadata-no-xattrs", args: []string{"copy", "-M"}, tree: metaTree, engine: true, meta: true, engineMeta: true, noXattrs: true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			var cred *syscall.Credential
+			if c.nobody {
+				if os.Geteuid() != 0 {
+					t.Skip("runs rclone as another user, which needs root")
+				}
+				cred = &syscall.Credential{Uid: 65534, Gid: 65534}
+			}
 			dir := t.TempDir()
+			if c.nobody {
+				for _, d := range []string{filepath.Dir(dir), dir} {
+					if err := os.Chmod(d, 0o777); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
 			src := filepath.Join(dir, "src")
 			c.tree(t, src)
 			type run struct {
@@ -372,7 +407,7 @@ func TestBehavesAsLocal(t *testing.T) {
 				}
 				args := append(append([]string{"-v"}, c.args...), pre+src, pre+dst)
 				start := time.Now()
-				out, code := runCode(t, bin, args...)
+				out, code := runAs(t, cred, bin, args...)
 				runs[i] = run{out, code, before, readTree(t, dst), time.Since(start)}
 			}
 			u, l := runs[0], runs[1]
