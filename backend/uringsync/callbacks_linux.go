@@ -47,25 +47,10 @@ func (st *callState) reportError(fe *FileError) {
 	if len(st.errs) < maxCollected {
 		st.errs = append(st.errs, fe)
 	}
-	if st.metaFailed != nil && fe.Step == StepMetadata {
-		if _, seen := st.metaFailed[fe.Dst]; !seen {
-			st.metaFailed[fe.Dst] = fe.Errno
-		}
-	}
 	st.mu.Unlock()
 	if st.opts.OnError != nil {
 		st.guard("OnError", func() { st.opts.OnError(fe) })
 	}
-}
-
-// setMetaFailed installs m to collect the destinations whose metadata
-// failed, and returns what was collected before.
-func (st *callState) setMetaFailed(m map[string]syscall.Errno) map[string]syscall.Errno {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	old := st.metaFailed
-	st.metaFailed = m
-	return old
 }
 
 //export usyncGoFileDone

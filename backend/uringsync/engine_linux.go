@@ -77,10 +77,6 @@ type callState struct {
 	mu       sync.Mutex
 	errs     []*FileError // first failures of the running call
 	failed   uint64
-	// metaFailed: the destinations whose metadata failed in the running
-	// CopyFiles call (nil otherwise). The library reports those through
-	// the error callback only; their pairs' results say they succeeded.
-	metaFailed map[string]syscall.Errno
 }
 
 // Version returns the version of the linked library ("MAJOR.MINOR.PATCH").
@@ -398,7 +394,6 @@ func (e *Engine) CopyFiles(ctx context.Context, pairs []Pair) ([]Result, error) 
 	n := len(sent)
 	rc := C.int(0)
 	var cres []C.usync_result
-	var metaFailed map[string]syscall.Errno
 	if n > 0 {
 		buf := C.malloc(C.size_t(size))
 		cpairs := (*C.usync_pair)(C.calloc(C.size_t(n), C.size_t(unsafe.Sizeof(C.usync_pair{}))))
@@ -423,9 +418,7 @@ func (e *Engine) CopyFiles(ctx context.Context, pairs []Pair) ([]Result, error) 
 			ps[k].src = put(pairs[i].Src)
 			ps[k].dst = put(pairs[i].Dst)
 		}
-		e.state.setMetaFailed(map[string]syscall.Errno{})
 		rc = C.usync_copy_files(e.ptr, cpairs, C.size_t(n), cresp)
-		metaFailed = e.state.setMetaFailed(nil)
 		if rc != 0 && rc != -C.EIO && rc != -C.ECANCELED {
 			return nil, e.finish(ctx, "copy files", pairs[sent[0]].Src, rc)
 		}
@@ -449,10 +442,6 @@ func (e *Engine) CopyFiles(ctx context.Context, pairs []Pair) ([]Result, error) 
 		res.Bytes = int64(r.bytes)
 		if r.error != 0 {
 			fail(sent[k], Step(r.step), syscall.Errno(r.error))
-			continue
-		}
-		if errno, ok := metaFailed[pairs[sent[k]].Dst]; ok {
-			fail(sent[k], StepMetadata, errno)
 			continue
 		}
 		if r.has_md5 != 0 {

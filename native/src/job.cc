@@ -234,10 +234,14 @@ void Job::progress_cb(const usync_stats& s) noexcept {
 void Job::finish_file(FileTask& t, const FileResult& r) noexcept {
   if (results != nullptr && t.pair < results->size()) {
     usync_result& out = (*results)[t.pair];
-    out.error = r.error;
-    out.step = r.step;
+    // A copy whose metadata failed (report_metadata) stays a failure.
+    const bool meta_failed = r.error == 0 && out.error != 0 && out.step == USYNC_STEP_METADATA;
+    if (!meta_failed) {
+      out.error = r.error;
+      out.step = r.step;
+    }
     out.bytes = r.bytes;
-    out.has_md5 = r.has_md5 && r.error == 0 ? 1 : 0;
+    out.has_md5 = r.has_md5 && r.error == 0 && !meta_failed ? 1 : 0;
     if (out.has_md5) std::memcpy(out.md5, r.md5, 16);
   }
   if (r.skipped) {
@@ -460,7 +464,7 @@ int settle_entry(const Job& job, int dfd, const char* written, const char* final
   bool incomplete = false;
   if (meta.src.valid() && wants_extra_meta(job)) {
     if (const int e = sync_extra_meta(job, meta.src, Place{dfd, written}, mode, meta.uid, meta.gid); e != 0) {
-      report_metadata(job, meta.dir, meta.name, e);
+      report_metadata(job, meta.dir, meta.name, e, meta.pair);
       incomplete = true;
     }
   }
@@ -482,16 +486,22 @@ int settle_entry(const Job& job, int dfd, const char* written, const char* final
   return err;
 }
 
-void report_metadata(const Job& job, const Dir* d, std::string_view name, int err) noexcept {
+void report_metadata(const Job& job, const Dir* d, std::string_view name, int err, uint32_t pair) noexcept {
   // Jobs are never const objects: the const is the callers' promise not to
   // change the job's plan, and a report only counts and calls back.
   const_cast<Job&>(job).report(d, name, name, err, USYNC_STEP_METADATA);
+  // The pair's result is written once, by this thread, later in finish_file
+  // (which keeps this failure).
+  if (job.results != nullptr && pair < job.results->size() && (*job.results)[pair].error == 0) {
+    (*job.results)[pair].error = err;
+    (*job.results)[pair].step = USYNC_STEP_METADATA;
+  }
 }
 
 int finalize_file(const Job& job, const FileTask& t, const std::string& written, int* step, int src_fd) noexcept {
   // The source (only read for xattrs and ACLs): the file copied, when it is
   // still open.
-  const SourceMeta meta{src_fd >= 0 ? Place{src_fd, ""} : t.src_place(), t.uid, t.gid, t.dir, t.dst_name};
+  const SourceMeta meta{src_fd >= 0 ? Place{src_fd, ""} : t.src_place(), t.uid, t.gid, t.dir, t.dst_name, t.pair};
   const int err = settle_entry(job, t.dst_dirfd(), written.c_str(), t.replace ? t.dst_name.c_str() : nullptr, t.mode,
                                t.atime, t.mtime, meta, step);
   return err != 0 ? err : sync_pair_parent(job, t, step);

@@ -247,11 +247,14 @@ struct SourceMeta {
   // are right; the failure is reported and counted).
   const Dir* dir = nullptr;
   std::string_view name;
+  uint32_t pair = UINT32_MAX;  // a pair copy's index: its result says so too
 };
 
 // Reports that the metadata of an entry (owner, xattrs, ACLs) could not all
-// be applied: counted as a failure, but the entry stays.
-void report_metadata(const Job& job, const Dir* d, std::string_view name, int err) noexcept;
+// be applied: counted as a failure, but the entry stays.  For a pair copy
+// (pair: its index) the pair's usync_result carries the failure as well.
+void report_metadata(const Job& job, const Dir* d, std::string_view name, int err,
+                     uint32_t pair = UINT32_MAX) noexcept;
 
 // Applies the metadata the job keeps (owner, xattrs, ACLs from `meta`; -p
 // mode; times) to the entry `written` in dfd and, when final_name is not

@@ -56,7 +56,7 @@ int publish_anonymous(const Job& job, const FileTask& t, int src_fd, int fd, con
   if (wants_extra_meta(job)) {
     // Read through the open source: the file whose bytes were copied.
     if (const int err = sync_extra_meta(job, Place{src_fd, ""}, Place{fd, ""}, t.mode, t.uid, t.gid); err != 0) {
-      report_metadata(job, t.dir, t.dst_name, err);
+      report_metadata(job, t.dir, t.dst_name, err, t.pair);
       incomplete = true;
     }
   }

@@ -4,6 +4,8 @@
 // attributes (a security.capability, say).
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -68,6 +70,38 @@ TEST_P(MetaRace, AttributesComeFromTheFileCopied) {
   ASSERT_TRUE(g_swapped.load()) << "the seam never ran: nothing was tested";
   EXPECT_EQ(ReadFile(AT_FDCWD, dst + "/f"), "the original\n");
   EXPECT_EQ(GetX(dst + "/f"), "original") << "the copy took the attributes of the file put under its name";
+}
+
+// A pair whose attributes cannot be set (a ramfs destination has no xattrs)
+// is a failed pair, step "set attributes", though its bytes are published:
+// its result must not say it succeeded.
+TEST_P(MetaRace, APairWhoseAttributesFailIsAFailedPair) {
+  if (geteuid() != 0) GTEST_SKIP() << "mounting a ramfs needs root";
+  TempDir t;
+  WriteFile(t / "src/f", "bytes\n");
+  if (lsetxattr((t / "src/f").c_str(), "user.who", "original", 8, 0) != 0)
+    GTEST_SKIP() << t.path() << " has no user xattrs: " << std::strerror(errno);
+  WriteFile(t / "src/g", "plain\n");
+  const std::string mnt = t / "ramfs";
+  ASSERT_EQ(mkdir(mnt.c_str(), 0755), 0);
+  ASSERT_EQ(mount("none", mnt.c_str(), "ramfs", 0, nullptr), 0) << std::strerror(errno);
+  const std::string s1 = t / "src/f", s2 = t / "src/g", d1 = mnt + "/f", d2 = mnt + "/g";
+  usync_pair pairs[] = {{s1.c_str(), d1.c_str()}, {s2.c_str(), d2.c_str()}};
+  usync_result res[2];
+  usync_options o;
+  usync_options_init(&o);
+  o.flags = USYNC_XATTRS | USYNC_HASH_MD5 | GetParam();
+  usync_engine* e = nullptr;
+  ASSERT_EQ(usync_engine_create(&o, &e), 0);
+  EXPECT_EQ(usync_copy_files(e, pairs, 2, res), -EIO);
+  usync_engine_destroy(e);
+  EXPECT_NE(res[0].error, 0) << "the pair whose xattr could not be set says it succeeded";
+  EXPECT_EQ(res[0].step, USYNC_STEP_METADATA);
+  EXPECT_EQ(res[0].has_md5, 0);
+  EXPECT_EQ(res[1].error, 0) << "a pair without xattrs is fine";
+  EXPECT_EQ(res[1].has_md5, 1);
+  EXPECT_EQ(ReadFile(AT_FDCWD, d1), "bytes\n");  // published all the same, without its times
+  umount2(mnt.c_str(), MNT_DETACH);
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, MetaRace,

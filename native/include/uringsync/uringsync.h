@@ -375,7 +375,9 @@ typedef struct usync_pair {
 /* Outcome of one pair. */
 typedef struct usync_result {
   int error;       /* 0 or positive errno */
-  int step;        /* enum usync_step where it failed */
+  int step;        /* enum usync_step where it failed; USYNC_STEP_METADATA: the
+                      bytes were published (without their times) but owner,
+                      xattrs or ACLs could not all be set */
   uint64_t bytes;  /* bytes copied */
   uint8_t md5[16]; /* valid only when has_md5 is 1 */
   int has_md5;     /* 1 when md5 holds the digest of the bytes copied (error == 0,
