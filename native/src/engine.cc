@@ -45,6 +45,16 @@ void raise_nofile() noexcept {
   }
 }
 
+// The engine whose copy call runs on this thread (the caller's thread, where
+// progress_cb runs), to refuse a call from its own callback.
+thread_local const Engine* tls_calling = nullptr;
+
+struct CallingScope {
+  explicit CallingScope(const Engine* e) noexcept : outer(tls_calling) { tls_calling = e; }
+  ~CallingScope() { tls_calling = outer; }
+  const Engine* outer;  // a call on another engine from a callback nests
+};
+
 bool env_force_sync() noexcept {
   const char* v = std::getenv("URING_SYNC_FORCE_SYNC");
   return v != nullptr && *v != '\0' && std::strcmp(v, "0") != 0;
@@ -225,6 +235,7 @@ int Engine::create(const usync_options* in, Engine** out) noexcept {
     c.chunk_size = o.chunk_size != 0 ? o.chunk_size : 128 * 1024;
     c.iowq_max_workers = o.iowq_max_workers != 0 ? o.iowq_max_workers : 4;
     c.progress_interval_ms = o.progress_interval_ms != 0 ? o.progress_interval_ms : 200;
+    c.idle_timeout_ms = o.idle_timeout_ms != 0 ? o.idle_timeout_ms : 5000;
     c.buffer_budget = o.buffer_budget != 0 ? o.buffer_budget : (128u << 20);
     c.large_threshold = std::max<uint64_t>(1u << 20, uint64_t{c.chunk_size} * 4);
     if (o.exclude_count > 0 && o.excludes == nullptr) throw EINVAL;
@@ -243,6 +254,8 @@ int Engine::create(const usync_options* in, Engine** out) noexcept {
                    std::strerror(-err));
       e->announced_ = true;
     }
+    e->pid_ = getpid();
+    e->pool_ = std::make_unique<ThreadPool>(std::chrono::milliseconds(c.idle_timeout_ms));
   } catch (int err) {
     delete e;
     return -err;
@@ -252,6 +265,18 @@ int Engine::create(const usync_options* in, Engine** out) noexcept {
   }
   if ((o.flags & USYNC_RAISE_NOFILE) != 0) raise_nofile();
   *out = e;
+  return 0;
+}
+
+Engine::~Engine() {
+  // A forked child has none of the threads, and their mutexes and condition
+  // variables may be in any state: neither join nor destroy them.
+  if (pool_ && getpid() != pid_) static_cast<void>(pool_.release());
+}
+
+int Engine::refuse_call() const noexcept {
+  if (getpid() != pid_) return -ECHILD;
+  if (tls_calling == this || pool_->on_pool_thread()) return -EDEADLK;
   return 0;
 }
 
@@ -312,20 +337,26 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
   std::mutex mu;
   std::condition_variable cv;
   size_t running = 0;
-  std::vector<std::thread> threads;
   std::atomic<uint32_t> fell_back{0};
   std::atomic<int> fallback_err{0};  // -errno of the first ring that could not be set up
-  auto spawn = [&](auto fn) {
-    std::lock_guard lk(mu);
-    ++running;
+  // Each thread body runs on a thread of the engine's pool; this call waits
+  // until every one has ended and its thread is idle again.
+  auto spawn = [&](auto fn, bool ring = false) {
+    {
+      std::lock_guard lk(mu);
+      ++running;
+    }
     try {
-      threads.emplace_back([&, fn] {
-        fn();
-        std::lock_guard lk2(mu);
-        --running;
-        cv.notify_all();
-      });
+      pool_->run(
+          fn,
+          [&] {
+            std::lock_guard lk(mu);
+            --running;
+            cv.notify_all();
+          },
+          ring);
     } catch (...) {
+      std::lock_guard lk(mu);
       --running;  // never started: nothing will count it down
       throw;
     }
@@ -334,15 +365,17 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
   try {
     if (uring) {
       for (uint32_t i = 0; i < workers; ++i)
-        spawn([&] {
-          bool fb = false;
-          const int why = run_uring_worker(job, &fb);
-          if (fb) {
-            fell_back.fetch_add(1);
-            int none = 0;
-            fallback_err.compare_exchange_strong(none, why);
-          }
-        });
+        spawn(
+            [&] {
+              bool fb = false;
+              const int why = run_uring_worker(job, &fb);
+              if (fb) {
+                fell_back.fetch_add(1);
+                int none = 0;
+                fallback_err.compare_exchange_strong(none, why);
+              }
+            },
+            true);
       for (uint32_t i = 0; i < budget.bulk_threads; ++i) spawn([&] { run_sync_worker(job, job.large_q); });
     } else {
       for (uint32_t i = 0; i < workers; ++i) spawn([&] { run_sync_worker(job, job.small_q); });
@@ -408,7 +441,6 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
       }
     }
   }
-  for (std::thread& t : threads) t.join();
   {
     std::lock_guard lk(job_mu_);
     current_ = nullptr;
@@ -422,7 +454,9 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
 
 int Engine::copy_tree(const char* src, const char* dst) noexcept {
   if (src == nullptr || dst == nullptr || *src == '\0' || *dst == '\0') return -EINVAL;
+  if (const int ret = refuse_call(); ret != 0) return ret;
   std::lock_guard lk(run_mu_);
+  const CallingScope scope(this);
   try {
     return copy_tree_locked(src, dst);
   } catch (const std::bad_alloc&) {
@@ -559,7 +593,9 @@ int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) 
 
 int Engine::copy_files(const usync_pair* pairs, size_t count, usync_result* results) noexcept {
   if ((pairs == nullptr || results == nullptr) && count > 0) return -EINVAL;
+  if (const int ret = refuse_call(); ret != 0) return ret;
   std::lock_guard lk(run_mu_);
+  const CallingScope scope(this);
   try {
     return copy_files_locked(pairs, count, results);
   } catch (const std::bad_alloc&) {
