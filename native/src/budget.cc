@@ -7,7 +7,8 @@
 
 namespace usync {
 
-Budget plan_budget(const Config& cfg, bool uring, uint32_t want_workers, uint64_t limit, uint64_t in_use) noexcept {
+Budget plan_budget(const Config& cfg, bool uring, uint32_t want_workers, uint64_t limit, uint64_t in_use,
+                   uint32_t max_bulk) noexcept {
   Budget b;
   // A little slack for what the walker opens for a moment (a listing of
   // /proc/self/fd, a reopened directory before its pair is counted).
@@ -37,7 +38,7 @@ Budget plan_budget(const Config& cfg, bool uring, uint32_t want_workers, uint64_
   }
   // A ring costs its own descriptor plus one source descriptor per file in
   // flight (destinations are direct descriptors); a bulk thread costs two.
-  uint32_t w = want_workers, bulk = std::min(w, 4u);
+  uint32_t w = want_workers, bulk = std::min({w, 4u, max_bulk});
   auto need = [&](uint32_t rings, uint32_t threads) { return uint64_t{rings} * 2 + uint64_t{threads} * 2; };
   while (need(w, bulk) > file_fds && bulk > 1) --bulk;
   while (need(w, bulk) > file_fds && w > 1) --w;

@@ -317,14 +317,31 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
   // threads per CPU keep the cores busy without piling onto directory locks.
   if (!uring && kind_ == USYNC_ENGINE_URING && cfg_.workers_auto)
     workers = std::max(2u, std::min(cpu_count() * 2, workers));
+  // A pair copy knows its work: no more threads than it has batches for
+  // (small files are queued 64 to a batch, large ones one each; with
+  // io_uring large ones go to the bulk threads, and no small file needs no
+  // ring).  A tree is not known before it is walked.
+  uint32_t max_bulk = UINT32_MAX;
+  bool no_rings = false;
+  if (feed != nullptr) {
+    uint64_t small = 0, large = 0;
+    for (const FileTask& t : *feed) ++(t.size >= cfg_.large_threshold ? large : small);
+    const uint64_t small_batches = (small + 63) / 64;
+    const uint64_t batches = uring ? small_batches : small_batches + large;
+    workers = static_cast<uint32_t>(std::min<uint64_t>(workers, std::max<uint64_t>(1, batches)));
+    if (uring) {
+      max_bulk = static_cast<uint32_t>(std::min<uint64_t>(large, UINT32_MAX));
+      no_rings = small == 0 && large > 0;
+    }
+  }
   {
     std::lock_guard lk(job_mu_);
     current_ = &job;
     if (cancel_.load(std::memory_order_relaxed)) job.stop();
   }
   // Fit descriptors and pinned memory to what this process has.
-  const Budget budget = plan_budget(cfg_, uring, workers, nofile_limit(), open_fd_count());
-  workers = budget.workers;
+  const Budget budget = plan_budget(cfg_, uring, workers, nofile_limit(), open_fd_count(), max_bulk);
+  workers = no_rings ? 0 : budget.workers;
   job.dir_pairs = budget.dir_pairs;
   job.ring_depth = budget.queue_depth;
   job.chunk = budget.chunk;
@@ -333,7 +350,8 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
   counters_.queue_depth.store(uring ? budget.queue_depth : 0, std::memory_order_relaxed);
   counters_.fd_budget.store(static_cast<uint32_t>(std::min<uint64_t>(budget.fd_budget, UINT32_MAX)),
                             std::memory_order_relaxed);
-  counters_.buffer_bytes.store(budget.buffer_bytes, std::memory_order_relaxed);
+  counters_.buffer_bytes.store(
+      no_rings ? uint64_t{budget.bulk_threads} * budget.chunk : budget.buffer_bytes, std::memory_order_relaxed);
   std::mutex mu;
   std::condition_variable cv;
   size_t running = 0;
@@ -445,7 +463,7 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
     std::lock_guard lk(job_mu_);
     current_ = nullptr;
   }
-  if (fell_back == workers && uring) counters_.engine.store(USYNC_ENGINE_SYNC, std::memory_order_relaxed);
+  if (fell_back == workers && workers > 0 && uring) counters_.engine.store(USYNC_ENGINE_SYNC, std::memory_order_relaxed);
   if (fell_back > 0 && cfg_.has(USYNC_ANNOUNCE_FALLBACK) && !announced_.exchange(true))
     std::fprintf(stderr, "uring-sync: could not set up an io_uring on a worker (%s); it used the synchronous engine\n",
                  std::strerror(-fallback_err.load()));

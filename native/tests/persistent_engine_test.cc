@@ -246,15 +246,52 @@ TEST_P(PersistentEngineTest, RingIsKeptAndCleanBetweenCalls) {
   ASSERT_NE(e, nullptr);
   ASSERT_EQ(CopyOne(e, t / "src", t / "a"), 0);
   const std::vector<int> first = RingFds();
-  ASSERT_FALSE(first.empty()) << "no ring was kept after the call";
-  for (int fd : first) EXPECT_EQ(RingDirt(fd), "") << "ring fd " << fd;
+  ASSERT_EQ(first.size(), 1u) << "one file needs one ring, kept after the call";
+  EXPECT_EQ(RingDirt(first[0]), "");
   // A call whose file fails does not cost the ring either.
   usync_result r{};
   EXPECT_EQ(CopyOne(e, t / "missing", t / "b", &r), -EIO);
   ASSERT_EQ(CopyOne(e, t / "src", t / "c"), 0);
   EXPECT_EQ(RingFds(), first) << "the next call built a new ring";
-  for (int fd : first) EXPECT_EQ(RingDirt(fd), "") << "ring fd " << fd;
+  EXPECT_EQ(RingDirt(first[0]), "");
   Destroy(e);
+}
+
+TEST_P(PersistentEngineTest, NoMoreThreadsThanTheBatchCanUse) {
+  TempDir t;
+  WriteFile(t / "small", Pattern(100, 3));
+  WriteFile(t / "large", Pattern(3 << 20, 4));  // the bulk path
+  usync_engine* e = Make(60 * 1000);
+  ASSERT_NE(e, nullptr);
+  usync_stats st{};
+  ASSERT_EQ(CopyOne(e, t / "small", t / "out/small"), 0);
+  ASSERT_EQ(usync_engine_stats(e, &st, sizeof st), 0);
+  EXPECT_EQ(st.workers, 1u);
+  EXPECT_EQ(PoolThreads().size(), 1u) << "one small file needs one thread";
+
+  // 65 small files are two batches of 64: two threads at most.
+  std::vector<std::string> names;
+  for (int i = 0; i < 65; ++i) names.push_back(t / ("many/out" + std::to_string(i)));
+  std::vector<usync_pair> pairs;
+  const std::string small = t / "small";
+  for (const std::string& n : names) pairs.push_back({small.c_str(), n.c_str()});
+  std::vector<usync_result> res(pairs.size());
+  ASSERT_EQ(usync_copy_files(e, pairs.data(), pairs.size(), res.data()), 0);
+  ASSERT_EQ(usync_engine_stats(e, &st, sizeof st), 0);
+  EXPECT_EQ(st.workers, 2u);
+  EXPECT_LE(PoolThreads().size(), 2u);
+  Destroy(e);
+
+  // One large file: one thread (a bulk thread, no ring, with io_uring).
+  e = Make(60 * 1000);
+  ASSERT_NE(e, nullptr);
+  ASSERT_EQ(CopyOne(e, t / "large", t / "out/large"), 0);
+  EXPECT_EQ(PoolThreads().size(), 1u) << "one large file needs one thread";
+  if (uring()) {
+    EXPECT_TRUE(RingFds().empty()) << "a ring was made for no small file";
+  }
+  Destroy(e);
+  EXPECT_EQ(ReadFile(AT_FDCWD, t / "out/large"), Pattern(3 << 20, 4));
 }
 
 TEST_P(PersistentEngineTest, IdleThreadsExitAndTheNextCallWorks) {
