@@ -323,8 +323,8 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
   // ring).  A tree is not known before it is walked.
   uint32_t max_bulk = UINT32_MAX;
   bool no_rings = false;
+  uint64_t small = 0, large = 0;
   if (feed != nullptr) {
-    uint64_t small = 0, large = 0;
     for (const FileTask& t : *feed) ++(t.size >= cfg_.large_threshold ? large : small);
     const uint64_t small_batches = (small + 63) / 64;
     const uint64_t batches = uring ? small_batches : small_batches + large;
@@ -379,6 +379,44 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
       throw;
     }
   };
+  // Queues the pairs in batches and closes the queues.
+  auto queue_feed = [&] {
+    std::vector<FileTask> small, large;
+    auto flush = [&](std::vector<FileTask>& batch, WorkQueue<FileTask>& q) {
+      if (!q.push(batch)) {
+        for (FileTask& a : batch) job.abandon_file(a);
+        batch.clear();
+      }
+    };
+    // Threads may be running: nothing may escape from here before they
+    // end, so a failed allocation abandons what was not queued.
+    size_t next = 0;
+    try {
+      while (next < feed->size()) {
+        FileTask& t = (*feed)[next];
+        const bool big = t.size >= cfg_.large_threshold;
+        std::vector<FileTask>& batch = big ? large : small;
+        batch.push_back(std::move(t));  // strong guarantee: t stays if this throws
+        ++next;
+        // Large files one per batch, so that threads share them out.
+        if (big || batch.size() >= 64) flush(batch, big && uring ? job.large_q : job.small_q);
+      }
+      flush(small, job.small_q);
+    } catch (...) {
+      job.stop();
+      for (auto* batch : {&small, &large})
+        for (FileTask& a : *batch) job.abandon_file(a);
+      for (; next < feed->size(); ++next) job.abandon_file((*feed)[next]);
+      job.report(nullptr, "", "", ENOMEM, USYNC_STEP_NONE);
+    }
+    job.small_q.close();
+    job.large_q.close();
+  };
+  // A batch that fits the queues is queued before the threads start: they
+  // find their files at once instead of being woken for them.
+  const bool prefed = feed != nullptr && (uring ? small <= job.small_q.capacity() && large <= job.large_q.capacity()
+                                                : small + large <= job.small_q.capacity());
+  if (prefed) queue_feed();
   bool walker_started = false;
   try {
     if (uring) {
@@ -405,6 +443,14 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
   } catch (...) {
     job.stop();  // could not start every thread: let the started ones drain
     job.report(nullptr, job.src_root, job.dst_root, EAGAIN, USYNC_STEP_NONE);
+    // What was queued for threads that never started is abandoned (the
+    // started ones, stopping too, may take some of it meanwhile).
+    std::vector<FileTask> left;
+    for (WorkQueue<FileTask>* q : {&job.small_q, &job.large_q})
+      while (q->pop(left, false)) {
+        for (FileTask& t : left) job.abandon_file(t);
+        left.clear();
+      }
   }
   if (root != nullptr && !walker_started) {
     // Nothing was walked: drop the root (and the empty directory made for it).
@@ -413,38 +459,7 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
     if (root->fresh) rmdir(job.dst_root.c_str());
     delete root;
   }
-  if (feed != nullptr) {
-    std::vector<FileTask> small, large;
-    auto flush = [&](std::vector<FileTask>& batch, WorkQueue<FileTask>& q) {
-      if (!q.push(batch)) {
-        for (FileTask& a : batch) job.abandon_file(a);
-        batch.clear();
-      }
-    };
-    // Threads are running: nothing may escape from here before they are
-    // joined, so a failed allocation abandons what was not queued.
-    size_t next = 0;
-    try {
-      while (next < feed->size()) {
-        FileTask& t = (*feed)[next];
-        const bool big = t.size >= cfg_.large_threshold;
-        std::vector<FileTask>& batch = big ? large : small;
-        batch.push_back(std::move(t));  // strong guarantee: t stays if this throws
-        ++next;
-        // Large files one per batch, so that threads share them out.
-        if (big || batch.size() >= 64) flush(batch, big && uring ? job.large_q : job.small_q);
-      }
-      flush(small, job.small_q);
-    } catch (...) {
-      job.stop();
-      for (auto* batch : {&small, &large})
-        for (FileTask& a : *batch) job.abandon_file(a);
-      for (; next < feed->size(); ++next) job.abandon_file((*feed)[next]);
-      job.report(nullptr, "", "", ENOMEM, USYNC_STEP_NONE);
-    }
-    job.small_q.close();
-    job.large_q.close();
-  }
+  if (feed != nullptr && !prefed) queue_feed();
   {
     std::unique_lock lk(mu);
     const auto interval = std::chrono::milliseconds(cfg_.progress_interval_ms);
