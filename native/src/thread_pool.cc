@@ -69,7 +69,15 @@ void ThreadPool::run(Task task, Task done, bool ring) {
     w->ring = w->ring || ring;
     w->cv.notify_one();
   }
-  for (std::thread& t : gone) t.join();  // exited already: quick
+  // Exited already: quick.  The task is handed over by now, so nothing may
+  // throw from here (the caller would think it never started).
+  for (std::thread& t : gone) {
+    try {
+      t.join();
+    } catch (...) {  // cannot happen for a thread that is not this one
+      if (t.joinable()) t.detach();
+    }
+  }
 }
 
 size_t ThreadPool::threads() {
