@@ -92,14 +92,19 @@ struct RingKit {
 
   // After a job: whether the ring is fit for the next one.  Takes what the
   // kernel still has to say (a cancel's completion) and closes any direct
-  // descriptor a failed file left installed.
-  bool settle() noexcept {
+  // descriptor a failed file left installed.  troubled: the job failed a
+  // file or was cancelled; a job that copied every file closed every
+  // descriptor it opened and sent no cancel, so the checks that cost system
+  // calls are skipped.
+  bool settle(bool troubled) noexcept {
     if (!ring.ok() || free.size() != qd) return false;
     io_uring* r = ring.get();
     if (io_uring_sq_ready(r) > 0 && io_uring_submit(r) < 0) return false;
     io_uring_cqe* cqe = nullptr;
-    __kernel_timespec ts{0, 0};
-    io_uring_wait_cqe_timeout(r, &cqe, &ts);  // runs deferred task work
+    if (troubled) {
+      __kernel_timespec ts{0, 0};
+      io_uring_wait_cqe_timeout(r, &cqe, &ts);  // runs deferred task work
+    }
     unsigned head, seen = 0;
     bool stray = false;
     io_uring_for_each_cqe(r, head, cqe) {
@@ -108,6 +113,7 @@ struct RingKit {
     }
     io_uring_cq_advance(r, seen);
     if (stray) return false;
+    if (!troubled) return true;
     std::vector<int> none;
     try {
       none.assign(qd, -1);
@@ -565,7 +571,8 @@ int run_uring_worker(Job& job, bool* used_fallback) noexcept {
   *used_fallback = false;
   w->run();
   w.reset();
-  if (kit->settle()) tls_kit = std::move(kit);
+  const bool troubled = job.cancelled() || job.counters.files_failed.load(std::memory_order_relaxed) > 0;
+  if (kit->settle(troubled)) tls_kit = std::move(kit);
   return 0;
 }
 
