@@ -26,8 +26,8 @@
  * walker, the io_uring rings or synchronous workers, the bulk threads) on
  * its first copy call and keeps them, idle, for the next one; a thread that
  * ran a ring keeps the ring and its registered buffers too.  A warm engine
- * therefore starts a call without creating a thread or a ring (see README:
- * one small file per call costs tens of microseconds, not milliseconds).  A
+ * therefore starts a call without creating a thread or a ring (README,
+ * "Threads and rings live across calls", has the measured cost per call).  A
  * call starts no more threads than it can use (a usync_copy_files batch of
  * k small files: one per 64 files).  A thread idle for
  * usync_options.idle_timeout_ms exits and frees what it keeps;
