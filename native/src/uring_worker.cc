@@ -545,11 +545,11 @@ class UringWorker {
   bool fixed_bufs_ = false;
 };
 
-}  // namespace
-
 // This thread's ring, kept from one job to the next (see RingKit); freed
 // when the thread exits.
 thread_local std::unique_ptr<RingKit> tls_kit;
+
+}  // namespace
 
 int run_uring_worker(Job& job, bool* used_fallback) noexcept {
   std::unique_ptr<RingKit> kit = std::move(tls_kit);  // dropped unless it proves clean after the job
