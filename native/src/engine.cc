@@ -322,17 +322,15 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
   // io_uring large ones go to the bulk threads, and no small file needs no
   // ring).  A tree is not known before it is walked.
   uint32_t max_bulk = UINT32_MAX;
-  bool no_rings = false;
+  bool no_workers = false;  // no ring (io_uring) or no thread at all (sync)
   uint64_t small = 0, large = 0;
   if (feed != nullptr) {
     for (const FileTask& t : *feed) ++(t.size >= cfg_.large_threshold ? large : small);
     const uint64_t small_batches = (small + 63) / 64;
     const uint64_t batches = uring ? small_batches : small_batches + large;
     workers = static_cast<uint32_t>(std::min<uint64_t>(workers, std::max<uint64_t>(1, batches)));
-    if (uring) {
-      max_bulk = static_cast<uint32_t>(std::min<uint64_t>(large, UINT32_MAX));
-      no_rings = small == 0 && large > 0;
-    }
+    no_workers = uring ? small == 0 : batches == 0;
+    if (uring) max_bulk = static_cast<uint32_t>(std::min<uint64_t>(large, UINT32_MAX));
   }
   {
     std::lock_guard lk(job_mu_);
@@ -341,7 +339,7 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
   }
   // Fit descriptors and pinned memory to what this process has.
   const Budget budget = plan_budget(cfg_, uring, workers, nofile_limit(), open_fd_count(), max_bulk);
-  workers = no_rings ? 0 : budget.workers;
+  workers = no_workers ? 0 : budget.workers;
   job.dir_pairs = budget.dir_pairs;
   job.ring_depth = budget.queue_depth;
   job.chunk = budget.chunk;
@@ -351,7 +349,7 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
   counters_.fd_budget.store(static_cast<uint32_t>(std::min<uint64_t>(budget.fd_budget, UINT32_MAX)),
                             std::memory_order_relaxed);
   counters_.buffer_bytes.store(
-      no_rings ? uint64_t{budget.bulk_threads} * budget.chunk : budget.buffer_bytes, std::memory_order_relaxed);
+      no_workers ? uint64_t{budget.bulk_threads} * budget.chunk : budget.buffer_bytes, std::memory_order_relaxed);
   std::mutex mu;
   std::condition_variable cv;
   size_t running = 0;

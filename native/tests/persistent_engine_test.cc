@@ -264,6 +264,9 @@ TEST_P(PersistentEngineTest, NoMoreThreadsThanTheBatchCanUse) {
   usync_engine* e = Make(60 * 1000);
   ASSERT_NE(e, nullptr);
   usync_stats st{};
+  // Nothing to copy (the one source is missing): no thread at all.
+  EXPECT_EQ(CopyOne(e, t / "missing", t / "out/missing"), -EIO);
+  EXPECT_TRUE(PoolThreads().empty()) << "a call with nothing to copy started threads";
   ASSERT_EQ(CopyOne(e, t / "small", t / "out/small"), 0);
   ASSERT_EQ(usync_engine_stats(e, &st, sizeof st), 0);
   EXPECT_EQ(st.workers, 1u);
