@@ -186,7 +186,7 @@ fuzz: $(STAMP) fuzz-deps
 	done
 
 format:
-	clang-format -i native/include/*/*.h native/src/*.h native/src/*.cc native/tests/*.cc cmd/uring-sync/*.h cmd/uring-sync/*.cc
+	clang-format -i native/include/*/*.h native/src/*.h native/src/*.cc native/tests/*.cc native/bench/*.cc cmd/uring-sync/*.h cmd/uring-sync/*.cc
 
 clean:
 	rm -rf $(BUILD)

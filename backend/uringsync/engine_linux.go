@@ -48,6 +48,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"runtime/cgo"
 	"strings"
@@ -137,6 +138,10 @@ func New(opts *Options) (*Engine, error) {
 	co.chunk_size = C.uint32_t(o.ChunkSize)
 	co.iowq_max_workers = C.uint32_t(o.IOWQMaxWorkers)
 	co.progress_interval_ms = C.uint32_t(o.ProgressInterval / time.Millisecond)
+	if o.IdleTimeout < 0 || o.IdleTimeout/time.Millisecond > math.MaxUint32 {
+		return nil, fmt.Errorf("uringsync: option out of range: IdleTimeout %v", o.IdleTimeout)
+	}
+	co.idle_timeout_ms = C.uint32_t((o.IdleTimeout + time.Millisecond - 1) / time.Millisecond)
 
 	// Exclude patterns live in C memory only for usync_engine_create, which
 	// copies them.

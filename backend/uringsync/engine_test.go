@@ -777,3 +777,55 @@ func TestCopyFilesMetadataFailed(t *testing.T) {
 		}
 	})
 }
+
+// poolThreads counts the engine threads of this process (the library names
+// them "usync-pool").
+func poolThreads(t *testing.T) int {
+	t.Helper()
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Skipf("no /proc to count threads: %v", err)
+	}
+	n := 0
+	for _, task := range tasks {
+		comm, err := os.ReadFile(filepath.Join("/proc/self/task", task.Name(), "comm"))
+		if err == nil && strings.TrimSpace(string(comm)) == "usync-pool" {
+			n++
+		}
+	}
+	return n
+}
+
+// TestIdleTimeout checks that an engine keeps its threads after a call and
+// lets them go after IdleTimeout, and that the next call still works.
+func TestIdleTimeout(t *testing.T) {
+	if _, err := New(&Options{IdleTimeout: -time.Second}); err == nil {
+		t.Error("negative IdleTimeout accepted")
+	}
+	engines(t, func(t *testing.T, forceSync bool) {
+		dir := t.TempDir()
+		src := filepath.Join(dir, "src")
+		writeFile(t, src, content(7))
+		e := newEngine(t, Options{ForceSync: forceSync, IdleTimeout: 30 * time.Millisecond})
+		before := poolThreads(t)
+		for i := range 2 {
+			if _, err := e.CopyFiles(context.Background(), []Pair{{src, filepath.Join(dir, fmt.Sprint("dst", i))}}); err != nil {
+				t.Fatal(err)
+			}
+			if n := poolThreads(t); n <= before {
+				t.Fatalf("call %d: no engine thread outlived the call (%d before, %d after)", i, before, n)
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for poolThreads(t) > before && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if n := poolThreads(t); n > before {
+				t.Fatalf("call %d: %d engine threads still alive after the idle timeout", i, n-before)
+			}
+		}
+		got, err := os.ReadFile(filepath.Join(dir, "dst1"))
+		if err != nil || !bytes.Equal(got, content(7)) {
+			t.Errorf("second copy after the idle timeout: %q, %v", got, err)
+		}
+	})
+}

@@ -35,6 +35,12 @@ type Options struct {
 	ChunkSize        int           // bytes per read/write buffer; 0 = 128 KiB
 	IOWQMaxWorkers   int           // io-wq kernel threads per ring; 0 = 4
 	ProgressInterval time.Duration // between OnProgress calls; 0 = 200ms
+	// IdleTimeout is how long an engine thread waits for the next call
+	// before it exits. An engine keeps its threads, and the rings and
+	// buffers they hold, from one call to the next, so that a call on a warm
+	// engine starts no thread and builds no ring; Close ends them at once.
+	// 0 = 5s.
+	IdleTimeout time.Duration
 
 	Preserve  bool // keep permission bits (and directory times; files keep times always)
 	DryRun    bool // walk and report, write nothing

@@ -7,7 +7,8 @@
 
 namespace usync {
 
-Budget plan_budget(const Config& cfg, bool uring, uint32_t want_workers, uint64_t limit, uint64_t in_use) noexcept {
+Budget plan_budget(const Config& cfg, bool uring, uint32_t want_workers, uint64_t limit, uint64_t in_use,
+                   uint32_t max_bulk) noexcept {
   Budget b;
   // A little slack for what the walker opens for a moment (a listing of
   // /proc/self/fd, a reopened directory before its pair is counted).
@@ -53,7 +54,7 @@ Budget plan_budget(const Config& cfg, bool uring, uint32_t want_workers, uint64_
   uint64_t own = cfg.has(USYNC_FORCE_URING) ? 1 : 3;
   if (own == 3 && file_fds < (own + 1) + 2) own = 1;
   b.inline_copies = own == 3;
-  uint32_t w = want_workers, bulk = std::min(w, 4u);
+  uint32_t w = want_workers, bulk = std::min({w, 4u, max_bulk});
   auto need = [&](uint32_t rings, uint32_t threads) { return uint64_t{rings} * (own + 1) + uint64_t{threads} * 2; };
   while (need(w, bulk) > file_fds && bulk > 1) --bulk;
   while (need(w, bulk) > file_fds && w > 1) --w;

@@ -23,8 +23,10 @@ struct Budget {
 };
 
 // limit: the RLIMIT_NOFILE soft limit; in_use: descriptors open now (the
-// caller's).  want_workers: rings or threads asked for.
-Budget plan_budget(const Config& cfg, bool uring, uint32_t want_workers, uint64_t limit, uint64_t in_use) noexcept;
+// caller's).  want_workers: rings or threads asked for; max_bulk: most bulk
+// threads (io_uring) the call can use.
+Budget plan_budget(const Config& cfg, bool uring, uint32_t want_workers, uint64_t limit, uint64_t in_use,
+                   uint32_t max_bulk = UINT32_MAX) noexcept;
 
 // The current soft RLIMIT_NOFILE (a large number when unlimited) and the
 // number of descriptors this process has open.

@@ -45,6 +45,16 @@ void raise_nofile() noexcept {
   }
 }
 
+// The engine whose copy call runs on this thread (the caller's thread, where
+// progress_cb runs), to refuse a call from its own callback.
+thread_local const Engine* tls_calling = nullptr;
+
+struct CallingScope {
+  explicit CallingScope(const Engine* e) noexcept : outer(tls_calling) { tls_calling = e; }
+  ~CallingScope() { tls_calling = outer; }
+  const Engine* outer;  // a call on another engine from a callback nests
+};
+
 bool env_force_sync() noexcept {
   const char* v = std::getenv("URING_SYNC_FORCE_SYNC");
   return v != nullptr && *v != '\0' && std::strcmp(v, "0") != 0;
@@ -225,6 +235,7 @@ int Engine::create(const usync_options* in, Engine** out) noexcept {
     c.chunk_size = o.chunk_size != 0 ? o.chunk_size : 128 * 1024;
     c.iowq_max_workers = o.iowq_max_workers != 0 ? o.iowq_max_workers : 4;
     c.progress_interval_ms = o.progress_interval_ms != 0 ? o.progress_interval_ms : 200;
+    c.idle_timeout_ms = o.idle_timeout_ms != 0 ? o.idle_timeout_ms : 5000;
     c.buffer_budget = o.buffer_budget != 0 ? o.buffer_budget : (128u << 20);
     c.large_threshold = std::max<uint64_t>(1u << 20, uint64_t{c.chunk_size} * 4);
     if (o.exclude_count > 0 && o.excludes == nullptr) throw EINVAL;
@@ -243,6 +254,8 @@ int Engine::create(const usync_options* in, Engine** out) noexcept {
                    std::strerror(-err));
       e->announced_ = true;
     }
+    e->pid_ = getpid();
+    e->pool_ = std::make_unique<ThreadPool>(std::chrono::milliseconds(c.idle_timeout_ms));
   } catch (int err) {
     delete e;
     return -err;
@@ -252,6 +265,18 @@ int Engine::create(const usync_options* in, Engine** out) noexcept {
   }
   if ((o.flags & USYNC_RAISE_NOFILE) != 0) raise_nofile();
   *out = e;
+  return 0;
+}
+
+Engine::~Engine() {
+  // A forked child has none of the threads, and their mutexes and condition
+  // variables may be in any state: neither join nor destroy them.
+  if (pool_ && getpid() != pid_) static_cast<void>(pool_.release());
+}
+
+int Engine::refuse_call() const noexcept {
+  if (getpid() != pid_) return -ECHILD;
+  if (tls_calling == this || pool_->on_pool_thread()) return -EDEADLK;
   return 0;
 }
 
@@ -292,14 +317,29 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
   // threads per CPU keep the cores busy without piling onto directory locks.
   if (!uring && kind_ == USYNC_ENGINE_URING && cfg_.workers_auto)
     workers = std::max(2u, std::min(cpu_count() * 2, workers));
+  // A pair copy knows its work: no more threads than it has batches for
+  // (small files are queued 64 to a batch, large ones one each; with
+  // io_uring large ones go to the bulk threads, and no small file needs no
+  // ring).  A tree is not known before it is walked.
+  uint32_t max_bulk = UINT32_MAX;
+  bool no_workers = false;  // no ring (io_uring) or no thread at all (sync)
+  uint64_t small = 0, large = 0;
+  if (feed != nullptr) {
+    for (const FileTask& t : *feed) ++(t.size >= cfg_.large_threshold ? large : small);
+    const uint64_t small_batches = (small + 63) / 64;
+    const uint64_t batches = uring ? small_batches : small_batches + large;
+    workers = static_cast<uint32_t>(std::min<uint64_t>(workers, std::max<uint64_t>(1, batches)));
+    no_workers = uring ? small == 0 : batches == 0;
+    if (uring) max_bulk = static_cast<uint32_t>(std::min<uint64_t>(large, UINT32_MAX));
+  }
   {
     std::lock_guard lk(job_mu_);
     current_ = &job;
     if (cancel_.load(std::memory_order_relaxed)) job.stop();
   }
   // Fit descriptors and pinned memory to what this process has.
-  const Budget budget = plan_budget(cfg_, uring, workers, nofile_limit(), open_fd_count());
-  workers = budget.workers;
+  const Budget budget = plan_budget(cfg_, uring, workers, nofile_limit(), open_fd_count(), max_bulk);
+  workers = no_workers ? 0 : budget.workers;
   job.dir_pairs = budget.dir_pairs;
   job.ring_depth = budget.queue_depth;
   job.chunk = budget.chunk;
@@ -310,61 +350,37 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
   counters_.queue_depth.store(uring ? budget.queue_depth : 0, std::memory_order_relaxed);
   counters_.fd_budget.store(static_cast<uint32_t>(std::min<uint64_t>(budget.fd_budget, UINT32_MAX)),
                             std::memory_order_relaxed);
-  counters_.buffer_bytes.store(budget.buffer_bytes, std::memory_order_relaxed);
+  counters_.buffer_bytes.store(
+      no_workers ? uint64_t{budget.bulk_threads} * budget.chunk : budget.buffer_bytes, std::memory_order_relaxed);
   std::mutex mu;
   std::condition_variable cv;
   size_t running = 0;
-  std::vector<std::thread> threads;
   std::atomic<uint32_t> fell_back{0};
   std::atomic<int> fallback_err{0};  // -errno of the first ring that could not be set up
-  auto spawn = [&](auto fn) {
-    std::lock_guard lk(mu);
-    ++running;
+  // Each thread body runs on a thread of the engine's pool; this call waits
+  // until every one has ended and its thread is idle again.
+  auto spawn = [&](auto fn, bool ring = false) {
+    {
+      std::lock_guard lk(mu);
+      ++running;
+    }
     try {
-      threads.emplace_back([&, fn] {
-        fn();
-        std::lock_guard lk2(mu);
-        --running;
-        cv.notify_all();
-      });
+      pool_->run(
+          fn,
+          [&] {
+            std::lock_guard lk(mu);
+            --running;
+            cv.notify_all();
+          },
+          ring);
     } catch (...) {
+      std::lock_guard lk(mu);
       --running;  // never started: nothing will count it down
       throw;
     }
   };
-  bool walker_started = false;
-  try {
-    if (uring) {
-      for (uint32_t i = 0; i < workers; ++i)
-        spawn([&] {
-          bool fb = false;
-          const int why = run_uring_worker(job, &fb);
-          if (fb) {
-            fell_back.fetch_add(1);
-            int none = 0;
-            fallback_err.compare_exchange_strong(none, why);
-          }
-        });
-      for (uint32_t i = 0; i < budget.bulk_threads; ++i) spawn([&] { run_sync_worker(job, job.large_q); });
-    } else {
-      for (uint32_t i = 0; i < workers; ++i) spawn([&] { run_sync_worker(job, job.small_q); });
-    }
-    if (root != nullptr) {
-      spawn([&] { run_walker(job, root, uring); });
-      walker_started = true;
-    }
-  } catch (...) {
-    job.stop();  // could not start every thread: let the started ones drain
-    job.report(nullptr, job.src_root, job.dst_root, EAGAIN, USYNC_STEP_NONE);
-  }
-  if (root != nullptr && !walker_started) {
-    // Nothing was walked: drop the root (and the empty directory made for it).
-    job.small_q.close();
-    job.large_q.close();
-    if (root->fresh) rmdir(job.dst_root.c_str());
-    delete root;
-  }
-  if (feed != nullptr) {
+  // Queues the pairs in batches and closes the queues.
+  auto queue_feed = [&] {
     std::vector<FileTask> small, large;
     auto flush = [&](std::vector<FileTask>& batch, WorkQueue<FileTask>& q) {
       if (!q.push(batch)) {
@@ -372,8 +388,8 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
         batch.clear();
       }
     };
-    // Threads are running: nothing may escape from here before they are
-    // joined, so a failed allocation abandons what was not queued.
+    // Threads may be running: nothing may escape from here before they
+    // end, so a failed allocation abandons what was not queued.
     size_t next = 0;
     try {
       while (next < feed->size()) {
@@ -395,7 +411,55 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
     }
     job.small_q.close();
     job.large_q.close();
+  };
+  // A batch that fits the queues is queued before the threads start: they
+  // find their files at once instead of being woken for them.
+  const bool prefed = feed != nullptr && (uring ? small <= job.small_q.capacity() && large <= job.large_q.capacity()
+                                                : small + large <= job.small_q.capacity());
+  if (prefed) queue_feed();
+  bool walker_started = false;
+  try {
+    if (uring) {
+      for (uint32_t i = 0; i < workers; ++i)
+        spawn(
+            [&] {
+              bool fb = false;
+              const int why = run_uring_worker(job, &fb);
+              if (fb) {
+                fell_back.fetch_add(1);
+                int none = 0;
+                fallback_err.compare_exchange_strong(none, why);
+              }
+            },
+            true);
+      for (uint32_t i = 0; i < budget.bulk_threads; ++i) spawn([&] { run_sync_worker(job, job.large_q); });
+    } else {
+      for (uint32_t i = 0; i < workers; ++i) spawn([&] { run_sync_worker(job, job.small_q); });
+    }
+    if (root != nullptr) {
+      spawn([&] { run_walker(job, root, uring); });
+      walker_started = true;
+    }
+  } catch (...) {
+    job.stop();  // could not start every thread: let the started ones drain
+    job.report(nullptr, job.src_root, job.dst_root, EAGAIN, USYNC_STEP_NONE);
+    // What was queued for threads that never started is abandoned (the
+    // started ones, stopping too, may take some of it meanwhile).
+    std::vector<FileTask> left;
+    for (WorkQueue<FileTask>* q : {&job.small_q, &job.large_q})
+      while (q->pop(left, false)) {
+        for (FileTask& t : left) job.abandon_file(t);
+        left.clear();
+      }
   }
+  if (root != nullptr && !walker_started) {
+    // Nothing was walked: drop the root (and the empty directory made for it).
+    job.small_q.close();
+    job.large_q.close();
+    if (root->fresh) rmdir(job.dst_root.c_str());
+    delete root;
+  }
+  if (feed != nullptr && !prefed) queue_feed();
   {
     std::unique_lock lk(mu);
     const auto interval = std::chrono::milliseconds(cfg_.progress_interval_ms);
@@ -410,12 +474,11 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
       }
     }
   }
-  for (std::thread& t : threads) t.join();
   {
     std::lock_guard lk(job_mu_);
     current_ = nullptr;
   }
-  if (fell_back == workers && uring) counters_.engine.store(USYNC_ENGINE_SYNC, std::memory_order_relaxed);
+  if (fell_back == workers && workers > 0 && uring) counters_.engine.store(USYNC_ENGINE_SYNC, std::memory_order_relaxed);
   if (fell_back > 0 && cfg_.has(USYNC_ANNOUNCE_FALLBACK) && !announced_.exchange(true))
     std::fprintf(stderr, "uring-sync: could not set up an io_uring on a worker (%s); it used the synchronous engine\n",
                  std::strerror(-fallback_err.load()));
@@ -424,7 +487,9 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
 
 int Engine::copy_tree(const char* src, const char* dst) noexcept {
   if (src == nullptr || dst == nullptr || *src == '\0' || *dst == '\0') return -EINVAL;
+  if (const int ret = refuse_call(); ret != 0) return ret;
   std::lock_guard lk(run_mu_);
+  const CallingScope scope(this);
   try {
     return copy_tree_locked(src, dst);
   } catch (const std::bad_alloc&) {
@@ -561,7 +626,9 @@ int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) 
 
 int Engine::copy_files(const usync_pair* pairs, size_t count, usync_result* results) noexcept {
   if ((pairs == nullptr || results == nullptr) && count > 0) return -EINVAL;
+  if (const int ret = refuse_call(); ret != 0) return ret;
   std::lock_guard lk(run_mu_);
+  const CallingScope scope(this);
   try {
     return copy_files_locked(pairs, count, results);
   } catch (const std::bad_alloc&) {

@@ -3,12 +3,16 @@
 // (walker thread, worker threads, progress reporting, result).
 #pragma once
 
+#include <sys/types.h>
+
 #include <atomic>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "job.h"
+#include "thread_pool.h"
 
 namespace usync {
 
@@ -16,6 +20,9 @@ class Engine {
  public:
   // Returns 0 or -errno (-EINVAL for a bad option or exclude pattern).
   static int create(const usync_options* opts, Engine** out) noexcept;
+  // Joins the engine's threads (they are idle: destroy never overlaps a
+  // call).  In a forked child, which has none of them, leaks them instead.
+  ~Engine();
 
   int copy_tree(const char* src, const char* dst) noexcept;
   int copy_files(const usync_pair* pairs, size_t count, usync_result* results) noexcept;
@@ -35,6 +42,9 @@ class Engine {
   int kind_for(const char* path) const noexcept;
   void begin();
   int finish(Job& job);
+  // -ECHILD in a forked child, -EDEADLK from one of this engine's own
+  // callbacks (a call is running), else 0.
+  int refuse_call() const noexcept;
 
   Config cfg_;
   Counters counters_;
@@ -44,6 +54,9 @@ class Engine {
   Job* current_ = nullptr;  // the running job, for cancel()
   int kind_ = USYNC_ENGINE_SYNC;
   std::atomic<bool> announced_{false};
+  pid_t pid_ = 0;  // the process that made the engine (and its threads)
+  // The threads of every call (thread_pool.h); destroyed first.
+  std::unique_ptr<ThreadPool> pool_;
 };
 
 }  // namespace usync

@@ -40,6 +40,7 @@ struct Config {
   uint32_t chunk_size = 128 * 1024;
   uint32_t iowq_max_workers = 4;
   uint32_t progress_interval_ms = 200;
+  uint32_t idle_timeout_ms = 5000;  // an engine thread idle this long exits
   uint64_t buffer_budget = 128u << 20;  // I/O buffer bytes of a whole call
   uint64_t large_threshold = 1u << 20;  // files at least this big go to the bulk path
   ExcludeFilter filter;

@@ -13,6 +13,12 @@ void Ring::exit() noexcept {
   ok_ = false;
 }
 
+// No IORING_SETUP_ATTACH_WQ: since Linux 5.12 io-wq belongs to the task
+// that submits, not to the ring, and without SQPOLL the flag only checks
+// that wq_fd is a ring.  Two threads with attached rings still get one
+// io-wq each (measured on 6.18: "iou-wrk-<tid>" workers for both tids), so
+// the iowq_max_workers cap below is per ring thread either way; a pool
+// thread keeps its io-wq (and the cap) for the rings it runs later.
 int Ring::init(unsigned entries, unsigned files, unsigned iowq_max_workers) noexcept {
   io_uring_params p{};
   p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_CQSIZE;

@@ -41,30 +41,120 @@ struct Slot {
 
 constexpr uint64_t kCancelTag = ~uint64_t{0};  // user_data of ASYNC_CANCEL
 
-class UringWorker {
- public:
-  explicit UringWorker(Job& job)
-      : job_(job), cfg_(job.cfg), adaptive_(job.inline_copies && nowait_reads_supported()) {}
-  ~UringWorker() { ring_.exit(); }  // before the buffers it registered go
+// What a ring worker keeps between copy calls on its pool thread: the ring
+// (SINGLE_ISSUER ties it to this thread), its registered buffers and the
+// slots.  Between calls the ring is clean: nothing in flight, the SQ and CQ
+// empty, no direct descriptor installed.
+struct RingKit {
+  // Destroyed in reverse order: the ring (declared last) goes before the
+  // buffers registered with it.
+  std::unique_ptr<BufferPool> pool;
+  std::vector<Slot> slots;
+  std::vector<uint32_t> free;  // free slots
+  Ring ring;
+  uint32_t qd = 0;
+  uint32_t chunk = 0;
+  unsigned iowq_max_workers = 0;
+  bool fixed_bufs = false;
 
-  int setup() {
-    qd_ = std::max(1u, job_.ring_depth);
+  // Builds a ring of qd files in flight with chunk-byte buffers.  0 or -errno.
+  int build(uint32_t depth, uint32_t chunk_bytes, unsigned iowq) noexcept {
+    qd = std::max(1u, depth);
+    chunk = chunk_bytes;
+    iowq_max_workers = iowq;
     unsigned entries = 1;
-    while (entries < qd_ * FileCopy::kMaxOps + 1) entries <<= 1;
-    if (const int ret = ring_.init(entries, qd_, cfg_.iowq_max_workers); ret < 0) return ret;
+    while (entries < qd * FileCopy::kMaxOps + 1) entries <<= 1;
+    if (const int ret = ring.init(entries, qd, iowq); ret < 0) return ret;
     try {
-      pool_ = std::make_unique<BufferPool>(qd_, job_.chunk);
-      slots_.resize(qd_);
-      if (cfg_.has(USYNC_HASH_MD5))
-        for (Slot& s : slots_) s.md5 = std::make_unique<Md5>();
-      if (cfg_.has(USYNC_VERIFY))
-        for (Slot& s : slots_) s.digest = std::make_unique<Digest>();
+      pool = std::make_unique<BufferPool>(qd, chunk);
+      slots.resize(qd);
+      free.reserve(qd);
     } catch (...) {
       return -ENOMEM;
     }
-    fixed_bufs_ = ring_.register_buffers(pool_->iovecs()) == 0;
-    free_.reserve(qd_);
-    for (uint32_t i = qd_; i > 0; --i) free_.push_back(i - 1);
+    fixed_bufs = ring.register_buffers(pool->iovecs()) == 0;
+    for (uint32_t i = qd; i > 0; --i) free.push_back(i - 1);
+    return 0;
+  }
+
+  void clear() noexcept {
+    ring.exit();  // before the buffers registered with it
+    pool.reset();
+    slots.clear();
+    free.clear();
+    qd = chunk = 0;
+    fixed_bufs = false;
+  }
+
+  bool fits(const Job& job) const noexcept {
+    return ring.ok() && qd == std::max(1u, job.ring_depth) && chunk == job.chunk &&
+           iowq_max_workers == job.cfg.iowq_max_workers;
+  }
+
+  // After a job: whether the ring is fit for the next one.  Takes what the
+  // kernel still has to say (a cancel's completion) and closes any direct
+  // descriptor a failed file left installed.  troubled: the job failed a
+  // file or was cancelled; a job that copied every file closed every
+  // descriptor it opened and sent no cancel, so the checks that cost system
+  // calls are skipped.
+  bool settle(bool troubled) noexcept {
+    if (!ring.ok() || free.size() != qd) return false;
+    io_uring* r = ring.get();
+    if (io_uring_sq_ready(r) > 0 && io_uring_submit(r) < 0) return false;
+    io_uring_cqe* cqe = nullptr;
+    if (troubled) {
+      __kernel_timespec ts{0, 0};
+      io_uring_wait_cqe_timeout(r, &cqe, &ts);  // runs deferred task work
+    }
+    unsigned head, seen = 0;
+    bool stray = false;
+    io_uring_for_each_cqe(r, head, cqe) {
+      ++seen;
+      stray = stray || cqe->user_data != kCancelTag;  // every slot is free: nothing else may come
+    }
+    io_uring_cq_advance(r, seen);
+    if (stray) return false;
+    if (!troubled) return true;
+    std::vector<int> none;
+    try {
+      none.assign(qd, -1);
+    } catch (...) {
+      return false;
+    }
+    return io_uring_register_files_update(r, 0, none.data(), qd) == static_cast<int>(qd);
+  }
+};
+
+class UringWorker {
+ public:
+  // Drives job on the ring, buffers and slots of kit (set up by setup()).
+  UringWorker(Job& job, RingKit& kit)
+      : job_(job), cfg_(job.cfg), pool_(kit.pool), slots_(kit.slots), free_(kit.free), ring_(kit.ring),
+        kit_(kit), adaptive_(job.inline_copies && nowait_reads_supported()) {}
+
+  // Makes kit fit this job: reuses it when the job wants the same ring, else
+  // builds it anew; gives every slot the digests the job's flags ask for.
+  int setup() {
+    if (!kit_.fits(job_)) {
+      kit_.clear();
+      if (const int ret = kit_.build(job_.ring_depth, job_.chunk, cfg_.iowq_max_workers); ret < 0) return ret;
+    }
+    qd_ = kit_.qd;
+    fixed_bufs_ = kit_.fixed_bufs;
+    try {
+      for (Slot& s : slots_) {
+        if (!cfg_.has(USYNC_HASH_MD5))
+          s.md5.reset();
+        else if (!s.md5)
+          s.md5 = std::make_unique<Md5>();
+        if (!cfg_.has(USYNC_VERIFY))
+          s.digest.reset();
+        else if (!s.digest)
+          s.digest = std::make_unique<Digest>();
+      }
+    } catch (...) {
+      return -ENOMEM;
+    }
     return 0;
   }
 
@@ -501,12 +591,12 @@ class UringWorker {
 
   Job& job_;
   const Config& cfg_;
-  // Destroyed in reverse order: the ring (declared last) goes before the
-  // buffers registered with it (the destructor also exits it explicitly).
-  std::unique_ptr<BufferPool> pool_;
-  std::vector<Slot> slots_;
-  std::vector<uint32_t> free_;
-  Ring ring_;
+  // The kit's (see RingKit), borrowed for this job.
+  std::unique_ptr<BufferPool>& pool_;
+  std::vector<Slot>& slots_;
+  std::vector<uint32_t>& free_;
+  Ring& ring_;
+  RingKit& kit_;
   uint32_t qd_ = 0;
   uint32_t active_ = 0;
   bool fixed_bufs_ = false;
@@ -520,24 +610,34 @@ class UringWorker {
   std::unique_ptr<Digest> inline_digest_;
 };
 
+// This thread's ring, kept from one job to the next (see RingKit); freed
+// when the thread exits.
+thread_local std::unique_ptr<RingKit> tls_kit;
+
 }  // namespace
 
 int run_uring_worker(Job& job, bool* used_fallback) noexcept {
+  std::unique_ptr<RingKit> kit = std::move(tls_kit);  // dropped unless it proves clean after the job
   std::unique_ptr<UringWorker> w;
   int ret = -ENOMEM;
   try {
-    w = std::make_unique<UringWorker>(job);
+    if (!kit) kit = std::make_unique<RingKit>();
+    w = std::make_unique<UringWorker>(job, *kit);
     ret = w->setup();
   } catch (...) {
   }
   if (ret < 0) {
     *used_fallback = true;
     w.reset();
+    kit.reset();
     run_sync_worker(job, job.small_q);
     return ret;
   }
   *used_fallback = false;
   w->run();
+  w.reset();
+  const bool troubled = job.cancelled() || job.counters.files_failed.load(std::memory_order_relaxed) > 0;
+  if (kit->settle(troubled)) tls_kit = std::move(kit);
   return 0;
 }
 

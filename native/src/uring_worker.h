@@ -11,6 +11,10 @@ namespace usync {
 // Copies small files from job.small_q until it is closed and drained.  If the
 // ring cannot be set up on this thread, falls back to the synchronous loop
 // (same results) and says so through *used_fallback.
+// The ring, its registered buffers and slots stay with the calling thread
+// (a pool thread) for its next job, which reuses them when it wants the same
+// depth, chunk and io-wq cap; they are freed when the thread exits, and a
+// ring that broke or is not left clean is dropped.
 // Returns the -errno that made the fallback, 0 otherwise.
 int run_uring_worker(Job& job, bool* used_fallback) noexcept;
 

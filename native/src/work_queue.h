@@ -50,6 +50,9 @@ class WorkQueue {
     not_full_.notify_all();
   }
 
+  // Items that can be queued before push blocks.
+  size_t capacity() const noexcept { return capacity_; }
+
   bool closed_and_empty() {
     std::lock_guard lk(mu_);
     return closed_ && batches_.empty();

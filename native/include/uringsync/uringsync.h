@@ -19,7 +19,24 @@
  * usync_engine_cancel(), usync_engine_stats().  Callbacks run on engine
  * threads, never concurrently with each other for one engine, and must not
  * call back into the same engine except usync_engine_cancel() and
- * usync_engine_stats().
+ * usync_engine_stats() (a copy call from one returns -EDEADLK; destroying
+ * the engine from one is undefined).
+ *
+ * Threads and rings live across calls: an engine starts its threads (the
+ * walker, the io_uring rings or synchronous workers, the bulk threads) on
+ * its first copy call and keeps them, idle, for the next one; a thread that
+ * ran a ring keeps the ring and its registered buffers too.  A warm engine
+ * therefore starts a call without creating a thread or a ring (README,
+ * "Threads and rings live across calls", has the measured cost per call).  A
+ * call starts no more threads than it can use (a usync_copy_files batch of
+ * k small files: one per 64 files).  A thread idle for
+ * usync_options.idle_timeout_ms exits and frees what it keeps;
+ * usync_engine_destroy() ends them all at once.
+ *
+ * Fork: a forked child has none of the engine's threads.  The child must not
+ * use an engine made before the fork: copy calls there return -ECHILD, and
+ * usync_engine_destroy() in the child frees nothing of the engine's threads
+ * (it leaks them rather than wait for threads that do not exist).
  */
 #ifndef URINGSYNC_URINGSYNC_H
 #define URINGSYNC_URINGSYNC_H
@@ -308,6 +325,10 @@ typedef struct usync_options {
   /* Optional: each entry USYNC_DELETE removes, the entries of a directory
    * before the directory (same threading as the other callbacks). */
   usync_delete_fn delete_cb;
+  /* Milliseconds a thread of the engine stays idle before it exits (and
+   * frees the ring and buffers it keeps for the next call); 0 = 5000.  See
+   * "Threads and rings live across calls" below. */
+  uint32_t idle_timeout_ms;
 } usync_options;
 
 /* Fill *opts with defaults (all zero, struct_size set).  Always do this
@@ -333,7 +354,9 @@ typedef struct usync_engine usync_engine;
 USYNC_API int usync_engine_create(const usync_options *opts, usync_engine **out);
 
 /* Destroy an engine; NULL is accepted.  Must not run concurrently with a
- * copy call on the same engine. */
+ * copy call on the same engine, nor from one of its callbacks.  Wakes and
+ * joins the engine's idle threads, which closes their rings: it returns
+ * promptly, whatever idle_timeout_ms is. */
 USYNC_API void usync_engine_destroy(usync_engine *engine);
 
 /* Ask the running copy call (if any) to stop as soon as possible.  Files in
@@ -362,7 +385,8 @@ USYNC_API int usync_engine_kind(const usync_engine *engine);
  * Returns 0 when everything was copied, -EIO when the job ran to its end but
  * one or more entries failed (each was reported through error_cb and counted
  * in files_failed), -ECANCELED after usync_engine_cancel(), or another
- * negative errno when the job could not start (e.g. -ENOENT for src). */
+ * negative errno when the job could not start (e.g. -ENOENT for src;
+ * -EDEADLK from one of this engine's callbacks; -ECHILD in a forked child). */
 USYNC_API int usync_copy_tree(usync_engine *engine, const char *src, const char *dst);
 
 /* One explicit file copy for usync_copy_files(). */
@@ -389,7 +413,7 @@ typedef struct usync_result {
  * (count entries, caller-allocated) receives each pair's outcome in order.
  * Returns 0 when every pair succeeded, -EIO when some failed (see results),
  * -ECANCELED after cancel (unfinished pairs get error ECANCELED), or another
- * negative errno. */
+ * negative errno (-EDEADLK and -ECHILD as for usync_copy_tree()). */
 USYNC_API int usync_copy_files(usync_engine *engine, const usync_pair *pairs, size_t count, usync_result *results);
 
 #ifdef __cplusplus
