@@ -384,6 +384,19 @@ func TestBehavesAsLocal(t *testing.T) {
 					}
 				}
 			}
+			runBin := bin
+			if c.nobody {
+				// The binary may sit where user 65534 cannot reach it (a
+				// test's own 0700 temporary directory): run a copy from here.
+				runBin = filepath.Join(dir, "rclone")
+				data, err := os.ReadFile(bin)
+				if err == nil {
+					err = os.WriteFile(runBin, data, 0o755)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
 			src := filepath.Join(dir, "src")
 			c.tree(t, src)
 			type run struct {
@@ -407,7 +420,7 @@ func TestBehavesAsLocal(t *testing.T) {
 				}
 				args := append(append([]string{"-v"}, c.args...), pre+src, pre+dst)
 				start := time.Now()
-				out, code := runAs(t, cred, bin, args...)
+				out, code := runAs(t, cred, runBin, args...)
 				runs[i] = run{out, code, before, readTree(t, dst), time.Since(start)}
 			}
 			u, l := runs[0], runs[1]
