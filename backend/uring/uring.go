@@ -61,10 +61,11 @@ remote is made (the engine runs only between uring remotes). 0 leaves
 	Name: "sync_below",
 	Help: `Batches with fewer files than this use the synchronous engine.
 
-Setting up io_uring rings costs more per engine call than it saves on
-a few files, so smaller batches run on the engine's synchronous thread
-pool. 0 always uses io_uring when the kernel allows it.`,
-	Default:  1024,
+0 (the default) lets the engine choose for every batch: its rings are
+kept from call to call, and its adaptive engine copies cached files
+directly and sends only files that would wait for the disk through
+io_uring.`,
+	Default:  0,
 	Advanced: true,
 }, {
 	Name:     "force_sync",
