@@ -76,12 +76,8 @@ TEST_P(HardLinksTest, AFailedLeaderHandsOverToAnotherPath) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, HardLinksTest,
-                         ::testing::Values(uint32_t{USYNC_FORCE_URING}, uint32_t{USYNC_FORCE_SYNC}, uint32_t{0}),
-                         [](const auto& info) {
-                           return info.param == USYNC_FORCE_URING ? std::string("uring")
-                                  : info.param == USYNC_FORCE_SYNC ? std::string("sync")
-                                                                   : std::string("auto");
-                         });
+                         ::testing::ValuesIn(testing::kEngineFlags),
+                         [](const auto& info) { return testing::EngineName(info.param); });
 
 }  // namespace
 }  // namespace usync

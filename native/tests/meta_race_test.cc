@@ -105,12 +105,8 @@ TEST_P(MetaRace, APairWhoseAttributesFailIsAFailedPair) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, MetaRace,
-                         ::testing::Values(uint32_t{USYNC_FORCE_URING}, uint32_t{USYNC_FORCE_SYNC}, uint32_t{0}),
-                         [](const auto& info) {
-                           return info.param == USYNC_FORCE_URING ? std::string("uring")
-                                  : info.param == USYNC_FORCE_SYNC ? std::string("sync")
-                                                                   : std::string("auto");
-                         });
+                         ::testing::ValuesIn(testing::kEngineFlags),
+                         [](const auto& info) { return testing::EngineName(info.param); });
 
 }  // namespace
 }  // namespace usync

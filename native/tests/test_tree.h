@@ -8,11 +8,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
+
+#include "uringsync/uringsync.h"
 
 namespace usync::testing {
 
@@ -112,6 +115,13 @@ inline std::map<std::string, Entry> Snapshot(const std::string& root) {
     close(fd);
   }
   return out;
+}
+
+// The engines a test runs on, as usync_options flags: the rings alone, the
+// thread pool, and the default (adaptive) engine; and their names.
+inline constexpr uint32_t kEngineFlags[] = {USYNC_FORCE_URING, USYNC_FORCE_SYNC, 0};
+inline std::string EngineName(uint32_t flags) {
+  return flags == kEngineFlags[0] ? "uring" : flags == kEngineFlags[1] ? "sync" : "auto";
 }
 
 }  // namespace usync::testing
