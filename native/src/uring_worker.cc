@@ -254,7 +254,7 @@ class UringWorker {
     const FileResult r = copy_file_sync(job_, t, inline_buf_.get(), inline_buf_size_, inline_md5_.get(),
                                         inline_digest_.get(), &would_block);
     if (would_block) {
-      if (!job_.cold_seen.load(std::memory_order_relaxed)) job_.cold_seen.store(true, std::memory_order_relaxed);
+      job_.note_probe_miss();
       backoff_ = std::min<uint32_t>(backoff_ == 0 ? 1 : backoff_ * 2, 64);
       skip_ = backoff_ - 1;
       return false;

@@ -138,12 +138,16 @@ TEST_F(Adaptive, UncachedTreeGoesThroughTheRing) {
   EXPECT_EQ(Copy(root, t_ / "dst").files_inline, 0u);
 }
 
-// Half and half: only cached files are taken inline (after a run of misses
-// the probes thin out, so not necessarily all of them), and some are.
+// Half and half: both paths are taken.  Not exactly the 32 cached files:
+// after a run of misses the probes thin out (fewer), and a probe that
+// misses starts the file's readahead, which on a fast device (a VM's disk
+// in its host's cache) may finish before the probe's own read returns, so
+// that a dropped file is found cached after all (more; measured: 33 of 64
+// in 8 of 20 runs here).  That file did not block: inline was right.
 TEST_F(Adaptive, MixedTreeTakesBothPaths) {
   const usync_stats st = Copy(src_, t_ / "dst");
-  EXPECT_GT(st.files_inline, 0u);
-  EXPECT_LE(st.files_inline, 32u);
+  EXPECT_GT(st.files_inline, 0u) << "no cached file was copied inline";
+  EXPECT_LT(st.files_inline, 64u) << "no dropped file went through the ring";
 }
 
 TEST_F(Adaptive, ForcedEnginesNeverDecideInline) {

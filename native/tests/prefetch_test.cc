@@ -11,6 +11,7 @@
 #include <string>
 #include <thread>
 
+#include "job.h"
 #include "test_tree.h"
 
 namespace usync {
@@ -69,6 +70,32 @@ TEST(Prefetch, StopsPromptlyMidWalk) {
   { Prefetcher p(fd, 8); }  // destroyed at once
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
   close(fd);
+}
+
+// The walker starts the prefetcher only on a tree the probes found cold: a
+// warm tree's few misses must not start it (it would repeat every listing
+// and stat), a run of misses with few hits must.
+TEST(Prefetch, ColdNeedsManyMissesAgainstFewHits) {
+  Config cfg;
+  Counters counters;
+  std::atomic<bool> cancel{false};
+  Job warm(cfg, counters, cancel, USYNC_ENGINE_URING);
+  counters.files_inline.store(99000);
+  for (int i = 0; i < 200; ++i) warm.note_probe_miss();
+  EXPECT_FALSE(warm.cold_seen.load()) << "200 misses in 99,000 cached files";
+  counters.reset();
+  Job cold(cfg, counters, cancel, USYNC_ENGINE_URING);
+  for (int i = 0; i < 31; ++i) cold.note_probe_miss();
+  EXPECT_FALSE(cold.cold_seen.load()) << "31 misses are not yet a cold tree";
+  cold.note_probe_miss();
+  EXPECT_TRUE(cold.cold_seen.load()) << "32 misses, no hit";
+  counters.reset();
+  Job mixed(cfg, counters, cancel, USYNC_ENGINE_URING);
+  counters.files_inline.store(400);
+  for (int i = 0; i < 99; ++i) mixed.note_probe_miss();
+  EXPECT_FALSE(mixed.cold_seen.load());
+  mixed.note_probe_miss();
+  EXPECT_TRUE(mixed.cold_seen.load()) << "one miss per four cached files";
 }
 
 }  // namespace
