@@ -128,11 +128,15 @@ demo: native
 bench-deps:
 	python3 test/bench/bench.py --deps
 
-bench: native bench-deps
+# The whole table (bench.py --plan full: every dataset under the conditions that matter for it,
+# 3 interleaved reps each; about 45 minutes).  BENCH_ARGS replaces it, e.g.
+# BENCH_ARGS="--datasets small4k --conditions warm --reps 5".
+BENCH_ARGS ?= --plan full --reps 3
+bench: native rclone bench-deps
 	python3 test/bench/bench.py $(BENCH_ARGS)
 
 bench-quick: native
-	python3 test/bench/bench.py --quick $(BENCH_ARGS)
+	python3 test/bench/bench.py --quick $(BENCH_QUICK_ARGS)
 
 # The README's performance table, rewritten from a results file (default: the last bench run's).
 BENCH_RESULTS ?= $(BUILD)/bench/results.json

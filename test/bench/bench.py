@@ -321,6 +321,42 @@ DEFAULT_TOOLS = ["cp-r", "cp-a", "tar", "rsync", "rsync-aHAXS", "floor", "cpz", 
                  "uring-sync-a", "uring-sync-uring", "rclone", "rclone-uring", "rclone-copytree"]
 
 
+# `make bench`'s plan (--plan full): the performance issue's table, each dataset under the
+# conditions that say something about it, each with the tools worth timing there.  A peer that
+# takes minutes where it says nothing new (rclone on 1M files, cp -a next to cp -r) is left out of
+# that cell only; scenarios run on small4k warm.
+ENGINES = ["uring-sync", "uring-sync-uring", "uring-sync-sync"]
+PEERS = ["cpz", "fcp", "xcp"]
+FULL_PLAN = [
+    ("small4k", "warm", DEFAULT_TOOLS + ["uring-sync-sync"], True),
+    ("small4k", "ext4-dst", ["cp-r", "tar", "floor"] + PEERS + ENGINES + ["rclone", "rclone-uring", "rclone-copytree"],
+     False),
+    ("small4k", "pagecache", ["cp-r", "tar", "floor"] + PEERS + ENGINES, False),
+    ("small4k", "cold-disk", ["cp-r", "tar"] + PEERS + ENGINES + ["rclone", "rclone-uring", "rclone-copytree"], False),
+    ("mixed", "cold-disk", ["cp-r", "tar"] + PEERS + ENGINES, False),
+    ("deep-narrow", "cold-disk", ["cp-r", "tar"] + PEERS + ENGINES, False),
+    ("flat", "warm", ["cp-r", "tar", "floor"] + PEERS + ENGINES, False),
+    ("tiny1m", "warm", ["tar", "floor", "cpz", "xcp"] + ENGINES, False),
+]
+
+
+def parse_plan(text: str, datasets: str, conditions: str, tools: list[str]) -> list[tuple[str, str, list[str], bool]]:
+    """The (dataset, condition, tools, scenarios?) cells to run, in order.  '' is every dataset
+    under every condition with every tool (the cross product of --datasets and --conditions);
+    'full' is FULL_PLAN; otherwise a comma list of DATASET:CONDITION, each with every tool."""
+    if text == "":
+        return [(d, c, tools, True) for d in datasets.split(",") if d for c in conditions.split(",") if c]
+    if text == "full":
+        return [(d, c, [t for t in ts if t in tools], sc) for d, c, ts, sc in FULL_PLAN]
+    cells = []
+    for item in text.split(","):
+        d, sep, c = item.partition(":")
+        if not sep or d not in DATASETS or c not in CONDITIONS:
+            raise ValueError(f"--plan: {item!r} is not DATASET:CONDITION (--list shows them)")
+        cells.append((d, c, tools, True))
+    return cells
+
+
 # Rust peers, built by `cargo install --locked` at pinned versions into build/bench/cargo.
 CARGO_ROOT = os.path.join(REPO, "build", "bench", "cargo")
 CARGO_PEERS: dict[str, tuple[str, str]] = {  # binary -> (crate, version)
@@ -903,6 +939,10 @@ def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", default="small4k", help=f"comma list of {', '.join(DATASETS)} (default small4k)")
     ap.add_argument("--conditions", default="warm,cold", help=f"comma list of {', '.join(CONDITIONS)} (default warm,cold)")
+    ap.add_argument("--plan", default="",
+                    help="'full' (what make bench runs: every dataset under the conditions that matter for it, "
+                         "each with its own tools, scenarios on small4k warm) or DATASET:CONDITION,... "
+                         "instead of the cross product of --datasets and --conditions")
     ap.add_argument("--tools", default=",".join(DEFAULT_TOOLS),
                     help="comma list of tools (default: %(default)s; rclone ones only if an rclone binary exists)")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS),
@@ -959,9 +999,14 @@ def main() -> int:
             print(f"scenario  {sc:14} {SCENARIO_LABELS[sc]}")
         return 0
 
-    datasets = [DATASETS[n] for n in a.datasets.split(",") if n]
-    conditions = [CONDITIONS[n] for n in a.conditions.split(",") if n]
     wanted = [n for n in a.tools.split(",") if n]
+    if a.plan == "full" and a.tools == ",".join(DEFAULT_TOOLS):
+        wanted = list(dict.fromkeys(t for _, _, ts, _ in FULL_PLAN for t in ts))  # every tool the plan names
+    try:
+        plan = parse_plan(a.plan, a.datasets, a.conditions, wanted)
+    except (ValueError, KeyError) as e:
+        sys.exit(f"bench: {e}")
+    conditions = [CONDITIONS[c] for c in dict.fromkeys(c for _, c, _, _ in plan)]
     for n in wanted:
         if n not in tools and not n.startswith("rclone"):
             sys.exit(f"bench: unknown tool {n!r}; --list shows them")
@@ -987,6 +1032,7 @@ def main() -> int:
         log("no rsync: its no-op re-run row is reported as not available")
     if not a.no_mount and os.geteuid() != 0:
         sys.exit("bench: needs root for fresh filesystems and drop_caches (or --no-mount for a rough warm run)")
+    plan = [(d, c, [t for t in ts if t in picked], sc) for d, c, ts, sc in plan]
     if a.no_mount and any(c.name != "warm" for c in conditions):
         sys.exit("bench: --no-mount supports the warm condition only")
 
@@ -1019,57 +1065,57 @@ def main() -> int:
                 report["meta"]["physical"] = device_limits(cache, a.fio_runtime, log_path)
             else:
                 log("no fio (apt-get install fio failed): no physical-limit rows")
-        for ds in datasets:
+        for ds_name, cond_name, cell_tools, cell_scenarios in plan:
+            ds, cond = DATASETS[ds_name], CONDITIONS[cond_name]
             size, inodes = fs_size(ds)
             files, dirs, total = dataset_totals(ds)
-            log(f"dataset {ds.name}: {files} files, {dirs} dirs, {total / MIB:.0f} MiB")
-            for cond in conditions:
-                src = sources.get(ds, cond)
-                results: dict[str, list[Sample]] = {n: [] for n in picked}
-                timed_out: set[str] = set()
-                for rep in range(a.reps):
-                    for name in picked:  # interleaved: A B C A B C ...
-                        if name in timed_out:
-                            continue  # one timeout per dataset and condition is enough
-                        tool = tools[name]
-                        mnt = os.path.join(work, f"dst-{rep}-{name}")
-                        fresh_destination(mounts, cond, mnt, size, inodes)
-                        dst = os.path.join(mnt, "copy")
-                        if tool.dst_must_exist:
-                            os.mkdir(dst)
-                        settle(cond, src)
-                        wall, rc, ru, rss = timed(tool.argv(src, dst), tool.env, log_path, rss_file, a.timeout)
-                        verified = "skipped"
-                        if rc != 0:
-                            verified = f"exit {rc}"
-                            if wall >= a.timeout:
-                                verified = f"timeout {a.timeout:.0f} s"
-                                timed_out.add(name)
+            log(f"dataset {ds.name}, {cond.name}: {files} files, {dirs} dirs, {total / MIB:.0f} MiB")
+            src = sources.get(ds, cond)
+            results: dict[str, list[Sample]] = {n: [] for n in cell_tools}
+            timed_out: set[str] = set()
+            for rep in range(a.reps):
+                for name in cell_tools:  # interleaved: A B C A B C ...
+                    if name in timed_out:
+                        continue  # one timeout per dataset and condition is enough
+                    tool = tools[name]
+                    mnt = os.path.join(work, f"dst-{rep}-{name}")
+                    fresh_destination(mounts, cond, mnt, size, inodes)
+                    dst = os.path.join(mnt, "copy")
+                    if tool.dst_must_exist:
+                        os.mkdir(dst)
+                    settle(cond, src)
+                    wall, rc, ru, rss = timed(tool.argv(src, dst), tool.env, log_path, rss_file, a.timeout)
+                    verified = "skipped"
+                    if rc != 0:
+                        verified = f"exit {rc}"
+                        if wall >= a.timeout:
+                            verified = f"timeout {a.timeout:.0f} s"
+                            timed_out.add(name)
+                        failures += 1
+                    elif tool.verify:
+                        verified = verify_copy(ds, src, dst, a.sample)
+                        if verified != "ok":
                             failures += 1
-                        elif tool.verify:
-                            verified = verify_copy(ds, src, dst, a.sample)
-                            if verified != "ok":
-                                failures += 1
-                                log(f"VERIFY FAILED {name} rep {rep}: {verified}")
-                        s = Sample(wall, ru.ru_utime, ru.ru_stime, rss, rc, verified)
-                        results[name].append(s)
-                        log(f"{ds.name}/{cond.name} rep {rep + 1}/{a.reps} {name:16} {wall:8.3f} s "
-                            f"user {s.user:6.2f} sys {s.sys:6.2f} rss {s.maxrss_kib / 1024:7.1f} MiB  {verified}")
-                        mounts.umount(mnt)
-                        shutil.rmtree(mnt, ignore_errors=True)
-                if scenarios:
-                    rows, failed = run_scenarios(a, ds, cond, src, tools, scenarios, mounts, work, log_path,
-                                                 rss_file, size, inodes)
-                    report["scenarios"] += rows
-                    failures += failed
-                sources.release()
-                for name, samples in results.items():
-                    report["results"].append({"dataset": ds.name, "condition": cond.name, "tool": name,
-                                              "label": tools[name].label, "summary": summarize(samples),
-                                              "dataset_description": ds.description, "files": files, "dirs": dirs,
-                                              "bytes": total, "condition_description": cond.description,
-                                              "cold": cond.cold,
-                                              "samples": [dataclasses.asdict(s) for s in samples]})
+                            log(f"VERIFY FAILED {name} rep {rep}: {verified}")
+                    s = Sample(wall, ru.ru_utime, ru.ru_stime, rss, rc, verified)
+                    results[name].append(s)
+                    log(f"{ds.name}/{cond.name} rep {rep + 1}/{a.reps} {name:16} {wall:8.3f} s "
+                        f"user {s.user:6.2f} sys {s.sys:6.2f} rss {s.maxrss_kib / 1024:7.1f} MiB  {verified}")
+                    mounts.umount(mnt)
+                    shutil.rmtree(mnt, ignore_errors=True)
+            if scenarios and cell_scenarios:
+                rows, failed = run_scenarios(a, ds, cond, src, tools, scenarios, mounts, work, log_path,
+                                             rss_file, size, inodes)
+                report["scenarios"] += rows
+                failures += failed
+            sources.release()
+            for name, samples in results.items():
+                report["results"].append({"dataset": ds.name, "condition": cond.name, "tool": name,
+                                          "label": tools[name].label, "summary": summarize(samples),
+                                          "dataset_description": ds.description, "files": files, "dirs": dirs,
+                                          "bytes": total, "condition_description": cond.description,
+                                          "cold": cond.cold,
+                                          "samples": [dataclasses.asdict(s) for s in samples]})
     except KeyboardInterrupt:
         interrupted = True
         log("interrupted: cleaning up")

@@ -90,5 +90,34 @@ class ScenarioTest(unittest.TestCase):
         self.assertEqual(bench.count_files(os.path.join(self.tmp, "missing")), 0)
 
 
+
+class PlanTest(unittest.TestCase):
+    def test_default_is_the_cross_product(self):
+        cells = bench.parse_plan("", "small4k,mixed", "warm,cold", ["cp-r", "uring-sync"])
+        self.assertEqual([(d, c) for d, c, _, _ in cells],
+                         [("small4k", "warm"), ("small4k", "cold"), ("mixed", "warm"), ("mixed", "cold")])
+        self.assertTrue(all(ts == ["cp-r", "uring-sync"] and sc for _, _, ts, sc in cells))
+
+    def test_full_plan_keeps_only_available_tools_and_scenarios_on_one_cell(self):
+        cells = bench.parse_plan("full", "", "", ["cp-r", "uring-sync", "uring-sync-sync", "rclone"])
+        self.assertEqual(len(cells), len(bench.FULL_PLAN))
+        for d, c, ts, _ in cells:
+            self.assertIn(d, bench.DATASETS)
+            self.assertIn(c, bench.CONDITIONS)
+            self.assertTrue(set(ts) <= {"cp-r", "uring-sync", "uring-sync-sync", "rclone"}, ts)
+            self.assertIn("uring-sync", ts)
+        self.assertEqual([(d, c) for d, c, _, sc in cells if sc], [("small4k", "warm")])
+        tiny = next(ts for d, _, ts, _ in cells if d == "tiny1m")
+        self.assertNotIn("rclone", tiny)
+
+    def test_named_cells(self):
+        cells = bench.parse_plan("flat:warm,deep-narrow:cold-disk", "small4k", "warm", ["floor"])
+        self.assertEqual([(d, c, ts) for d, c, ts, _ in cells],
+                         [("flat", "warm", ["floor"]), ("deep-narrow", "cold-disk", ["floor"])])
+        for bad in ("flat", "nosuch:warm", "flat:nosuch"):
+            with self.assertRaises(ValueError):
+                bench.parse_plan(bad, "", "", ["floor"])
+
+
 if __name__ == "__main__":
     unittest.main()
