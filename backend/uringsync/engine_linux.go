@@ -142,6 +142,10 @@ func New(opts *Options) (*Engine, error) {
 		return nil, fmt.Errorf("uringsync: option out of range: IdleTimeout %v", o.IdleTimeout)
 	}
 	co.idle_timeout_ms = C.uint32_t((o.IdleTimeout + time.Millisecond - 1) / time.Millisecond)
+	if o.FileMode&^os.ModePerm != 0 {
+		return nil, fmt.Errorf("uringsync: option out of range: FileMode %v", o.FileMode)
+	}
+	co.file_mode = C.uint32_t(o.FileMode)
 
 	// Exclude patterns live in C memory only for usync_engine_create, which
 	// copies them.

@@ -305,7 +305,7 @@ FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, siz
   std::string name;
   UniqueFd out;
   if (t.dir != nullptr && job.tmpfile_ok.load(std::memory_order_relaxed)) {
-    out.reset(openat(dfd, ".", O_TMPFILE | access | O_CLOEXEC, t.mode & 0777));
+    out.reset(openat(dfd, ".", O_TMPFILE | access | O_CLOEXEC, job.cfg.create_mode(t.mode)));
     if (!out.valid() && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL || errno == ENOENT))
       job.tmpfile_ok.store(false, std::memory_order_relaxed);
   }
@@ -318,7 +318,7 @@ FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, siz
       r.step = USYNC_STEP_OPEN_DST;
       return r;
     }
-    out.reset(openat(dfd, name.c_str(), access | O_CREAT | O_EXCL | O_CLOEXEC, t.mode & 0777));
+    out.reset(openat(dfd, name.c_str(), access | O_CREAT | O_EXCL | O_CLOEXEC, job.cfg.create_mode(t.mode)));
   }
   if (!out.valid()) {
     r.error = errno;

@@ -329,6 +329,14 @@ typedef struct usync_options {
    * frees the ring and buffers it keeps for the next call); 0 = 5000.  See
    * "Threads and rings live across calls" below. */
   uint32_t idle_timeout_ms;
+  /* Permission bits (0777 at most; more is -EINVAL) that every regular file
+   * the engine creates is made with, the umask (or a default ACL of its
+   * directory) applying as to open(2): 0666 gives what most programs, and
+   * rclone's local backend, create.  0 (default): the source's permission
+   * bits, as cp -r.  With USYNC_PRESERVE files still end up with the
+   * source's mode (incl. setuid/setgid/sticky).  Directories, and files that
+   * are skipped or hard-linked, are not affected. */
+  uint32_t file_mode;
 } usync_options;
 
 /* Fill *opts with defaults (all zero, struct_size set).  Always do this
