@@ -147,8 +147,8 @@ func (f *Fs) finishCopy(ctx context.Context, srcObj *Object, src fs.Object, targ
 	// rclone sets times and metadata after a server-side copy through the
 	// backend: do as local's Put does. local makes every new file 0666
 	// less the umask whatever the source's mode (--metadata sets the
-	// source's below); the engine, without its preserve flag, gives the
-	// source's mode less the umask.
+	// source's below); so does the engine without its preserve flag
+	// (engineOptions' FileMode).
 	if before != nil {
 		// The engine set the mode, owner, group, user.* xattrs and times.
 		if err := setTimesAfter(srcPath, dstPath, before); err != nil {
@@ -156,9 +156,6 @@ func (f *Fs) finishCopy(ctx context.Context, srcObj *Object, src fs.Object, targ
 		}
 		filesWithMeta.Add(1)
 	} else {
-		if err := os.Chmod(dstPath, newFileMode); err != nil {
-			return nil, err
-		}
 		if !f.lopt.NoSetModTime {
 			mtime := src.ModTime(ctx)
 			if err := os.Chtimes(dstPath, mtime, mtime); err != nil {
@@ -222,8 +219,11 @@ func partialFinal(ctx context.Context, src fs.ObjectInfo, remote string) (string
 
 // engineOptions are the engine's options for a copy; meta: it applies
 // what local's SetMetadata would for rclone's --metadata (see engineMeta).
+// Files are created 0666 less the umask, as local's os.OpenFile makes
+// them (Preserve then sets the source's mode).
 func (f *Fs) engineOptions(md5, meta bool) uringsync.Options {
 	return uringsync.Options{
+		FileMode:      0o666,
 		Workers:       f.opt.Workers,
 		QueueDepth:    f.opt.QueueDepth,
 		ForceSync:     f.opt.ForceSync,
