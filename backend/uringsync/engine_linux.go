@@ -101,6 +101,7 @@ func New(opts *Options) (*Engine, error) {
 		{o.ForceSync, C.USYNC_FORCE_SYNC},
 		{o.FailFast, C.USYNC_FAIL_FAST},
 		{o.HashMD5, C.USYNC_HASH_MD5},
+		{o.AtimeFromMtime, C.USYNC_ATIME_FROM_MTIME},
 		{o.AnnounceFallback, C.USYNC_ANNOUNCE_FALLBACK},
 		{o.IgnoreTimes, C.USYNC_IGNORE_TIMES},
 		{o.Update, C.USYNC_UPDATE},

@@ -873,3 +873,33 @@ func TestFileMode(t *testing.T) {
 		}
 	})
 }
+
+// TestAtimeFromMtime checks that with AtimeFromMtime a copied file's access
+// time is its source's modification time, to the nanosecond.
+func TestAtimeFromMtime(t *testing.T) {
+	engines(t, func(t *testing.T, forceSync bool) {
+		dir := t.TempDir()
+		src := filepath.Join(dir, "src")
+		writeFile(t, src, []byte("x"))
+		atime := time.Date(2001, 2, 3, 4, 5, 6, 123456789, time.UTC)
+		mtime := time.Date(2011, 2, 3, 4, 5, 6, 987654321, time.UTC)
+		if err := os.Chtimes(src, atime, mtime); err != nil {
+			t.Fatal(err)
+		}
+		e := newEngine(t, Options{ForceSync: forceSync, AtimeFromMtime: true})
+		dst := filepath.Join(dir, "dst")
+		if _, err := e.CopyFiles(context.Background(), []Pair{{src, dst}}); err != nil {
+			t.Fatal(err)
+		}
+		var st syscall.Stat_t
+		if err := syscall.Lstat(dst, &st); err != nil {
+			t.Fatal(err)
+		}
+		if got := time.Unix(st.Atim.Unix()); !got.Equal(mtime) {
+			t.Errorf("atime %v, want the source's mtime %v", got, mtime)
+		}
+		if got := time.Unix(st.Mtim.Unix()); !got.Equal(mtime) {
+			t.Errorf("mtime %v, want %v", got, mtime)
+		}
+	})
+}

@@ -47,6 +47,10 @@ type Options struct {
 	// give. 0 = the source's permission bits, as cp -r. With Preserve files
 	// still get the source's mode.
 	FileMode fs.FileMode
+	// AtimeFromMtime gives every file the engine writes its source's
+	// modification time as access time too (what rclone's local backend
+	// sets), instead of the source's access time.
+	AtimeFromMtime bool
 
 	Preserve  bool // keep permission bits (and directory times; files keep times always)
 	DryRun    bool // walk and report, write nothing

@@ -55,6 +55,10 @@ struct Config {
   // Permission bits to create a new regular file with (open(2) then takes
   // away the umask): file_mode when set, else the source's.
   mode_t create_mode(mode_t src_mode) const noexcept { return file_mode != 0 ? file_mode : (src_mode & 0777); }
+  // Access time to give a file whose source has these times.
+  const timespec& file_atime(const timespec& atime, const timespec& mtime) const noexcept {
+    return has(USYNC_ATIME_FROM_MTIME) ? mtime : atime;
+  }
 };
 
 // Live counters (snapshot into usync_stats).

@@ -48,7 +48,7 @@ bool write_all(const Job& job, int fd, const char* p, size_t n, uint64_t* done) 
 // sets *step.
 int publish_anonymous(const Job& job, const FileTask& t, int src_fd, int fd, const Digest* digest, uint64_t bytes,
                       char* buf, size_t bufsize, int* step) noexcept {
-  const timespec ts[2] = {t.atime, t.mtime};
+  const timespec ts[2] = {job.cfg.file_atime(t.atime, t.mtime), t.mtime};
   // A failure here (a destination without xattrs, root squashed by NFS) is
   // reported; the bytes are right, so the file is still published, but
   // without its times: it never looks complete, and a re-run tries again.

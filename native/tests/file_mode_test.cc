@@ -1,9 +1,13 @@
-// usync_options.file_mode: the permission bits new files are created with.
+// usync_options.file_mode, the permission bits new files are created with, and
+// USYNC_ATIME_FROM_MTIME: what rclone's local backend gives the files it makes.
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <filesystem>
+#include <vector>
 #include <map>
 #include <string>
 
@@ -121,6 +125,45 @@ TEST(FileModeOption, RejectsMoreThanPermissionBits) {
   o.file_mode = 0777;
   ASSERT_EQ(usync_engine_create(&o, &e), 0);
   usync_engine_destroy(e);
+}
+
+TEST_P(FileMode, AtimeFromMtime) {
+  TempDir t;
+  const std::string src = t / "src", dst = t / "dst";
+  const auto modes = MakeSource(src);
+  const timespec times[2] = {{1000000000, 123456789}, {1200000000, 987654321}};  // atime, mtime
+  std::vector<std::string> srcs, dsts;
+  std::vector<usync_pair> pairs;
+  for (const auto& [name, mode] : modes) {
+    srcs.push_back(src + "/" + name);
+    dsts.push_back(dst + "/pairs/" + name);
+  }
+  for (size_t i = 0; i < srcs.size(); ++i) pairs.push_back({srcs[i].c_str(), dsts[i].c_str()});
+  std::vector<usync_result> res(pairs.size());
+  for (const bool on : {true, false}) {
+    std::filesystem::remove_all(dst);
+    // The source's times before each copy (reading a file can update its atime).
+    const auto reset = [&] {
+      for (const auto& [name, mode] : modes) ASSERT_EQ(utimensat(AT_FDCWD, (src + "/" + name).c_str(), times, 0), 0);
+    };
+    usync_engine* e = Make(0, on ? USYNC_ATIME_FROM_MTIME : 0);
+    reset();
+    ASSERT_EQ(usync_copy_tree(e, src.c_str(), (dst + "/tree").c_str()), 0);
+    reset();
+    ASSERT_EQ(usync_copy_files(e, pairs.data(), pairs.size(), res.data()), 0);
+    usync_engine_destroy(e);
+    std::vector<std::string> all = dsts;
+    for (const auto& [name, mode] : modes) all.push_back(dst + "/tree/" + name);
+    for (const auto& p : all) {
+      struct stat st {};
+      ASSERT_EQ(lstat(p.c_str(), &st), 0) << p;
+      EXPECT_EQ(st.st_mtim.tv_sec, times[1].tv_sec) << p;
+      EXPECT_EQ(st.st_mtim.tv_nsec, times[1].tv_nsec) << p;
+      const timespec& want = on ? times[1] : times[0];
+      EXPECT_EQ(st.st_atim.tv_sec, want.tv_sec) << p << (on ? " (flag)" : "");
+      EXPECT_EQ(st.st_atim.tv_nsec, want.tv_nsec) << p << (on ? " (flag)" : "");
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, FileMode, ::testing::ValuesIn(kEngineFlags),
