@@ -155,17 +155,23 @@ func (f *Fs) finishCopy(ctx context.Context, srcObj *Object, src fs.Object, targ
 			return nil, err
 		}
 		filesWithMeta.Add(1)
-	} else {
-		if !f.lopt.NoSetModTime {
-			mtime := src.ModTime(ctx)
-			if err := os.Chtimes(dstPath, mtime, mtime); err != nil {
-				return nil, err
-			}
-		}
 	}
 	base, err := f.Fs.NewObject(ctx, target)
 	if err != nil {
 		return nil, err
+	}
+	if before == nil && !f.lopt.NoSetModTime {
+		// local sets both times to the source's mtime. The engine gave
+		// the file the mtime of the source it copied, and that as its
+		// atime (engineOptions' AtimeFromMtime): nothing to do when that
+		// is the mtime rclone asks for, to the nanosecond. (With another
+		// --local-time-type ModTime is not the mtime: always set it.)
+		mtime := src.ModTime(ctx)
+		if !plainMtime(f.lopt.TimeType) || !base.ModTime(ctx).Equal(mtime) {
+			if err := base.SetModTime(ctx, mtime); err != nil {
+				return nil, err
+			}
+		}
 	}
 	dst := f.wrapObject(base)
 	dst.direct.Store(direct)
@@ -223,16 +229,17 @@ func partialFinal(ctx context.Context, src fs.ObjectInfo, remote string) (string
 // them (Preserve then sets the source's mode).
 func (f *Fs) engineOptions(md5, meta bool) uringsync.Options {
 	return uringsync.Options{
-		FileMode:      0o666,
-		Workers:       f.opt.Workers,
-		QueueDepth:    f.opt.QueueDepth,
-		ForceSync:     f.opt.ForceSync,
-		HashMD5:       md5,
-		QuietFallback: true,
-		Preserve:      meta,
-		Owner:         meta,
-		Group:         meta,
-		UserXattrs:    meta,
+		FileMode:       0o666,
+		AtimeFromMtime: !meta,
+		Workers:        f.opt.Workers,
+		QueueDepth:     f.opt.QueueDepth,
+		ForceSync:      f.opt.ForceSync,
+		HashMD5:        md5,
+		QuietFallback:  true,
+		Preserve:       meta,
+		Owner:          meta,
+		Group:          meta,
+		UserXattrs:     meta,
 	}
 }
 

@@ -52,7 +52,7 @@ func (o *Object) moved(f *Fs, base fs.Object) *Object {
 // setMD5 records sum for the file as the object last saw it. Only plain
 // mtimes can be checked cheaply, so other time types record nothing.
 func (o *Object) setMD5(ctx context.Context, sum [16]byte) {
-	if o.f.lopt.TimeType != "" && o.f.lopt.TimeType != "mtime" {
+	if !plainMtime(o.f.lopt.TimeType) {
 		return
 	}
 	k := &knownHash{sum: hex.EncodeToString(sum[:]), size: o.Object.Size(), mtime: o.Object.ModTime(ctx)}
@@ -60,6 +60,10 @@ func (o *Object) setMD5(ctx context.Context, sum [16]byte) {
 	o.md5 = k
 	o.mu.Unlock()
 }
+
+// plainMtime says whether local's --local-time-type t makes an object's
+// ModTime its file's mtime.
+func plainMtime(t string) bool { return t == "" || t == "mtime" }
 
 // Fs returns the uring Fs the object belongs to.
 func (o *Object) Fs() fs.Info { return o.f }
