@@ -187,8 +187,8 @@ func (f *Fs) finishCopy(ctx context.Context, srcObj *Object, src fs.Object, targ
 		}
 	}
 	if res.HasMD5 {
-		srcObj.setMD5(ctx, res.MD5)
-		dst.setMD5(ctx, res.MD5)
+		srcObj.setMD5(ctx, res.MD5, srcPath)
+		dst.setMD5(ctx, res.MD5, dstPath)
 	}
 	return dst, nil
 }
