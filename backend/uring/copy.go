@@ -147,28 +147,31 @@ func (f *Fs) finishCopy(ctx context.Context, srcObj *Object, src fs.Object, targ
 	// rclone sets times and metadata after a server-side copy through the
 	// backend: do as local's Put does. local makes every new file 0666
 	// less the umask whatever the source's mode (--metadata sets the
-	// source's below); the engine, without its preserve flag, gives the
-	// source's mode less the umask.
+	// source's below); so does the engine without its preserve flag
+	// (engineOptions' FileMode).
 	if before != nil {
 		// The engine set the mode, owner, group, user.* xattrs and times.
 		if err := setTimesAfter(srcPath, dstPath, before); err != nil {
 			return nil, err
 		}
 		filesWithMeta.Add(1)
-	} else {
-		if err := os.Chmod(dstPath, newFileMode); err != nil {
-			return nil, err
-		}
-		if !f.lopt.NoSetModTime {
-			mtime := src.ModTime(ctx)
-			if err := os.Chtimes(dstPath, mtime, mtime); err != nil {
-				return nil, err
-			}
-		}
 	}
 	base, err := f.Fs.NewObject(ctx, target)
 	if err != nil {
 		return nil, err
+	}
+	if before == nil && !f.lopt.NoSetModTime {
+		// local sets both times to the source's mtime. The engine gave
+		// the file the mtime of the source it copied, and that as its
+		// atime (engineOptions' AtimeFromMtime): nothing to do when that
+		// is the mtime rclone asks for, to the nanosecond. (With another
+		// --local-time-type ModTime is not the mtime: always set it.)
+		mtime := src.ModTime(ctx)
+		if !plainMtime(f.lopt.TimeType) || !base.ModTime(ctx).Equal(mtime) {
+			if err := base.SetModTime(ctx, mtime); err != nil {
+				return nil, err
+			}
+		}
 	}
 	dst := f.wrapObject(base)
 	dst.direct.Store(direct)
@@ -184,8 +187,8 @@ func (f *Fs) finishCopy(ctx context.Context, srcObj *Object, src fs.Object, targ
 		}
 	}
 	if res.HasMD5 {
-		srcObj.setMD5(ctx, res.MD5)
-		dst.setMD5(ctx, res.MD5)
+		srcObj.setMD5(ctx, res.MD5, srcPath)
+		dst.setMD5(ctx, res.MD5, dstPath)
 	}
 	return dst, nil
 }
@@ -222,17 +225,21 @@ func partialFinal(ctx context.Context, src fs.ObjectInfo, remote string) (string
 
 // engineOptions are the engine's options for a copy; meta: it applies
 // what local's SetMetadata would for rclone's --metadata (see engineMeta).
+// Files are created 0666 less the umask, as local's os.OpenFile makes
+// them (Preserve then sets the source's mode).
 func (f *Fs) engineOptions(md5, meta bool) uringsync.Options {
 	return uringsync.Options{
-		Workers:       f.opt.Workers,
-		QueueDepth:    f.opt.QueueDepth,
-		ForceSync:     f.opt.ForceSync,
-		HashMD5:       md5,
-		QuietFallback: true,
-		Preserve:      meta,
-		Owner:         meta,
-		Group:         meta,
-		UserXattrs:    meta,
+		FileMode:       0o666,
+		AtimeFromMtime: !meta,
+		Workers:        f.opt.Workers,
+		QueueDepth:     f.opt.QueueDepth,
+		ForceSync:      f.opt.ForceSync,
+		HashMD5:        md5,
+		QuietFallback:  true,
+		Preserve:       meta,
+		Owner:          meta,
+		Group:          meta,
+		UserXattrs:     meta,
 	}
 }
 

@@ -33,6 +33,7 @@ type knownHash struct {
 	sum   string
 	size  int64
 	mtime time.Time
+	path  string // the file's OS path, "" when not known (osPath of the remote)
 }
 
 func (f *Fs) wrapObject(o fs.Object) *Object {
@@ -44,22 +45,32 @@ func (f *Fs) wrapObject(o fs.Object) *Object {
 func (o *Object) moved(f *Fs, base fs.Object) *Object {
 	n := f.wrapObject(base)
 	o.mu.Lock()
-	n.md5 = o.md5
+	if k := o.md5; k != nil {
+		moved := *k
+		moved.path = "" // n's own path
+		n.md5 = &moved
+	}
 	o.mu.Unlock()
 	return n
 }
 
-// setMD5 records sum for the file as the object last saw it. Only plain
-// mtimes can be checked cheaply, so other time types record nothing.
-func (o *Object) setMD5(ctx context.Context, sum [16]byte) {
-	if o.f.lopt.TimeType != "" && o.f.lopt.TimeType != "mtime" {
+// setMD5 records sum for the file as the object last saw it; path is the
+// object's OS path (osPath of its remote), which Hash then need not work
+// out again. Only plain mtimes can be checked cheaply, so other time types
+// record nothing.
+func (o *Object) setMD5(ctx context.Context, sum [16]byte, path string) {
+	if !plainMtime(o.f.lopt.TimeType) {
 		return
 	}
-	k := &knownHash{sum: hex.EncodeToString(sum[:]), size: o.Object.Size(), mtime: o.Object.ModTime(ctx)}
+	k := &knownHash{sum: hex.EncodeToString(sum[:]), size: o.Object.Size(), mtime: o.Object.ModTime(ctx), path: path}
 	o.mu.Lock()
 	o.md5 = k
 	o.mu.Unlock()
 }
+
+// plainMtime says whether local's --local-time-type t makes an object's
+// ModTime its file's mtime.
+func plainMtime(t string) bool { return t == "" || t == "mtime" }
 
 // Fs returns the uring Fs the object belongs to.
 func (o *Object) Fs() fs.Info { return o.f }
@@ -91,9 +102,12 @@ func (o *Object) Hash(ctx context.Context, ht hash.Type) (string, error) {
 }
 
 func (o *Object) unchanged(k *knownHash) bool {
-	p, err := o.f.osPath(o.Remote())
-	if err != nil {
-		return false
+	p := k.path
+	if p == "" {
+		var err error
+		if p, err = o.f.osPath(o.Remote()); err != nil {
+			return false
+		}
 	}
 	stat := os.Lstat
 	if o.f.lopt.FollowSymlinks {

@@ -221,6 +221,35 @@ func TestCopyKnowsHash(t *testing.T) {
 	if sum, _ := got.Hash(ctx, hash.MD5); sum != hex.EncodeToString(wantChanged[:]) {
 		t.Errorf("stale hash %q after the file changed", sum)
 	}
+
+	// A moved object checks its known hash against its new path, not the
+	// one it was copied to: put the copied bytes back at the old path (same
+	// size and mtime) and change the moved file.
+	got, err = f.Copy(ctx, src, "sub/d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved, err := f.Features().Move(ctx, got, "sub/e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "sub", "d"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	other := []byte("other content, not hashed")
+	if err := os.WriteFile(filepath.Join(dir, "sub", "e"), other, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"d", "e"} {
+		mtime := got.ModTime(ctx)
+		if err := os.Chtimes(filepath.Join(dir, "sub", p), mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantOther := md5.Sum(other)
+	if sum, _ := moved.Hash(ctx, hash.MD5); sum != hex.EncodeToString(wantOther[:]) {
+		t.Errorf("moved object: hash %q, want that of its own file", sum)
+	}
 }
 
 // TestCopyFallsBack checks that engine failures hand the copy back to rclone.

@@ -101,6 +101,7 @@ func New(opts *Options) (*Engine, error) {
 		{o.ForceSync, C.USYNC_FORCE_SYNC},
 		{o.FailFast, C.USYNC_FAIL_FAST},
 		{o.HashMD5, C.USYNC_HASH_MD5},
+		{o.AtimeFromMtime, C.USYNC_ATIME_FROM_MTIME},
 		{o.AnnounceFallback, C.USYNC_ANNOUNCE_FALLBACK},
 		{o.IgnoreTimes, C.USYNC_IGNORE_TIMES},
 		{o.Update, C.USYNC_UPDATE},
@@ -142,6 +143,10 @@ func New(opts *Options) (*Engine, error) {
 		return nil, fmt.Errorf("uringsync: option out of range: IdleTimeout %v", o.IdleTimeout)
 	}
 	co.idle_timeout_ms = C.uint32_t((o.IdleTimeout + time.Millisecond - 1) / time.Millisecond)
+	if o.FileMode&^os.ModePerm != 0 {
+		return nil, fmt.Errorf("uringsync: option out of range: FileMode %v", o.FileMode)
+	}
+	co.file_mode = C.uint32_t(o.FileMode)
 
 	// Exclude patterns live in C memory only for usync_engine_create, which
 	// copies them.

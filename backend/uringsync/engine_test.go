@@ -829,3 +829,77 @@ func TestIdleTimeout(t *testing.T) {
 		}
 	})
 }
+
+// TestFileMode checks that Options.FileMode gives every file the engine
+// creates that mode less the umask (what os.Create gives), whatever the
+// source's mode, and that a mode beyond the permission bits is refused.
+func TestFileMode(t *testing.T) {
+	if _, err := New(&Options{FileMode: os.ModeSetuid | 0o666}); err == nil {
+		t.Error("FileMode with setuid accepted")
+	}
+	umask := syscall.Umask(0)
+	syscall.Umask(umask)
+	want := os.FileMode(0o666) &^ os.FileMode(umask)
+	engines(t, func(t *testing.T, forceSync bool) {
+		dir := t.TempDir()
+		src, dst := filepath.Join(dir, "src"), filepath.Join(dir, "dst")
+		modes := map[string]os.FileMode{"a": 0o755, "b": 0o444, "c": 0, "d/e": 0o700}
+		var pairs []Pair
+		for name, mode := range modes {
+			p := filepath.Join(src, name)
+			writeFile(t, p, []byte(name))
+			if err := os.Chmod(p, mode); err != nil {
+				t.Fatal(err)
+			}
+			pairs = append(pairs, Pair{p, filepath.Join(dst, "pairs", name)})
+		}
+		e := newEngine(t, Options{ForceSync: forceSync, FileMode: 0o666})
+		if err := e.CopyTree(context.Background(), src, filepath.Join(dst, "tree")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.CopyFiles(context.Background(), pairs); err != nil {
+			t.Fatal(err)
+		}
+		for name := range modes {
+			for _, sub := range []string{"tree", "pairs"} {
+				fi, err := os.Lstat(filepath.Join(dst, sub, name))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fi.Mode() != want {
+					t.Errorf("%s/%s: mode %v, want %v", sub, name, fi.Mode(), want)
+				}
+			}
+		}
+	})
+}
+
+// TestAtimeFromMtime checks that with AtimeFromMtime a copied file's access
+// time is its source's modification time, to the nanosecond.
+func TestAtimeFromMtime(t *testing.T) {
+	engines(t, func(t *testing.T, forceSync bool) {
+		dir := t.TempDir()
+		src := filepath.Join(dir, "src")
+		writeFile(t, src, []byte("x"))
+		atime := time.Date(2001, 2, 3, 4, 5, 6, 123456789, time.UTC)
+		mtime := time.Date(2011, 2, 3, 4, 5, 6, 987654321, time.UTC)
+		if err := os.Chtimes(src, atime, mtime); err != nil {
+			t.Fatal(err)
+		}
+		e := newEngine(t, Options{ForceSync: forceSync, AtimeFromMtime: true})
+		dst := filepath.Join(dir, "dst")
+		if _, err := e.CopyFiles(context.Background(), []Pair{{src, dst}}); err != nil {
+			t.Fatal(err)
+		}
+		var st syscall.Stat_t
+		if err := syscall.Lstat(dst, &st); err != nil {
+			t.Fatal(err)
+		}
+		if got := time.Unix(st.Atim.Unix()); !got.Equal(mtime) {
+			t.Errorf("atime %v, want the source's mtime %v", got, mtime)
+		}
+		if got := time.Unix(st.Mtim.Unix()); !got.Equal(mtime) {
+			t.Errorf("mtime %v, want %v", got, mtime)
+		}
+	})
+}

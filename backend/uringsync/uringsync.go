@@ -41,6 +41,16 @@ type Options struct {
 	// engine starts no thread and builds no ring; Close ends them at once.
 	// 0 = 5s.
 	IdleTimeout time.Duration
+	// FileMode is the permission bits (os.ModePerm at most) every regular
+	// file the engine creates is made with, less the umask as with
+	// os.OpenFile: 0o666 gives the mode os.Create and rclone's local backend
+	// give. 0 = the source's permission bits, as cp -r. With Preserve files
+	// still get the source's mode.
+	FileMode fs.FileMode
+	// AtimeFromMtime gives every file the engine writes its source's
+	// modification time as access time too (what rclone's local backend
+	// sets), instead of the source's access time.
+	AtimeFromMtime bool
 
 	Preserve  bool // keep permission bits (and directory times; files keep times always)
 	DryRun    bool // walk and report, write nothing

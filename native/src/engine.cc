@@ -238,6 +238,8 @@ int Engine::create(const usync_options* in, Engine** out) noexcept {
     c.idle_timeout_ms = o.idle_timeout_ms != 0 ? o.idle_timeout_ms : 5000;
     c.buffer_budget = o.buffer_budget != 0 ? o.buffer_budget : (128u << 20);
     c.large_threshold = std::max<uint64_t>(1u << 20, uint64_t{c.chunk_size} * 4);
+    if (o.file_mode > 0777) throw EINVAL;
+    c.file_mode = o.file_mode;
     if (o.exclude_count > 0 && o.excludes == nullptr) throw EINVAL;
     for (size_t i = 0; i < o.exclude_count; ++i)
       if (o.excludes[i] == nullptr || !c.filter.add(o.excludes[i])) throw EINVAL;

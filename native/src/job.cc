@@ -402,7 +402,7 @@ bool up_to_date(const Job& job, const FileTask& t) noexcept {
     if (job.preserve() && (d.st_mode & 07777) != (t.mode & 07777) && chmod_nofollow(dfd, name, t.mode & 07777) != 0)
       report_metadata(job, t.dir, t.dst_name, errno);
     if (!same_time(d.st_mtim, t.mtime)) {
-      const timespec ts[2] = {t.atime, t.mtime};
+      const timespec ts[2] = {job.cfg.file_atime(t.atime, t.mtime), t.mtime};
       if (utimensat(dfd, name, ts, AT_SYMLINK_NOFOLLOW) != 0) report_metadata(job, t.dir, t.dst_name, errno);
     }
   }
@@ -503,7 +503,7 @@ int finalize_file(const Job& job, const FileTask& t, const std::string& written,
   // still open.
   const SourceMeta meta{src_fd >= 0 ? Place{src_fd, ""} : t.src_place(), t.uid, t.gid, t.dir, t.dst_name, t.pair};
   const int err = settle_entry(job, t.dst_dirfd(), written.c_str(), t.replace ? t.dst_name.c_str() : nullptr, t.mode,
-                               t.atime, t.mtime, meta, step);
+                               job.cfg.file_atime(t.atime, t.mtime), t.mtime, meta, step);
   return err != 0 ? err : sync_pair_parent(job, t, step);
 }
 

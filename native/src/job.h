@@ -43,6 +43,7 @@ struct Config {
   uint32_t idle_timeout_ms = 5000;  // an engine thread idle this long exits
   uint64_t buffer_budget = 128u << 20;  // I/O buffer bytes of a whole call
   uint64_t large_threshold = 1u << 20;  // files at least this big go to the bulk path
+  uint32_t file_mode = 0;  // usync_options.file_mode: bits new files are created with; 0: the source's
   ExcludeFilter filter;
   usync_error_fn error_cb = nullptr;
   usync_file_done_fn file_done_cb = nullptr;
@@ -51,6 +52,13 @@ struct Config {
   void* cb_user = nullptr;
 
   bool has(uint32_t flag) const noexcept { return (flags & flag) != 0; }
+  // Permission bits to create a new regular file with (open(2) then takes
+  // away the umask): file_mode when set, else the source's.
+  mode_t create_mode(mode_t src_mode) const noexcept { return file_mode != 0 ? file_mode : (src_mode & 0777); }
+  // Access time to give a file whose source has these times.
+  const timespec& file_atime(const timespec& atime, const timespec& mtime) const noexcept {
+    return has(USYNC_ATIME_FROM_MTIME) ? mtime : atime;
+  }
 };
 
 // Live counters (snapshot into usync_stats).

@@ -48,7 +48,7 @@ bool write_all(const Job& job, int fd, const char* p, size_t n, uint64_t* done) 
 // sets *step.
 int publish_anonymous(const Job& job, const FileTask& t, int src_fd, int fd, const Digest* digest, uint64_t bytes,
                       char* buf, size_t bufsize, int* step) noexcept {
-  const timespec ts[2] = {t.atime, t.mtime};
+  const timespec ts[2] = {job.cfg.file_atime(t.atime, t.mtime), t.mtime};
   // A failure here (a destination without xattrs, root squashed by NFS) is
   // reported; the bytes are right, so the file is still published, but
   // without its times: it never looks complete, and a re-run tries again.
@@ -305,7 +305,7 @@ FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, siz
   std::string name;
   UniqueFd out;
   if (t.dir != nullptr && job.tmpfile_ok.load(std::memory_order_relaxed)) {
-    out.reset(openat(dfd, ".", O_TMPFILE | access | O_CLOEXEC, t.mode & 0777));
+    out.reset(openat(dfd, ".", O_TMPFILE | access | O_CLOEXEC, job.cfg.create_mode(t.mode)));
     if (!out.valid() && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL || errno == ENOENT))
       job.tmpfile_ok.store(false, std::memory_order_relaxed);
   }
@@ -318,7 +318,7 @@ FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, siz
       r.step = USYNC_STEP_OPEN_DST;
       return r;
     }
-    out.reset(openat(dfd, name.c_str(), access | O_CREAT | O_EXCL | O_CLOEXEC, t.mode & 0777));
+    out.reset(openat(dfd, name.c_str(), access | O_CREAT | O_EXCL | O_CLOEXEC, job.cfg.create_mode(t.mode)));
   }
   if (!out.valid()) {
     r.error = errno;

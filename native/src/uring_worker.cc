@@ -368,7 +368,7 @@ class UringWorker {
       case OpKind::kCloseSrc: return -EINVAL;  // never submitted: advance() defers it to apply()
       case OpKind::kOpenDst:
         io_uring_prep_openat_direct(sqe, s.task.dst_dirfd(), s.name.c_str(), O_WRONLY | O_CREAT | O_EXCL,
-                                    s.task.mode & 0777, i);
+                                    cfg_.create_mode(s.task.mode), i);
         break;
       case OpKind::kWrite:
         if (fixed_bufs_)

@@ -185,6 +185,11 @@ enum usync_flag {
    * USYNC_XATTRS (which, also set, wins); failures are reported the same way
    * (USYNC_STEP_METADATA). */
   USYNC_USER_XATTRS = 1u << 25,
+  /* Give every regular file the engine writes its source's modification
+   * time as access time too, instead of the source's access time: what
+   * rclone's local backend sets (and touch -d).  Directories, and the times
+   * USYNC_PRESERVE keeps, are not affected. */
+  USYNC_ATIME_FROM_MTIME = 1u << 26,
 };
 
 /* Which step of a copy failed (usync_file_error.step). */
@@ -223,7 +228,7 @@ enum usync_step {
   (USYNC_PRESERVE | USYNC_OWNER | USYNC_GROUP | USYNC_XATTRS | USYNC_ACLS | USYNC_HARD_LINKS | USYNC_SPARSE)
 
 /* Every flag bit this version knows; usync_engine_create() rejects others. */
-#define USYNC_KNOWN_FLAGS 0x3ffffffu
+#define USYNC_KNOWN_FLAGS 0x7ffffffu
 
 /* Static, human-readable name of a step ("open source", "read", ...). */
 USYNC_API const char *usync_step_name(int step);
@@ -329,6 +334,14 @@ typedef struct usync_options {
    * frees the ring and buffers it keeps for the next call); 0 = 5000.  See
    * "Threads and rings live across calls" below. */
   uint32_t idle_timeout_ms;
+  /* Permission bits (0777 at most; more is -EINVAL) that every regular file
+   * the engine creates is made with, the umask (or a default ACL of its
+   * directory) applying as to open(2): 0666 gives what most programs, and
+   * rclone's local backend, create.  0 (default): the source's permission
+   * bits, as cp -r.  With USYNC_PRESERVE files still end up with the
+   * source's mode (incl. setuid/setgid/sticky).  Directories, and files that
+   * are skipped or hard-linked, are not affected. */
+  uint32_t file_mode;
 } usync_options;
 
 /* Fill *opts with defaults (all zero, struct_size set).  Always do this
