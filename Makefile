@@ -138,7 +138,8 @@ bench: native rclone bench-deps
 bench-quick: native
 	python3 test/bench/bench.py --quick $(BENCH_QUICK_ARGS)
 
-# The README's performance table, rewritten from a results file (default: the last bench run's).
+# The README's performance table, rewritten from a results file (default: the last bench run's),
+# or from several merged (BENCH_RESULTS="a/results.json b/results.json").
 BENCH_RESULTS ?= $(BUILD)/bench/results.json
 bench-readme:
 	python3 test/bench/report.py $(BENCH_RESULTS) --readme README.md

@@ -3,6 +3,7 @@
 
     python3 test/bench/report.py                          # build/bench/results.{md,png} from results.json
     python3 test/bench/report.py RESULTS.json --readme README.md   # also rewrite the README's table
+    python3 test/bench/report.py A.json B.json --out DIR  # one report from several runs (merge)
 
 bench.py calls this after every run, so results.md and results.png always come from the same
 results.json. The README's performance table sits between the marker comments README_BEGIN and
@@ -40,6 +41,24 @@ def load(path: str) -> dict:
         return json.load(f)
 
 
+def merge(reports: list[dict]) -> dict:
+    """One report from several bench runs (e.g. cells re-run or added later): their results and
+    scenarios in order.  Each result keeps its own run's fio numbers (cold limit rows), and the
+    header names every run (date, commit, reps).  The first run's meta is the base."""
+    if len(reports) == 1:
+        return reports[0]
+    out = {"meta": dict(reports[0].get("meta", {})), "results": [], "scenarios": []}
+    out["meta"]["runs"] = []
+    for rep in reports:
+        meta = rep.get("meta", {})
+        out["meta"]["runs"].append({"date": meta.get("date"), "git": meta.get("machine", {}).get("git"),
+                                    "reps": meta.get("args", {}).get("reps")})
+        for r in rep.get("results", []):
+            out["results"].append({**r, "physical": r.get("physical") or meta.get("physical")})
+        out["scenarios"] += rep.get("scenarios", [])
+    return out
+
+
 def _num(x) -> float:
     return float("nan") if x is None else float(x)
 
@@ -59,17 +78,18 @@ def sections(report: dict) -> list[dict]:
                         "dataset_description": r.get("dataset_description", ""),
                         "condition_description": r.get("condition_description", ""),
                         "files": r.get("files"), "bytes": r.get("bytes"), "cold": r.get("cold", False),
-                        "rows": []}
+                        "physical": r.get("physical"), "rows": []}
         s = r["summary"]
         out[key]["rows"].append({
             "tool": r["tool"], "label": r.get("label", r["tool"]), "median": _num(s["median_s"]),
             "min": _num(s["min_s"]), "max": _num(s["max_s"]), "user": _num(s["user_s"]), "sys": _num(s["sys_s"]),
             "rss": _num(s["peak_rss_mib"]), "ok": s["ok_runs"], "runs": s["runs"],
             "verified": ", ".join(s["verified"])})
-    phys = report.get("meta", {}).get("physical") or {}
+    run_phys = report.get("meta", {}).get("physical") or {}
     for sec in out.values():
         if not sec["cold"] or sec["files"] is None:
             continue
+        phys = sec["physical"] or run_phys
         for tool, short, label, t in [
             (LIMIT_RANDOM, "limit: random 4 KiB", f"physical limit: 1 random 4 KiB read per file at {phys.get('randread_iops', 0):,.0f} IOPS",
              sec["files"] / phys["randread_iops"] if phys.get("randread_iops") else None),
@@ -219,6 +239,13 @@ def header(report: dict) -> str:
     line = (f"{meta.get('date', '?')} · kernel {info.get('kernel', '?')} · {info.get('cpus', '?')} CPUs · "
             f"{info.get('mem_total', '?')} · commit {info.get('git', '?')} · {reps} interleaved runs per tool, "
             "medians; fresh destination filesystem per run; 'vs cp -r' = cp -r median / tool median.")
+    runs = meta.get("runs")
+    if runs:
+        line = (f"kernel {info.get('kernel', '?')} · {info.get('cpus', '?')} CPUs · {info.get('mem_total', '?')} · "
+                + "; ".join(f"run {i + 1}: {r['date']}, commit {r['git']}, {r['reps']} interleaved runs per tool"
+                            for i, r in enumerate(runs))
+                + " (cells in run order) · medians; fresh destination filesystem per run; "
+                "'vs cp -r' = cp -r median / tool median.")
     phys = meta.get("physical")
     if phys:
         line += (f" Device under the cold sources ({phys['device']}), fio {phys['runtime_s']} s each, O_DIRECT: "
@@ -242,10 +269,13 @@ def readme_table(report: dict) -> str:
             tools.setdefault(r["tool"], r["label"])
     meta = report.get("meta", {})
     info = meta.get("machine", {})
+    runs = meta.get("runs") or [{"date": meta.get("date", "?"), "git": info.get("git", "?"),
+                                 "reps": meta.get("args", {}).get("reps", "?")}]
     lines = [
-        f"Medians of {meta.get('args', {}).get('reps', '?')} interleaved runs, {meta.get('date', '?')[:10]}, "
-        f"{info.get('cpus', '?')} CPUs, kernel {info.get('kernel', '?')}, commit {info.get('git', '?')}; "
-        "each run into a freshly mounted destination; ratio = `cp -r` / tool.",
+        f"Medians of interleaved runs on {info.get('cpus', '?')} CPUs, kernel {info.get('kernel', '?')} ("
+        + "; ".join(f"{r['reps']} runs per tool, {str(r['date'])[:16].replace('T', ' ')} UTC, commit {r['git']}"
+                    for r in runs)
+        + "); each run into a freshly mounted destination; ratio = `cp -r` / tool.",
         "",
         "| tool | " + " | ".join(f"{s['dataset']}, {s['condition']}" for s in secs) + " |",
         "|---|" + "---:|" * len(secs),
@@ -342,18 +372,19 @@ def write_all(report: dict, out_dir: str) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("results", nargs="?", default=os.path.join(REPO, "build", "bench", "results.json"))
+    ap.add_argument("results", nargs="*", default=[os.path.join(REPO, "build", "bench", "results.json")],
+                    help="results.json of one run, or of several runs to merge into one report")
     ap.add_argument("--out", default=None, help="where results.md and results.png go (default: beside RESULTS)")
     ap.add_argument("--readme", default=None, metavar="README.md",
                     help="also rewrite the table between the bench-table markers of this file")
     a = ap.parse_args()
-    report = load(a.results)
-    out = a.out or os.path.dirname(os.path.abspath(a.results))
+    report = merge([load(p) for p in a.results])
+    out = a.out or os.path.dirname(os.path.abspath(a.results[0]))
     os.makedirs(out, exist_ok=True)
     write_all(report, out)
     if a.readme:
         update_readme(a.readme, readme_table(report))
-        print(f"report: rewrote the table in {a.readme} from {a.results}", file=sys.stderr)
+        print(f"report: rewrote the table in {a.readme} from {', '.join(a.results)}", file=sys.stderr)
     return 0
 
 

@@ -39,6 +39,25 @@ class ReportTest(unittest.TestCase):
         self.assertAlmostEqual(cold[report.LIMIT_SEQ], 409600000 / 1048576000.0)  # bytes / bandwidth
         self.assertIn("physical limit: 1 random 4 KiB read per file at 100,000 IOPS", report.markdown(self.rep))
 
+    def test_merged_runs_keep_their_own_device_limits(self):
+        import copy
+        second = copy.deepcopy(self.rep)
+        for r in second["results"]:
+            r["dataset"] = "deep-narrow"
+        second["meta"]["physical"]["randread_iops"] = 50000.0
+        second["meta"]["date"] = "2026-12-03T14:00:00+00:00"
+        merged = report.merge([self.rep, second])
+        secs = {(s["dataset"], s["condition"]): s for s in report.sections(merged)}
+        self.assertEqual(len(secs), 4)
+        limit = lambda key: next(r["median"] for r in secs[key]["rows"] if r["tool"] == report.LIMIT_RANDOM)
+        self.assertAlmostEqual(limit(("small4k", "cold-disk")), 100000 / 100000.0)
+        self.assertAlmostEqual(limit(("deep-narrow", "cold-disk")), 100000 / 50000.0)
+        table = report.readme_table(merged)
+        self.assertIn("2026-12-03 14:00 UTC", table)
+        self.assertIn(" deep-narrow, warm |", table.splitlines()[2])  # a column of the header row
+        self.assertEqual(len(merged["scenarios"]), 2 * len(self.rep["scenarios"]))
+        self.assertIs(report.merge([self.rep]), self.rep)
+
     def test_readme_rewritten_between_markers_only(self):
         path = os.path.join(self.tmp, "README.md")
         before, after = "# Title\n\ntext before\n", "\ntext after\n"
