@@ -43,8 +43,10 @@ def load(path: str) -> dict:
 
 def merge(reports: list[dict]) -> dict:
     """One report from several bench runs (e.g. cells re-run or added later): their results and
-    scenarios in order.  Each result keeps its own run's fio numbers (cold limit rows), and the
-    header names every run (date, commit, reps).  The first run's meta is the base."""
+    scenarios in order; a cell (dataset, condition) that a later run has too is that run's, whole
+    (all its tools were timed together there).  Each result keeps its own run's fio numbers (cold
+    limit rows), and the header names every run (date, commit, reps).  The first run's meta is
+    the base."""
     if len(reports) == 1:
         return reports[0]
     out = {"meta": dict(reports[0].get("meta", {})), "results": [], "scenarios": []}
@@ -53,8 +55,12 @@ def merge(reports: list[dict]) -> dict:
         meta = rep.get("meta", {})
         out["meta"]["runs"].append({"date": meta.get("date"), "git": meta.get("machine", {}).get("git"),
                                     "reps": meta.get("args", {}).get("reps")})
+        cells = {(r["dataset"], r["condition"]) for r in rep.get("results", [])}
+        out["results"] = [r for r in out["results"] if (r["dataset"], r["condition"]) not in cells]
         for r in rep.get("results", []):
             out["results"].append({**r, "physical": r.get("physical") or meta.get("physical")})
+        cells = {(r["dataset"], r["condition"]) for r in rep.get("scenarios", [])}
+        out["scenarios"] = [r for r in out["scenarios"] if (r["dataset"], r["condition"]) not in cells]
         out["scenarios"] += rep.get("scenarios", [])
     return out
 

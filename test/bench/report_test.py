@@ -42,7 +42,7 @@ class ReportTest(unittest.TestCase):
     def test_merged_runs_keep_their_own_device_limits(self):
         import copy
         second = copy.deepcopy(self.rep)
-        for r in second["results"]:
+        for r in second["results"] + second["scenarios"]:
             r["dataset"] = "deep-narrow"
         second["meta"]["physical"]["randread_iops"] = 50000.0
         second["meta"]["date"] = "2026-12-03T14:00:00+00:00"
@@ -57,6 +57,19 @@ class ReportTest(unittest.TestCase):
         self.assertIn(" deep-narrow, warm |", table.splitlines()[2])  # a column of the header row
         self.assertEqual(len(merged["scenarios"]), 2 * len(self.rep["scenarios"]))
         self.assertIs(report.merge([self.rep]), self.rep)
+
+    def test_a_later_run_replaces_a_cell_whole(self):
+        import copy
+        again = copy.deepcopy(self.rep)
+        again["results"] = [r for r in again["results"] if r["condition"] == "warm"]
+        for r in again["results"]:
+            r["summary"]["median_s"] = 9.0
+        merged = report.merge([self.rep, again])
+        secs = {s["condition"]: s for s in report.sections(merged)}
+        self.assertEqual(set(secs), {"warm", "cold-disk"})
+        self.assertEqual({r["median"] for r in secs["warm"]["rows"]}, {9.0})
+        self.assertEqual(len(secs["warm"]["rows"]), len([r for r in self.rep["results"] if r["condition"] == "warm"]))
+        self.assertNotIn(9.0, {r["median"] for r in secs["cold-disk"]["rows"]})
 
     def test_readme_rewritten_between_markers_only(self):
         path = os.path.join(self.tmp, "README.md")
