@@ -119,5 +119,46 @@ class PlanTest(unittest.TestCase):
                 bench.parse_plan(bad, "", "", ["floor"])
 
 
+class PageReportingTest(unittest.TestCase):
+    """The hold on free page reporting is set for the run and always undone."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="bench-test.")
+        for name, value in (("min_free_ms", "0"), ("max_waiting_mib", "1024"), ("page_reporting_order", "9")):
+            with open(os.path.join(self.tmp, name), "w") as f:
+                f.write(value + "\n")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp)
+
+    def values(self):
+        out = {}
+        for name in sorted(os.listdir(self.tmp)):
+            with open(os.path.join(self.tmp, name)) as f:
+                out[name] = f.read().strip()
+        return out
+
+    def test_held_during_and_restored_after(self):
+        with bench.page_reporting_held(self.tmp) as held:
+            self.assertEqual(held, bench.PAGE_REPORTING_HOLD)
+            self.assertEqual(self.values(), dict(bench.PAGE_REPORTING_HOLD, page_reporting_order="9"))
+        self.assertEqual(self.values(), {"min_free_ms": "0", "max_waiting_mib": "1024", "page_reporting_order": "9"})
+
+    def test_restored_after_an_interrupt(self):
+        with self.assertRaises(KeyboardInterrupt):
+            with bench.page_reporting_held(self.tmp):
+                raise KeyboardInterrupt
+        self.assertEqual(self.values()["min_free_ms"], "0")
+        self.assertEqual(self.values()["max_waiting_mib"], "1024")
+
+    def test_a_kernel_without_it_changes_nothing(self):
+        with bench.page_reporting_held(os.path.join(self.tmp, "absent")) as held:
+            self.assertEqual(held, {})
+        os.unlink(os.path.join(self.tmp, "max_waiting_mib"))
+        with bench.page_reporting_held(self.tmp) as held:
+            self.assertEqual(held, {"min_free_ms": bench.PAGE_REPORTING_HOLD["min_free_ms"]})
+        self.assertEqual(self.values(), {"min_free_ms": "0", "page_reporting_order": "9"})
+
+
 if __name__ == "__main__":
     unittest.main()

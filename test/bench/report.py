@@ -54,7 +54,8 @@ def merge(reports: list[dict]) -> dict:
     for rep in reports:
         meta = rep.get("meta", {})
         out["meta"]["runs"].append({"date": meta.get("date"), "git": meta.get("machine", {}).get("git"),
-                                    "reps": meta.get("args", {}).get("reps")})
+                                    "reps": meta.get("args", {}).get("reps"),
+                                    "held": bool(meta.get("page_reporting_held"))})
         cells = {(r["dataset"], r["condition"]) for r in rep.get("results", [])}
         out["results"] = [r for r in out["results"] if (r["dataset"], r["condition"]) not in cells]
         for r in rep.get("results", []):
@@ -249,9 +250,12 @@ def header(report: dict) -> str:
     if runs:
         line = (f"kernel {info.get('kernel', '?')} · {info.get('cpus', '?')} CPUs · {info.get('mem_total', '?')} · "
                 + "; ".join(f"run {i + 1}: {r['date']}, commit {r['git']}, {r['reps']} interleaved runs per tool"
+                            + (", free page reporting held" if r.get("held") else "")
                             for i, r in enumerate(runs))
                 + " (cells in run order) · medians; fresh destination filesystem per run; "
                 "'vs cp -r' = cp -r median / tool median.")
+    if not runs and meta.get("page_reporting_held"):
+        line += " Free page reporting held during the run (the host's page faults are not timed)."
     phys = meta.get("physical")
     if phys:
         line += (f" Device under the cold sources ({phys['device']}), fio {phys['runtime_s']} s each, O_DIRECT: "
@@ -280,10 +284,12 @@ def readme_table(report: dict) -> str:
     meta = report.get("meta", {})
     info = meta.get("machine", {})
     runs = meta.get("runs") or [{"date": meta.get("date", "?"), "git": info.get("git", "?"),
-                                 "reps": meta.get("args", {}).get("reps", "?")}]
+                                 "reps": meta.get("args", {}).get("reps", "?"),
+                                 "held": bool(meta.get("page_reporting_held"))}]
     lines = [
         f"Medians of interleaved runs on {info.get('cpus', '?')} CPUs, kernel {info.get('kernel', '?')} ("
         + "; ".join(f"{r['reps']} runs per tool, {str(r['date'])[:16].replace('T', ' ')} UTC, commit {r['git']}"
+                    + (", free page reporting held" if r.get("held") else "")
                     for r in runs)
         + "); each run into a freshly mounted destination; ratio = `cp -r` / tool.",
         "",

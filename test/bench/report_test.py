@@ -58,6 +58,18 @@ class ReportTest(unittest.TestCase):
         self.assertEqual(len(merged["scenarios"]), 2 * len(self.rep["scenarios"]))
         self.assertIs(report.merge([self.rep]), self.rep)
 
+    def test_held_page_reporting_is_stated(self):
+        import copy
+        self.assertNotIn("page reporting", report.header(self.rep) + report.readme_table(self.rep))
+        held = copy.deepcopy(self.rep)
+        held["meta"]["page_reporting_held"] = {"min_free_ms": "300000"}
+        self.assertIn("Free page reporting held", report.header(held))
+        self.assertIn("free page reporting held", report.readme_table(held))
+        merged = report.merge([self.rep, held])
+        runs = report.header(merged).split("; run 2")
+        self.assertNotIn("page reporting", runs[0])
+        self.assertIn("free page reporting held", runs[1])
+
     def test_a_later_run_replaces_a_cell_whole(self):
         import copy
         again = copy.deepcopy(self.rep)
