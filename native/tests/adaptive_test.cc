@@ -130,12 +130,15 @@ TEST_F(Adaptive, CachedTreeIsCopiedInline) {
   EXPECT_EQ(Copy(root, t_ / "dst").files_inline, 64u);
 }
 
-// Nothing cached: every file goes through the ring.
+// Nothing cached: the files go through the ring.  Not every one: a probe
+// that misses starts the file's readahead, which on this VM's disk can
+// complete within the probe (see MixedTreeTakesBothPaths), and then that
+// file is rightly copied inline (seen once in a CI run: 1 of 64).
 TEST_F(Adaptive, UncachedTreeGoesThroughTheRing) {
   const std::string root = t_ / "cold";
   Build(root, [](int) { return true; });
   if (IsSkipped() || HasFatalFailure()) return;
-  EXPECT_EQ(Copy(root, t_ / "dst").files_inline, 0u);
+  EXPECT_LE(Copy(root, t_ / "dst").files_inline, 4u);
 }
 
 // Half and half: both paths are taken.  Not exactly the 32 cached files:
