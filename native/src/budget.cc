@@ -45,21 +45,25 @@ Budget plan_budget(const Config& cfg, bool uring, uint32_t want_workers, uint64_
     b.buffer_bytes = uint64_t{b.workers} * b.chunk;
     return b;
   }
-  // A ring costs its own descriptor plus one source descriptor per file in
-  // flight (destinations are direct descriptors), and, when adaptive, two
-  // more for the cached file its thread copies itself; a bulk thread costs
-  // two.
+  // A ring costs its own descriptor plus two per file in flight: the source,
+  // and the destination's plain descriptor from its install (anonymous
+  // files) until it is named (while it is written it is a direct
+  // descriptor); when adaptive, two more for the cached file its thread
+  // copies itself; a bulk thread costs two.
   // With too few descriptors for even one ring, one bulk thread and that
   // copy, the rings copy everything (as --engine=uring).
   uint64_t own = cfg.has(USYNC_FORCE_URING) ? 1 : 3;
-  if (own == 3 && file_fds < (own + 1) + 2) own = 1;
+  if (own == 3 && file_fds < (own + 2) + 2) own = 1;
   b.inline_copies = own == 3;
   uint32_t w = want_workers, bulk = std::min({w, 4u, max_bulk});
-  auto need = [&](uint32_t rings, uint32_t threads) { return uint64_t{rings} * (own + 1) + uint64_t{threads} * 2; };
+  constexpr uint64_t kPerFile = 2;
+  auto need = [&](uint32_t rings, uint32_t threads) {
+    return uint64_t{rings} * (own + kPerFile) + uint64_t{threads} * 2;
+  };
   while (need(w, bulk) > file_fds && bulk > 1) --bulk;
   while (need(w, bulk) > file_fds && w > 1) --w;
   const uint64_t per_ring = file_fds > uint64_t{bulk} * 2 ? (file_fds - uint64_t{bulk} * 2) / w : 0;
-  uint64_t qd = std::min<uint64_t>(cfg.queue_depth, per_ring > own ? per_ring - own : 1);
+  uint64_t qd = std::min<uint64_t>(cfg.queue_depth, per_ring > own + kPerFile ? (per_ring - own) / kPerFile : 1);
   b.chunk = fit_chunk(uint64_t{w} + bulk);
   const uint64_t left = cfg.buffer_budget > uint64_t{bulk} * b.chunk ? cfg.buffer_budget - uint64_t{bulk} * b.chunk : 0;
   qd = std::min<uint64_t>(qd, std::max<uint64_t>(1, left / (uint64_t{w} * b.chunk)));

@@ -75,9 +75,9 @@ int verify_file(const Job& job, int fd, const Digest& src, uint64_t bytes, char*
   return 0;
 }
 
-int seal_file(const Job& job, int fd, const Digest* src, uint64_t bytes, char* buf, size_t bufsize,
-              int* step) noexcept {
-  if (job.cfg.has(USYNC_FSYNC)) {
+int seal_file(const Job& job, int fd, const Digest* src, uint64_t bytes, char* buf, size_t bufsize, int* step,
+              bool synced) noexcept {
+  if (job.cfg.has(USYNC_FSYNC) && !synced) {
     if (const int err = sync_fd(fd, false); err != 0) {
       *step = USYNC_STEP_FSYNC;
       return err;

@@ -52,8 +52,9 @@ int sync_pair_parent(const Job& job, const FileTask& t, int* step) noexcept;
 // `src` is given, re-read it from the device and compare with `src`, the
 // digest of the `bytes` bytes read from the source.  Returns 0 or an errno
 // (EBADMSG: the bytes differ) and sets *step.  buf: bufsize bytes of scratch.
-int seal_file(const Job& job, int fd, const Digest* src, uint64_t bytes, char* buf, size_t bufsize,
-              int* step) noexcept;
+// synced: the caller has synced it already (the ring's kFsyncDst).
+int seal_file(const Job& job, int fd, const Digest* src, uint64_t bytes, char* buf, size_t bufsize, int* step,
+              bool synced = false) noexcept;
 
 // Re-reads the file open at fd past the page cache (fdatasync, then
 // POSIX_FADV_DONTNEED drops its clean pages; on tmpfs the pages are the file)

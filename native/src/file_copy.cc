@@ -5,10 +5,11 @@
 
 namespace usync {
 
-void FileCopy::start(uint32_t chunk, bool fsync) noexcept {
+void FileCopy::start(uint32_t chunk, bool fsync, bool install) noexcept {
   *this = FileCopy();
   chunk_ = chunk;
   fsync_ = fsync;
+  install_ = install;
   state_ = State::kRunning;
 }
 
@@ -79,6 +80,9 @@ void FileCopy::complete(OpKind kind, int res) noexcept {
     case OpKind::kFsyncDst:
       if (res < 0 && !canceled) fail(USYNC_STEP_FSYNC, -res);  // the close linked behind it is cancelled
       break;
+    case OpKind::kInstallDst:
+      if (res < 0 && !canceled) fail(USYNC_STEP_OPEN_DST, -res);  // the close linked behind it is cancelled
+      break;
     case OpKind::kCloseDst:
       if (canceled) break;
       dst_open_ = false;
@@ -122,6 +126,7 @@ int FileCopy::next(OpReq* ops) noexcept {
   // this chain), then the source.
   auto close_all = [&](bool dst_will_be_open) {
     if (dst_will_be_open && fsync_) push(OpKind::kFsyncDst, Link::kSoft);
+    if (dst_will_be_open && install_) push(OpKind::kInstallDst, Link::kSoft);
     if (dst_will_be_open) push(OpKind::kCloseDst, src_open_ ? Link::kSoft : Link::kNone);
     if (src_open_) push(OpKind::kCloseSrc, Link::kNone);
   };
@@ -160,6 +165,7 @@ int FileCopy::next(OpReq* ops) noexcept {
   push(OpKind::kWrite, last ? Link::kSoft : Link::kNone, len, written_, 0);
   if (last) {
     if (fsync_) push(OpKind::kFsyncDst, Link::kSoft);
+    if (install_) push(OpKind::kInstallDst, Link::kSoft);
     push(OpKind::kCloseDst, Link::kSoft);
     push(OpKind::kCloseSrc, Link::kNone);
   }

@@ -22,6 +22,10 @@
 // With fsync (USYNC_FSYNC) every chain that closes the destination syncs it
 // first: [... write -L-> fsync dst -L-> close dst -L-> close src], so a file
 // is durable before the driver gives it its final name.
+// With install (an anonymous destination, O_TMPFILE as a direct descriptor)
+// the chain hands the file to a plain descriptor before closing the direct
+// one: [... write -L-> install dst -L-> close dst -L-> close src]; the driver
+// names the file through that descriptor (linkat) afterwards.
 // A short read (the file shrank) or a short write breaks the chain; the next
 // batch resumes for the remainder.  A failure anywhere closes what is open
 // and ends in failed(); the driver removes a created destination.
@@ -33,7 +37,7 @@
 
 namespace usync {
 
-enum class OpKind : uint8_t { kOpenSrc, kRead, kCloseSrc, kOpenDst, kWrite, kFsyncDst, kCloseDst };
+enum class OpKind : uint8_t { kOpenSrc, kRead, kCloseSrc, kOpenDst, kWrite, kFsyncDst, kCloseDst, kInstallDst };
 enum class Link : uint8_t { kNone, kSoft };
 
 struct OpReq {
@@ -46,10 +50,11 @@ struct OpReq {
 
 class FileCopy {
  public:
-  static constexpr int kMaxOps = 6;
+  static constexpr int kMaxOps = 7;
 
-  // fsync: sync the destination (kFsyncDst) before closing it.
-  void start(uint32_t chunk, bool fsync = false) noexcept;
+  // fsync: sync the destination (kFsyncDst) before closing it.  install: get
+  // a plain descriptor of it (kInstallDst) before closing it.
+  void start(uint32_t chunk, bool fsync = false, bool install = false) noexcept;
 
   // Plans the next batch into ops[0..kMaxOps); returns how many (0 = finished).
   int next(OpReq* ops) noexcept;
@@ -90,6 +95,7 @@ class FileCopy {
   uint32_t read_len_ = 0;   // length asked by the outstanding read
   uint32_t write_len_ = 0;  // length asked by the outstanding write
   bool fsync_ = false;      // kFsyncDst before kCloseDst
+  bool install_ = false;    // kInstallDst before kCloseDst
   bool opened_ = false;     // the source was opened once (never again)
   bool checked_ = false;    // source_checked() was called
   bool until_eof_ = false;  // size unknown (0): read until a read returns 0

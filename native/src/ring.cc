@@ -77,6 +77,14 @@ bool uring_has_ops(io_uring* ring) noexcept {
   return ok;
 }
 
+bool uring_has_op(io_uring* ring, int op) noexcept {
+  io_uring_probe* probe = io_uring_get_probe_ring(ring);
+  if (probe == nullptr) return false;
+  const bool ok = io_uring_opcode_supported(probe, op);
+  io_uring_free_probe(probe);
+  return ok;
+}
+
 bool uring_available(int* err) noexcept {
   io_uring ring{};
   const int ret = io_uring_queue_init(4, &ring, 0);

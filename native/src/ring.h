@@ -46,4 +46,11 @@ bool uring_available(int* err) noexcept;
 // True when the running kernel supports every opcode the engine needs.
 bool uring_has_ops(io_uring* ring) noexcept;
 
+// IORING_OP_FIXED_FD_INSTALL (Linux 6.8): a plain descriptor for a direct
+// one.  liburing 2.3's headers predate it.
+constexpr int kOpFixedFdInstall = 54;
+
+// True when the running kernel supports opcode op.
+bool uring_has_op(io_uring* ring, int op) noexcept;
+
 }  // namespace usync

@@ -42,12 +42,14 @@ bool write_all(const Job& job, int fd, const char* p, size_t n, uint64_t* done) 
   return true;
 }
 
+}  // namespace
+
 // Gives the complete anonymous file open at fd its metadata, then (sealed:
 // synced and verified as asked) its name: linkat (where the name is free) or
 // a temporary name renamed over the old file.  Returns 0 or an errno and
 // sets *step.
 int publish_anonymous(const Job& job, const FileTask& t, int src_fd, int fd, const Digest* digest, uint64_t bytes,
-                      char* buf, size_t bufsize, int* step) noexcept {
+                      char* buf, size_t bufsize, int* step, bool synced) noexcept {
   const timespec ts[2] = {job.cfg.file_atime(t.atime, t.mtime), t.mtime};
   // A failure here (a destination without xattrs, root squashed by NFS) is
   // reported; the bytes are right, so the file is still published, but
@@ -64,7 +66,7 @@ int publish_anonymous(const Job& job, const FileTask& t, int src_fd, int fd, con
     *step = USYNC_STEP_METADATA;
     return errno;
   }
-  if (const int err = seal_file(job, fd, digest, bytes, buf, bufsize, step); err != 0) return err;
+  if (const int err = seal_file(job, fd, digest, bytes, buf, bufsize, step, synced); err != 0) return err;
   const int dfd = t.dst_dirfd();
   auto link_as = [&](const char* as) {
     // AT_EMPTY_PATH on the descriptor; without the privilege it may need,
@@ -93,6 +95,8 @@ int publish_anonymous(const Job& job, const FileTask& t, int src_fd, int fd, con
   }
   return sync_pair_parent(job, t, step);
 }
+
+namespace {
 
 // -S: the data of a file with holes, segment by segment (SEEK_DATA,
 // SEEK_HOLE), at the same offsets, so the holes stay holes; then the size.

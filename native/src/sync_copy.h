@@ -39,6 +39,15 @@ int copy_in_kernel(const Job& job, const FileTask& t, int in, int out, uint64_t*
 FileResult copy_file_sync(const Job& job, const FileTask& t, char* buf, size_t bufsize, Md5* md5,
                           Digest* digest = nullptr, bool* would_block = nullptr) noexcept;
 
+// Gives the complete anonymous (O_TMPFILE) file open at fd its metadata
+// (xattrs and ACLs read through src_fd), seals it (USYNC_FSYNC, and with
+// digest the read-back of USYNC_VERIFY, buf as scratch), then its name:
+// linkat where the name is free, else a temporary name renamed over the old
+// file.  Returns 0 or an errno and sets *step.  synced: fd was synced already
+// (by the ring), so USYNC_FSYNC has nothing left to do.
+int publish_anonymous(const Job& job, const FileTask& t, int src_fd, int fd, const Digest* digest, uint64_t bytes,
+                      char* buf, size_t bufsize, int* step, bool synced = false) noexcept;
+
 // Whether openat2(RESOLVE_CACHED) and preadv2(RWF_NOWAIT) work here (Linux
 // 5.12+); probed once.
 bool nowait_reads_supported() noexcept;

@@ -18,10 +18,12 @@ Config Defaults(uint32_t flags = 0) {
 }
 
 // Descriptors one call may hold at once on the rings: a ring, its files in
-// flight, its thread's own copy (adaptive), the bulk threads, the directories.
-uint64_t Peak(const Budget& b, bool adaptive) {
-  return uint64_t{b.workers} * (1 + b.queue_depth + (adaptive ? 2 : 0)) + uint64_t{b.bulk_threads} * 2 + b.dir_pairs * 2;
+// flight (each a source and, once installed, an anonymous destination), its
+// thread's own copy (adaptive), the bulk threads, the directories.
+uint64_t RingFiles(const Budget& b, bool adaptive) {
+  return uint64_t{b.workers} * (1 + 2 * uint64_t{b.queue_depth} + (adaptive ? 2 : 0)) + uint64_t{b.bulk_threads} * 2;
 }
+uint64_t Peak(const Budget& b, bool adaptive) { return RingFiles(b, adaptive) + b.dir_pairs * 2; }
 
 TEST(Budget, AdaptiveRingsKeepTwoDescriptorsForTheirOwnCopies) {
   const Budget b = plan_budget(Defaults(), true, 2, 1 << 20, 10);
@@ -44,9 +46,7 @@ TEST(Budget, DeleteAndHardLinksHaveTheirDescriptors) {
     for (const bool uring : {true, false}) {
       const Budget b = plan_budget(Defaults(USYNC_DELETE | USYNC_HARD_LINKS), uring, 2, limit, 5);
       const uint64_t remover = std::clamp<uint64_t>(b.dir_pairs / 4, 1, 32), links = 1;
-      const uint64_t files = uring ? uint64_t{b.workers} * (1 + b.queue_depth + (b.inline_copies ? 2 : 0)) +
-                                         uint64_t{b.bulk_threads} * 2
-                                   : uint64_t{b.workers} * 2;
+      const uint64_t files = uring ? RingFiles(b, b.inline_copies) : uint64_t{b.workers} * 2;
       // 5 in use before the call, 2 for what the walker opens for a moment.
       EXPECT_LE(files + b.dir_pairs * 2 + remover + links + 5 + 2, limit) << "limit " << limit << " uring " << uring;
     }

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <linux/magic.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -402,6 +404,46 @@ TEST_P(EngineTest, ReportAllListsEveryEntry) {
   EXPECT_EQ(type("/d/f"), static_cast<uint32_t>(S_IFREG));
   EXPECT_EQ(type("/d/l"), static_cast<uint32_t>(S_IFLNK));
   EXPECT_EQ(type("/p"), static_cast<uint32_t>(S_IFIFO));
+}
+
+// Where the destination has anonymous files (O_TMPFILE), each file appears
+// under its own name once, complete: no temporary name is ever made in the
+// destination (what another reader of it would see), by either engine.
+TEST_P(EngineTest, FilesAppearOnlyUnderTheirNames) {
+  TempDir t;
+  const std::string src = t / "src", dst = t / "dst";
+  std::set<std::string> want;
+  for (int i = 0; i < 200; ++i) {
+    WriteFile(src + "/f" + std::to_string(i), Pattern(static_cast<size_t>(i) * 97 + 1, i));
+    want.insert("f" + std::to_string(i));
+  }
+  ASSERT_EQ(mkdir(dst.c_str(), 0755), 0);
+  const int probe = open(dst.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+  if (probe < 0) GTEST_SKIP() << "no O_TMPFILE on " << dst << ": " << std::strerror(errno);
+  close(probe);
+  const int in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  ASSERT_GE(in, 0);
+  ASSERT_GE(inotify_add_watch(in, dst.c_str(), IN_CREATE | IN_MOVED_TO), 0);
+
+  usync_engine* e = Make();
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(usync_copy_tree(e, src.c_str(), dst.c_str()), 0);
+  usync_engine_destroy(e);
+  EXPECT_TRUE(got_.errors.empty()) << got_.errors.front();
+  EXPECT_EQ(Snapshot(src), Snapshot(dst));
+
+  std::vector<std::string> seen;
+  alignas(inotify_event) char buf[64 * 1024];
+  for (ssize_t n; (n = read(in, buf, sizeof buf)) > 0;)
+    for (char* p = buf; p < buf + n;) {
+      const auto* ev = reinterpret_cast<const inotify_event*>(p);
+      ASSERT_FALSE(ev->mask & IN_Q_OVERFLOW);
+      if (ev->len > 0) seen.emplace_back(ev->name);
+      p += sizeof(inotify_event) + ev->len;
+    }
+  close(in);
+  EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()), want);
+  EXPECT_EQ(seen.size(), want.size()) << "a name was made twice";
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, EngineTest, ::testing::Values(true, false),

@@ -38,6 +38,58 @@ void CompleteAll(FileCopy& fc, const Batch& b, std::vector<int> res) {
   for (size_t i = 0; i < res.size(); ++i) fc.complete(b.ops[i].kind, res[i]);
 }
 
+TEST(FileCopy, InstallHandsTheDestinationToAPlainDescriptorBeforeClosingIt) {
+  FileCopy fc;
+  fc.start(4096, false, true);
+  ExpectKinds(Next(fc), {OpKind::kOpenSrc});
+  fc.complete(OpKind::kOpenSrc, 5);
+  fc.source_checked(100);
+  Batch b = Next(fc);
+  ExpectKinds(b, {OpKind::kRead, OpKind::kOpenDst, OpKind::kWrite, OpKind::kInstallDst, OpKind::kCloseDst,
+                  OpKind::kCloseSrc});
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(b.ops[static_cast<size_t>(i)].link, Link::kSoft) << i;
+  CompleteAll(fc, b, {100, 0, 100, 9, 0, 0});
+  EXPECT_TRUE(Next(fc).ops.empty());
+  EXPECT_TRUE(fc.done());
+
+  // With fsync, every op fits in one batch: the sync comes before the install.
+  fc.start(4096, true, true);
+  Next(fc);
+  fc.complete(OpKind::kOpenSrc, 5);
+  fc.source_checked(0);
+  b = Next(fc);
+  ExpectKinds(b, {OpKind::kRead});  // size unknown: read to EOF
+  CompleteAll(fc, b, {0});
+  b = Next(fc);
+  ExpectKinds(b, {OpKind::kOpenDst, OpKind::kFsyncDst, OpKind::kInstallDst, OpKind::kCloseDst, OpKind::kCloseSrc});
+  fc.start(4096, true, true);
+  Next(fc);
+  fc.complete(OpKind::kOpenSrc, 5);
+  fc.source_checked(4096);
+  b = Next(fc);
+  ASSERT_EQ(b.ops.size(), static_cast<size_t>(FileCopy::kMaxOps));
+  ExpectKinds(b, {OpKind::kRead, OpKind::kOpenDst, OpKind::kWrite, OpKind::kFsyncDst, OpKind::kInstallDst,
+                  OpKind::kCloseDst, OpKind::kCloseSrc});
+}
+
+TEST(FileCopy, FailedInstallFailsTheFileAndClosesWhatIsOpen) {
+  FileCopy fc;
+  fc.start(4096, false, true);
+  Next(fc);
+  fc.complete(OpKind::kOpenSrc, 5);
+  fc.source_checked(100);
+  const Batch b = Next(fc);
+  // The chain broke at the install: the closes behind it did not run.
+  CompleteAll(fc, b, {100, 0, 100, -EMFILE, -ECANCELED, -ECANCELED});
+  const Batch closes = Next(fc);
+  ExpectKinds(closes, {OpKind::kCloseSrc, OpKind::kCloseDst});
+  CompleteAll(fc, closes, {0, 0});
+  EXPECT_TRUE(Next(fc).ops.empty());
+  EXPECT_TRUE(fc.failed());
+  EXPECT_EQ(fc.error(), EMFILE);
+  EXPECT_EQ(fc.step(), USYNC_STEP_OPEN_DST);
+}
+
 TEST(FileCopy, SmallFileTakesTwoBatches) {
   FileCopy fc;
   fc.start(4096);
