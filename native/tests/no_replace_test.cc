@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <string>
 #include <vector>
 
@@ -111,6 +112,35 @@ TEST_P(NoReplace, WithoutTheFlagExistingFilesAreReplaced) {
   const auto res = CopyPairs(src, dst, {"file"}, 0, 0);
   EXPECT_EQ(res[0].error, 0);
   EXPECT_EQ(ReadFile(AT_FDCWD, dst + "/file"), Pattern(4096, 1));
+}
+
+// A pair's destination may be a bare name, relative to the working
+// directory: the copy is made there (not in some other directory), and
+// NoReplace still keeps a file of that name.
+TEST_P(NoReplace, BareDestinationNamesAreInTheWorkingDirectory) {
+  TempDir t;
+  const std::string src = t / "src";
+  WriteFile(src, Pattern(4096, 3));
+  WriteFile(t / "work/taken", "old");
+  char was[PATH_MAX];
+  ASSERT_NE(getcwd(was, sizeof was), nullptr);
+  ASSERT_EQ(chdir((t / "work").c_str()), 0);
+  usync_options o;
+  usync_options_init(&o);
+  o.flags = USYNC_NO_REPLACE | GetParam();
+  usync_engine* e = nullptr;
+  ASSERT_EQ(usync_engine_create(&o, &e), 0);
+  const usync_pair pairs[] = {{src.c_str(), "fresh"}, {src.c_str(), "taken"}};
+  usync_result res[2] = {};
+  const int rc = usync_copy_files(e, pairs, 2, res);
+  usync_engine_destroy(e);
+  ASSERT_EQ(chdir(was), 0);
+  EXPECT_EQ(rc, -EIO);
+  EXPECT_EQ(res[0].error, 0);
+  EXPECT_EQ(res[1].error, EEXIST);
+  EXPECT_EQ(ReadFile(AT_FDCWD, t / "work/fresh"), Pattern(4096, 3));
+  EXPECT_EQ(ReadFile(AT_FDCWD, t / "work/taken"), "old");
+  EXPECT_EQ(Extra(t / "work", {"fresh", "taken"}), std::vector<std::string>{}) << "temporaries left behind";
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, NoReplace, ::testing::ValuesIn(kEngineFlags),

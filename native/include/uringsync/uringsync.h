@@ -193,10 +193,12 @@ enum usync_flag {
   /* usync_copy_files only: never replace a destination that exists.  A
    * pair whose destination exists (a file, a symlink, anything) fails with
    * EEXIST at USYNC_STEP_RENAME and the entry is left as it was; the copy
-   * is written under a temporary name as always and published with
-   * renameat2(RENAME_NOREPLACE) (where a filesystem lacks that — NFS, most
-   * FUSE — with link and unlink, and failing those, after a check).  Lets
-   * a caller that creates new files skip its own existence check. */
+   * is written as always (an anonymous file or a temporary name) and gets
+   * its name only where that is free: linkat of the anonymous file, or
+   * renameat2(RENAME_NOREPLACE) of the temporary (where a filesystem lacks
+   * that — NFS, most FUSE — link and unlink, failing those a check and a
+   * rename).  Lets a caller that creates new files skip its own existence
+   * check. */
   USYNC_NO_REPLACE = 1u << 27,
 };
 
