@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <climits>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -112,6 +113,33 @@ TEST_P(NoReplace, WithoutTheFlagExistingFilesAreReplaced) {
   const auto res = CopyPairs(src, dst, {"file"}, 0, 0);
   EXPECT_EQ(res[0].error, 0);
   EXPECT_EQ(ReadFile(AT_FDCWD, dst + "/file"), Pattern(4096, 1));
+}
+
+// On a filesystem without RENAME_NOREPLACE (FUSE: EINVAL) nor O_TMPFILE
+// (bindfs, as root), a link and an unlink give the name, as exclusively.
+TEST_P(NoReplace, FuseWithoutRenameNoreplaceLinksInstead) {
+  if (geteuid() != 0) GTEST_SKIP() << "mounts a FUSE filesystem (needs root)";
+  if (std::system("command -v bindfs >/dev/null 2>&1") != 0) GTEST_SKIP() << "bindfs is not installed";
+  TempDir t;
+  const std::string src = t / "src", real = t / "real", mnt = t / "mnt";
+  ASSERT_EQ(mkdir(real.c_str(), 0755), 0);
+  ASSERT_EQ(mkdir(mnt.c_str(), 0755), 0);
+  if (std::system(("bindfs '" + real + "' '" + mnt + "'").c_str()) != 0) GTEST_SKIP() << "bindfs cannot mount here";
+  struct Unmount {
+    std::string at;
+    ~Unmount() { (void)std::system(("fusermount -u '" + at + "'").c_str()); }
+  } unmount{mnt};
+  const std::string dst = mnt + "/dst";
+  const std::vector<std::string> names = {"new", "file"};
+  for (const auto& n : names) WriteFile(src + "/" + n, Pattern(4096, n.size()));
+  WriteFile(dst + "/file", "old file");
+  const auto res = CopyPairs(src, dst, names, USYNC_NO_REPLACE, -EIO);
+  EXPECT_EQ(res[0].error, 0);
+  EXPECT_EQ(res[1].error, EEXIST);
+  EXPECT_EQ(res[1].step, USYNC_STEP_RENAME);
+  EXPECT_EQ(ReadFile(AT_FDCWD, dst + "/new"), Pattern(4096, 3));
+  EXPECT_EQ(ReadFile(AT_FDCWD, dst + "/file"), "old file");
+  EXPECT_EQ(Extra(dst, names), std::vector<std::string>{}) << "temporaries left behind";
 }
 
 // A pair's destination may be a bare name, relative to the working
