@@ -46,7 +46,10 @@ native: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
 # rclone with the uring backend; the engine is linked statically (link_static.go).
+# The old binary is removed first: go build leaves a target whose build ID
+# matches the Go sources alone, which would keep an engine changed since.
 rclone: native
+	rm -f $(BUILD)/bin/rclone
 	$(GO) build -p $(JOBS) -trimpath -tags '$(RCLONE_TAGS)' -o $(BUILD)/bin/rclone ./cmd/rclone
 
 test-native: native

@@ -3,6 +3,7 @@ package uring
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"os"
 	"strconv"
@@ -64,11 +65,18 @@ func (f *Fs) Copy(ctx context.Context, src fs.Object, remote string) (fs.Object,
 	if err != nil {
 		return nil, err
 	}
-	if direct {
-		// Only a new file goes straight to its final name: an existing one
-		// must stay as it was if rclone's verification fails, so it is
-		// replaced by rclone's rename of the partial, as with local.
-		if _, err := os.Lstat(dstPath); !errors.Is(err, os.ErrNotExist) {
+	// Only a new file goes straight to its final name: an existing one must
+	// stay as it was if rclone's verification fails, so it is replaced by
+	// rclone's rename of the partial, as with local. The engine publishes a
+	// direct copy only where the name is free (NoReplace); the name is
+	// looked up first only where a wasted copy would cost more (lookFirst).
+	if direct && f.lookFirst(src.Size()) {
+		if _, err := lstat(dstPath); errors.Is(err, os.ErrNotExist) {
+			if f.lookNext.Load() > 0 {
+				f.lookNext.Add(-1)
+			}
+		} else {
+			f.lookNext.Store(lookAfterTaken)
 			target, direct = remote, false
 			if dstPath, err = f.osPath(remote); err != nil {
 				return nil, err
@@ -90,21 +98,30 @@ func (f *Fs) Copy(ctx context.Context, src fs.Object, remote string) (fs.Object,
 			fs.Debugf(src, "uring: --metadata set by local after the engine's copy: %s", why)
 		}
 	}
-	r, err := getRunner(f.engineOptions(wantMD5, before != nil), f.opt.BatchSize, f.opt.SyncBelow)
-	if err != nil {
-		fs.Debugf(src, "uring: engine unavailable, using rclone's copy: %v", err)
-		filesFellBack.Add(1)
-		return nil, fs.ErrorCantCopy
-	}
 	req := &request{
 		ctx:  ctx,
 		pair: uringsync.Pair{Src: srcPath, Dst: dstPath},
 		size: src.Size(),
 		ta:   transferaccounter.Get(ctx),
-		done: make(chan struct{}),
 	}
 	req.ta.Start()
-	res, err := r.do(req)
+	res, err := f.engineCopy(req, wantMD5, before != nil, direct)
+	if err == nil && direct && nameTaken(res.Err) {
+		// The file exists after all: copy it as an existing one, to
+		// rclone's partial name.
+		f.lookNext.Store(lookAfterTaken)
+		target, direct = remote, false
+		if req.pair.Dst, err = f.osPath(remote); err != nil {
+			return nil, err
+		}
+		dstPath = req.pair.Dst
+		res, err = f.engineCopy(req, wantMD5, before != nil, direct)
+	}
+	if errors.Is(err, errNoEngine) {
+		fs.Debugf(src, "uring: using rclone's copy: %v", err)
+		filesFellBack.Add(1)
+		return nil, fs.ErrorCantCopy
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -128,6 +145,52 @@ func (f *Fs) Copy(ctx context.Context, src fs.Object, remote string) (fs.Object,
 		filesDirect.Add(1)
 	}
 	return f.finishCopy(ctx, srcObj, src, target, srcPath, dstPath, direct, before, res)
+}
+
+// lstat is os.Lstat (a variable for the tests that count lookups).
+var lstat = os.Lstat
+
+// A direct copy of a file this large looks for an existing file first: the
+// lookup costs nothing beside the copy, which NoReplace would otherwise make
+// and throw away when the name is taken.
+const lookFirstFrom = 1 << 20
+
+// Once a name was found taken, files are looked for first until this many
+// in a row were found free: a run that updates existing files does not copy
+// each one twice, nor does one that mixes new and existing files.
+const lookAfterTaken = 64
+
+// lookFirst says whether a new file of this size that is to be copied
+// straight to its final name is looked for (Lstat) before the engine runs.
+// Otherwise only the engine's NoReplace keeps an existing file from being
+// replaced, which costs a copy when the name is taken; rclone lists the
+// destination before it copies, so on a first copy that is rare.
+func (f *Fs) lookFirst(size int64) bool {
+	return size >= lookFirstFrom || f.lookNext.Load() > 0
+}
+
+// nameTaken reports whether a NoReplace copy failed because its destination
+// exists (and was left as it was).
+func nameTaken(err error) bool {
+	var fe *uringsync.FileError
+	return errors.As(err, &fe) && fe.Step == uringsync.StepRename && errors.Is(err, os.ErrExist)
+}
+
+// errNoEngine: the engine could not be started; rclone copies instead.
+var errNoEngine = errors.New("engine unavailable")
+
+// engineCopy runs req (again, after a copy whose name was taken: the bytes
+// it accounted stay counted) through the runner for these options;
+// noReplace: leave an existing destination as it is (direct copies).
+func (f *Fs) engineCopy(req *request, md5, meta, noReplace bool) (uringsync.Result, error) {
+	opt := f.engineOptions(md5, meta)
+	opt.NoReplace = noReplace
+	r, err := getRunner(opt, f.opt.BatchSize, f.opt.SyncBelow)
+	if err != nil {
+		return uringsync.Result{}, fmt.Errorf("%w: %v", errNoEngine, err)
+	}
+	req.done = make(chan struct{})
+	return r.do(req)
 }
 
 // finishCopy gives the engine's copy at dstPath what local's Put would
@@ -361,7 +424,7 @@ type runner struct {
 type runnerKey struct {
 	workers, queueDepth int
 	forceSync, md5      bool
-	meta                bool
+	meta, noReplace     bool
 	maxBatch, syncBelow int
 }
 
@@ -374,7 +437,7 @@ var (
 func getRunner(opt uringsync.Options, maxBatch, syncBelow int) (*runner, error) {
 	runnersMu.Lock()
 	defer runnersMu.Unlock()
-	key := runnerKey{opt.Workers, opt.QueueDepth, opt.ForceSync, opt.HashMD5, opt.Preserve, maxBatch, syncBelow}
+	key := runnerKey{opt.Workers, opt.QueueDepth, opt.ForceSync, opt.HashMD5, opt.Preserve, opt.NoReplace, maxBatch, syncBelow}
 	if r := runners[key]; r != nil {
 		return r, nil
 	}

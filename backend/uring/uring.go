@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rclone/rclone/backend/local"
@@ -160,6 +161,10 @@ type Fs struct {
 	lopt     localOptions
 	features *fs.Features
 	wrapper  fs.Fs
+
+	// lookNext: how many more new files must be found free by a lookup
+	// before the next are copied without one (lookFirst).
+	lookNext atomic.Int32
 }
 
 // NewFs makes an Fs for root. It accepts every option of the local backend.

@@ -19,6 +19,7 @@ import (
 	"github.com/rclone/rclone/fs/config"
 	"github.com/rclone/rclone/fs/filter"
 	"github.com/rclone/rclone/fs/hash"
+	"github.com/rclone/rclone/fs/operations"
 	"github.com/rclone/rclone/fs/sync"
 	"github.com/rclone/rclone/fstest"
 	"golang.org/x/sys/unix"
@@ -378,4 +379,86 @@ func TestEngineMeta(t *testing.T) {
 			t.Errorf("%s: engine applies it: %v (%q), want %v", c.name, before != nil, why, c.takes)
 		}
 	}
+}
+
+// TestNewFilesAreNotLookedFor: a small new file is copied straight to its
+// name without a lookup of that name first; the engine's NoReplace keeps a
+// file that exists after all, which is then copied as an existing one
+// (rclone's partial and rename), and the next files are looked for first.
+// Large files are always looked for (a wasted copy would cost more).
+func TestNewFilesAreNotLookedFor(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	src, dst := filepath.Join(dir, "src"), filepath.Join(dir, "dst")
+	files := makeTree(t, src, 20)
+	var looked []string
+	lstat = func(p string) (os.FileInfo, error) {
+		looked = append(looked, p) // Copy calls run concurrently, but the test's are serial
+		return os.Lstat(p)
+	}
+	defer func() { lstat = os.Lstat }()
+	fsrc := newRemote(t, ctx, "lfsrc", src)
+	fdst := newRemote(t, ctx, "lfdst", dst)
+	ctx, ci := fs.AddConfig(ctx)
+	ci.Transfers = 1
+	if err := sync.CopyDir(ctx, fdst, fsrc, false); err != nil {
+		t.Fatal(err)
+	}
+	checkTree(t, src, dst, files)
+	if len(looked) != 0 {
+		t.Errorf("new files looked for before their copy: %q", looked)
+	}
+
+	// A name taken after rclone looked (dst nil: rclone saw no file).
+	writeSrc := func(name string, data []byte) fs.Object {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(src, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		o, err := fsrc.NewObject(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	taken := filepath.Join(dst, "taken")
+	if err := os.WriteFile(taken, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	direct, copied := filesDirect.Load(), filesCopied.Load()
+	if _, err := operations.Copy(ctx, fdst, nil, "taken", writeSrc("taken", []byte("new"))); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(taken); string(got) != "new" {
+		t.Errorf("taken name holds %q, want the copy", got)
+	}
+	if filesDirect.Load() != direct || filesCopied.Load() != copied+1 {
+		t.Errorf("a taken name: %d direct, %d engine copies; want 0, 1",
+			filesDirect.Load()-direct, filesCopied.Load()-copied)
+	}
+	if n := fdst.lookNext.Load(); n != lookAfterTaken {
+		t.Errorf("after a taken name %d files are looked for first, want %d", n, lookAfterTaken)
+	}
+	looked = nil
+	if _, err := operations.Copy(ctx, fdst, nil, "next", writeSrc("next", []byte("next"))); err != nil {
+		t.Fatal(err)
+	}
+	if len(looked) != 1 {
+		t.Errorf("the file after a taken name: looked for %q, want once", looked)
+	}
+
+	fdst.lookNext.Store(0)
+	looked = nil
+	if _, err := operations.Copy(ctx, fdst, nil, "big", writeSrc("big", make([]byte, lookFirstFrom))); err != nil {
+		t.Fatal(err)
+	}
+	if len(looked) != 1 {
+		t.Errorf("a large new file: looked for %q, want once", looked)
+	}
+	_ = filepath.Walk(dst, func(p string, _ os.FileInfo, _ error) error {
+		if strings.HasSuffix(p, ".partial") || strings.Contains(p, ".usync-") {
+			t.Errorf("left behind: %s", p)
+		}
+		return nil
+	})
 }

@@ -102,6 +102,7 @@ func New(opts *Options) (*Engine, error) {
 		{o.FailFast, C.USYNC_FAIL_FAST},
 		{o.HashMD5, C.USYNC_HASH_MD5},
 		{o.AtimeFromMtime, C.USYNC_ATIME_FROM_MTIME},
+		{o.NoReplace, C.USYNC_NO_REPLACE},
 		{o.AnnounceFallback, C.USYNC_ANNOUNCE_FALLBACK},
 		{o.IgnoreTimes, C.USYNC_IGNORE_TIMES},
 		{o.Update, C.USYNC_UPDATE},

@@ -903,3 +903,33 @@ func TestAtimeFromMtime(t *testing.T) {
 		}
 	})
 }
+
+// TestNoReplace checks that with NoReplace CopyFiles copies to destinations
+// that do not exist and fails, with fs.ErrExist, on one that does, which
+// keeps its content.
+func TestNoReplace(t *testing.T) {
+	engines(t, func(t *testing.T, forceSync bool) {
+		dir := t.TempDir()
+		src := filepath.Join(dir, "src")
+		writeFile(t, src, []byte("new"))
+		existing, fresh := filepath.Join(dir, "existing"), filepath.Join(dir, "fresh")
+		writeFile(t, existing, []byte("old"))
+		e := newEngine(t, Options{ForceSync: forceSync, NoReplace: true})
+		res, err := e.CopyFiles(context.Background(), []Pair{{src, existing}, {src, fresh}})
+		if res == nil {
+			t.Fatalf("CopyFiles: %v", err)
+		}
+		var fe *FileError
+		if !errors.As(res[0].Err, &fe) || fe.Step != StepRename || !errors.Is(res[0].Err, fs.ErrExist) {
+			t.Errorf("existing destination: %v, want EEXIST at the rename", res[0].Err)
+		}
+		if res[1].Err != nil {
+			t.Errorf("new destination: %v", res[1].Err)
+		}
+		for path, want := range map[string]string{existing: "old", fresh: "new"} {
+			if got, err := os.ReadFile(path); err != nil || string(got) != want {
+				t.Errorf("%s: %q, %v; want %q", path, got, err, want)
+			}
+		}
+	})
+}

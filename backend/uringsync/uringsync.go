@@ -51,6 +51,11 @@ type Options struct {
 	// modification time as access time too (what rclone's local backend
 	// sets), instead of the source's access time.
 	AtimeFromMtime bool
+	// NoReplace makes CopyFiles leave every destination that exists as it
+	// is: its pair fails with a FileError (StepRename) that matches
+	// fs.ErrExist. A caller that creates new files then needs no existence
+	// check of its own.
+	NoReplace bool
 
 	Preserve  bool // keep permission bits (and directory times; files keep times always)
 	DryRun    bool // walk and report, write nothing

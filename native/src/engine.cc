@@ -686,6 +686,7 @@ int Engine::copy_files_locked(const usync_pair* pairs, size_t count, usync_resul
     t.set_stat(st);
     t.pair = static_cast<uint32_t>(i);
     t.replace = true;
+    t.exclusive = cfg_.has(USYNC_NO_REPLACE);
     counters_.files_found.fetch_add(1, std::memory_order_relaxed);
     counters_.bytes_found.fetch_add(t.size, std::memory_order_relaxed);
     tasks.push_back(std::move(t));

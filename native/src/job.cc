@@ -456,8 +456,27 @@ void remove_temporaries(const Job& job, int dfd) noexcept {
   });
 }
 
+int rename_noreplace(int dfd, const char* from, const char* to) noexcept {
+  if (renameat2(dfd, from, dfd, to, RENAME_NOREPLACE) == 0) return 0;
+  if (errno != EINVAL && errno != ENOSYS) return -1;
+  if (linkat(dfd, from, dfd, to, 0) == 0) {
+    unlinkat(dfd, from, 0);
+    return 0;
+  }
+  if (errno == EEXIST || (errno != EPERM && errno != EOPNOTSUPP && errno != ENOSYS)) return -1;
+  // Neither (some FUSE filesystems): as exclusive as a check can make it.
+  struct stat st {};
+  if (fstatat(dfd, to, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    errno = EEXIST;
+    return -1;
+  }
+  if (errno != ENOENT) return -1;
+  return renameat(dfd, from, dfd, to);
+}
+
 int settle_entry(const Job& job, int dfd, const char* written, const char* final_name, mode_t mode,
-                 const timespec& atime, const timespec& mtime, const SourceMeta& meta, int* step) noexcept {
+                 const timespec& atime, const timespec& mtime, const SourceMeta& meta, int* step,
+                 bool exclusive) noexcept {
   int err = 0;
   // Owners, xattrs, ACLs that could not all be applied are reported, and the
   // entry gets no times: it never looks complete, so a re-run tries again.
@@ -478,7 +497,8 @@ int settle_entry(const Job& job, int dfd, const char* written, const char* final
     err = errno;
     *step = USYNC_STEP_METADATA;
   }
-  if (err == 0 && final_name != nullptr && renameat(dfd, written, dfd, final_name) != 0) {
+  if (err == 0 && final_name != nullptr &&
+      (exclusive ? rename_noreplace(dfd, written, final_name) : renameat(dfd, written, dfd, final_name)) != 0) {
     err = errno;
     *step = USYNC_STEP_RENAME;
   }
@@ -503,7 +523,7 @@ int finalize_file(const Job& job, const FileTask& t, const std::string& written,
   // still open.
   const SourceMeta meta{src_fd >= 0 ? Place{src_fd, ""} : t.src_place(), t.uid, t.gid, t.dir, t.dst_name, t.pair};
   const int err = settle_entry(job, t.dst_dirfd(), written.c_str(), t.replace ? t.dst_name.c_str() : nullptr, t.mode,
-                               job.cfg.file_atime(t.atime, t.mtime), t.mtime, meta, step);
+                               job.cfg.file_atime(t.atime, t.mtime), t.mtime, meta, step, t.exclusive);
   return err != 0 ? err : sync_pair_parent(job, t, step);
 }
 

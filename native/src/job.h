@@ -130,6 +130,7 @@ struct FileTask {
   ino_t ino = 0;
   uint32_t pair = UINT32_MAX;  // index into the results of a pair copy
   bool replace = true;         // write a temporary name, rename over dst_name
+  bool exclusive = false;      // that rename must not replace dst_name (USYNC_NO_REPLACE)
   bool existing = false;       // dst_name may exist: compare first (quick check)
   bool follow = false;         // src_name may be a symlink to the file (-L)
   bool link_leader = false;    // the first path of a hard-link group (-H)
@@ -280,10 +281,18 @@ void report_metadata(const Job& job, const Dir* d, std::string_view name, int er
 
 // Applies the metadata the job keeps (owner, xattrs, ACLs from `meta`; -p
 // mode; times) to the entry `written` in dfd and, when final_name is not
-// null, renames it over final_name; on failure removes `written`.  Returns 0
-// or an errno and sets *step.
+// null, renames it over final_name (exclusive: only where final_name does
+// not exist, else EEXIST); on failure removes `written`.  Returns 0 or an
+// errno and sets *step.
 int settle_entry(const Job& job, int dfd, const char* written, const char* final_name, mode_t mode,
-                 const timespec& atime, const timespec& mtime, const SourceMeta& meta, int* step) noexcept;
+                 const timespec& atime, const timespec& mtime, const SourceMeta& meta, int* step,
+                 bool exclusive = false) noexcept;
+
+// Renames `from` to `to` in dfd only if `to` does not exist: 0, or -1 with
+// errno (EEXIST when it does).  renameat2(RENAME_NOREPLACE); where the
+// filesystem refuses that flag (NFS, FUSE: EINVAL), a hard link and an
+// unlink; where it has no hard links either, a check and a rename.
+int rename_noreplace(int dfd, const char* from, const char* to) noexcept;
 
 // The quick check: whether the destination entry of t is already a copy of
 // it (rsync's rule: same size and modification time, which every mode keeps

@@ -3,6 +3,7 @@
 #include "meta.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/fs.h>
 #include <linux/openat2.h>
 #include <sys/ioctl.h>
@@ -80,7 +81,7 @@ int publish_anonymous(const Job& job, const FileTask& t, int src_fd, int fd, con
   *step = USYNC_STEP_RENAME;
   int err = link_as(t.dst_name.c_str());
   if (err == 0) return sync_pair_parent(job, t, step);
-  if (err != EEXIST) return err;
+  if (err != EEXIST || t.exclusive) return err;  // USYNC_NO_REPLACE: the entry there stays
   std::string tmp;  // the name is taken (an older copy): replace it atomically
   try {
     tmp = t.create_name();
@@ -308,10 +309,24 @@ FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, siz
   const int access = digest != nullptr ? O_RDWR : O_WRONLY;
   std::string name;
   UniqueFd out;
-  if (t.dir != nullptr && job.tmpfile_ok.load(std::memory_order_relaxed)) {
-    out.reset(openat(dfd, ".", O_TMPFILE | access | O_CLOEXEC, job.cfg.create_mode(t.mode)));
-    if (!out.valid() && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL || errno == ENOENT))
-      job.tmpfile_ok.store(false, std::memory_order_relaxed);
+  if (job.tmpfile_ok.load(std::memory_order_relaxed)) {
+    // A pair's destination is a path: the file is made in its directory.
+    char parent[PATH_MAX];
+    const char* in_dir = ".";  // a tree's directory, or a pair's "name" (relative to dfd)
+    const size_t slash = t.dir == nullptr ? t.dst_name.rfind('/') : std::string::npos;
+    if (slash != std::string::npos && slash >= sizeof parent) {
+      in_dir = nullptr;  // longer than a path can be: the temporary name fails as it should
+    } else if (slash != std::string::npos) {
+      const size_t len = slash == 0 ? 1 : slash;  // "/name": the root
+      std::memcpy(parent, t.dst_name.data(), len);
+      parent[len] = '\0';
+      in_dir = parent;
+    }
+    if (in_dir != nullptr) {
+      out.reset(openat(dfd, in_dir, O_TMPFILE | access | O_CLOEXEC, job.cfg.create_mode(t.mode)));
+      if (!out.valid() && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL || errno == ENOENT))
+        job.tmpfile_ok.store(false, std::memory_order_relaxed);
+    }
   }
   const bool anonymous = out.valid();
   if (!anonymous) {

@@ -190,6 +190,16 @@ enum usync_flag {
    * rclone's local backend sets (and touch -d).  Directories, and the times
    * USYNC_PRESERVE keeps, are not affected. */
   USYNC_ATIME_FROM_MTIME = 1u << 26,
+  /* usync_copy_files only: never replace a destination that exists.  A
+   * pair whose destination exists (a file, a symlink, anything) fails with
+   * EEXIST at USYNC_STEP_RENAME and the entry is left as it was; the copy
+   * is written as always (an anonymous file or a temporary name) and gets
+   * its name only where that is free: linkat of the anonymous file, or
+   * renameat2(RENAME_NOREPLACE) of the temporary (where a filesystem lacks
+   * that — NFS, most FUSE — link and unlink, failing those a check and a
+   * rename).  Lets a caller that creates new files skip its own existence
+   * check. */
+  USYNC_NO_REPLACE = 1u << 27,
 };
 
 /* Which step of a copy failed (usync_file_error.step). */
@@ -228,7 +238,7 @@ enum usync_step {
   (USYNC_PRESERVE | USYNC_OWNER | USYNC_GROUP | USYNC_XATTRS | USYNC_ACLS | USYNC_HARD_LINKS | USYNC_SPARSE)
 
 /* Every flag bit this version knows; usync_engine_create() rejects others. */
-#define USYNC_KNOWN_FLAGS 0x7ffffffu
+#define USYNC_KNOWN_FLAGS 0xfffffffu
 
 /* Static, human-readable name of a step ("open source", "read", ...). */
 USYNC_API const char *usync_step_name(int step);
