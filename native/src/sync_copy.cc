@@ -324,7 +324,7 @@ FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, siz
     }
     if (in_dir != nullptr) {
       out.reset(openat(dfd, in_dir, O_TMPFILE | access | O_CLOEXEC, job.cfg.create_mode(t.mode)));
-      if (!out.valid() && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL || errno == ENOENT))
+      if (!out.valid() && tmpfile_refused(errno))
         job.tmpfile_ok.store(false, std::memory_order_relaxed);
     }
   }

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstddef>
 
 #include "durable.h"
@@ -47,6 +48,12 @@ FileResult copy_file_sync(const Job& job, const FileTask& t, char* buf, size_t b
 // (by the ring), so USYNC_FSYNC has nothing left to do.
 int publish_anonymous(const Job& job, const FileTask& t, int src_fd, int fd, const Digest* digest, uint64_t bytes,
                       char* buf, size_t bufsize, int* step, bool synced = false) noexcept;
+
+// Whether err from an O_TMPFILE open means the destination has no anonymous
+// files (FUSE, NFS, old filesystems), so temporary names must be used.
+inline bool tmpfile_refused(int err) noexcept {
+  return err == EOPNOTSUPP || err == EISDIR || err == EINVAL || err == ENOENT;
+}
 
 // Whether openat2(RESOLVE_CACHED) and preadv2(RWF_NOWAIT) work here (Linux
 // 5.12+); probed once.

@@ -526,7 +526,7 @@ class UringWorker {
       if (!s.anon) {
         if (s.fc.dst_created()) unlinkat(s.task.dst_dirfd(), s.name.c_str(), 0);
       } else if (r.step == USYNC_STEP_OPEN_DST && !s.fc.dst_created() && !job_.cancelled() &&
-                 (r.error == EOPNOTSUPP || r.error == EISDIR || r.error == EINVAL || r.error == ENOENT)) {
+                 tmpfile_refused(r.error)) {
         // No O_TMPFILE here (FUSE, NFS, ...): temporary names from now on,
         // as the synchronous engine learns it (Job::tmpfile_ok).
         job_.tmpfile_ok.store(false, std::memory_order_relaxed);
