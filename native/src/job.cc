@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -415,6 +416,27 @@ bool is_temporary(const char* name) noexcept {
 }
 
 namespace {
+constexpr std::string_view kDirTempPrefix = ".usync-dir-";
+constexpr std::string_view kTempSuffix = ".tmp";
+}  // namespace
+
+std::string dir_temp_name(std::string_view name) {
+  if (kDirTempPrefix.size() + name.size() + kTempSuffix.size() > NAME_MAX) return {};
+  std::string tmp;
+  tmp.reserve(kDirTempPrefix.size() + name.size() + kTempSuffix.size());
+  tmp.append(kDirTempPrefix).append(name).append(kTempSuffix);
+  return tmp;
+}
+
+std::string_view dir_temp_target(const char* name) noexcept {
+  const std::string_view n(name);
+  if (n.size() <= kDirTempPrefix.size() + kTempSuffix.size() || !n.starts_with(kDirTempPrefix) ||
+      !n.ends_with(kTempSuffix))
+    return {};
+  return n.substr(kDirTempPrefix.size(), n.size() - kDirTempPrefix.size() - kTempSuffix.size());
+}
+
+namespace {
 
 // Calls fn(name) for every entry of the directory open at dfd but . and ..
 // (listed through a descriptor of its own).  Best effort: stops at an error.
@@ -449,9 +471,22 @@ bool remove_entry(int dfd, const char* name, int depth) noexcept {
 
 }  // namespace
 
-void remove_temporaries(const Job& job, int dfd) noexcept {
+void remove_temporaries(const Job& job, int dfd, const std::function<bool(const char*)>& keep) noexcept {
   for_each_name(dfd, [&](const char* name) {
-    if (is_temporary(name) && remove_entry(dfd, name, 0))
+    if (!is_temporary(name)) return;
+    if (keep) {
+      const std::string_view target = dir_temp_target(name);
+      if (!target.empty()) {
+        std::string final_name;
+        try {
+          final_name = target;
+        } catch (...) {
+          return;  // keep it: this run may take it over
+        }
+        if (keep(final_name.c_str())) return;
+      }
+    }
+    if (remove_entry(dfd, name, 0))
       job.counters.temps_removed.fetch_add(1, std::memory_order_relaxed);
   });
 }

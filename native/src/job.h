@@ -8,6 +8,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -107,6 +108,14 @@ struct Dir {
   // clean up); mode_made is the mode it was created with.
   bool fresh = false;
   mode_t mode_made = 0;
+  // A new directory is built under a temporary name in its parent (tmp,
+  // see dir_temp_name) and renamed to `name` when it is settled, so that
+  // its files can be created straight under their own names: nobody sees
+  // them before the directory has its name, and a killed run leaves the
+  // temporary, which the next run takes over.  hidden: this directory or an
+  // ancestor is still under a temporary name.
+  std::string tmp;
+  bool hidden = false;
   std::atomic<int> pending{1};
   std::atomic<int> pins{0};  // users of src/dst: queued files, the walker
   // Descriptor cache bookkeeping (walker thread only).
@@ -129,7 +138,8 @@ struct FileTask {
   dev_t dev = 0;  // identity as walked: the opened source must match
   ino_t ino = 0;
   uint32_t pair = UINT32_MAX;  // index into the results of a pair copy
-  bool replace = true;         // write a temporary name, rename over dst_name
+  bool replace = true;         // write a temporary name, rename over dst_name; false: create dst_name
+                               // itself (O_EXCL; its directory is hidden, see Dir::tmp)
   bool exclusive = false;      // that rename must not replace dst_name (USYNC_NO_REPLACE)
   bool existing = false;       // dst_name may exist: compare first (quick check)
   bool follow = false;         // src_name may be a symlink to the file (-L)
@@ -302,8 +312,10 @@ int rename_noreplace(int dfd, const char* from, const char* to) noexcept;
 bool up_to_date(const Job& job, const FileTask& t) noexcept;
 
 // Removes temporaries (".usync-*.tmp") that killed runs left in the
-// destination directory dfd; those that are directories, recursively.
-void remove_temporaries(const Job& job, int dfd) noexcept;
+// destination directory dfd; those that are directories, recursively.  A
+// directory built under its temporary name (dir_temp_name) is kept when
+// keep(its final name) says the walk will take it over.
+void remove_temporaries(const Job& job, int dfd, const std::function<bool(const char*)>& keep = {}) noexcept;
 
 // Applies -p metadata to a finished destination file and moves a temporary
 // into place; on failure removes what was written.  src_fd: the source file
@@ -321,6 +333,13 @@ int chmod_nofollow(int dfd, const char* name, mode_t mode) noexcept;
 std::string temp_name();
 // Whether name is one of ours (a temporary of this or another run).
 bool is_temporary(const char* name) noexcept;
+// The temporary name a new directory `name` is built under:
+// ".usync-dir-<name>.tmp", the same in every run, so that a re-run finds
+// what a killed one left.  "" when that would be longer than NAME_MAX (the
+// directory is then made under its own name).
+std::string dir_temp_name(std::string_view name);
+// The final name of such a temporary directory name, or "" if it is not one.
+std::string_view dir_temp_target(const char* name) noexcept;
 
 // Reads the process umask without changing it.
 mode_t current_umask() noexcept;

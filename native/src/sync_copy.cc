@@ -45,19 +45,18 @@ bool write_all(const Job& job, int fd, const char* p, size_t n, uint64_t* done) 
 
 }  // namespace
 
-// Gives the complete anonymous file open at fd its metadata, then (sealed:
-// synced and verified as asked) its name: linkat (where the name is free) or
-// a temporary name renamed over the old file.  Returns 0 or an errno and
-// sets *step.
-int publish_anonymous(const Job& job, const FileTask& t, int src_fd, int fd, const Digest* digest, uint64_t bytes,
-                      char* buf, size_t bufsize, int* step, bool synced) noexcept {
+namespace {
+
+// Gives the complete file open at fd its metadata: xattrs and ACLs (read
+// through src_fd: the file whose bytes were copied), -p's mode, times.
+// Returns 0 or an errno and sets *step.
+int apply_meta(const Job& job, const FileTask& t, int src_fd, int fd, int* step) noexcept {
   const timespec ts[2] = {job.cfg.file_atime(t.atime, t.mtime), t.mtime};
   // A failure here (a destination without xattrs, root squashed by NFS) is
   // reported; the bytes are right, so the file is still published, but
   // without its times: it never looks complete, and a re-run tries again.
   bool incomplete = false;
   if (wants_extra_meta(job)) {
-    // Read through the open source: the file whose bytes were copied.
     if (const int err = sync_extra_meta(job, Place{src_fd, ""}, Place{fd, ""}, t.mode, t.uid, t.gid); err != 0) {
       report_metadata(job, t.dir, t.dst_name, err, t.pair);
       incomplete = true;
@@ -67,6 +66,18 @@ int publish_anonymous(const Job& job, const FileTask& t, int src_fd, int fd, con
     *step = USYNC_STEP_METADATA;
     return errno;
   }
+  return 0;
+}
+
+}  // namespace
+
+// Gives the complete anonymous file open at fd its metadata, then (sealed:
+// synced and verified as asked) its name: linkat (where the name is free) or
+// a temporary name renamed over the old file.  Returns 0 or an errno and
+// sets *step.
+int publish_anonymous(const Job& job, const FileTask& t, int src_fd, int fd, const Digest* digest, uint64_t bytes,
+                      char* buf, size_t bufsize, int* step, bool synced) noexcept {
+  if (const int err = apply_meta(job, t, src_fd, fd, step); err != 0) return err;
   if (const int err = seal_file(job, fd, digest, bytes, buf, bufsize, step, synced); err != 0) return err;
   const int dfd = t.dst_dirfd();
   auto link_as = [&](const char* as) {
@@ -309,7 +320,14 @@ FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, siz
   const int access = digest != nullptr ? O_RDWR : O_WRONLY;
   std::string name;
   UniqueFd out;
-  if (job.tmpfile_ok.load(std::memory_order_relaxed)) {
+  if (!t.replace) {
+    // In a directory still under its temporary name (Dir::tmp): the file is
+    // made under its own name.  Taken (another run into the same directory):
+    // made as any other file, then put in place of that one.
+    out.reset(openat(dfd, t.dst_name.c_str(), access | O_CREAT | O_EXCL | O_CLOEXEC, job.cfg.create_mode(t.mode)));
+    if (!out.valid() && errno == EEXIST) t.replace = true;
+  }
+  if (t.replace && job.tmpfile_ok.load(std::memory_order_relaxed)) {
     // A pair's destination is a path: the file is made in its directory.
     char parent[PATH_MAX];
     const char* in_dir = ".";  // a tree's directory, or a pair's "name" (relative to dfd)
@@ -328,8 +346,9 @@ FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, siz
         job.tmpfile_ok.store(false, std::memory_order_relaxed);
     }
   }
-  const bool anonymous = out.valid();
-  if (!anonymous) {
+  const bool anonymous = out.valid() && t.replace;
+  const bool direct = out.valid() && !t.replace;
+  if (!out.valid()) {
     try {
       name = t.create_name();
     } catch (...) {
@@ -348,7 +367,7 @@ FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, siz
     r.error = errno != 0 ? errno : EIO;
     r.step = step;
     out.reset();
-    if (!anonymous) unlinkat(dfd, name.c_str(), 0);
+    if (!anonymous) unlinkat(dfd, direct ? t.dst_name.c_str() : name.c_str(), 0);
     return r;
   };
 
@@ -412,6 +431,16 @@ FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, siz
       r.step = USYNC_STEP_CLOSE;
       return r;
     }
+  } else if (direct) {
+    // Sealed first: with USYNC_FSYNC the bytes are durable before the times
+    // that make a re-run's quick check take the file as complete.
+    int err = seal_file(job, out.get(), digest, length != 0 ? length : r.bytes, buf, bufsize, &step);
+    if (err == 0) err = apply_meta(job, t, in.get(), out.get(), &step);
+    if (err != 0) {
+      errno = err;
+      return fail(step);
+    }
+    if (::close(out.release()) != 0) return fail(USYNC_STEP_CLOSE);
   } else {
     if (const int err = seal_file(job, out.get(), digest, length != 0 ? length : r.bytes, buf, bufsize, &step); err != 0) {
       errno = err;

@@ -291,7 +291,10 @@ class UringWorker {
     // has them, as the synchronous engine does: it gets its name (linkat)
     // only when complete, and no temporary name is made, renamed and looked
     // up again (measured: rename was 12% of a cold copy's CPU).
-    s.anon = fd_install_ && s.task.dir != nullptr && job_.tmpfile_ok.load(std::memory_order_relaxed);
+    // A file in a directory still under its temporary name is made under
+    // its own name instead (FileTask::replace false): no link to make.
+    s.anon = fd_install_ && s.task.dir != nullptr && s.task.replace &&
+             job_.tmpfile_ok.load(std::memory_order_relaxed);
     s.buf = pool_->acquire();
     if (s.md5) s.md5->reset();
     if (s.digest) s.digest->reset();
@@ -524,7 +527,11 @@ class UringWorker {
       r.error = s.fc.error();
       r.step = s.fc.step();
       if (!s.anon) {
-        if (s.fc.dst_created()) unlinkat(s.task.dst_dirfd(), s.name.c_str(), 0);
+        if (s.fc.dst_created()) {
+          unlinkat(s.task.dst_dirfd(), s.name.c_str(), 0);
+        } else if (!s.task.replace && r.step == USYNC_STEP_OPEN_DST && r.error == EEXIST && !job_.cancelled()) {
+          again = true;  // its own name is taken (another run): copy_file_sync replaces that file
+        }
       } else if (r.step == USYNC_STEP_OPEN_DST && !s.fc.dst_created() && !job_.cancelled() &&
                  tmpfile_refused(r.error)) {
         // No O_TMPFILE here (FUSE, NFS, ...): temporary names from now on,
@@ -619,7 +626,9 @@ class UringWorker {
       s.src_fd = -1;
       if (s.dst_fd >= 0) ::close(s.dst_fd);  // anonymous: nothing to remove
       s.dst_fd = -1;
-      if (!s.anon) unlinkat(s.task.dst_dirfd(), s.name.c_str(), 0);  // ours alone: a temporary name
+      // Ours alone: a temporary name, or a file made under its own name in a
+      // hidden directory (whose retry finds the name taken, and replaces it).
+      if (!s.anon && (s.task.replace || s.fc.dst_created())) unlinkat(s.task.dst_dirfd(), s.name.c_str(), 0);
       try {
         retry.push_back(std::move(s.task));
       } catch (...) {

@@ -60,7 +60,7 @@ class Walker {
     root->pins.fetch_add(1, std::memory_order_relaxed);  // never closed
     lru_push(root);
     if (job_.cfg.has(USYNC_DELETE) && root->dst.valid()) root_mnt_ = mount_id(root->dst.get());
-    if (!job_.dry_run() && !root->fresh && root->dst.valid()) clean(root->dst.get());
+    if (!job_.dry_run() && !root->fresh && root->dst.valid()) clean(root);
     list(root);
     maybe_prefetch();
     while (!stack_.empty() && !job_.cancelled()) {
@@ -144,11 +144,31 @@ class Walker {
   // Removes what killed runs left in the destination directory dfd, when
   // no other run writes into this destination now: this run's shared lock
   // on the destination root converts to an exclusive one only then.
-  void clean(int dfd) {
+  // A directory that a killed run was building under its temporary name
+  // stays when this walk will take it over: its source is still a
+  // directory to copy and nothing else has taken its name since.
+  void clean(Dir* d) {
     const int lock = root_->dst.get();
-    if (flock(lock, LOCK_EX | LOCK_NB) == 0) remove_temporaries(job_, dfd);
+    if (flock(lock, LOCK_EX | LOCK_NB) == 0) {
+      const int sfd = d->src.get(), dfd = d->dst.get();
+      remove_temporaries(job_, dfd, [&](const char* name) {
+        if (!hiding() || sfd < 0) return false;
+        struct stat st {};
+        if (fstatat(sfd, name, &st, follow_ ? 0 : AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode)) return false;
+        if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT) return false;
+        if (fstatat(dfd, dir_temp_name(name).c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode))
+          return false;
+        if (job_.cfg.filter.empty()) return true;
+        const std::string rel = job_.rel_path(d, name);
+        return !job_.cfg.filter.excluded(rel, name, true);
+      });
+    }
     flock(lock, LOCK_SH);  // back to shared (a failed conversion dropped it)
   }
+
+  // New directories are built under temporary names (Dir::tmp) except
+  // under -H, whose links find their targets by path.
+  bool hiding() const noexcept { return job_.links == nullptr; }
 
   // Opens name in parent fd as a directory and checks that it is (dev, ino)
   // when want_ino != 0.  follow: a symlink there is followed (-L sources).
@@ -194,7 +214,13 @@ class Walker {
       // A dry run reads the destination only to show what --delete would
       // remove (dst_ino is set when it was there).
       if (!job_.dry_run() || x->dst_ino != 0) {
-        fd = open_dir_at(p->dst.get(), x->name.c_str(), &x->dst_dev, &x->dst_ino);
+        fd = open_dir_at(p->dst.get(), (x->tmp.empty() ? x->name : x->tmp).c_str(), &x->dst_dev, &x->dst_ino);
+        if (fd == -ENOENT && !x->tmp.empty()) {
+          // Another run into this destination, which took the directory
+          // over too, gave it its name first (the same inode, checked).
+          fd = open_dir_at(p->dst.get(), x->name.c_str(), &x->dst_dev, &x->dst_ino);
+          if (fd >= 0) x->tmp.clear();
+        }
         if (fd >= 0) x->dst.reset(fd);
         if (err == 0 && fd < 0) err = -fd;
       }
@@ -215,8 +241,8 @@ class Walker {
     }
   }
 
-  // Everything under d is done: give it its final name (if it was built under
-  // a temporary one) and its metadata, close it, release its parent.
+  // Everything under d is done: give it its metadata and then (if it was
+  // built under a temporary one) its name, close it, release its parent.
   void settle(Dir* d) {
     if (!job_.dry_run()) {
       pin(d);
@@ -257,6 +283,7 @@ class Walker {
             if (const int e = sync_dir_path(job_.dst_root.c_str(), true); e != 0)
               job_.report(d, "", "", e, USYNC_STEP_FSYNC);
         }
+        if (!d->tmp.empty()) publish_dir(d);
       }
       unpin(d);
     }
@@ -267,6 +294,30 @@ class Walker {
       job_.release_dir(parent);
     else
       root_done_ = true;
+  }
+
+  // Renames the settled directory d from its temporary name to its own
+  // (never over something that took that name meanwhile: then it stays
+  // under the temporary name, and says so).  Its parent, which it still
+  // holds, syncs the name with its own entries (USYNC_FSYNC).
+  void publish_dir(Dir* d) {
+    Dir* parent = d->parent;
+    pin(parent);
+    int err = ensure_open(parent);
+    if (parent->dst.valid()) {
+      err = rename_noreplace(parent->dst.get(), d->tmp.c_str(), d->name.c_str()) == 0 ? 0 : errno;
+      struct stat st {};
+      if (err == ENOENT && fstatat(parent->dst.get(), d->name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+          st.st_dev == d->dst_dev && st.st_ino == d->dst_ino)
+        err = 0;  // another run that took it over too named it first
+    } else if (err == 0) {
+      err = EBADF;
+    }
+    unpin(parent);
+    if (err != 0)
+      job_.report(d, "", "", err, USYNC_STEP_RENAME);
+    else
+      d->tmp.clear();
   }
 
   // ---- walking
@@ -311,17 +362,30 @@ class Walker {
     ino_t dino = 0;
     bool fresh = false;
     mode_t made = 0;
+    std::string tmp;  // the temporary name it is built under
     if (!job_.dry_run()) {
-      // Directories are made under their final names, with their final
-      // permission bits plus what the owner needs to fill them; each file in
-      // them arrives whole (temporary name, then rename), so a killed run
-      // leaves complete files in place and a re-run finishes the rest.  An
+      // A new directory is made under a temporary name (unless an ancestor
+      // already is), with its final permission bits plus what the owner
+      // needs to fill them, and renamed when settled; so its files can be
+      // made straight under their names (O_EXCL), and yet nobody sees a file
+      // that is not whole under its name.  A killed run leaves the temporary
+      // directory, and the next run takes it over and finishes it.  An
       // existing directory is merged into (after removing what killed runs
-      // left there).  Plain mkdir and rename work on every filesystem.
+      // left there); each file in it arrives whole (an anonymous file or a
+      // temporary name, then a link or rename).
       const mode_t want =
           job_.preserve() ? (p.st.st_mode & 07777) : (p.st.st_mode & (0777 | S_ISVTX) & ~job_.umask_bits);
       made = (want | S_IRWXU) & ~job_.umask_bits;
-      if (mkdirat(parent->dst.get(), p.name.c_str(), made) == 0) {
+      const int pfd = parent->dst.get();
+      if (!parent->hidden && hiding()) {
+        tmp = dir_temp_name(p.name);
+        struct stat there {};
+        // Into a directory that existed, the name may be taken: merge.
+        if (!tmp.empty() && !parent->fresh && fstatat(pfd, p.name.c_str(), &there, AT_SYMLINK_NOFOLLOW) == 0)
+          tmp.clear();
+      }
+      const std::string& made_as = tmp.empty() ? p.name : tmp;
+      if (mkdirat(pfd, made_as.c_str(), made) == 0) {
         fresh = true;
         job_.counters.dirs_created.fetch_add(1, std::memory_order_relaxed);
       } else if (errno != EEXIST) {
@@ -330,14 +394,13 @@ class Walker {
       }
       // ENOTDIR: something that is not a directory is in the way (a symlink
       // there is never followed).
-      const int dfd = open_dir_at(parent->dst.get(), p.name.c_str(), &ddev, &dino);
+      const int dfd = open_dir_at(pfd, made_as.c_str(), &ddev, &dino);
       if (dfd < 0) {
         job_.report(parent, p.name, p.name, -dfd, USYNC_STEP_MKDIR);
-        if (fresh) unlinkat(parent->dst.get(), p.name.c_str(), AT_REMOVEDIR);
+        if (fresh) unlinkat(pfd, made_as.c_str(), AT_REMOVEDIR);
         return nullptr;
       }
       dst.reset(dfd);
-      if (!fresh) clean(dst.get());
     } else {
       // A dry run reads the destination where it exists (read-only): files
       // already up to date are not listed, and --delete shows what would go.
@@ -363,7 +426,10 @@ class Walker {
     d->mtime = p.st.st_mtim;
     d->fresh = fresh;
     d->mode_made = made;
+    d->tmp = std::move(tmp);
+    d->hidden = parent->hidden || !d->tmp.empty();
     lru_push(d);
+    if (!job_.dry_run() && !fresh) clean(d);
     if (job_.cfg.has(USYNC_REPORT_ALL) && fresh)
       job_.file_done_cb(parent, d->name, d->name, 0, nullptr, d->mode);
     return d;
@@ -486,6 +552,7 @@ class Walker {
       t.dst_name = t.src_name;
       t.set_stat(st);
       t.existing = !d->fresh;
+      t.replace = !(d->fresh && d->hidden);
       t.follow = follow_;
       d->pending.fetch_add(1, std::memory_order_relaxed);
       pin(d);

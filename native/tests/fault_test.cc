@@ -46,6 +46,7 @@ struct OneFile {
   Counters counters;
   std::atomic<bool> cancel{false};
   FileResult result;
+  bool replace = true;  // false: dst is made under its own name (as in a hidden directory)
 
   FileResult Run(bool uring, const std::string& src, const struct stat& walked, const std::string& dst) {
     Job job(cfg, counters, cancel, uring ? USYNC_ENGINE_URING : USYNC_ENGINE_SYNC);
@@ -56,7 +57,7 @@ struct OneFile {
     batch[0].src_name = src;
     batch[0].dst_name = dst;
     batch[0].set_stat(walked);
-    batch[0].replace = true;
+    batch[0].replace = replace;
     batch[0].pair = 0;
     job.files_outstanding = 1;
     // A hang must fail the test, not the suite: run it aside with a deadline.
@@ -148,6 +149,25 @@ TEST_P(Fault, FileGrownSinceTheWalkIsCopiedAsOpened) {
   const FileResult r = one.Run(uring(), src, walked, dst);
   EXPECT_EQ(r.error, 0);
   EXPECT_EQ(testing::ReadFile(AT_FDCWD, dst), grown);
+}
+
+// A file to be made under its own name (its directory is hidden under a
+// temporary name) finds that name taken: another run writes into the same
+// directory.  The copy is made as into any existing directory and replaces
+// what is there; nothing fails.
+TEST_P(Fault, TakenNameIsReplacedNotFailed) {
+  TempDir t;
+  const std::string src = t / "src", dst = t / "dst";
+  const std::string data = Pattern(20000, 3);
+  WriteFile(src, data);
+  WriteFile(dst, "written by another run");
+  struct stat st {};
+  ASSERT_EQ(stat(src.c_str(), &st), 0);
+  OneFile f;
+  f.replace = false;
+  const FileResult r = f.Run(uring(), src, st, dst);
+  EXPECT_EQ(r.error, 0) << usync_step_name(r.step) << ": " << std::strerror(r.error);
+  EXPECT_EQ(testing::ReadFile(AT_FDCWD, dst), data);
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, Fault, ::testing::Values(true, false),

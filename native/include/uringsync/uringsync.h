@@ -253,10 +253,14 @@ typedef struct usync_file_error {
   int step;             /* enum usync_step */
 } usync_file_error;
 
-/* A finished file (only reported when usync_options.file_done_cb is set). */
+/* A finished file (only reported when usync_options.file_done_cb is set).
+ * In a tree copy, a directory the call creates is built under a temporary
+ * name (".usync-dir-<name>.tmp") and gets its name when all its entries are
+ * in place: a file reported in it is found at dst_path only from then on
+ * (at the latest when the call returns). */
 typedef struct usync_file_done {
   const char *src_path; /* borrowed, valid during the callback */
-  const char *dst_path; /* borrowed, valid during the callback */
+  const char *dst_path; /* borrowed, valid during the callback: the final path */
   uint64_t bytes;
   int has_md5; /* 1 when USYNC_HASH_MD5 was set */
   uint8_t md5[16];
