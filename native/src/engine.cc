@@ -195,11 +195,27 @@ std::string base_name(const std::string& p) {
 
 // mkdir -p for the parents of a path; returns 0 or errno.
 int make_parents(const std::string& path) {
-  const size_t slash = path.rfind('/');
+  size_t end = path.size();
+  while (end > 1 && path[end - 1] == '/') --end;  // "dst/": the parents of dst, not dst
+  const size_t slash = path.rfind('/', end - 1);
   if (slash == std::string::npos || slash == 0) return 0;
   std::error_code ec;
   std::filesystem::create_directories(path.substr(0, slash), ec);
   return ec ? ec.value() : 0;
+}
+
+// The temporary path a new destination root is built under: the
+// directory temporary (dir_temp_name) of its last component, beside it.
+// "" when there is none (a name too long, or none: "/", ".", "..").
+std::string temp_path_beside(const std::string& path) {
+  std::string s = path;
+  while (s.size() > 1 && s.back() == '/') s.pop_back();
+  const size_t slash = s.rfind('/');
+  const std::string base = slash == std::string::npos ? s : s.substr(slash + 1);
+  if (base.empty() || base == "." || base == ".." || base == "/") return {};
+  const std::string tmp = dir_temp_name(base);
+  if (tmp.empty()) return {};
+  return slash == std::string::npos ? tmp : s.substr(0, slash + 1) + tmp;
 }
 
 }  // namespace
@@ -458,7 +474,7 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
     // Nothing was walked: drop the root (and the empty directory made for it).
     job.small_q.close();
     job.large_q.close();
-    if (root->fresh) rmdir(job.dst_root.c_str());
+    if (root->fresh) rmdir((root->tmp.empty() ? job.dst_root : root->tmp).c_str());
     delete root;
   }
   if (feed != nullptr && !prefed) queue_feed();
@@ -571,6 +587,7 @@ int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) 
   UniqueFd dfd;
   bool fresh = false;
   mode_t made = 0;
+  std::string root_tmp;  // a new DST is built under this path beside it (see Dir::tmp)
   if (!cfg_.has(USYNC_DRY_RUN)) {
     struct stat existing {};
     if (lstat(dst_in.c_str(), &existing) != 0) {  // an existing symlink is followed below, like cp
@@ -578,15 +595,22 @@ int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) 
       if (const int err = make_parents(dst_in); err != 0) return -err;
       const mode_t want = cfg_.has(USYNC_PRESERVE) ? (st.st_mode & 07777) : (st.st_mode & (0777 | S_ISVTX) & ~job.umask_bits);
       made = (want | S_IRWXU) & ~job.umask_bits;
-      if (mkdir(dst_in.c_str(), made) == 0)
+      root_tmp = temp_path_beside(dst_in);
+      // EEXIST: a killed run's (taken over), or made meanwhile by someone
+      // else (merged into).
+      const std::string& as = root_tmp.empty() ? dst_in : root_tmp;
+      if (mkdir(as.c_str(), made) == 0)
         fresh = true;
-      else if (errno != EEXIST)  // made meanwhile by someone else: merge
+      else if (errno != EEXIST)
         return -errno;
+      if (!fresh && !root_tmp.empty() && lstat(dst_in.c_str(), &existing) == 0)
+        root_tmp.clear();  // DST was made meanwhile (by another run, say): merge into it
     }
-    dfd.reset(open(dst_in.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    const std::string& opened = root_tmp.empty() ? dst_in : root_tmp;
+    dfd.reset(open(opened.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!dfd.valid()) {
       const int err = errno;
-      if (fresh) rmdir(dst_in.c_str());
+      if (fresh) rmdir(opened.c_str());
       return -err;
     }
     if (fresh) counters_.dirs_created.fetch_add(1, std::memory_order_relaxed);
@@ -617,6 +641,8 @@ int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) 
   root->mtime = st.st_mtim;
   root->fresh = fresh;
   root->mode_made = made;
+  root->tmp = std::move(root_tmp);
+  root->hidden = !root->tmp.empty();
   job.dst_root_fd = root->dst.get();  // the root is never closed before the job ends
   std::unique_ptr<HardLinks> links;
   if (cfg_.has(USYNC_HARD_LINKS) && !cfg_.has(USYNC_DRY_RUN)) {

@@ -277,13 +277,13 @@ class Walker {
         // USYNC_FSYNC: every entry of d is in place (its files were synced
         // before their rename or link): make the names durable.  A root
         // this job created needs its own name in its parent synced too.
-        if (job_.cfg.has(USYNC_FSYNC)) {
+        if (job_.cfg.has(USYNC_FSYNC))
           if (const int e = sync_fd(d->dst.get(), true); e != 0) job_.report(d, "", "", e, USYNC_STEP_FSYNC);
-          if (d->parent == nullptr && d->fresh)
-            if (const int e = sync_dir_path(job_.dst_root.c_str(), true); e != 0)
-              job_.report(d, "", "", e, USYNC_STEP_FSYNC);
-        }
-        if (!d->tmp.empty()) publish_dir(d);
+        const bool renamed = !d->tmp.empty();
+        if (renamed) publish_dir(d);
+        if (job_.cfg.has(USYNC_FSYNC) && d->parent == nullptr && (d->fresh || renamed))
+          if (const int e = sync_dir_path(job_.dst_root.c_str(), true); e != 0)
+            job_.report(d, "", "", e, USYNC_STEP_FSYNC);
       }
       unpin(d);
     }
@@ -302,6 +302,17 @@ class Walker {
   // holds, syncs the name with its own entries (USYNC_FSYNC).
   void publish_dir(Dir* d) {
     Dir* parent = d->parent;
+    if (parent == nullptr) {  // a new destination root: tmp is a path beside it
+      const char* to = job_.dst_root.c_str();
+      int err = rename_noreplace(AT_FDCWD, d->tmp.c_str(), to) == 0 ? 0 : errno;
+      struct stat st {};
+      if (err == ENOENT && stat(to, &st) == 0 && st.st_dev == d->dst_dev && st.st_ino == d->dst_ino) err = 0;
+      if (err != 0)
+        job_.report(d, "", "", err, USYNC_STEP_RENAME);
+      else
+        d->tmp.clear();
+      return;
+    }
     pin(parent);
     int err = ensure_open(parent);
     if (parent->dst.valid()) {

@@ -560,6 +560,52 @@ TEST_P(EngineTest, KilledRunsDirectoryIsTakenOver) {
   EXPECT_EQ(stats.files_skipped, 2u);
 }
 
+// A new destination root is built beside it under its temporary name too,
+// and its own files (top-level) are made in place; a killed run's is taken
+// over.  Also with a trailing slash.
+TEST_P(EngineTest, NewRootAppearsOnlyWholeAndIsTakenOver) {
+  TempDir t;
+  const std::string src = t / "src";
+  for (int i = 0; i < 50; ++i) WriteFile(src + "/f" + std::to_string(i), Pattern(static_cast<size_t>(i) * 13, i));
+  WriteFile(src + "/sub/g", Pattern(10, 1));
+  const int in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  ASSERT_GE(in, 0);
+  ASSERT_GE(inotify_add_watch(in, t.path().c_str(), IN_CREATE | IN_MOVED_TO), 0);
+  CopyTree(src, t / "new/");
+  std::vector<std::pair<std::string, uint32_t>> seen;
+  alignas(inotify_event) char buf[4096];
+  for (ssize_t n; (n = read(in, buf, sizeof buf)) > 0;)
+    for (char* p = buf; p < buf + n;) {
+      const auto* ev = reinterpret_cast<const inotify_event*>(p);
+      if (ev->len > 0) seen.emplace_back(ev->name, ev->mask & (IN_CREATE | IN_MOVED_TO));
+      p += sizeof(inotify_event) + ev->len;
+    }
+  close(in);
+  const std::vector<std::pair<std::string, uint32_t>> want = {{".usync-dir-new.tmp", IN_CREATE},
+                                                              {"new", IN_MOVED_TO}};
+  EXPECT_EQ(seen, want);
+  EXPECT_EQ(Snapshot(src), Snapshot(t / "new"));
+
+  // What a killed run into a new DST leaves: taken over, complete files kept.
+  const std::string left = t / ".usync-dir-again.tmp";
+  WriteFile(left + "/f7", Pattern(7 * 13, 7));
+  WriteFile(left + "/f9", Pattern(50, 9));  // partial
+  struct stat st {};
+  ASSERT_EQ(stat((src + "/f7").c_str(), &st), 0);
+  const timespec ts[2] = {st.st_atim, st.st_mtim};
+  ASSERT_EQ(utimensat(AT_FDCWD, (left + "/f7").c_str(), ts, 0), 0);
+  ASSERT_EQ(stat((left + "/f7").c_str(), &st), 0);
+  const usync_stats stats = CopyTree(src, t / "again");
+  EXPECT_TRUE(got_.errors.empty()) << got_.errors.front();
+  EXPECT_EQ(Snapshot(src), Snapshot(t / "again"));
+  EXPECT_EQ(stats.files_skipped, 1u);
+  struct stat after {};
+  ASSERT_EQ(stat((t / "again/f7").c_str(), &after), 0);
+  EXPECT_EQ(after.st_ino, st.st_ino) << "a complete file was copied again";
+  for (const auto& entry : std::filesystem::directory_iterator(t.path()))
+    EXPECT_NE(entry.path().filename().string().rfind(".usync-", 0), 0u) << entry.path();
+}
+
 // A directory whose temporary name would be longer than NAME_MAX is made
 // under its own name (its files then arrive as anonymous files, as in any
 // directory that is not hidden).

@@ -404,6 +404,10 @@ USYNC_API int usync_engine_kind(const usync_engine *engine);
 /* Copy the tree at src so that dst becomes a copy of it (like cp -rT, or
  * rsync src/ dst/).  dst and missing parents are created; an existing dst
  * directory is merged into, existing files in it are replaced atomically.
+ * Each directory the call creates (dst too) is built under the temporary
+ * name ".usync-dir-<name>.tmp" (dst's beside it) and renamed to its name
+ * when everything under it is in place; a later call takes over what a
+ * killed one left so (see README, "Re-runs, interrupted copies").
  * src may also be a single file or symlink.  Refuses (-ELOOP, and one
  * error_cb call with USYNC_STEP_OVERLAP) when src and dst are the same
  * directory or one contains the other, by identity (device and inode of dst,
