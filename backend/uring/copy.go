@@ -277,13 +277,44 @@ func partialFinal(ctx context.Context, src fs.ObjectInfo, remote string) (string
 		return "", false
 	}
 	final := remote[:n]
-	h := crc32.NewIEEE()
-	_, _ = h.Write([]byte(final))
-	_, _ = h.Write([]byte(fs.Fingerprint(ctx, src, true)))
-	if h.Sum32() != uint32(want) {
+	if partialSum(ctx, src, final) != uint32(want) {
 		return "", false
 	}
 	return final, true
+}
+
+// partialSum is the CRC-32 of final and fs.Fingerprint(ctx, src, true) that
+// checkPartial puts in a partial name. Fingerprint formats through fmt,
+// which cost more than the rest of partialFinal; for a source whose
+// fingerprint holds no hash (uring's and local's: SlowHash) it is made
+// here without fmt, byte for byte the same (TestFingerprintBytes).
+func partialSum(ctx context.Context, src fs.ObjectInfo, final string) uint32 {
+	var buf [128]byte
+	b := append(buf[:0], final...)
+	if fp, ok := appendFingerprint(ctx, b, src); ok {
+		return crc32.ChecksumIEEE(fp)
+	}
+	return crc32.ChecksumIEEE(append(b, fs.Fingerprint(ctx, src, true)...))
+}
+
+// fingerprintTime is the layout time.Time's String uses (after UTC(),
+// which drops the monotonic reading String would add).
+const fingerprintTime = "2006-01-02 15:04:05.999999999 -0700 MST"
+
+// appendFingerprint appends fs.Fingerprint(ctx, o, true) to b, or reports
+// false when the fingerprint would hold a hash (left to fs.Fingerprint).
+func appendFingerprint(ctx context.Context, b []byte, o fs.ObjectInfo) ([]byte, bool) {
+	f := o.Fs()
+	features := f.Features()
+	if !features.SlowHash && f.Hashes().GetOne() != hash.None {
+		return nil, false
+	}
+	b = strconv.AppendInt(b, o.Size(), 10)
+	if !features.SlowModTime && f.Precision() != fs.ModTimeNotSupported {
+		b = append(b, ',')
+		b = o.ModTime(ctx).UTC().AppendFormat(b, fingerprintTime)
+	}
+	return b, true
 }
 
 // engineOptions are the engine's options for a copy; meta: it applies

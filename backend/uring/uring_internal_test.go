@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"strings"
@@ -461,4 +462,46 @@ func TestNewFilesAreNotLookedFor(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestFingerprintBytes: partialSum's fingerprint is rclone's, byte for byte,
+// for mtimes with and without fractions, odd years and both time types.
+func TestFingerprintBytes(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	f := newRemote(t, ctx, "ufp", dir)
+	for i, mt := range []time.Time{
+		time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC),
+		time.Date(2020, 1, 2, 3, 4, 5, 123456789, time.UTC),
+		time.Date(1999, 12, 31, 23, 59, 59, 100, time.FixedZone("X", 3600)),
+		time.Date(1969, 7, 20, 20, 17, 40, 500000000, time.UTC),
+		time.Date(2262, 4, 11, 0, 0, 0, 1000, time.UTC),
+		time.Now(),
+	} {
+		name := fmt.Sprint("f", i)
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, bytes.Repeat([]byte("x"), i*1000), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, mt, mt); err != nil {
+			t.Fatal(err)
+		}
+		o, err := f.NewObject(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := appendFingerprint(ctx, nil, o)
+		if want := fs.Fingerprint(ctx, o, true); !ok || string(got) != want {
+			t.Errorf("%v: fingerprint %q (%v), want %q", mt, got, ok, want)
+		}
+		// The CRC is operations' own: a partial name rclone makes is
+		// recognised (TestPartialsAreNotMadeForNewFiles runs it end to end).
+		final := "dir/" + name
+		h := crc32.NewIEEE()
+		_, _ = h.Write([]byte(final))
+		_, _ = h.Write([]byte(fs.Fingerprint(ctx, o, true)))
+		if sum := partialSum(ctx, o, final); sum != h.Sum32() {
+			t.Errorf("%v: partialSum %08x, want %08x", mt, sum, h.Sum32())
+		}
+	}
 }
