@@ -21,6 +21,7 @@ import (
 	"github.com/rclone/rclone/fs/filter"
 	"github.com/rclone/rclone/fs/hash"
 	"github.com/rclone/rclone/fs/operations"
+	"github.com/rclone/rclone/fs/rc"
 	"github.com/rclone/rclone/fs/sync"
 	"github.com/rclone/rclone/fstest"
 	"golang.org/x/sys/unix"
@@ -503,5 +504,38 @@ func TestFingerprintBytes(t *testing.T) {
 		if sum := partialSum(ctx, o, final); sum != h.Sum32() {
 			t.Errorf("%v: partialSum %08x, want %08x", mt, sum, h.Sum32())
 		}
+	}
+}
+
+// TestBwlimitThroughRC: a bandwidth limit set through rc after start sends
+// copies to rclone's own (throttled) copy; once it is off the engine copies.
+func TestBwlimitThroughRC(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "a"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := newRemote(t, ctx, "ubw", dir)
+	src, err := f.NewObject(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bwlimit := func(rate string) {
+		t.Helper()
+		if _, err := rc.Calls.Get("core/bwlimit").Fn(ctx, rc.Params{"rate": rate}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bwlimit("1M")
+	defer bwlimit("off")
+	if _, err := f.Copy(ctx, src, "b"); !errors.Is(err, fs.ErrorCantCopy) {
+		t.Errorf("with a limit: err = %v, want fs.ErrorCantCopy", err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "b")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("with a limit the engine made the copy (%v)", err)
+	}
+	bwlimit("off")
+	if _, err := f.Copy(ctx, src, "c"); err != nil {
+		t.Errorf("without a limit: %v", err)
 	}
 }
