@@ -539,3 +539,34 @@ func TestBwlimitThroughRC(t *testing.T) {
 		t.Errorf("without a limit: %v", err)
 	}
 }
+
+// TestOsPath: osPath's prefix test agrees with filepath.Rel's on paths
+// inside, at and outside the root, for a root of "/" too.
+func TestOsPath(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	escaped := 0
+	for i, root := range []string{dir, dir + "/", "/", dir, "/"} {
+		name := fmt.Sprint("uospath", i)
+		if i >= 3 { // without local's encoding of "." and ".."
+			config.FileSetValue(name, "encoding", "None")
+		}
+		f := newRemote(t, ctx, name, root)
+		for _, remote := range []string{"", "a", "a/b", "a//b/", "./a", "..", "../x", "a/../..", "a/../../x",
+			"..a", "a/..b", "../" + filepath.Base(dir) + "x/y", "/abs", "a/./../b"} {
+			got, err := f.osPath(remote)
+			want := filepath.Join(f.osRoot, filepath.FromSlash(f.lopt.Enc.FromStandardPath(remote)))
+			rel, rerr := filepath.Rel(f.osRoot, want)
+			escapes := rerr != nil || rel == ".." || strings.HasPrefix(rel, "../")
+			if escapes {
+				escaped++
+			}
+			if escapes != (err != nil) || (err == nil && got != want) {
+				t.Errorf("root %q, remote %q: osPath = %q, %v; want %q, escapes %v", root, remote, got, err, want, escapes)
+			}
+		}
+	}
+	if escaped == 0 {
+		t.Error("no remote escaped the root: the test tests nothing")
+	}
+}
