@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -119,4 +120,19 @@ func setTimesAfter(srcPath, dstPath string, before *srcStat) error {
 		return nil
 	}
 	return unix.UtimesNanoAt(unix.AT_FDCWD, dstPath, []unix.Timespec{st.Atim, st.Mtim}, unix.AT_SYMLINK_NOFOLLOW)
+}
+
+// statMatches reports whether path (followed when follow is set) is a
+// regular file of this size and mtime. It is os.Lstat's test without the
+// FileInfo os.Lstat allocates (Hash asks it twice per copied file).
+func statMatches(path string, follow bool, size int64, mtime time.Time) bool {
+	var st unix.Stat_t
+	var err error
+	if follow {
+		err = unix.Stat(path, &st)
+	} else {
+		err = unix.Lstat(path, &st)
+	}
+	return err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size == size &&
+		time.Unix(st.Mtim.Unix()).Equal(mtime)
 }

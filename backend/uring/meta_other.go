@@ -2,6 +2,11 @@
 
 package uring
 
+import (
+	"os"
+	"time"
+)
+
 // srcStat is what engineMeta saw of a source.
 type srcStat struct{}
 
@@ -9,3 +14,14 @@ type srcStat struct{}
 func engineMeta(string) (*srcStat, string) { return nil, "not Linux" }
 
 func setTimesAfter(string, string, *srcStat) error { return nil }
+
+// statMatches reports whether path (followed when follow is set) is a
+// regular file of this size and mtime.
+func statMatches(path string, follow bool, size int64, mtime time.Time) bool {
+	stat := os.Lstat
+	if follow {
+		stat = os.Stat
+	}
+	fi, err := stat(path)
+	return err == nil && fi.Mode().IsRegular() && fi.Size() == size && fi.ModTime().Equal(mtime)
+}

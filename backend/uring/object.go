@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/hex"
 	"io"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -109,12 +108,7 @@ func (o *Object) unchanged(k *knownHash) bool {
 			return false
 		}
 	}
-	stat := os.Lstat
-	if o.f.lopt.FollowSymlinks {
-		stat = os.Stat
-	}
-	fi, err := stat(p)
-	return err == nil && fi.Mode().IsRegular() && fi.Size() == k.size && fi.ModTime().Equal(k.mtime)
+	return statMatches(p, o.f.lopt.FollowSymlinks, k.size, k.mtime)
 }
 
 // forget drops a known hash after the content may have changed.
