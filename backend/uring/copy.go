@@ -223,6 +223,24 @@ func (f *Fs) finishCopy(ctx context.Context, ci *fs.ConfigInfo, srcObj *Object, 
 		}
 		filesWithMeta.Add(1)
 	}
+	dst := f.copyObject(ctx, ci, src, target, dstPath, before)
+	if dst == nil {
+		if dst, err = f.localCopyObject(ctx, ci, src, target, before); err != nil {
+			return nil, err
+		}
+	}
+	dst.direct.Store(direct)
+	if res.HasMD5 {
+		srcObj.setMD5(ctx, res.MD5, srcPath)
+		dst.setMD5(ctx, res.MD5, dstPath)
+	}
+	return dst, nil
+}
+
+// localCopyObject returns the object for the engine's copy at target
+// through local's NewObject, and gives it the mtime and --metadata that
+// local's Put would (when the engine did not: before).
+func (f *Fs) localCopyObject(ctx context.Context, ci *fs.ConfigInfo, src fs.Object, target string, before *srcStat) (*Object, error) {
 	base, err := f.Fs.NewObject(ctx, target)
 	if err != nil {
 		return nil, err
@@ -241,7 +259,6 @@ func (f *Fs) finishCopy(ctx context.Context, ci *fs.ConfigInfo, srcObj *Object, 
 		}
 	}
 	dst := f.wrapObject(base)
-	dst.direct.Store(direct)
 	if ci.Metadata && before == nil {
 		meta, err := fs.GetMetadataOptions(ctx, f, src, fs.MetadataAsOpenOptions(ctx))
 		if err != nil {
@@ -253,11 +270,24 @@ func (f *Fs) finishCopy(ctx context.Context, ci *fs.ConfigInfo, srcObj *Object, 
 			}
 		}
 	}
-	if res.HasMD5 {
-		srcObj.setMD5(ctx, res.MD5, srcPath)
-		dst.setMD5(ctx, res.MD5, dstPath)
-	}
 	return dst, nil
+}
+
+// copyObject returns the object for the engine's copy at dstPath (target
+// in f) without local's NewObject, which would look the file up again,
+// when all that is left to do is what finishCopy does for a plain copy:
+// no --metadata, mtimes as local's ModTime, and the copy has the mtime
+// rclone sets (the engine gave it its source's) or none is set. Otherwise
+// nil: finishCopy goes through local's object.
+func (f *Fs) copyObject(ctx context.Context, ci *fs.ConfigInfo, src fs.Object, target, dstPath string, before *srcStat) *Object {
+	if before != nil || ci.Metadata || !plainMtime(f.lopt.TimeType) {
+		return nil
+	}
+	size, mtime, ok := statRegular(dstPath, f.lopt.FollowSymlinks)
+	if !ok || (!f.lopt.NoSetModTime && !mtime.Equal(src.ModTime(ctx))) {
+		return nil
+	}
+	return f.newCopyObject(target, size, mtime)
 }
 
 // partialFinal recognises the partial name rclone copies a file to before

@@ -18,10 +18,20 @@ func setTimesAfter(string, string, *srcStat) error { return nil }
 // statMatches reports whether path (followed when follow is set) is a
 // regular file of this size and mtime.
 func statMatches(path string, follow bool, size int64, mtime time.Time) bool {
+	n, t, ok := statRegular(path, follow)
+	return ok && n == size && t.Equal(mtime)
+}
+
+// statRegular returns the size and mtime of path (followed when follow is
+// set) if it is a regular file.
+func statRegular(path string, follow bool) (size int64, mtime time.Time, ok bool) {
 	stat := os.Lstat
 	if follow {
 		stat = os.Stat
 	}
 	fi, err := stat(path)
-	return err == nil && fi.Mode().IsRegular() && fi.Size() == size && fi.ModTime().Equal(mtime)
+	if err != nil || !fi.Mode().IsRegular() {
+		return 0, time.Time{}, false
+	}
+	return fi.Size(), fi.ModTime(), true
 }

@@ -423,7 +423,11 @@ func (f *Fs) Move(ctx context.Context, src fs.Object, remote string) (fs.Object,
 	if do == nil || !ok {
 		return nil, fs.ErrorCantMove
 	}
-	moved, err := do(ctx, o.Object, remote)
+	b, err := o.base(ctx)
+	if err != nil {
+		return nil, err
+	}
+	moved, err := do(ctx, b, remote)
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -568,5 +569,80 @@ func TestOsPath(t *testing.T) {
 	}
 	if escaped == 0 {
 		t.Error("no remote escaped the root: the test tests nothing")
+	}
+}
+
+// TestCopyObject: the object Copy returns for an engine copy is made from
+// Copy's own stat of the file, with local's object made only when needed,
+// and says what local's would. A source whose mtime changed after it was
+// listed still gets rclone's (the listed) mtime on its copy.
+func TestCopyObject(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	data := []byte("copy object content")
+	listed := time.Date(2021, 5, 6, 7, 8, 9, 123456789, time.UTC)
+	p := filepath.Join(dir, "a")
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(p, listed, listed); err != nil {
+		t.Fatal(err)
+	}
+	f := newRemote(t, ctx, "ucopyobj", dir)
+	src, err := f.NewObject(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.Copy(ctx, src, "sub/b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := got.(*Object)
+	if o.copied == nil || o.loaded() != nil {
+		t.Fatalf("copy object made through local's NewObject")
+	}
+	if o.Remote() != "sub/b" || o.String() != "sub/b" || o.Size() != int64(len(data)) ||
+		!o.ModTime(ctx).Equal(listed) || !o.Storable() {
+		t.Errorf("copy object: %q %q %d %v %v", o.Remote(), o.String(), o.Size(), o.ModTime(ctx), o.Storable())
+	}
+	want, err := f.Fs.NewObject(ctx, "sub/b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want.Size() != o.Size() || !want.ModTime(ctx).Equal(o.ModTime(ctx)) {
+		t.Errorf("local says %d %v, the copy object %d %v", want.Size(), want.ModTime(ctx), o.Size(), o.ModTime(ctx))
+	}
+	in, err := o.Open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read, _ := io.ReadAll(in)
+	_ = in.Close()
+	if !bytes.Equal(read, data) || o.UnWrap() == nil {
+		t.Errorf("read %q through the copy object", read)
+	}
+	if err := o.Remove(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "sub", "b")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Remove left the copy (%v)", err)
+	}
+
+	// The source's mtime moves after listing: the engine copies the new
+	// one, rclone asks for the listed one, as local's Put would set.
+	later := listed.Add(time.Hour)
+	if err := os.Chtimes(p, later, later); err != nil {
+		t.Fatal(err)
+	}
+	got, err = f.Copy(ctx, src, "sub/c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, "sub", "c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !fi.ModTime().Equal(listed) || !got.ModTime(ctx).Equal(listed) {
+		t.Errorf("copy of a source touched since listing: mtime %v, object %v, want %v", fi.ModTime(), got.ModTime(ctx), listed)
 	}
 }
