@@ -48,7 +48,8 @@ func (f *Fs) Copy(ctx context.Context, src fs.Object, remote string) (fs.Object,
 		return nil, fs.ErrorCantCopy
 	}
 	srcFs := srcObj.f
-	if why := f.declines(ctx, srcFs, src.Remote(), remote); why != "" {
+	ci := fs.GetConfig(ctx) // a lookup through ctx's chain: once per Copy
+	if why := f.declines(ci, srcFs, src.Remote(), remote); why != "" {
 		fs.Debugf(src, "uring: using rclone's copy: %s", why)
 		filesFellBack.Add(1)
 		return nil, fs.ErrorCantCopy
@@ -58,7 +59,7 @@ func (f *Fs) Copy(ctx context.Context, src fs.Object, remote string) (fs.Object,
 		return nil, err
 	}
 	target, direct := remote, false
-	if final, ok := partialFinal(ctx, src, remote); ok {
+	if final, ok := partialFinal(ctx, ci.PartialSuffix, src, remote); ok {
 		target, direct = final, true
 	}
 	dstPath, err := f.osPath(target)
@@ -83,7 +84,6 @@ func (f *Fs) Copy(ctx context.Context, src fs.Object, remote string) (fs.Object,
 			}
 		}
 	}
-	ci := fs.GetConfig(ctx)
 	wantMD5 := f.opt.Hash && f.Hashes().Contains(hash.MD5) && srcFs.Hashes().Contains(hash.MD5) &&
 		!ci.IgnoreChecksum
 	// With --metadata the engine applies what local's SetMetadata would,
@@ -117,7 +117,7 @@ func (f *Fs) Copy(ctx context.Context, src fs.Object, remote string) (fs.Object,
 		dstPath = req.pair.Dst
 		res, err = f.engineCopy(req, wantMD5, before != nil, direct)
 	}
-	if errors.Is(err, errNoEngine) {
+	if errors.Is(err, errNoEngine) || errors.Is(err, errBandwidthLimit) {
 		fs.Debugf(src, "uring: using rclone's copy: %v", err)
 		filesFellBack.Add(1)
 		return nil, fs.ErrorCantCopy
@@ -144,7 +144,7 @@ func (f *Fs) Copy(ctx context.Context, src fs.Object, remote string) (fs.Object,
 	if direct {
 		filesDirect.Add(1)
 	}
-	return f.finishCopy(ctx, srcObj, src, target, srcPath, dstPath, direct, before, res)
+	return f.finishCopy(ctx, ci, srcObj, src, target, srcPath, dstPath, direct, before, res)
 }
 
 // lstat is os.Lstat (a variable for the tests that count lookups).
@@ -179,6 +179,10 @@ func nameTaken(err error) bool {
 // errNoEngine: the engine could not be started; rclone copies instead.
 var errNoEngine = errors.New("engine unavailable")
 
+// errBandwidthLimit: a bandwidth limit was set through rc when the batch
+// was to start; rclone copies instead, through its limiter.
+var errBandwidthLimit = errors.New("bandwidth limit (set through rc)")
+
 // engineCopy runs req (again, after a copy whose name was taken: the bytes
 // it accounted stay counted) through the runner for these options;
 // noReplace: leave an existing destination as it is (direct copies).
@@ -197,7 +201,7 @@ func (f *Fs) engineCopy(req *request, md5, meta, noReplace bool) (uringsync.Resu
 // (mode, mtime, metadata) and returns its object; before: the engine set
 // --metadata's (engineMeta). A copy made straight under its final name is
 // removed again when that fails, as rclone would remove its partial.
-func (f *Fs) finishCopy(ctx context.Context, srcObj *Object, src fs.Object, target, srcPath, dstPath string, direct bool,
+func (f *Fs) finishCopy(ctx context.Context, ci *fs.ConfigInfo, srcObj *Object, src fs.Object, target, srcPath, dstPath string, direct bool,
 	before *srcStat, res uringsync.Result) (_ fs.Object, err error) {
 	if direct {
 		defer func() {
@@ -219,6 +223,24 @@ func (f *Fs) finishCopy(ctx context.Context, srcObj *Object, src fs.Object, targ
 		}
 		filesWithMeta.Add(1)
 	}
+	dst := f.copyObject(ctx, ci, src, target, dstPath, before)
+	if dst == nil {
+		if dst, err = f.localCopyObject(ctx, ci, src, target, before); err != nil {
+			return nil, err
+		}
+	}
+	dst.direct.Store(direct)
+	if res.HasMD5 {
+		srcObj.setMD5(ctx, res.MD5, srcPath)
+		dst.setMD5(ctx, res.MD5, dstPath)
+	}
+	return dst, nil
+}
+
+// localCopyObject returns the object for the engine's copy at target
+// through local's NewObject, and gives it the mtime and --metadata that
+// local's Put would (when the engine did not: before).
+func (f *Fs) localCopyObject(ctx context.Context, ci *fs.ConfigInfo, src fs.Object, target string, before *srcStat) (*Object, error) {
 	base, err := f.Fs.NewObject(ctx, target)
 	if err != nil {
 		return nil, err
@@ -237,8 +259,7 @@ func (f *Fs) finishCopy(ctx context.Context, srcObj *Object, src fs.Object, targ
 		}
 	}
 	dst := f.wrapObject(base)
-	dst.direct.Store(direct)
-	if fs.GetConfig(ctx).Metadata && before == nil {
+	if ci.Metadata && before == nil {
 		meta, err := fs.GetMetadataOptions(ctx, f, src, fs.MetadataAsOpenOptions(ctx))
 		if err != nil {
 			return nil, err
@@ -249,11 +270,24 @@ func (f *Fs) finishCopy(ctx context.Context, srcObj *Object, src fs.Object, targ
 			}
 		}
 	}
-	if res.HasMD5 {
-		srcObj.setMD5(ctx, res.MD5, srcPath)
-		dst.setMD5(ctx, res.MD5, dstPath)
-	}
 	return dst, nil
+}
+
+// copyObject returns the object for the engine's copy at dstPath (target
+// in f) without local's NewObject, which would look the file up again,
+// when all that is left to do is what finishCopy does for a plain copy:
+// no --metadata, mtimes as local's ModTime, and the copy has the mtime
+// rclone sets (the engine gave it its source's) or none is set. Otherwise
+// nil: finishCopy goes through local's object.
+func (f *Fs) copyObject(ctx context.Context, ci *fs.ConfigInfo, src fs.Object, target, dstPath string, before *srcStat) *Object {
+	if before != nil || ci.Metadata || !plainMtime(f.lopt.TimeType) {
+		return nil
+	}
+	size, mtime, ok := statRegular(dstPath, f.lopt.FollowSymlinks)
+	if !ok || (!f.lopt.NoSetModTime && !mtime.Equal(src.ModTime(ctx))) {
+		return nil
+	}
+	return f.newCopyObject(target, size, mtime)
 }
 
 // partialFinal recognises the partial name rclone copies a file to before
@@ -265,8 +299,7 @@ func (f *Fs) finishCopy(ctx context.Context, srcObj *Object, src fs.Object, targ
 // straight to its final name and the rename that follows is a no-op
 // (Move). The CRC is checked, so a file that merely looks like a partial
 // (or a partial of a truncated long name) is copied to the name given.
-func partialFinal(ctx context.Context, src fs.ObjectInfo, remote string) (string, bool) {
-	suffix := fs.GetConfig(ctx).PartialSuffix
+func partialFinal(ctx context.Context, suffix string, src fs.ObjectInfo, remote string) (string, bool) {
 	n := len(remote) - len(suffix) - 9 // "." + 8 hex digits
 	if suffix == "" || n <= 0 || !strings.HasSuffix(remote, suffix) || remote[n] != '.' {
 		return "", false
@@ -277,13 +310,44 @@ func partialFinal(ctx context.Context, src fs.ObjectInfo, remote string) (string
 		return "", false
 	}
 	final := remote[:n]
-	h := crc32.NewIEEE()
-	_, _ = h.Write([]byte(final))
-	_, _ = h.Write([]byte(fs.Fingerprint(ctx, src, true)))
-	if h.Sum32() != uint32(want) {
+	if partialSum(ctx, src, final) != uint32(want) {
 		return "", false
 	}
 	return final, true
+}
+
+// partialSum is the CRC-32 of final and fs.Fingerprint(ctx, src, true) that
+// checkPartial puts in a partial name. Fingerprint formats through fmt,
+// which cost more than the rest of partialFinal; for a source whose
+// fingerprint holds no hash (uring's and local's: SlowHash) it is made
+// here without fmt, byte for byte the same (TestFingerprintBytes).
+func partialSum(ctx context.Context, src fs.ObjectInfo, final string) uint32 {
+	var buf [128]byte
+	b := append(buf[:0], final...)
+	if fp, ok := appendFingerprint(ctx, b, src); ok {
+		return crc32.ChecksumIEEE(fp)
+	}
+	return crc32.ChecksumIEEE(append(b, fs.Fingerprint(ctx, src, true)...))
+}
+
+// fingerprintTime is the layout time.Time's String uses (after UTC(),
+// which drops the monotonic reading String would add).
+const fingerprintTime = "2006-01-02 15:04:05.999999999 -0700 MST"
+
+// appendFingerprint appends fs.Fingerprint(ctx, o, true) to b, or reports
+// false when the fingerprint would hold a hash (left to fs.Fingerprint).
+func appendFingerprint(ctx context.Context, b []byte, o fs.ObjectInfo) ([]byte, bool) {
+	f := o.Fs()
+	features := f.Features()
+	if !features.SlowHash && f.Hashes().GetOne() != hash.None {
+		return nil, false
+	}
+	b = strconv.AppendInt(b, o.Size(), 10)
+	if !features.SlowModTime && f.Precision() != fs.ModTimeNotSupported {
+		b = append(b, ',')
+		b = o.ModTime(ctx).UTC().AppendFormat(b, fingerprintTime)
+	}
+	return b, true
 }
 
 // engineOptions are the engine's options for a copy; meta: it applies
@@ -323,14 +387,11 @@ func metaOptionsSet(ci *fs.ConfigInfo) string {
 // in f, or "" when it may. The engine copies a whole file to a new inode as
 // fast as it can; whatever asks for anything else goes to rclone's own copy,
 // which is local's.
-func (f *Fs) declines(ctx context.Context, srcFs *Fs, srcRemote, remote string) string {
-	ci := fs.GetConfig(ctx)
+func (f *Fs) declines(ci *fs.ConfigInfo, srcFs *Fs, srcRemote, remote string) string {
 	if why := streamOnly(ci); why != "" {
 		return why
 	}
 	switch {
-	case bandwidthLimited(ctx):
-		return "bandwidth limit"
 	case f.lopt.NoClone || srcFs.lopt.NoClone:
 		// The engine reflinks large files where the filesystem can.
 		return "no_clone"
@@ -359,7 +420,7 @@ func streamOnly(ci *fs.ConfigInfo) string {
 	case slotSet(ci.BwLimit) || slotSet(ci.BwLimitFile):
 		// The engine cannot be throttled; rclone's copy reads through
 		// the bandwidth limiter. (A limit set later through rc is seen
-		// per copy by bandwidthLimited.)
+		// by bandwidthLimited before each engine batch.)
 		return "--bwlimit"
 	}
 	return ""
@@ -524,6 +585,16 @@ var (
 
 // run copies one batch and completes its requests.
 func (r *runner) run(batch []*request) {
+	// Asked once per batch rather than per file (it goes through rc and
+	// allocates): the engine cannot be throttled, so a limit set through
+	// rc's core/bwlimit sends the whole batch back to rclone's copy.
+	if bandwidthLimited(context.Background()) {
+		for _, req := range batch {
+			req.err = errBandwidthLimit
+			close(req.done)
+		}
+		return
+	}
 	pairs := make([]uringsync.Pair, len(batch))
 	for i, req := range batch {
 		pairs[i] = req.pair

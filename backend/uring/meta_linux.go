@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -119,4 +120,28 @@ func setTimesAfter(srcPath, dstPath string, before *srcStat) error {
 		return nil
 	}
 	return unix.UtimesNanoAt(unix.AT_FDCWD, dstPath, []unix.Timespec{st.Atim, st.Mtim}, unix.AT_SYMLINK_NOFOLLOW)
+}
+
+// statMatches reports whether path (followed when follow is set) is a
+// regular file of this size and mtime. It is os.Lstat's test without the
+// FileInfo os.Lstat allocates (Hash asks it twice per copied file).
+func statMatches(path string, follow bool, size int64, mtime time.Time) bool {
+	n, t, ok := statRegular(path, follow)
+	return ok && n == size && t.Equal(mtime)
+}
+
+// statRegular returns the size and mtime of path (followed when follow is
+// set) if it is a regular file, without allocating an os.FileInfo.
+func statRegular(path string, follow bool) (size int64, mtime time.Time, ok bool) {
+	var st unix.Stat_t
+	var err error
+	if follow {
+		err = unix.Stat(path, &st)
+	} else {
+		err = unix.Lstat(path, &st)
+	}
+	if err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return 0, time.Time{}, false
+	}
+	return st.Size, time.Unix(st.Mtim.Unix()), true
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/hex"
 	"io"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,9 +14,17 @@ import (
 
 // Object is a local object that may know its MD5 from an engine copy, so
 // rclone's verification after the copy reads neither file again.
+//
+// The copy an engine copy made (newCopyObject) has no local object until
+// something needs one (base): it answers Remote, Size, ModTime and
+// Storable from the stat Copy made of it, so that Copy need not ask
+// local's NewObject for the file it has just looked at.
 type Object struct {
-	fs.Object // the local backend's object
+	fs.Object // the local backend's object; in a copy, nil until base makes it (under baseMu)
 	f         *Fs
+	copied    *copiedInfo // set for a copy, never changed
+
+	baseMu sync.Mutex
 
 	mu  sync.Mutex
 	md5 *knownHash // nil when not known
@@ -36,8 +43,94 @@ type knownHash struct {
 	path  string // the file's OS path, "" when not known (osPath of the remote)
 }
 
+// copiedInfo is what Copy saw of the file an engine copy made.
+type copiedInfo struct {
+	remote string
+	size   int64
+	mtime  time.Time // the file's mtime (local's ModTime for --local-time-type mtime)
+}
+
 func (f *Fs) wrapObject(o fs.Object) *Object {
 	return &Object{Object: o, f: f}
+}
+
+// newCopyObject returns the object for the regular file at remote in f that
+// an engine copy made, which had this size and mtime; local's object for
+// it is made when first needed. Only for --local-time-type mtime, where
+// local's ModTime is the mtime.
+func (f *Fs) newCopyObject(remote string, size int64, mtime time.Time) *Object {
+	return &Object{f: f, copied: &copiedInfo{remote: remote, size: size, mtime: mtime}}
+}
+
+// loaded returns the local object, or nil for a copy whose local object
+// has not been made yet.
+func (o *Object) loaded() fs.Object {
+	if o.copied == nil {
+		return o.Object
+	}
+	o.baseMu.Lock()
+	defer o.baseMu.Unlock()
+	return o.Object
+}
+
+// base returns the local object, made first for a copy (local's NewObject:
+// it looks at the file as it is now).
+func (o *Object) base(ctx context.Context) (fs.Object, error) {
+	if o.copied == nil {
+		return o.Object, nil
+	}
+	o.baseMu.Lock()
+	defer o.baseMu.Unlock()
+	if o.Object == nil {
+		b, err := o.f.Fs.NewObject(ctx, o.copied.remote)
+		if err != nil {
+			return nil, err
+		}
+		o.Object = b
+	}
+	return o.Object, nil
+}
+
+// Remote returns the remote path.
+func (o *Object) Remote() string {
+	if o.copied != nil {
+		return o.copied.remote
+	}
+	return o.Object.Remote()
+}
+
+// Size returns the size in bytes.
+func (o *Object) Size() int64 {
+	if b := o.loaded(); b != nil {
+		return b.Size()
+	}
+	return o.copied.size
+}
+
+// ModTime returns the modification time.
+func (o *Object) ModTime(ctx context.Context) time.Time {
+	if b := o.loaded(); b != nil {
+		return b.ModTime(ctx)
+	}
+	return o.copied.mtime
+}
+
+// Storable says whether the object can be copied (a copy is a regular
+// file: it can).
+func (o *Object) Storable() bool {
+	if b := o.loaded(); b != nil {
+		return b.Storable()
+	}
+	return true
+}
+
+// Open opens the file for reading.
+func (o *Object) Open(ctx context.Context, options ...fs.OpenOption) (io.ReadCloser, error) {
+	b, err := o.base(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return b.Open(ctx, options...)
 }
 
 // moved returns the object for the result of moving o within or into f,
@@ -62,7 +155,7 @@ func (o *Object) setMD5(ctx context.Context, sum [16]byte, path string) {
 	if !plainMtime(o.f.lopt.TimeType) {
 		return
 	}
-	k := &knownHash{sum: hex.EncodeToString(sum[:]), size: o.Object.Size(), mtime: o.Object.ModTime(ctx), path: path}
+	k := &knownHash{sum: hex.EncodeToString(sum[:]), size: o.Size(), mtime: o.ModTime(ctx), path: path}
 	o.mu.Lock()
 	o.md5 = k
 	o.mu.Unlock()
@@ -75,13 +168,23 @@ func plainMtime(t string) bool { return t == "" || t == "mtime" }
 // Fs returns the uring Fs the object belongs to.
 func (o *Object) Fs() fs.Info { return o.f }
 
-// UnWrap returns the local object.
-func (o *Object) UnWrap() fs.Object { return o.Object }
+// UnWrap returns the local object (nil for a copy whose file has gone
+// before anything needed its local object).
+func (o *Object) UnWrap() fs.Object {
+	b, err := o.base(context.Background())
+	if err != nil {
+		return nil
+	}
+	return b
+}
 
 // String returns the remote path.
 func (o *Object) String() string {
 	if o == nil {
 		return "<nil>"
+	}
+	if o.copied != nil {
+		return o.copied.remote // as local's String
 	}
 	return o.Object.String()
 }
@@ -98,7 +201,11 @@ func (o *Object) Hash(ctx context.Context, ht hash.Type) (string, error) {
 			return k.sum, nil
 		}
 	}
-	return o.Object.Hash(ctx, ht)
+	b, err := o.base(ctx)
+	if err != nil {
+		return "", err
+	}
+	return b.Hash(ctx, ht)
 }
 
 func (o *Object) unchanged(k *knownHash) bool {
@@ -109,12 +216,7 @@ func (o *Object) unchanged(k *knownHash) bool {
 			return false
 		}
 	}
-	stat := os.Lstat
-	if o.f.lopt.FollowSymlinks {
-		stat = os.Stat
-	}
-	fi, err := stat(p)
-	return err == nil && fi.Mode().IsRegular() && fi.Size() == k.size && fi.ModTime().Equal(k.mtime)
+	return statMatches(p, o.f.lopt.FollowSymlinks, k.size, k.mtime)
 }
 
 // forget drops a known hash after the content may have changed.
@@ -127,24 +229,40 @@ func (o *Object) forget() {
 // Update replaces the object's content with in.
 func (o *Object) Update(ctx context.Context, in io.Reader, src fs.ObjectInfo, options ...fs.OpenOption) error {
 	o.forget()
-	return o.Object.Update(ctx, in, src, options...)
+	b, err := o.base(ctx)
+	if err != nil {
+		return err
+	}
+	return b.Update(ctx, in, src, options...)
 }
 
 // SetModTime sets the modification time.
 func (o *Object) SetModTime(ctx context.Context, t time.Time) error {
 	o.forget()
-	return o.Object.SetModTime(ctx, t)
+	b, err := o.base(ctx)
+	if err != nil {
+		return err
+	}
+	return b.SetModTime(ctx, t)
 }
 
 // Remove the object.
 func (o *Object) Remove(ctx context.Context) error {
 	o.forget()
-	return o.Object.Remove(ctx)
+	b, err := o.base(ctx)
+	if err != nil {
+		return err
+	}
+	return b.Remove(ctx)
 }
 
 // Metadata returns the object's metadata (as local).
 func (o *Object) Metadata(ctx context.Context) (fs.Metadata, error) {
-	if do, ok := o.Object.(fs.Metadataer); ok {
+	b, err := o.base(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if do, ok := b.(fs.Metadataer); ok {
 		return do.Metadata(ctx)
 	}
 	return nil, nil
@@ -152,7 +270,11 @@ func (o *Object) Metadata(ctx context.Context) (fs.Metadata, error) {
 
 // SetMetadata sets the object's metadata (as local).
 func (o *Object) SetMetadata(ctx context.Context, metadata fs.Metadata) error {
-	if do, ok := o.Object.(fs.SetMetadataer); ok {
+	b, err := o.base(ctx)
+	if err != nil {
+		return err
+	}
+	if do, ok := b.(fs.SetMetadataer); ok {
 		return do.SetMetadata(ctx, metadata)
 	}
 	return fs.ErrorNotImplemented
@@ -160,7 +282,7 @@ func (o *Object) SetMetadata(ctx context.Context, metadata fs.Metadata) error {
 
 // ID returns "" (local objects have no ID).
 func (o *Object) ID() string {
-	if do, ok := o.Object.(fs.IDer); ok {
+	if do, ok := o.UnWrap().(fs.IDer); ok {
 		return do.ID()
 	}
 	return ""
@@ -168,7 +290,7 @@ func (o *Object) ID() string {
 
 // MimeType returns the base's MIME type, if any.
 func (o *Object) MimeType(ctx context.Context) string {
-	if do, ok := o.Object.(fs.MimeTyper); ok {
+	if do, ok := o.UnWrap().(fs.MimeTyper); ok {
 		return do.MimeType(ctx)
 	}
 	return ""
@@ -176,7 +298,7 @@ func (o *Object) MimeType(ctx context.Context) string {
 
 // GetTier returns "" (local files have no tier).
 func (o *Object) GetTier() string {
-	if do, ok := o.Object.(fs.GetTierer); ok {
+	if do, ok := o.UnWrap().(fs.GetTierer); ok {
 		return do.GetTier()
 	}
 	return ""
@@ -184,7 +306,7 @@ func (o *Object) GetTier() string {
 
 // SetTier is not supported by local files.
 func (o *Object) SetTier(tier string) error {
-	if do, ok := o.Object.(fs.SetTierer); ok {
+	if do, ok := o.UnWrap().(fs.SetTierer); ok {
 		return do.SetTier(tier)
 	}
 	return fs.ErrorNotImplemented

@@ -153,10 +153,13 @@ func init() {
 
 // Fs is a local file system whose server-side copies run on the engine.
 type Fs struct {
-	fs.Fs    // the local backend's Fs
-	name     string
-	root     string
-	osRoot   string // root as an OS path
+	fs.Fs  // the local backend's Fs
+	name   string
+	root   string
+	osRoot string // root as an OS path
+	// under: every path osPath returns starts with this (the cleaned
+	// osRoot and a separator), "" when osRoot is not absolute
+	under    string
 	opt      Options
 	lopt     localOptions
 	features *fs.Features
@@ -197,6 +200,9 @@ func NewFs(ctx context.Context, name, root string, m configmap.Mapper) (fs.Fs, e
 		lopt: lopt,
 	}
 	f.osRoot = filepath.FromSlash(lopt.Enc.FromStandardPath(base.Root()))
+	if root := filepath.Clean(f.osRoot); filepath.IsAbs(root) {
+		f.under = strings.TrimSuffix(root, string(filepath.Separator)) + string(filepath.Separator)
+	}
 	f.features = (&fs.Features{
 		CaseInsensitive:          base.Features().CaseInsensitive,
 		CanHaveEmptyDirectories:  true,
@@ -279,6 +285,12 @@ func (m noPrefixFlags) Get(key string) (string, bool) {
 // osPath returns the OS path of remote, which must stay under the root.
 func (f *Fs) osPath(remote string) (string, error) {
 	p := filepath.Join(f.osRoot, filepath.FromSlash(f.lopt.Enc.FromStandardPath(remote)))
+	// Join cleaned p: below an absolute root it starts with the root and
+	// a separator, or is the root itself. (filepath.Rel says the same at
+	// several times the cost; it stays for a relative root.)
+	if f.under != "" && (strings.HasPrefix(p, f.under) || p+string(filepath.Separator) == f.under) {
+		return p, nil
+	}
 	rel, err := filepath.Rel(f.osRoot, p)
 	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
 		return "", fserrors.NoRetryError(fmt.Errorf("%q: path escapes the root", remote))
@@ -411,7 +423,11 @@ func (f *Fs) Move(ctx context.Context, src fs.Object, remote string) (fs.Object,
 	if do == nil || !ok {
 		return nil, fs.ErrorCantMove
 	}
-	moved, err := do(ctx, o.Object, remote)
+	b, err := o.base(ctx)
+	if err != nil {
+		return nil, err
+	}
+	moved, err := do(ctx, b, remote)
 	if err != nil {
 		return nil, err
 	}

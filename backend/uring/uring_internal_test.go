@@ -9,6 +9,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/crc32"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +22,7 @@ import (
 	"github.com/rclone/rclone/fs/filter"
 	"github.com/rclone/rclone/fs/hash"
 	"github.com/rclone/rclone/fs/operations"
+	"github.com/rclone/rclone/fs/rc"
 	"github.com/rclone/rclone/fs/sync"
 	"github.com/rclone/rclone/fstest"
 	"golang.org/x/sys/unix"
@@ -461,4 +464,185 @@ func TestNewFilesAreNotLookedFor(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestFingerprintBytes: partialSum's fingerprint is rclone's, byte for byte,
+// for mtimes with and without fractions, odd years and both time types.
+func TestFingerprintBytes(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	f := newRemote(t, ctx, "ufp", dir)
+	for i, mt := range []time.Time{
+		time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC),
+		time.Date(2020, 1, 2, 3, 4, 5, 123456789, time.UTC),
+		time.Date(1999, 12, 31, 23, 59, 59, 100, time.FixedZone("X", 3600)),
+		time.Date(1969, 7, 20, 20, 17, 40, 500000000, time.UTC),
+		time.Date(2262, 4, 11, 0, 0, 0, 1000, time.UTC),
+		time.Now(),
+	} {
+		name := fmt.Sprint("f", i)
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, bytes.Repeat([]byte("x"), i*1000), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, mt, mt); err != nil {
+			t.Fatal(err)
+		}
+		o, err := f.NewObject(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := appendFingerprint(ctx, nil, o)
+		if want := fs.Fingerprint(ctx, o, true); !ok || string(got) != want {
+			t.Errorf("%v: fingerprint %q (%v), want %q", mt, got, ok, want)
+		}
+		// The CRC is operations' own: a partial name rclone makes is
+		// recognised (TestPartialsAreNotMadeForNewFiles runs it end to end).
+		final := "dir/" + name
+		h := crc32.NewIEEE()
+		_, _ = h.Write([]byte(final))
+		_, _ = h.Write([]byte(fs.Fingerprint(ctx, o, true)))
+		if sum := partialSum(ctx, o, final); sum != h.Sum32() {
+			t.Errorf("%v: partialSum %08x, want %08x", mt, sum, h.Sum32())
+		}
+	}
+}
+
+// TestBwlimitThroughRC: a bandwidth limit set through rc after start sends
+// copies to rclone's own (throttled) copy; once it is off the engine copies.
+func TestBwlimitThroughRC(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "a"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := newRemote(t, ctx, "ubw", dir)
+	src, err := f.NewObject(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bwlimit := func(rate string) {
+		t.Helper()
+		if _, err := rc.Calls.Get("core/bwlimit").Fn(ctx, rc.Params{"rate": rate}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bwlimit("1M")
+	defer bwlimit("off")
+	if _, err := f.Copy(ctx, src, "b"); !errors.Is(err, fs.ErrorCantCopy) {
+		t.Errorf("with a limit: err = %v, want fs.ErrorCantCopy", err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "b")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("with a limit the engine made the copy (%v)", err)
+	}
+	bwlimit("off")
+	if _, err := f.Copy(ctx, src, "c"); err != nil {
+		t.Errorf("without a limit: %v", err)
+	}
+}
+
+// TestOsPath: osPath's prefix test agrees with filepath.Rel's on paths
+// inside, at and outside the root, for a root of "/" too.
+func TestOsPath(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	escaped := 0
+	for i, root := range []string{dir, dir + "/", "/", dir, "/"} {
+		name := fmt.Sprint("uospath", i)
+		if i >= 3 { // without local's encoding of "." and ".."
+			config.FileSetValue(name, "encoding", "None")
+		}
+		f := newRemote(t, ctx, name, root)
+		for _, remote := range []string{"", "a", "a/b", "a//b/", "./a", "..", "../x", "a/../..", "a/../../x",
+			"..a", "a/..b", "../" + filepath.Base(dir) + "x/y", "/abs", "a/./../b"} {
+			got, err := f.osPath(remote)
+			want := filepath.Join(f.osRoot, filepath.FromSlash(f.lopt.Enc.FromStandardPath(remote)))
+			rel, rerr := filepath.Rel(f.osRoot, want)
+			escapes := rerr != nil || rel == ".." || strings.HasPrefix(rel, "../")
+			if escapes {
+				escaped++
+			}
+			if escapes != (err != nil) || (err == nil && got != want) {
+				t.Errorf("root %q, remote %q: osPath = %q, %v; want %q, escapes %v", root, remote, got, err, want, escapes)
+			}
+		}
+	}
+	if escaped == 0 {
+		t.Error("no remote escaped the root: the test tests nothing")
+	}
+}
+
+// TestCopyObject: the object Copy returns for an engine copy is made from
+// Copy's own stat of the file, with local's object made only when needed,
+// and says what local's would. A source whose mtime changed after it was
+// listed still gets rclone's (the listed) mtime on its copy.
+func TestCopyObject(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	data := []byte("copy object content")
+	listed := time.Date(2021, 5, 6, 7, 8, 9, 123456789, time.UTC)
+	p := filepath.Join(dir, "a")
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(p, listed, listed); err != nil {
+		t.Fatal(err)
+	}
+	f := newRemote(t, ctx, "ucopyobj", dir)
+	src, err := f.NewObject(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.Copy(ctx, src, "sub/b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := got.(*Object)
+	if o.copied == nil || o.loaded() != nil {
+		t.Fatalf("copy object made through local's NewObject")
+	}
+	if o.Remote() != "sub/b" || o.String() != "sub/b" || o.Size() != int64(len(data)) ||
+		!o.ModTime(ctx).Equal(listed) || !o.Storable() {
+		t.Errorf("copy object: %q %q %d %v %v", o.Remote(), o.String(), o.Size(), o.ModTime(ctx), o.Storable())
+	}
+	want, err := f.Fs.NewObject(ctx, "sub/b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want.Size() != o.Size() || !want.ModTime(ctx).Equal(o.ModTime(ctx)) {
+		t.Errorf("local says %d %v, the copy object %d %v", want.Size(), want.ModTime(ctx), o.Size(), o.ModTime(ctx))
+	}
+	in, err := o.Open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read, _ := io.ReadAll(in)
+	_ = in.Close()
+	if !bytes.Equal(read, data) || o.UnWrap() == nil {
+		t.Errorf("read %q through the copy object", read)
+	}
+	if err := o.Remove(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "sub", "b")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Remove left the copy (%v)", err)
+	}
+
+	// The source's mtime moves after listing: the engine copies the new
+	// one, rclone asks for the listed one, as local's Put would set.
+	later := listed.Add(time.Hour)
+	if err := os.Chtimes(p, later, later); err != nil {
+		t.Fatal(err)
+	}
+	got, err = f.Copy(ctx, src, "sub/c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, "sub", "c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !fi.ModTime().Equal(listed) || !got.ModTime(ctx).Equal(listed) {
+		t.Errorf("copy of a source touched since listing: mtime %v, object %v, want %v", fi.ModTime(), got.ModTime(ctx), listed)
+	}
 }
