@@ -772,8 +772,13 @@ def help_lists(binary: str, flag: str) -> bool:
 
 
 def count_files(root: str) -> int:
-    """Regular files below root, temporaries of a killed run not included."""
+    """Regular files below root, temporaries of a killed run not included. A killed uring-sync
+    leaves new directories (a new root too: beside it) under their temporary names
+    .usync-dir-<name>.tmp, which the next run takes over: the files in them count."""
     n = 0
+    if not os.path.lexists(root):
+        head, tail = os.path.split(root.rstrip("/"))
+        root = os.path.join(head, f".usync-dir-{tail}.tmp")
     stack = [root]
     while stack:
         d = stack.pop()

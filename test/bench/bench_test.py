@@ -89,6 +89,13 @@ class ScenarioTest(unittest.TestCase):
         self.assertEqual(bench.count_files(os.path.join(self.tmp, "t")), 2)
         self.assertEqual(bench.count_files(os.path.join(self.tmp, "missing")), 0)
 
+    def test_count_files_counts_directories_being_built(self):
+        # A killed run's new directories, and a new root beside it, under their temporary names.
+        os.makedirs(os.path.join(self.tmp, ".usync-dir-new.tmp", ".usync-dir-sub.tmp"))
+        for rel in [".usync-dir-new.tmp/a", ".usync-dir-new.tmp/.usync-dir-sub.tmp/b"]:
+            open(os.path.join(self.tmp, rel), "w").close()
+        self.assertEqual(bench.count_files(os.path.join(self.tmp, "new")), 2)
+
 
 
 class PlanTest(unittest.TestCase):
