@@ -343,7 +343,10 @@ func (e *Engine) finish(ctx context.Context, op, path string, rc C.int) error {
 // CopyTree copies the tree at src so that dst becomes a copy of it (like
 // cp -rT): dst and its missing parents are made, an existing dst directory
 // is merged into, and existing files in it are replaced atomically. src may
-// also be a single file or symlink.
+// also be a single file or symlink. A directory the call makes (dst too) is
+// built under the temporary name ".usync-dir-<name>.tmp" (dst's beside it)
+// and renamed when everything under it is in place; a later call takes over
+// what a killed one left so.
 //
 // It returns nil when everything was copied, a *CopyError when entries
 // failed, an error wrapping ctx's error (and syscall.ECANCELED) when ctx was

@@ -603,8 +603,12 @@ int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) 
         fresh = true;
       else if (errno != EEXIST)
         return -errno;
-      if (!fresh && !root_tmp.empty() && lstat(dst_in.c_str(), &existing) == 0)
-        root_tmp.clear();  // DST was made meanwhile (by another run, say): merge into it
+      if (!root_tmp.empty() && lstat(dst_in.c_str(), &existing) == 0) {
+        // DST was made meanwhile (another run named its own): merge into it.
+        if (fresh) rmdir(root_tmp.c_str());
+        root_tmp.clear();
+        fresh = false;
+      }
     }
     const std::string& opened = root_tmp.empty() ? dst_in : root_tmp;
     dfd.reset(open(opened.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -643,6 +647,7 @@ int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) 
   root->mode_made = made;
   root->tmp = std::move(root_tmp);
   root->hidden = !root->tmp.empty();
+  root->resumed = !fresh && root->hidden;  // a killed run's, taken over
   job.dst_root_fd = root->dst.get();  // the root is never closed before the job ends
   std::unique_ptr<HardLinks> links;
   if (cfg_.has(USYNC_HARD_LINKS) && !cfg_.has(USYNC_DRY_RUN)) {

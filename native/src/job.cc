@@ -381,7 +381,10 @@ bool up_to_date(const Job& job, const FileTask& t) noexcept {
   const int dfd = t.dst_dirfd();
   struct stat d {};
   if (fstatat(dfd, t.dst_name.c_str(), &d, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(d.st_mode)) return false;
-  if (job.cfg.has(USYNC_UPDATE) && older(t.mtime, d.st_mtim)) return true;  // newer in DST
+  // Newer in DST: kept, unless a killed run wrote it (its times are the
+  // source's only once it is complete).
+  if (job.cfg.has(USYNC_UPDATE) && older(t.mtime, d.st_mtim) && !(t.dir != nullptr && t.dir->resumed))
+    return true;
   if (static_cast<uint64_t>(d.st_size) != t.size) return false;
   bool same;
   if (job.cfg.has(USYNC_CHECKSUM)) {

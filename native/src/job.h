@@ -116,6 +116,13 @@ struct Dir {
   // ancestor is still under a temporary name.
   std::string tmp;
   bool hidden = false;
+  // This directory is, or is inside, one that a killed run was building
+  // under its temporary name and this run took over: what is in it was
+  // written by that run, never by the user.  So its files are trusted only
+  // by size and time (not --update's "newer"), what the source lacks is
+  // removed before it gets its name (as --delete would, excluded entries
+  // too), and its mode is set as for a new directory.
+  bool resumed = false;
   std::atomic<int> pending{1};
   std::atomic<int> pins{0};  // users of src/dst: queued files, the walker
   // Descriptor cache bookkeeping (walker thread only).

@@ -192,7 +192,7 @@ uint64_t mount_id(int fd) noexcept {
 }
 
 void delete_extras(Job& job, const Dir* d, const std::vector<SourceName>& names, const std::string& rel,
-                   uint64_t root_mnt) noexcept {
+                   uint64_t root_mnt, bool everything) noexcept {
   try {
     const int dfd = d->dst.get();
     if (dfd < 0) return;
@@ -209,7 +209,7 @@ void delete_extras(Job& job, const Dir* d, const std::vector<SourceName>& names,
     src.reserve(names.size());
     for (const SourceName& s : names) src.emplace(s.name, s.type);
     const bool filtering = !job.cfg.filter.empty();
-    const bool delete_excluded = job.cfg.has(USYNC_DELETE_EXCLUDED);
+    const bool delete_excluded = everything || job.cfg.has(USYNC_DELETE_EXCLUDED);
     Remover remover(job, d, root_mnt);
     for (const SourceName& h : have) {
       const std::string& n = h.name;

@@ -41,7 +41,9 @@ uint64_t mount_id(int fd) noexcept;
 // pattern stay unless USYNC_DELETE_EXCLUDED.  rel is d's root-relative path
 // (for patterns).  root_mnt is mount_id() of the destination root.  In a dry
 // run only reports.  Failures are reported with USYNC_STEP_DELETE.
+// everything: excluded entries go too (a directory a killed run was
+// building: Dir::resumed).
 void delete_extras(Job& job, const Dir* d, const std::vector<SourceName>& names, const std::string& rel,
-                   uint64_t root_mnt) noexcept;
+                   uint64_t root_mnt, bool everything = false) noexcept;
 
 }  // namespace usync

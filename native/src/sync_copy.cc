@@ -366,8 +366,19 @@ FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, siz
   auto fail = [&](int step) {
     r.error = errno != 0 ? errno : EIO;
     r.step = step;
+    if (direct) {
+      // Made under its own name: removed only while that name is still this
+      // file (another run that took the directory over may have put its
+      // complete copy there meanwhile).
+      struct stat mine {}, there {};
+      if (fstat(out.get(), &mine) == 0 && fstatat(dfd, t.dst_name.c_str(), &there, AT_SYMLINK_NOFOLLOW) == 0 &&
+          mine.st_dev == there.st_dev && mine.st_ino == there.st_ino)
+        unlinkat(dfd, t.dst_name.c_str(), 0);
+      out.reset();
+      return r;
+    }
     out.reset();
-    if (!anonymous) unlinkat(dfd, direct ? t.dst_name.c_str() : name.c_str(), 0);
+    if (!anonymous) unlinkat(dfd, name.c_str(), 0);
     return r;
   };
 

@@ -626,9 +626,10 @@ class UringWorker {
       s.src_fd = -1;
       if (s.dst_fd >= 0) ::close(s.dst_fd);  // anonymous: nothing to remove
       s.dst_fd = -1;
-      // Ours alone: a temporary name, or a file made under its own name in a
-      // hidden directory (whose retry finds the name taken, and replaces it).
-      if (!s.anon && (s.task.replace || s.fc.dst_created())) unlinkat(s.task.dst_dirfd(), s.name.c_str(), 0);
+      // Ours: a temporary name, or a file made under its own name in a hidden
+      // directory (a create the drain completed is not known here: removed
+      // whatever happened, so no partial file is left if the retry fails).
+      if (!s.anon) unlinkat(s.task.dst_dirfd(), s.name.c_str(), 0);
       try {
         retry.push_back(std::move(s.task));
       } catch (...) {

@@ -59,7 +59,7 @@ class Walker {
     root_ = root;
     root->pins.fetch_add(1, std::memory_order_relaxed);  // never closed
     lru_push(root);
-    if (job_.cfg.has(USYNC_DELETE) && root->dst.valid()) root_mnt_ = mount_id(root->dst.get());
+    if ((job_.cfg.has(USYNC_DELETE) || root->resumed) && root->dst.valid()) root_mnt_ = mount_id(root->dst.get());
     if (!job_.dry_run() && !root->fresh && root->dst.valid()) clean(root);
     list(root);
     maybe_prefetch();
@@ -152,6 +152,11 @@ class Walker {
     if (flock(lock, LOCK_EX | LOCK_NB) == 0) {
       const int sfd = d->src.get(), dfd = d->dst.get();
       remove_temporaries(job_, dfd, [&](const char* name) {
+        // Another run's new root (each run holds a shared lock on its root):
+        // a destination nested in this one.
+        UniqueFd in_use(openat(dfd, dir_temp_name(name).c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        if (in_use.valid() && flock(in_use.get(), LOCK_EX | LOCK_NB) != 0) return true;
+        in_use.reset();
         if (!hiding() || sfd < 0) return false;
         struct stat st {};
         if (fstatat(sfd, name, &st, follow_ ? 0 : AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode)) return false;
@@ -265,7 +270,7 @@ class Walker {
           known = fstat(d->dst.get(), &now) == 0;  // an ACL sets group bits
         }
         const mode_t have = known ? now.st_mode & 07777 : (d->fresh ? d->mode_made : ~want);
-        if ((d->fresh || job_.preserve()) && have != want) {
+        if ((d->fresh || d->resumed || job_.preserve()) && have != want) {
           if (fchmod(d->dst.get(), want) != 0) job_.report(d, "", "", errno, USYNC_STEP_METADATA);
         }
         const bool times_right =
@@ -303,7 +308,9 @@ class Walker {
   void publish_dir(Dir* d) {
     Dir* parent = d->parent;
     if (parent == nullptr) {  // a new destination root: tmp is a path beside it
-      const char* to = job_.dst_root.c_str();
+      std::string root = job_.dst_root;
+      while (root.size() > 1 && root.back() == '/') root.pop_back();  // a link to "dst/" fails (FUSE, NFS)
+      const char* to = root.c_str();
       int err = rename_noreplace(AT_FDCWD, d->tmp.c_str(), to) == 0 ? 0 : errno;
       struct stat st {};
       if (err == ENOENT && stat(to, &st) == 0 && st.st_dev == d->dst_dev && st.st_ino == d->dst_ino) err = 0;
@@ -395,14 +402,21 @@ class Walker {
         if (!tmp.empty() && !parent->fresh && fstatat(pfd, p.name.c_str(), &there, AT_SYMLINK_NOFOLLOW) == 0)
           tmp.clear();
       }
-      const std::string& made_as = tmp.empty() ? p.name : tmp;
-      if (mkdirat(pfd, made_as.c_str(), made) == 0) {
+      if (mkdirat(pfd, (tmp.empty() ? p.name : tmp).c_str(), made) == 0) {
         fresh = true;
-        job_.counters.dirs_created.fetch_add(1, std::memory_order_relaxed);
+        struct stat there {};
+        if (!tmp.empty() && !parent->fresh && fstatat(pfd, p.name.c_str(), &there, AT_SYMLINK_NOFOLLOW) == 0) {
+          // Another run into this destination named its own meanwhile: merge into that.
+          unlinkat(pfd, tmp.c_str(), AT_REMOVEDIR);
+          tmp.clear();
+          fresh = false;
+        }
       } else if (errno != EEXIST) {
         job_.report(parent, p.name, p.name, errno, USYNC_STEP_MKDIR);
         return nullptr;
       }
+      if (fresh) job_.counters.dirs_created.fetch_add(1, std::memory_order_relaxed);
+      const std::string& made_as = tmp.empty() ? p.name : tmp;
       // ENOTDIR: something that is not a directory is in the way (a symlink
       // there is never followed).
       const int dfd = open_dir_at(pfd, made_as.c_str(), &ddev, &dino);
@@ -439,6 +453,7 @@ class Walker {
     d->mode_made = made;
     d->tmp = std::move(tmp);
     d->hidden = parent->hidden || !d->tmp.empty();
+    d->resumed = !fresh && !job_.dry_run() && (!d->tmp.empty() || parent->resumed);
     lru_push(d);
     if (!job_.dry_run() && !fresh) clean(d);
     if (job_.cfg.has(USYNC_REPORT_ALL) && fresh)
@@ -463,7 +478,7 @@ class Walker {
     const int sfd = d->src.get();
     std::string rel;  // d's root-relative path, only when patterns need it
     const bool filtering = !job_.cfg.filter.empty();
-    const bool mirror = job_.cfg.has(USYNC_DELETE) && d->dst.valid() && !d->fresh;
+    const bool mirror = (job_.cfg.has(USYNC_DELETE) || d->resumed) && d->dst.valid() && !d->fresh;
     if (filtering || mirror) rel = job_.rel_path(d, "");
     std::vector<FileTask> small;
     std::vector<SourceName> names;  // mirror: the whole listing
@@ -496,7 +511,7 @@ class Walker {
     }
     if (mirror) {
       // A listing cut short would look like missing entries: delete nothing.
-      if (complete) delete_extras(job_, d, names, rel, root_mnt_);
+      if (complete) delete_extras(job_, d, names, rel, root_mnt_, d->resumed);
       for (const SourceName& s : names) {
         if (job_.cancelled()) break;
         entry(d, s.name.c_str(), filtering, rel, small);
@@ -563,7 +578,10 @@ class Walker {
       t.dst_name = t.src_name;
       t.set_stat(st);
       t.existing = !d->fresh;
-      t.replace = !(d->fresh && d->hidden);
+      // Hidden (its own or an ancestor's temporary name): made in place.  A
+      // taken-over directory's files too, where they are missing; one that a
+      // killed run left partial is found there (EEXIST) and replaced.
+      t.replace = !d->hidden;
       t.follow = follow_;
       d->pending.fetch_add(1, std::memory_order_relaxed);
       pin(d);

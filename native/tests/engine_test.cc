@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <linux/magic.h>
+#include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -545,9 +546,12 @@ TEST_P(EngineTest, KilledRunsDirectoryIsTakenOver) {
     const timespec ts[2] = {st.st_atim, st.st_mtim};
     ASSERT_EQ(utimensat(AT_FDCWD, (left + name).c_str(), ts, 0), 0);
   }
+  WriteFile(left + "/stray", "its source was removed before the re-run");
+  WriteFile(left + "/inner/stray", "also");
   WriteFile(dst + "/.usync-dir-gone.tmp/y", "no source");
   WriteFile(dst + "/.usync-dir-both.tmp/x", "stale");
   ASSERT_EQ(mkdir((dst + "/both").c_str(), 0755), 0);
+  ASSERT_EQ(chmod((src + "/sub").c_str(), 0555), 0);  // the leftover was made 0755: set as for a new one
   struct stat before {};
   ASSERT_EQ(stat((left + "/done").c_str(), &before), 0);
 
@@ -604,6 +608,45 @@ TEST_P(EngineTest, NewRootAppearsOnlyWholeAndIsTakenOver) {
   EXPECT_EQ(after.st_ino, st.st_ino) << "a complete file was copied again";
   for (const auto& entry : std::filesystem::directory_iterator(t.path()))
     EXPECT_NE(entry.path().filename().string().rfind(".usync-", 0), 0u) << entry.path();
+}
+
+// --update keeps a destination file newer than its source; not in a
+// directory a killed run was building: a partial file there is newer too.
+TEST_P(EngineTest, TakenOverDirectoryIgnoresUpdatesNewerRule) {
+  TempDir t;
+  const std::string src = t / "src", dst = t / "dst";
+  WriteFile(src + "/sub/f", Pattern(10000, 1));
+  const timespec old_times[2] = {{1000000000, 0}, {1000000000, 0}};
+  ASSERT_EQ(utimensat(AT_FDCWD, (src + "/sub/f").c_str(), old_times, 0), 0);
+  ASSERT_EQ(mkdir(dst.c_str(), 0755), 0);
+  WriteFile(dst + "/.usync-dir-sub.tmp/f", Pattern(4096, 1));  // partial, mtime now
+  usync_engine* e = Make(USYNC_UPDATE);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(usync_copy_tree(e, src.c_str(), dst.c_str()), 0);
+  usync_engine_destroy(e);
+  EXPECT_TRUE(got_.errors.empty()) << got_.errors.front();
+  EXPECT_EQ(Snapshot(src), Snapshot(dst));
+}
+
+// A run into a destination nested in this one builds its new root in a
+// directory of this one, under a temporary name, and holds a lock on it:
+// this run's cleaner leaves that alone, and removes it once it is a
+// leftover (no run holds it).
+TEST_P(EngineTest, AnotherRunsNewRootIsLeftAlone) {
+  TempDir t;
+  const std::string src = t / "src", dst = t / "dst";
+  WriteFile(src + "/f", "x");
+  const std::string other = dst + "/.usync-dir-nested.tmp";
+  WriteFile(other + "/being-written", "y");
+  const int held = open(other.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_GE(held, 0);
+  ASSERT_EQ(flock(held, LOCK_SH), 0);
+  CopyTree(src, dst);
+  EXPECT_TRUE(got_.errors.empty()) << got_.errors.front();
+  EXPECT_EQ(testing::ReadFile(AT_FDCWD, other + "/being-written"), "y");
+  close(held);
+  CopyTree(src, dst);
+  EXPECT_EQ(Snapshot(src), Snapshot(dst));
 }
 
 // A directory whose temporary name would be longer than NAME_MAX is made
