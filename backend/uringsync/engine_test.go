@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -779,17 +780,33 @@ func TestCopyFilesMetadataFailed(t *testing.T) {
 }
 
 // poolThreads counts the engine threads of this process (the library names
-// them "usync-pool").
+// them "usync-pool"). The kernel's io-wq workers are left out by their
+// PF_IO_WORKER flag (the 9th field of stat), not by name: a new one starts
+// with its creator's name and takes "iou-wrk-*" only once it first runs.
 func poolThreads(t *testing.T) int {
 	t.Helper()
 	tasks, err := os.ReadDir("/proc/self/task")
 	if err != nil {
 		t.Skipf("no /proc to count threads: %v", err)
 	}
+	const pfIoWorker = 0x10
 	n := 0
 	for _, task := range tasks {
-		comm, err := os.ReadFile(filepath.Join("/proc/self/task", task.Name(), "comm"))
-		if err == nil && strings.TrimSpace(string(comm)) == "usync-pool" {
+		dir := filepath.Join("/proc/self/task", task.Name())
+		comm, err := os.ReadFile(filepath.Join(dir, "comm"))
+		if err != nil || strings.TrimSpace(string(comm)) != "usync-pool" {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join(dir, "stat"))
+		if err != nil {
+			continue // gone meanwhile
+		}
+		// Fields after the name, which may hold spaces and ')': state is the 3rd.
+		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(fields) < 7 {
+			continue
+		}
+		if flags, err := strconv.ParseUint(fields[6], 10, 64); err == nil && flags&pfIoWorker == 0 {
 			n++
 		}
 	}

@@ -49,19 +49,37 @@ std::vector<std::string> Tasks() {
   return out;
 }
 
+// Whether a thread is one of the kernel's io_uring workers (PF_IO_WORKER in
+// the flags, the 9th field of stat).  Their name is no test: a new io-wq
+// worker starts with its creator's name ("usync-pool") and takes its own
+// ("iou-wrk-*") only once it first runs, late on a loaded machine.
+bool IoWorker(const std::string& tid) {
+  std::ifstream f("/proc/self/task/" + tid + "/stat");
+  std::string line;
+  std::getline(f, line);
+  const size_t close = line.rfind(')');  // the name may hold spaces and ')'
+  if (close == std::string::npos) return false;
+  std::istringstream rest(line.substr(close + 1));
+  std::string field;
+  for (int i = 3; i <= 9; ++i)  // state is the 3rd field
+    if (!(rest >> field)) return false;
+  constexpr unsigned long kPfIoWorker = 0x10;
+  return (std::stoul(field) & kPfIoWorker) != 0;
+}
+
 // The engine's threads (named by the pool).
 std::set<pid_t> PoolThreads() {
   std::set<pid_t> out;
   for (const std::string& t : Tasks())
-    if (Comm(t) == "usync-pool") out.insert(std::stoi(t));
+    if (Comm(t) == "usync-pool" && !IoWorker(t)) out.insert(std::stoi(t));
   return out;
 }
 
-// Threads of this process, less the kernel's io-wq workers ("iou-wrk-*"),
-// which come and go on their own.
+// Threads of this process, less the kernel's io-wq workers, which come and
+// go on their own.
 size_t UserTasks() {
   size_t n = 0;
-  for (const std::string& t : Tasks()) n += Comm(t).rfind("iou-", 0) == 0 ? 0 : 1;
+  for (const std::string& t : Tasks()) n += IoWorker(t) ? 0 : 1;
   return n;
 }
 
