@@ -466,20 +466,32 @@ type request struct {
 }
 
 // runner owns the engines for one set of options and batches requests into
-// them: whatever arrived while the previous batch ran goes into the next
-// engine call. Batches below syncBelow go to the synchronous engine, whose
-// calls start faster.
+// them: whatever arrived while a lane was busy goes into its next engine
+// call. Batches below syncBelow go to the synchronous engine, whose calls
+// start faster.
 type runner struct {
-	eng       *uringsync.Engine // io_uring (when the kernel allows it)
-	syncEng   *uringsync.Engine // synchronous thread pool
+	lanes     []*lane
 	reqs      chan *request
 	maxBatch  int
 	syncBelow int
+}
+
+// lane runs one engine call at a time. A runner has lanesPerRunner of them,
+// so that one batch is copied while rclone finishes the transfers of the one
+// before (verification, accounting, the next file) and queues the next: with
+// a single lane the engine and rclone took turns, and neither kept both CPUs
+// busy.
+type lane struct {
+	eng     *uringsync.Engine // io_uring (when the kernel allows it)
+	syncEng *uringsync.Engine // synchronous thread pool
 
 	mu        sync.Mutex // guards the fields below, used by engine callbacks
 	cur       []*request
 	lastBytes uint64
 }
+
+// lanesPerRunner: engine calls in flight at once for one set of options.
+var lanesPerRunner = 2
 
 // runnerKey is the part of the engine options a runner is shared by.
 type runnerKey struct {
@@ -503,24 +515,48 @@ func getRunner(opt uringsync.Options, maxBatch, syncBelow int) (*runner, error) 
 		return r, nil
 	}
 	r := &runner{reqs: make(chan *request, maxBatch), maxBatch: maxBatch, syncBelow: syncBelow}
-	o := opt
-	o.OnProgress = r.progress
-	eng, err := uringsync.New(&o)
-	if err != nil {
-		return nil, err
-	}
-	r.eng, r.syncEng = eng, eng
-	if !opt.ForceSync && eng.Kind() == uringsync.KindURing && syncBelow > 1 {
-		o.ForceSync = true
-		if r.syncEng, err = uringsync.New(&o); err != nil {
-			_ = eng.Close()
+	for range lanesPerRunner {
+		l, err := newLane(opt, syncBelow)
+		if err != nil {
+			r.close()
 			return nil, err
 		}
+		r.lanes = append(r.lanes, l)
 	}
 	runners[key] = r
 	summaryOnce.Do(func() { atexit.Register(logSummary) })
 	go r.loop()
 	return r, nil
+}
+
+// newLane makes a lane's engines for these options.
+func newLane(opt uringsync.Options, syncBelow int) (*lane, error) {
+	l := &lane{}
+	o := opt
+	o.OnProgress = l.progress
+	eng, err := uringsync.New(&o)
+	if err != nil {
+		return nil, err
+	}
+	l.eng, l.syncEng = eng, eng
+	if !opt.ForceSync && eng.Kind() == uringsync.KindURing && syncBelow > 1 {
+		o.ForceSync = true
+		if l.syncEng, err = uringsync.New(&o); err != nil {
+			_ = eng.Close()
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+// close closes the engines of the lanes made so far (getRunner's failure).
+func (r *runner) close() {
+	for _, l := range r.lanes {
+		if l.syncEng != l.eng {
+			_ = l.syncEng.Close()
+		}
+		_ = l.eng.Close()
+	}
 }
 
 // do queues req and waits for its result.
@@ -540,9 +576,20 @@ func (r *runner) do(req *request) (uringsync.Result, error) {
 }
 
 func (r *runner) loop() {
+	free := make(chan *lane, len(r.lanes))
+	for _, l := range r.lanes {
+		free <- l
+	}
 	linger := time.NewTimer(0)
 	<-linger.C
-	for first := range r.reqs {
+	for {
+		// A lane first, then its batch: what arrives while every lane is
+		// busy makes the next batch bigger.
+		l := <-free
+		first, ok := <-r.reqs
+		if !ok {
+			return
+		}
 		batch := []*request{first}
 		// Take what is queued; if that is little, give the transfers that
 		// are just finishing their previous file a moment to join, since
@@ -573,7 +620,10 @@ func (r *runner) loop() {
 				<-linger.C
 			}
 		}
-		r.run(batch)
+		go func() {
+			l.run(batch, r.syncBelow)
+			free <- l
+		}()
 	}
 }
 
@@ -584,7 +634,7 @@ var (
 )
 
 // run copies one batch and completes its requests.
-func (r *runner) run(batch []*request) {
+func (l *lane) run(batch []*request, syncBelow int) {
 	// Asked once per batch rather than per file (it goes through rc and
 	// allocates): the engine cannot be throttled, so a limit set through
 	// rc's core/bwlimit sends the whole batch back to rclone's copy.
@@ -599,9 +649,9 @@ func (r *runner) run(batch []*request) {
 	for i, req := range batch {
 		pairs[i] = req.pair
 	}
-	r.mu.Lock()
-	r.cur, r.lastBytes = batch, 0
-	r.mu.Unlock()
+	l.mu.Lock()
+	l.cur, l.lastBytes = batch, 0
+	l.mu.Unlock()
 
 	// The batch stops early only when every caller has given up.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -616,9 +666,9 @@ func (r *runner) run(batch []*request) {
 		}
 		cancel()
 	}()
-	eng := r.eng
-	if len(batch) < r.syncBelow {
-		eng = r.syncEng
+	eng := l.eng
+	if len(batch) < syncBelow {
+		eng = l.syncEng
 	}
 	results, err := eng.CopyFiles(ctx, pairs)
 	close(finished)
@@ -626,9 +676,9 @@ func (r *runner) run(batch []*request) {
 	batchesRun.Add(1)
 	fs.Debugf(Name, "engine batch of %d files (%v engine): %v", len(batch), eng.Stats().Engine, err)
 
-	r.mu.Lock()
-	r.cur = nil
-	r.mu.Unlock()
+	l.mu.Lock()
+	l.cur = nil
+	l.mu.Unlock()
 	for i, req := range batch {
 		if results == nil {
 			req.err = fs.ErrorCantCopy
@@ -655,15 +705,15 @@ func (r *runner) run(batch []*request) {
 // order, so --progress moves during long batches; run tops each up to its
 // real size at the end. (No per-file callback: a call from an engine
 // thread into Go costs more than the copy of a small file.)
-func (r *runner) progress(s uringsync.Stats) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if s.BytesDone <= r.lastBytes {
+func (l *lane) progress(s uringsync.Stats) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s.BytesDone <= l.lastBytes {
 		return
 	}
-	delta := int64(s.BytesDone - r.lastBytes)
-	r.lastBytes = s.BytesDone
-	for _, req := range r.cur {
+	delta := int64(s.BytesDone - l.lastBytes)
+	l.lastBytes = s.BytesDone
+	for _, req := range l.cur {
 		if delta == 0 {
 			break
 		}

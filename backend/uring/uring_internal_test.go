@@ -25,6 +25,8 @@ import (
 	"github.com/rclone/rclone/fs/rc"
 	"github.com/rclone/rclone/fs/sync"
 	"github.com/rclone/rclone/fstest"
+	"github.com/rclone/rclone/lib/transferaccounter"
+	"github.com/uringsync/uring-sync/backend/uringsync"
 	"golang.org/x/sys/unix"
 )
 
@@ -644,5 +646,85 @@ func TestCopyObject(t *testing.T) {
 	}
 	if !fi.ModTime().Equal(listed) || !got.ModTime(ctx).Equal(listed) {
 		t.Errorf("copy of a source touched since listing: mtime %v, object %v, want %v", fi.ModTime(), got.ModTime(ctx), listed)
+	}
+}
+
+// TestBatchesOverlap: the runner keeps more than one engine call in flight,
+// so a file queued while a long batch is being copied is copied beside it,
+// not after it. With one call at a time, rclone's transfers and the engine
+// took turns (rclone finishing a batch's transfers while the engine waited
+// for the next batch, and the other way round).
+func TestBatchesOverlap(t *testing.T) {
+	if lanesPerRunner < 2 {
+		t.Fatalf("lanesPerRunner = %d: batches cannot overlap", lanesPerRunner)
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	big, small := filepath.Join(dir, "big"), filepath.Join(dir, "small")
+	block := bytes.Repeat([]byte{0x5a}, 1<<20)
+	f, err := os.Create(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 256; i++ {
+		block[0] = byte(i)
+		if _, err := f.Write(block); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(small, []byte("small"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := getRunner(uringsync.Options{}, 4093, 0) // a batch size no other test uses: a runner of its own
+	if err != nil {
+		t.Fatal(err)
+	}
+	newReq := func(src string, size int64) *request {
+		return &request{ctx: ctx, pair: uringsync.Pair{Src: src, Dst: src + ".copy"}, size: size,
+			ta: transferaccounter.Get(ctx), done: make(chan struct{})}
+	}
+	bigReq := newReq(big, 256<<20)
+	bigErr := make(chan error, 1)
+	go func() {
+		res, err := r.do(bigReq)
+		bigErr <- errors.Join(err, res.Err)
+	}()
+	busy := func() bool { // a lane has taken the large file's batch
+		for _, l := range r.lanes {
+			l.mu.Lock()
+			n := len(l.cur)
+			l.mu.Unlock()
+			if n > 0 {
+				return true
+			}
+		}
+		return false
+	}
+	for deadline := time.Now().Add(10 * time.Second); !busy(); time.Sleep(100 * time.Microsecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no lane took the large file")
+		}
+	}
+	res, err := r.do(newReq(small, 5))
+	if err = errors.Join(err, res.Err); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-bigReq.done:
+		t.Error("the small file's copy waited for the large file's batch to end")
+	default:
+	}
+	if err := <-bigErr; err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{big, small} {
+		want, _ := os.ReadFile(p)
+		got, err := os.ReadFile(p + ".copy")
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: copy differs (%v)", p, err)
+		}
 	}
 }
