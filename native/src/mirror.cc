@@ -191,7 +191,7 @@ uint64_t mount_id(int fd) noexcept {
   return (stx.stx_mask & STATX_MNT_ID) != 0 ? stx.stx_mnt_id : 0;
 }
 
-void delete_extras(Job& job, const Dir* d, const std::vector<SourceName>& names, const std::string& rel,
+void delete_extras(Job& job, const Dir* d, std::vector<SourceName>& names, const std::string& rel,
                    uint64_t root_mnt, bool everything) noexcept {
   try {
     const int dfd = d->dst.get();
@@ -205,9 +205,14 @@ void delete_extras(Job& job, const Dir* d, const std::vector<SourceName>& names,
       job.report(d, "", "", err, USYNC_STEP_DELETE);
       return;
     }
-    std::unordered_map<std::string_view, unsigned char> src;
+    std::unordered_map<std::string_view, size_t> src;  // name -> index in names
     src.reserve(names.size());
-    for (const SourceName& s : names) src.emplace(s.name, s.type);
+    for (size_t i = 0; i < names.size(); ++i) src.emplace(names[i].name, i);
+    // Which source names the destination has, before anything is removed
+    // (nothing below can fail half way through this).
+    for (SourceName& s : names) s.in_dst = false;
+    for (const SourceName& h : have)
+      if (const auto it = src.find(h.name); it != src.end()) names[it->second].in_dst = true;
     const bool filtering = !job.cfg.filter.empty();
     const bool delete_excluded = everything || job.cfg.has(USYNC_DELETE_EXCLUDED);
     Remover remover(job, d, root_mnt);
@@ -227,10 +232,11 @@ void delete_extras(Job& job, const Dir* d, const std::vector<SourceName>& names,
       if (!excluded) {
         const auto it = src.find(n);
         if (it != src.end()) {
-          bool src_dir = it->second == DT_DIR;
+          const unsigned char type = names[it->second].type;
+          bool src_dir = type == DT_DIR;
           // -L copies a symlink as what it leads to.
           const bool follow = job.cfg.has(USYNC_COPY_LINKS);
-          if (it->second == DT_UNKNOWN || (follow && it->second == DT_LNK)) {
+          if (type == DT_UNKNOWN || (follow && type == DT_LNK)) {
             // What the source entry is cannot be told (a dangling -L link,
             // an unsearchable directory): keep the copy; the walk reports it.
             struct stat ss {};

@@ -30,6 +30,11 @@ namespace usync {
 struct SourceName {
   std::string name;
   unsigned char type;  // d_type; DT_UNKNOWN is looked up when it matters
+  // The destination may have this name: false only when delete_extras read
+  // the destination directory whole and the name was not in it, so that
+  // its file needs no quick check (a lookup of a missing name takes the
+  // directory's lock, which the creates beside it wait for).
+  bool in_dst = true;
 };
 
 // The mount a descriptor is on (statx STATX_MNT_ID), or 0 when unknown.
@@ -42,8 +47,9 @@ uint64_t mount_id(int fd) noexcept;
 // (for patterns).  root_mnt is mount_id() of the destination root.  In a dry
 // run only reports.  Failures are reported with USYNC_STEP_DELETE.
 // everything: excluded entries go too (a directory a killed run was
-// building: Dir::resumed).
-void delete_extras(Job& job, const Dir* d, const std::vector<SourceName>& names, const std::string& rel,
+// building: Dir::resumed).  Marks the names the destination directory does
+// not have (SourceName::in_dst), when it could list it.
+void delete_extras(Job& job, const Dir* d, std::vector<SourceName>& names, const std::string& rel,
                    uint64_t root_mnt, bool everything = false) noexcept;
 
 }  // namespace usync

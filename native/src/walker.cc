@@ -514,7 +514,7 @@ class Walker {
       if (complete) delete_extras(job_, d, names, rel, root_mnt_, d->resumed);
       for (const SourceName& s : names) {
         if (job_.cancelled()) break;
-        entry(d, s.name.c_str(), filtering, rel, small);
+        entry(d, s.name.c_str(), filtering, rel, small, s.in_dst);
         if (small.size() >= kBatch) flush(small, job_.small_q);
       }
     }
@@ -524,7 +524,10 @@ class Walker {
   }
 
   // d_type from getdents is only a hint; the fstatat here is authoritative.
-  void entry(Dir* d, const char* name, bool filtering, const std::string& rel, std::vector<FileTask>& small) {
+  // in_dst false: the destination directory, listed whole, lacked the name
+  // (SourceName::in_dst): its file needs no quick check.
+  void entry(Dir* d, const char* name, bool filtering, const std::string& rel, std::vector<FileTask>& small,
+             bool in_dst = true) {
     struct stat st {};
     if (fstatat(d->src.get(), name, &st, follow_ ? 0 : AT_SYMLINK_NOFOLLOW) != 0) {
       // Vanished between listing and stat (or, under -L, a dangling or
@@ -577,7 +580,7 @@ class Walker {
       t.src_name = name;
       t.dst_name = t.src_name;
       t.set_stat(st);
-      t.existing = !d->fresh;
+      t.existing = !d->fresh && in_dst;
       // Hidden (its own or an ancestor's temporary name): made in place.  A
       // taken-over directory's files too, where they are missing; one that a
       // killed run left partial is found there (EEXIST) and replaced.

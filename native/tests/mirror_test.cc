@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "job.h"
+#include "mirror.h"
 #include "test_tree.h"
 #include "uringsync/uringsync.h"
 
@@ -217,6 +219,44 @@ TEST_P(MirrorTest, NeverEmptiesAnotherMount) {
   bool reported = false;
   for (const std::string& e : seen_.errors) reported |= e.rfind("delete:" + std::to_string(EXDEV) + ":", 0) == 0;
   EXPECT_TRUE(reported) << ::testing::PrintToString(seen_.errors);
+}
+
+// delete_extras tells the walker which source names the destination lacks,
+// so that their files skip the quick check: a lookup of a missing name takes
+// the directory's lock, which every create in it waits for (a re-run of a
+// killed copy into one directory of 100K files was slower than a full copy).
+// Only a whole listing of the destination may say "absent".
+TEST(MirrorNames, MarksWhatTheDestinationLacks) {
+  TempDir t;
+  WriteFile(t / "src/here", "h");
+  WriteFile(t / "src/missing", "m");
+  WriteFile(t / "src/sub/x", "x");
+  WriteFile(t / "dst/here", "old");
+  WriteFile(t / "dst/extra", "e");
+  fs::create_directories(t / "dst/sub");
+  Config cfg;
+  Counters counters;
+  std::atomic<bool> cancel{false};
+  Job job(cfg, counters, cancel, USYNC_ENGINE_SYNC);
+  Dir d;
+  d.src.reset(open((t / "src").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  d.dst.reset(open((t / "dst").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(d.src.valid() && d.dst.valid());
+  std::vector<SourceName> names{{"here", DT_REG}, {"missing", DT_REG}, {"sub", DT_DIR}};
+  delete_extras(job, &d, names, "", 0, false);
+  EXPECT_TRUE(names[0].in_dst);
+  EXPECT_FALSE(names[1].in_dst);
+  EXPECT_TRUE(names[2].in_dst);
+  EXPECT_FALSE(fs::exists(t / "dst/extra")) << "what the source lacks is removed";
+  EXPECT_EQ(testing::ReadFile(AT_FDCWD, t / "dst/here"), "old") << "delete_extras copies nothing";
+
+  // A destination it cannot list says nothing is absent.
+  Dir none;
+  none.src.reset(open((t / "src").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  std::vector<SourceName> more{{"here", DT_REG}, {"missing", DT_REG}};
+  delete_extras(job, &none, more, "", 0, false);
+  EXPECT_TRUE(more[0].in_dst);
+  EXPECT_TRUE(more[1].in_dst);
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, MirrorTest, ::testing::Values(true, false),
