@@ -138,11 +138,30 @@ class UringWorker {
 
   // Makes kit fit this job: reuses it when the job wants the same ring, else
   // builds it anew; gives every slot the digests the job's flags ask for.
+  // The adaptive engine builds a new ring only when a file first needs it
+  // (build_late): a tree in the page cache is copied without one, and
+  // without pinning its registered buffers (32 MiB for two rings).
   int setup() {
     if (!kit_.fits(job_)) {
       kit_.clear();
+      if (adaptive_) return 0;
       if (const int ret = kit_.build(job_.ring_depth, job_.chunk, cfg_.iowq_max_workers); ret < 0) return ret;
     }
+    return adopt();
+  }
+
+  // The ring for the first file that needs it (adaptive).  false: it could
+  // not be built; this worker's files are then copied synchronously.
+  bool build_late() noexcept {
+    if (no_ring_) return false;
+    if (kit_.build(job_.ring_depth, job_.chunk, cfg_.iowq_max_workers) == 0 && adopt() == 0) return true;
+    kit_.clear();
+    no_ring_ = true;
+    return false;
+  }
+
+  // Takes a built kit: its parameters, and the digests each slot needs.
+  int adopt() {
     qd_ = kit_.qd;
     fixed_bufs_ = kit_.fixed_bufs;
     fd_install_ = kit_.fd_install;
@@ -160,6 +179,7 @@ class UringWorker {
     } catch (...) {
       return -ENOMEM;
     }
+    built_ = true;
     return 0;
   }
 
@@ -168,8 +188,9 @@ class UringWorker {
     size_t next = 0;
     bool cancel_sent = false;
     for (;;) {
-      // Fill free slots.
-      while (!free_.empty() && !job_.cancelled()) {
+      // Fill free slots (before the ring is built: take files until one
+      // needs it).
+      while ((!built_ || !free_.empty()) && !job_.cancelled()) {
         if (next == local.size()) {
           local.clear();
           next = 0;
@@ -184,6 +205,10 @@ class UringWorker {
           continue;
         }
         if (adaptive_ && probe_now() && copy_inline(t)) continue;
+        if (!built_ && !build_late()) {
+          copy_blocking(t);
+          continue;
+        }
         start(std::move(t));
       }
       if (job_.cancelled()) {
@@ -253,7 +278,7 @@ class UringWorker {
     if ((cfg_.has(USYNC_HASH_MD5) && !inline_md5_) || (cfg_.has(USYNC_VERIFY) && !inline_digest_)) return false;
     // What is queued for the ring goes to the kernel before this thread
     // turns to a copy of its own.
-    if (io_uring_sq_ready(ring_.get()) > 0) io_uring_submit(ring_.get());
+    if (built_ && io_uring_sq_ready(ring_.get()) > 0) io_uring_submit(ring_.get());
     if (inline_md5_) inline_md5_->reset();
     bool would_block = false;
     const FileResult r = copy_file_sync(job_, t, inline_buf_.get(), inline_buf_size_, inline_md5_.get(),
@@ -269,6 +294,23 @@ class UringWorker {
     job_.finish_file(t, r);
     if (active_ > 0 && io_uring_cq_ready(ring_.get()) > 0) reap();
     return true;
+  }
+
+  // A file for a ring that could not be built (build_late): copied here,
+  // waiting for the device if need be.
+  void copy_blocking(FileTask& t) noexcept {
+    if (inline_buf_size_ != job_.chunk) {
+      inline_buf_.reset(new (std::nothrow) char[job_.chunk]);
+      inline_buf_size_ = inline_buf_ ? job_.chunk : 0;
+    }
+    if (!inline_buf_) {
+      job_.finish_file(t, FileResult{ENOMEM, USYNC_STEP_READ});
+      return;
+    }
+    if (cfg_.has(USYNC_HASH_MD5) && !inline_md5_) inline_md5_.reset(new (std::nothrow) Md5);
+    if (inline_md5_) inline_md5_->reset();
+    job_.finish_file(t, copy_file_sync(job_, t, inline_buf_.get(), inline_buf_size_, inline_md5_.get(),
+                                       inline_digest_.get()));
   }
 
   bool send_cancel() noexcept {
@@ -674,6 +716,8 @@ class UringWorker {
   uint32_t active_ = 0;
   bool fixed_bufs_ = false;
   bool fd_install_ = false;  // anonymous destinations possible (RingKit::fd_install)
+  bool built_ = false;      // the kit is built and adopted (setup, build_late)
+  bool no_ring_ = false;    // build_late failed: no ring for this job
   const bool adaptive_;  // cached files are copied inline (copy_inline)
   const bool keep_src_ = wants_extra_meta(job_);  // sources stay open until finish()
   uint32_t backoff_ = 0;  // files between probes after the last miss (probe_now)

@@ -23,6 +23,7 @@ namespace usync {
 namespace {
 
 using testing::Pattern;
+using testing::RingFds;
 using testing::Snapshot;
 using testing::TempDir;
 using testing::WriteFile;
@@ -128,6 +129,34 @@ TEST_F(Adaptive, CachedTreeIsCopiedInline) {
   Build(root, [](int) { return false; });
   if (IsSkipped() || HasFatalFailure()) return;
   EXPECT_EQ(Copy(root, t_ / "dst").files_inline, 64u);
+}
+
+// A tree all in the page cache needs no ring: the adaptive engine builds one
+// (and pins its registered buffers) only when a file first goes to it.
+TEST_F(Adaptive, CachedTreeBuildsNoRing) {
+  const std::string warm = t_ / "warm", cold = t_ / "cold";
+  Build(warm, [](int) { return false; });
+  if (IsSkipped() || HasFatalFailure()) return;
+  usync_engine* e = Make(USYNC_PRESERVE);
+  ASSERT_NE(e, nullptr);
+  const size_t before = RingFds().size();
+  ASSERT_EQ(usync_copy_tree(e, warm.c_str(), (t_ / "dst1").c_str()), 0);
+  usync_stats st{};
+  ASSERT_EQ(usync_engine_stats(e, &st, sizeof st), 0);
+  EXPECT_EQ(st.files_inline, 64u);
+  EXPECT_EQ(RingFds().size(), before) << "a ring was built for a tree in the page cache";
+  Build(cold, [](int) { return true; });
+  if (IsSkipped() || HasFatalFailure()) {
+    usync_engine_destroy(e);
+    return;
+  }
+  ASSERT_EQ(usync_copy_tree(e, cold.c_str(), (t_ / "dst2").c_str()), 0);
+  ASSERT_EQ(usync_engine_stats(e, &st, sizeof st), 0);
+  EXPECT_LT(st.files_inline, 64u);
+  EXPECT_GT(RingFds().size(), before) << "no ring was built for files out of the cache";
+  usync_engine_destroy(e);
+  EXPECT_EQ(Snapshot(warm), Snapshot(t_ / "dst1"));
+  EXPECT_EQ(Snapshot(cold), Snapshot(t_ / "dst2"));
 }
 
 // Nothing cached: the files go through the ring.  Not every one: a probe

@@ -28,6 +28,7 @@ namespace {
 
 using testing::Pattern;
 using testing::ReadFile;
+using testing::RingFds;
 using testing::Snapshot;
 using testing::TempDir;
 using testing::WriteFile;
@@ -83,21 +84,6 @@ size_t UserTasks() {
   return n;
 }
 
-// io_uring instances this process has open.
-std::vector<int> RingFds() {
-  std::vector<int> out;
-  DIR* d = opendir("/proc/self/fd");
-  if (d == nullptr) return out;
-  while (const dirent* e = readdir(d)) {
-    if (e->d_name[0] == '.') continue;
-    char target[256] = {};
-    const std::string link = std::string("/proc/self/fd/") + e->d_name;
-    if (readlink(link.c_str(), target, sizeof target - 1) > 0 && std::strcmp(target, "anon_inode:[io_uring]") == 0)
-      out.push_back(std::stoi(e->d_name));
-  }
-  closedir(d);
-  return out;
-}
 
 // What the kernel shows of a ring: "" when it is clean (SQ and CQ empty, no
 // direct descriptor installed), else what is not.

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -122,6 +123,22 @@ inline std::map<std::string, Entry> Snapshot(const std::string& root) {
 inline constexpr uint32_t kEngineFlags[] = {USYNC_FORCE_URING, USYNC_FORCE_SYNC, 0};
 inline std::string EngineName(uint32_t flags) {
   return flags == kEngineFlags[0] ? "uring" : flags == kEngineFlags[1] ? "sync" : "auto";
+}
+
+// io_uring instances this process has open.
+inline std::vector<int> RingFds() {
+  std::vector<int> out;
+  DIR* d = opendir("/proc/self/fd");
+  if (d == nullptr) return out;
+  while (const dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    char target[256] = {};
+    const std::string link = std::string("/proc/self/fd/") + e->d_name;
+    if (readlink(link.c_str(), target, sizeof target - 1) > 0 && std::strcmp(target, "anon_inode:[io_uring]") == 0)
+      out.push_back(std::stoi(e->d_name));
+  }
+  closedir(d);
+  return out;
 }
 
 }  // namespace usync::testing
