@@ -153,12 +153,18 @@ class UringWorker {
   // The ring for the first file that needs it (adaptive).  false: it could
   // not be built; this worker's files are then copied synchronously.
   bool build_late() noexcept {
-    if (no_ring_) return false;
-    if (kit_.build(job_.ring_depth, job_.chunk, cfg_.iowq_max_workers) == 0 && adopt() == 0) return true;
+    if (late_error_ < 0) return false;
+    int ret = kit_.build(job_.ring_depth, job_.chunk, cfg_.iowq_max_workers);
+    if (ret == 0) ret = adopt();
+    if (ret == 0) return true;
     kit_.clear();
-    no_ring_ = true;
+    late_error_ = ret;
     return false;
   }
+
+  // -errno when build_late could not build the ring (the job then fell back
+  // to synchronous copies, as when setup fails), else 0.
+  int late_error() const noexcept { return late_error_; }
 
   // Takes a built kit: its parameters, and the digests each slot needs.
   int adopt() {
@@ -717,7 +723,7 @@ class UringWorker {
   bool fixed_bufs_ = false;
   bool fd_install_ = false;  // anonymous destinations possible (RingKit::fd_install)
   bool built_ = false;      // the kit is built and adopted (setup, build_late)
-  bool no_ring_ = false;    // build_late failed: no ring for this job
+  int late_error_ = 0;      // build_late failed: no ring for this job (-errno)
   const bool adaptive_;  // cached files are copied inline (copy_inline)
   const bool keep_src_ = wants_extra_meta(job_);  // sources stay open until finish()
   uint32_t backoff_ = 0;  // files between probes after the last miss (probe_now)
@@ -751,12 +757,13 @@ int run_uring_worker(Job& job, bool* used_fallback) noexcept {
     run_sync_worker(job, job.small_q);
     return ret;
   }
-  *used_fallback = false;
   w->run();
+  ret = w->late_error();
+  *used_fallback = ret < 0;
   w.reset();
   const bool troubled = job.cancelled() || job.counters.files_failed.load(std::memory_order_relaxed) > 0;
   if (kit->settle(troubled)) tls_kit = std::move(kit);
-  return 0;
+  return ret;
 }
 
 }  // namespace usync

@@ -10,7 +10,9 @@ namespace usync {
 
 // Copies small files from job.small_q until it is closed and drained.  If the
 // ring cannot be set up on this thread, falls back to the synchronous loop
-// (same results) and says so through *used_fallback.
+// (same results) and says so through *used_fallback; the adaptive engine
+// sets the ring up only when a file first needs it, and copies the files
+// that would have gone into it synchronously if that fails.
 // The ring, its registered buffers and slots stay with the calling thread
 // (a pool thread) for its next job, which reuses them when it wants the same
 // depth, chunk and io-wq cap; they are freed when the thread exits, and a

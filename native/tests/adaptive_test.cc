@@ -22,42 +22,14 @@
 namespace usync {
 namespace {
 
+using testing::evict;
 using testing::Pattern;
+using testing::resident;
 using testing::RingFds;
 using testing::Snapshot;
 using testing::TempDir;
 using testing::WriteFile;
 
-// Pages of the file at path that are in the page cache, and its page count.
-std::pair<size_t, size_t> resident(const std::string& path) {
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return {0, 0};
-  struct stat st {};
-  fstat(fd, &st);
-  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  const size_t pages = (static_cast<size_t>(st.st_size) + page - 1) / page;
-  size_t in = 0;
-  if (pages > 0) {
-    void* map = mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_SHARED, fd, 0);
-    if (map != MAP_FAILED) {
-      std::vector<unsigned char> vec(pages);
-      if (mincore(map, static_cast<size_t>(st.st_size), vec.data()) == 0)
-        for (unsigned char v : vec) in += v & 1;
-      munmap(map, static_cast<size_t>(st.st_size));
-    }
-  }
-  close(fd);
-  return {in, pages};
-}
-
-// Writes the file to disk and drops its pages from the cache.
-bool evict(const std::string& path) {
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  const bool ok = fsync(fd) == 0 && posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0;
-  close(fd);
-  return ok && resident(path).first == 0;
-}
 
 class Adaptive : public ::testing::Test {
  protected:

@@ -7,11 +7,13 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <linux/filter.h>
+#include <linux/magic.h>
 #include <linux/seccomp.h>
 #include <stddef.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -34,6 +36,7 @@
 namespace usync {
 namespace {
 
+using testing::evict;
 using testing::Pattern;
 using testing::Snapshot;
 using testing::TempDir;
@@ -357,6 +360,39 @@ TEST_P(RefusedMidRun, CopyCompletes) {
     return ret == 0 ? 0 : 12;
   });
   if (code == 20 || code == 21) GTEST_SKIP() << "io_uring or seccomp is not available here";
+  ASSERT_EQ(code, 0);
+  EXPECT_EQ(Snapshot(src), Snapshot(dst));
+}
+
+// The adaptive engine builds a ring when a file first needs it (a file out
+// of the page cache); when the kernel refuses it then, those files are
+// copied synchronously and the engine says it fell back.
+TEST(RefusedLate, AdaptiveCopyCompletes) {
+  TempDir t;
+  struct statfs sf {};
+  ASSERT_EQ(statfs(t.path().c_str(), &sf), 0);
+  if (sf.f_type == TMPFS_MAGIC || sf.f_type == RAMFS_MAGIC)
+    GTEST_SKIP() << t.path() << " is on tmpfs, whose pages cannot be dropped (set TMPDIR to a disk filesystem)";
+  const std::string src = t / "src", dst = t / "dst";
+  for (int f = 0; f < 64; ++f) {
+    const std::string path = src + "/d" + std::to_string(f % 4) + "/f" + std::to_string(f);
+    WriteFile(path, Pattern(16 * 1024, static_cast<unsigned>(f)));
+    if (!evict(path)) GTEST_SKIP() << "this filesystem keeps the pages of " << path << " after POSIX_FADV_DONTNEED";
+  }
+  const int code = InChild([&] {
+    usync_engine* e = MakeEngine(0);
+    if (e == nullptr) return 10;
+    if (usync_engine_kind(e) != USYNC_ENGINE_URING) return 20;
+    if (!Deny(__NR_io_uring_setup)) return 21;
+    const int ret = usync_copy_tree(e, src.c_str(), dst.c_str());
+    usync_stats st{};
+    usync_engine_stats(e, &st, sizeof st);
+    usync_engine_destroy(e);
+    if (ret != 0 || st.files_done != 64) return 12;
+    return st.files_inline < 64 ? 0 : 13;  // 13: nothing needed a ring
+  });
+  if (code == 20 || code == 21) GTEST_SKIP() << "io_uring or seccomp is not available here";
+  ASSERT_NE(code, 13) << "every file was found in the page cache: the late build was not reached";
   ASSERT_EQ(code, 0);
   EXPECT_EQ(Snapshot(src), Snapshot(dst));
 }
