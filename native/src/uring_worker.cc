@@ -273,7 +273,9 @@ class UringWorker {
     return false;
   }
 
-  bool copy_inline(FileTask& t) noexcept {
+  // This thread's own buffer and digests for the copies it makes itself
+  // (copy_inline, copy_blocking); false when they cannot be allocated.
+  bool inline_ready() noexcept {
     if (inline_buf_size_ != job_.chunk) {
       inline_buf_.reset(new (std::nothrow) char[job_.chunk]);
       inline_buf_size_ = inline_buf_ ? job_.chunk : 0;
@@ -281,7 +283,11 @@ class UringWorker {
     }
     if (cfg_.has(USYNC_HASH_MD5) && !inline_md5_) inline_md5_.reset(new (std::nothrow) Md5);
     if (cfg_.has(USYNC_VERIFY) && !inline_digest_) inline_digest_.reset(new (std::nothrow) Digest);
-    if ((cfg_.has(USYNC_HASH_MD5) && !inline_md5_) || (cfg_.has(USYNC_VERIFY) && !inline_digest_)) return false;
+    return !(cfg_.has(USYNC_HASH_MD5) && !inline_md5_) && !(cfg_.has(USYNC_VERIFY) && !inline_digest_);
+  }
+
+  bool copy_inline(FileTask& t) noexcept {
+    if (!inline_ready()) return false;
     // What is queued for the ring goes to the kernel before this thread
     // turns to a copy of its own.
     if (built_ && io_uring_sq_ready(ring_.get()) > 0) io_uring_submit(ring_.get());
@@ -305,15 +311,10 @@ class UringWorker {
   // A file for a ring that could not be built (build_late): copied here,
   // waiting for the device if need be.
   void copy_blocking(FileTask& t) noexcept {
-    if (inline_buf_size_ != job_.chunk) {
-      inline_buf_.reset(new (std::nothrow) char[job_.chunk]);
-      inline_buf_size_ = inline_buf_ ? job_.chunk : 0;
-    }
-    if (!inline_buf_) {
+    if (!inline_ready()) {
       job_.finish_file(t, FileResult{ENOMEM, USYNC_STEP_READ});
       return;
     }
-    if (cfg_.has(USYNC_HASH_MD5) && !inline_md5_) inline_md5_.reset(new (std::nothrow) Md5);
     if (inline_md5_) inline_md5_->reset();
     job_.finish_file(t, copy_file_sync(job_, t, inline_buf_.get(), inline_buf_size_, inline_md5_.get(),
                                        inline_digest_.get()));

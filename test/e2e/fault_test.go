@@ -176,21 +176,11 @@ func TestFilesSwappedForSpecials(t *testing.T) {
 				}
 				dir := scratchDir(t)
 				src, files := busySource(t, filepath.Join(dir, "src"), 2000, 20)
-				// Three runs that raced a swap. A copy can end before the
-				// swapping goroutine first runs (a fast copy, a loaded
-				// machine): that run tested nothing and is made again.
-				const want, most = 3, 12
-				tested, rep := 0, 0
-				for ; tested < want && rep < most && !t.Failed(); rep++ {
+				racedRuns(t, "files were swapped", func(rep int) bool {
 					swapped, raced := swapRun(t, k, e, rep, dir, src, files)
 					restore(t, src, files, swapped)
-					if raced {
-						tested++
-					}
-				}
-				if !t.Failed() && tested < want {
-					t.Fatalf("only %d of %d copies ran while files were swapped: nothing was tested", tested, rep)
-				}
+					return raced
+				})
 			})
 		}
 	}
@@ -667,20 +657,11 @@ func TestFilesChangedDuringCopy(t *testing.T) {
 				t.Parallel()
 				dir := scratchDir(t)
 				src, files := busySource(t, filepath.Join(dir, "src"), 2000, 20)
-				// Three runs that raced a change; as in TestFilesSwappedForSpecials, a
-				// copy that ended before the first one tested nothing and is made again.
-				const want, most = 3, 12
-				tested, rep := 0, 0
-				for ; tested < want && rep < most && !t.Failed(); rep++ {
+				racedRuns(t, "files changed", func(rep int) bool {
 					changed, raced := mutateRun(t, m, e, rep, dir, src, files)
 					restore(t, src, files, changed)
-					if raced {
-						tested++
-					}
-				}
-				if !t.Failed() && tested < want {
-					t.Fatalf("only %d of %d copies ran while files changed: nothing was tested", tested, rep)
-				}
+					return raced
+				})
 			})
 		}
 	}

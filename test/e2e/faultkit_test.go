@@ -394,6 +394,23 @@ func raceCopy(t *testing.T, e engine, o runOpts, rng *rand.Rand, limit int, pace
 	return r, runs
 }
 
+// racedRuns calls run(rep) for rep 0, 1, … until three runs raced the copy (run returns true),
+// at most 12 times. A copy can end before the racing goroutine first runs (a fast copy, a loaded
+// machine): that run tested nothing and is made again; fewer than three that raced fail the test.
+func racedRuns(t *testing.T, what string, run func(rep int) bool) {
+	t.Helper()
+	const want, most = 3, 12
+	tested, rep := 0, 0
+	for ; tested < want && rep < most && !t.Failed(); rep++ {
+		if run(rep) {
+			tested++
+		}
+	}
+	if !t.Failed() && tested < want {
+		t.Fatalf("only %d of %d copies ran while %s: nothing was tested", tested, rep, what)
+	}
+}
+
 // isPrefixOfOne reports whether data is a prefix of one of versions.
 func isPrefixOfOne(data []byte, versions [][]byte) bool {
 	for _, v := range versions {
