@@ -233,7 +233,13 @@ func (f *Fs) copyTree(ctx context.Context, arg []string, opt map[string]string) 
 			stats.NewTransferRemoteSize("copytree file", 0, f, nil).Done(ctx, nil)
 		}
 		if s.FilesFound > s.FilesDone {
-			stats.SetTransferQueue(int(s.FilesFound-s.FilesDone), int64(s.BytesFound-s.BytesDone))
+			// BytesFound can trail: a file that grew, or one queued unwalked
+			// and not opened yet (its size counts from then).
+			var left int64
+			if s.BytesFound > s.BytesDone {
+				left = int64(s.BytesFound - s.BytesDone)
+			}
+			stats.SetTransferQueue(int(s.FilesFound-s.FilesDone), left)
 		}
 	}
 	defer func() {

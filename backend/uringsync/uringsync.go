@@ -200,7 +200,7 @@ func (k Kind) String() string {
 // Stats are the counters of the running or last copy call.
 type Stats struct {
 	FilesFound      uint64 // regular files the walker queued
-	BytesFound      uint64 // their sizes
+	BytesFound      uint64 // their sizes, as stat'ed (see usync_stats: may grow after WalkDone)
 	FilesDone       uint64 // regular files copied completely
 	BytesDone       uint64 // bytes written to destination files
 	FilesFailed     uint64 // entries of any type that failed

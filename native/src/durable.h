@@ -74,6 +74,10 @@ struct TestSeams {
   // Called before an entry's owner, xattrs and ACLs are copied: a test may
   // put another file under the source's name here, as a racing user would.
   void (*before_extra_meta)() = nullptr;
+  // Called before a tree's source file is opened by name, by either engine
+  // (the adaptive engine's cached-only attempt included): a test may put
+  // another file under the name here.
+  void (*before_open_src)(int dirfd, const char* name) = nullptr;
 };
 extern TestSeams test_seams;
 

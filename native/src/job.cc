@@ -109,7 +109,7 @@ void FileTask::set_stat(const struct stat& st) noexcept {
 }
 
 int FileTask::check_source(const struct stat& st) noexcept {
-  if (!S_ISREG(st.st_mode) || st.st_dev != dev || st.st_ino != ino) return ESTALE;
+  if (!S_ISREG(st.st_mode) || (walked && (st.st_dev != dev || st.st_ino != ino))) return ESTALE;
   set_stat(st);
   return 0;
 }

@@ -65,13 +65,14 @@ struct Config {
 // Live counters (snapshot into usync_stats).
 struct Counters {
   // Written by the walker (and rarely by others).
-  std::atomic<uint64_t> files_found{0}, bytes_found{0}, files_excluded{0}, dirs_created{0}, symlinks_created{0},
-      specials_created{0};
+  std::atomic<uint64_t> files_found{0}, files_excluded{0}, dirs_created{0}, symlinks_created{0}, specials_created{0};
   std::atomic<uint64_t> temps_removed{0};  // leftovers of killed runs
   std::atomic<uint64_t> entries_deleted{0};
   // Written for every file (bytes_done for every write) by every worker:
   // each on a cache line of its own, so that the threads do not take the
   // line from each other (and from the walker) on every file.
+  // By the walker, or by a worker for a file queued unwalked (FileTask::walked).
+  alignas(64) std::atomic<uint64_t> bytes_found{0};
   alignas(64) std::atomic<uint64_t> files_done{0};
   alignas(64) std::atomic<uint64_t> bytes_done{0};
   alignas(64) std::atomic<uint64_t> files_skipped{0};
@@ -151,6 +152,10 @@ struct FileTask {
   bool existing = false;       // dst_name may exist: compare first (quick check)
   bool follow = false;         // src_name may be a symlink to the file (-L)
   bool link_leader = false;    // the first path of a hard-link group (-H)
+  // Stat'ed by the walker.  False: queued from the listing's d_type alone (a
+  // regular file with nothing at its destination, see Walker::entry), so
+  // size, mode, times and identity come from the opened descriptor only.
+  bool walked = true;
 
   int src_dirfd() const noexcept;
   int dst_dirfd() const noexcept;
@@ -158,7 +163,9 @@ struct FileTask {
   void set_stat(const struct stat& st) noexcept;
   // The opened source descriptor's stat: 0 when it is still the regular file
   // that was walked (then size, mode and times are updated from it, so that
-  // the copy is of the file as opened), else ESTALE.
+  // the copy is of the file as opened), else ESTALE.  A task queued unwalked
+  // takes any regular file; the engine that copies it then counts its size
+  // into bytes_found (Job::sized).
   int check_source(const struct stat& st) noexcept;
   // Flags for opening the source: a tree entry must still be a regular file
   // (no symlink swapped in); an explicit pair may name a symlink.
@@ -241,6 +248,11 @@ class Job {
   void report(const Dir* d, std::string_view src_name, std::string_view dst_name, int err, int step) noexcept;
   // Bytes just written to a destination file (live progress).
   void add_bytes(uint64_t n) const noexcept { counters.bytes_done.fetch_add(n, std::memory_order_relaxed); }
+  // The source of a file queued unwalked was opened and checked, and its copy
+  // goes ahead: its size joins bytes_found.
+  void sized(const FileTask& t) const noexcept {
+    if (!t.walked) counters.bytes_found.fetch_add(t.size, std::memory_order_relaxed);
+  }
   // A regular file reached its end (copied or failed); unpins and releases its dir.
   void finish_file(FileTask& t, const FileResult& r) noexcept;
   // A queued file that will not be attempted (cancellation).

@@ -272,6 +272,8 @@ FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, siz
     return r;
   };
   UniqueFd in;
+  if (t.dir != nullptr && test_seams.before_open_src != nullptr)
+    test_seams.before_open_src(t.src_dirfd(), t.src_name.c_str());
   if (would_block != nullptr) {
     open_how how{};
     how.flags = static_cast<uint64_t>(t.src_open_flags());
@@ -312,6 +314,7 @@ FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, siz
     first = preadv2(in.get(), &iov, 1, 0, RWF_NOWAIT);
     if (first < 0 || (t.size == 0 ? first != 0 : static_cast<size_t>(first) != want)) return decline();
   }
+  job.sized(t);
   const int dfd = t.dst_dirfd();
   // An anonymous file (O_TMPFILE) where the filesystem has them: it gets a
   // name only when complete (linkat), and a killed copy leaves nothing.

@@ -423,6 +423,8 @@ class UringWorker {
     char* buf = pool_->data(s.buf);
     switch (op.kind) {
       case OpKind::kOpenSrc:
+        if (s.task.dir != nullptr && test_seams.before_open_src != nullptr)
+          test_seams.before_open_src(s.task.src_dirfd(), s.task.src_name.c_str());
         io_uring_prep_openat(sqe, s.task.src_dirfd(), s.task.src_name.c_str(), s.task.src_open_flags(), 0);
         break;
       case OpKind::kRead:
@@ -507,8 +509,10 @@ class UringWorker {
         s.src_fd = res;
         struct stat st {};
         const int err = fstat(res, &st) != 0 ? errno : s.task.check_source(st);
-        if (err == 0)
+        if (err == 0) {
+          job_.sized(s.task);
           s.fc.source_checked(s.task.size);
+        }
         else
           s.fc.source_changed(err);
       }

@@ -53,7 +53,10 @@ struct PendingDir {
 class Walker {
  public:
   Walker(Job& job, bool route_large)
-      : job_(job), route_large_(route_large), follow_(job.cfg.has(USYNC_COPY_LINKS)) {}
+      : job_(job),
+        route_large_(route_large),
+        follow_(job.cfg.has(USYNC_COPY_LINKS)),
+        unwalked_ok_(!job.dry_run() && job.links == nullptr && !job.cfg.has(USYNC_SPARSE)) {}
 
   void run(Dir* root) {
     root_ = root;
@@ -481,6 +484,7 @@ class Walker {
     const bool mirror = (job_.cfg.has(USYNC_DELETE) || d->resumed) && d->dst.valid() && !d->fresh;
     if (filtering || mirror) rel = job_.rel_path(d, "");
     std::vector<FileTask> small;
+    Sizing sizing;
     std::vector<SourceName> names;  // mirror: the whole listing
     bool complete = true;
     for (;;) {
@@ -505,7 +509,7 @@ class Walker {
           names.push_back(SourceName{name, e->d_type});
           continue;
         }
-        entry(d, name, filtering, rel, small);
+        entry(d, name, e->d_type, filtering, rel, small, sizing);
         if (small.size() >= kBatch) flush(small, job_.small_q);
       }
     }
@@ -514,7 +518,7 @@ class Walker {
       if (complete) delete_extras(job_, d, names, rel, root_mnt_, d->resumed);
       for (const SourceName& s : names) {
         if (job_.cancelled()) break;
-        entry(d, s.name.c_str(), filtering, rel, small, s.in_dst);
+        entry(d, s.name.c_str(), s.type, filtering, rel, small, sizing, s.in_dst);
         if (small.size() >= kBatch) flush(small, job_.small_q);
       }
     }
@@ -523,11 +527,37 @@ class Walker {
     job_.release_dir(d);
   }
 
+  // The regular files of one directory listing seen so far, for queuing
+  // them unwalked (see entry()).
+  struct Sizing {
+    unsigned walked = 0;  // stat'ed, all smaller than large_threshold
+    bool large = false;   // one was not
+  };
+  // Files stat'ed in each directory before the rest may be queued unwalked.
+  static constexpr unsigned kSizedFirst = 8;
+
   // d_type from getdents is only a hint; the fstatat here is authoritative.
   // in_dst false: the destination directory, listed whole, lacked the name
   // (SourceName::in_dst): its file needs no quick check.
-  void entry(Dir* d, const char* name, bool filtering, const std::string& rel, std::vector<FileTask>& small,
-             bool in_dst = true) {
+  //
+  // A regular file with nothing at its destination (a new directory, or a
+  // name the listed destination lacks) needs no quick check, and the worker
+  // stats the descriptor it opens anyway: such a file is queued on d_type
+  // alone (FileTask::walked false), which saves a lookup by name per file.
+  // Its size is then unknown here, so it cannot be routed to the bulk path:
+  // this is done only once the directory's first kSizedFirst regular files
+  // were all small (a directory of large files keeps every stat), and not
+  // where the walker's stat decides something (dry runs, -H, -S).
+  void entry(Dir* d, const char* name, unsigned char type, bool filtering, const std::string& rel,
+             std::vector<FileTask>& small, Sizing& sizing, bool in_dst = true) {
+    if (type == DT_REG && unwalked_ok_ && (d->fresh || !in_dst) && sizing.walked >= kSizedFirst && !sizing.large) {
+      if (filtering && excluded(rel, name, false)) return;
+      job_.counters.files_found.fetch_add(1, std::memory_order_relaxed);
+      FileTask t;
+      t.walked = false;
+      queue_file(d, name, std::move(t), false, small);
+      return;
+    }
     struct stat st {};
     if (fstatat(d->src.get(), name, &st, follow_ ? 0 : AT_SYMLINK_NOFOLLOW) != 0) {
       // Vanished between listing and stat (or, under -L, a dangling or
@@ -536,13 +566,7 @@ class Walker {
       return;
     }
     const bool is_dir = S_ISDIR(st.st_mode);
-    if (filtering) {
-      const std::string path = rel.empty() ? std::string(name) : rel + "/" + name;
-      if (job_.cfg.filter.excluded(path, name, is_dir)) {
-        job_.counters.files_excluded.fetch_add(1, std::memory_order_relaxed);
-        return;
-      }
-    }
+    if (filtering && excluded(rel, name, is_dir)) return;
     if (is_dir) {
       d->pending.fetch_add(1, std::memory_order_relaxed);
       const bool other_fs = job_.cfg.has(USYNC_ONE_FILE_SYSTEM) && st.st_dev != root_->src_dev;
@@ -576,32 +600,18 @@ class Walker {
       if (leader && job_.links->walked(d, name, st)) return;
       FileTask t;
       t.link_leader = leader;
-      t.dir = d;
-      t.src_name = name;
-      t.dst_name = t.src_name;
       t.set_stat(st);
       t.existing = !d->fresh && in_dst;
-      // Hidden (its own or an ancestor's temporary name): made in place.  A
-      // taken-over directory's files too, where they are missing; one that a
-      // killed run left partial is found there (EEXIST) and replaced.
-      t.replace = !d->hidden;
-      t.follow = follow_;
-      d->pending.fetch_add(1, std::memory_order_relaxed);
-      pin(d);
-      job_.files_outstanding.fetch_add(1, std::memory_order_relaxed);
       // -S: files that may have holes (64 KiB or more unallocated) go where
       // they are copied segment by segment.
       const bool sparse = job_.cfg.has(USYNC_SPARSE) &&
                           static_cast<uint64_t>(st.st_blocks) * 512 + kSparseMin <= static_cast<uint64_t>(st.st_size);
-      if (t.size >= job_.cfg.large_threshold || sparse) {
-        // One batch per large file, so that several threads copy large
-        // files side by side instead of one thread taking them all.
-        std::vector<FileTask> one;
-        one.push_back(std::move(t));
-        flush(one, route_large_ ? job_.large_q : job_.small_q);
-      } else {
-        small.push_back(std::move(t));
-      }
+      const bool large = t.size >= job_.cfg.large_threshold;
+      if (large)
+        sizing.large = true;
+      else
+        ++sizing.walked;
+      queue_file(d, name, std::move(t), large || sparse, small);
       return;
     }
     if (job_.dry_run()) {
@@ -617,9 +627,43 @@ class Walker {
       job_.file_done_cb(d, name, name, 0, nullptr, st.st_mode);
   }
 
+  // Whether an exclude pattern drops the entry (then counted).
+  bool excluded(const std::string& rel, const char* name, bool is_dir) {
+    const std::string path = rel.empty() ? std::string(name) : rel + "/" + name;
+    if (!job_.cfg.filter.excluded(path, name, is_dir)) return false;
+    job_.counters.files_excluded.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+
+  // Queues regular file `name` of d: alone when large (its own batch), else
+  // into the directory's batch.
+  void queue_file(Dir* d, const char* name, FileTask t, bool large, std::vector<FileTask>& small) {
+    t.dir = d;
+    t.src_name = name;
+    t.dst_name = t.src_name;
+    // Hidden (its own or an ancestor's temporary name): made in place.  A
+    // taken-over directory's files too, where they are missing; one that a
+    // killed run left partial is found there (EEXIST) and replaced.
+    t.replace = !d->hidden;
+    t.follow = follow_;
+    d->pending.fetch_add(1, std::memory_order_relaxed);
+    pin(d);
+    job_.files_outstanding.fetch_add(1, std::memory_order_relaxed);
+    if (large) {
+      // One batch per large file, so that several threads copy large
+      // files side by side instead of one thread taking them all.
+      std::vector<FileTask> one;
+      one.push_back(std::move(t));
+      flush(one, route_large_ ? job_.large_q : job_.small_q);
+    } else {
+      small.push_back(std::move(t));
+    }
+  }
+
   Job& job_;
   bool route_large_;
   bool follow_;  // -L: symlinks in the source are followed
+  bool unwalked_ok_;  // files may be queued without a stat (entry())
   Dir* root_ = nullptr;
   uint64_t root_mnt_ = 0;  // mount of the destination root (--delete stays on it)
   bool root_done_ = false;

@@ -271,7 +271,11 @@ typedef struct usync_file_done {
  * during a call; all are reset when a copy call starts. */
 typedef struct usync_stats {
   uint64_t files_found;    /* regular files the walker queued */
-  uint64_t bytes_found;    /* their sizes as stat'ed */
+  uint64_t bytes_found;    /* their sizes as stat'ed: by the walker, or, for
+                              files it queued from the directory listing
+                              alone (new directories of small files), when
+                              a worker opens them, so it may still grow
+                              after walk_done */
   uint64_t files_done;     /* regular files copied completely */
   uint64_t bytes_done;     /* bytes written to destination files so far, counted
                               as the writes complete (including those of a

@@ -1,0 +1,188 @@
+// Regular files queued without the walker's stat (FileTask::walked false):
+// in a new directory, once its first files turned out small, the walker
+// queues the rest on d_type alone and the worker's fstat of the opened
+// descriptor is the only stat.  The seam below puts a new file under each
+// source name just before it is opened, which tells the two kinds apart: a
+// walked file must still be the inode the walker saw (else "changed"), an
+// unwalked one is copied as opened.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <set>
+#include <string>
+
+#include "durable.h"
+#include "test_tree.h"
+#include "uringsync/uringsync.h"
+
+namespace usync {
+namespace {
+
+using testing::ReadFile;
+using testing::TempDir;
+using testing::WriteFile;
+
+std::mutex g_mu;
+std::set<std::string> g_swapped;
+size_t g_new_size = 0;  // bytes of each replacement
+
+// Before a source is first opened, a new file (another inode, another size)
+// is renamed over it, as an editor saving it would.
+void Replace(int dirfd, const char* name) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  if (!g_swapped.insert(name).second) return;
+  const std::string tmp = std::string(name) + ".new";
+  const std::string data = "replaced " + std::string(name) + std::string(g_new_size - 9 - strlen(name), '+');
+  const int fd = openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  ASSERT_EQ(write(fd, data.data(), data.size()), static_cast<ssize_t>(data.size()));
+  close(fd);
+  ASSERT_EQ(renameat(dirfd, tmp.c_str(), dirfd, name), 0) << std::strerror(errno);
+}
+
+struct Errors {
+  std::mutex mu;
+  std::set<std::string> changed, other;
+};
+
+void OnError(void* user, const usync_file_error* e) {
+  auto* errs = static_cast<Errors*>(user);
+  std::lock_guard<std::mutex> lock(errs->mu);
+  const std::string name = strrchr(e->src_path, '/') + 1;
+  (e->step == USYNC_STEP_CHANGED ? errs->changed : errs->other).insert(name);
+}
+
+class Unwalked : public ::testing::TestWithParam<uint32_t> {
+ protected:
+  void TearDown() override { test_seams = TestSeams{}; }
+
+  // Copies src into a new dst with every source file replaced just before
+  // it is opened; returns the stats.
+  usync_stats CopyReplacing(const std::string& src, const std::string& dst, size_t new_size, Errors* errs) {
+    g_swapped.clear();
+    g_new_size = new_size;
+    test_seams.before_open_src = Replace;
+    usync_options o;
+    usync_options_init(&o);
+    o.flags = GetParam();
+    o.error_cb = OnError;
+    o.cb_user = errs;
+    usync_engine* e = nullptr;
+    usync_stats st{};
+    EXPECT_EQ(usync_engine_create(&o, &e), 0);
+    if (e == nullptr) return st;
+    usync_copy_tree(e, src.c_str(), dst.c_str());
+    EXPECT_EQ(usync_engine_stats(e, &st, sizeof st), 0);
+    usync_engine_destroy(e);
+    test_seams = TestSeams{};
+    return st;
+  }
+};
+
+TEST_P(Unwalked, SmallFilesOfANewDirectoryAreCopiedAsOpened) {
+  TempDir t;
+  constexpr int kFiles = 64;
+  constexpr size_t kOld = 100, kNew = 300;
+  for (int i = 0; i < kFiles; ++i) {
+    char name[16];
+    std::snprintf(name, sizeof name, "f%02d", i);
+    WriteFile(t / ("src/d/" + std::string(name)), std::string(kOld, 'o'));
+  }
+  Errors errs;
+  const usync_stats st = CopyReplacing(t / "src", t / "dst", kNew, &errs);
+  ASSERT_EQ(g_swapped.size(), static_cast<size_t>(kFiles)) << "the seam did not run for every file";
+  EXPECT_TRUE(errs.other.empty()) << *errs.other.begin();
+  size_t copied = 0;
+  for (int i = 0; i < kFiles; ++i) {
+    char name[16];
+    std::snprintf(name, sizeof name, "f%02d", i);
+    if (errs.changed.count(name) != 0) {
+      struct stat ignored;
+      EXPECT_NE(lstat((t / ("dst/d/" + std::string(name))).c_str(), &ignored), 0) << name << ": failed, yet published";
+      continue;
+    }
+    const std::string got = ReadFile(AT_FDCWD, t / ("dst/d/" + std::string(name)));
+    EXPECT_EQ(got.size(), kNew) << name << " was not copied as opened";
+    EXPECT_EQ(got.rfind("replaced " + std::string(name), 0), 0u) << name;
+    ++copied;
+  }
+  // The directory's first files are stat'ed by the walker (their swap is a
+  // change); once they were small, the rest went without.
+  EXPECT_GE(errs.changed.size(), 1u) << "no file was stat'ed by the walker";
+  EXPECT_GE(copied, static_cast<size_t>(kFiles) / 2) << "most files should have gone unwalked";
+  EXPECT_EQ(st.files_found, static_cast<uint64_t>(kFiles));
+  EXPECT_EQ(st.files_done, copied);
+  // Each file's size counted once: as walked, or as opened.
+  EXPECT_EQ(st.bytes_found, errs.changed.size() * kOld + copied * kNew);
+  EXPECT_EQ(st.bytes_done, copied * kNew);
+}
+
+// A directory whose files are large keeps the walker's stat for every one
+// (its files are routed by size).
+TEST_P(Unwalked, LargeFilesAreAllWalked) {
+  TempDir t;
+  constexpr int kFiles = 12;
+  for (int i = 0; i < kFiles; ++i) WriteFile(t / ("src/big" + std::to_string(i)), std::string(1 << 20, 'b'));
+  Errors errs;
+  const usync_stats st = CopyReplacing(t / "src", t / "dst", 64, &errs);
+  ASSERT_EQ(g_swapped.size(), static_cast<size_t>(kFiles)) << "the seam did not run for every file";
+  EXPECT_TRUE(errs.other.empty()) << *errs.other.begin();
+  EXPECT_EQ(errs.changed.size(), static_cast<size_t>(kFiles)) << "a large file went unwalked";
+  EXPECT_EQ(st.files_done, 0u);
+}
+
+// Existing destination directories keep the walker's stat: their files need
+// the quick check, which compares it with the destination.
+TEST_P(Unwalked, FilesOfAnExistingDestinationAreWalked) {
+  TempDir t;
+  constexpr int kFiles = 32;
+  for (int i = 0; i < kFiles; ++i) WriteFile(t / ("src/f" + std::to_string(i)), "small");
+  ASSERT_EQ(mkdir((t / "dst").c_str(), 0755), 0);
+  WriteFile(t / "dst/unrelated", "x");
+  Errors errs;
+  CopyReplacing(t / "src", t / "dst", 40, &errs);
+  ASSERT_EQ(g_swapped.size(), static_cast<size_t>(kFiles)) << "the seam did not run for every file";
+  EXPECT_EQ(errs.changed.size(), static_cast<size_t>(kFiles)) << "a file of an existing directory went unwalked";
+}
+
+// Exclude patterns apply to files queued unwalked as to the others.
+TEST_P(Unwalked, ExcludedFilesStayOut) {
+  TempDir t;
+  constexpr int kFiles = 64;
+  for (int i = 0; i < kFiles; ++i)
+    WriteFile(t / ("src/d/f" + std::to_string(i) + (i % 2 ? ".skip" : ".keep")), "bytes " + std::to_string(i));
+  usync_options o;
+  usync_options_init(&o);
+  o.flags = GetParam();
+  const char* excludes[] = {"*.skip"};
+  o.excludes = excludes;
+  o.exclude_count = 1;
+  usync_engine* e = nullptr;
+  ASSERT_EQ(usync_engine_create(&o, &e), 0);
+  EXPECT_EQ(usync_copy_tree(e, (t / "src").c_str(), (t / "dst").c_str()), 0);
+  usync_stats st{};
+  EXPECT_EQ(usync_engine_stats(e, &st, sizeof st), 0);
+  usync_engine_destroy(e);
+  EXPECT_EQ(st.files_excluded, static_cast<uint64_t>(kFiles / 2));
+  EXPECT_EQ(st.files_done, static_cast<uint64_t>(kFiles / 2));
+  for (int i = 0; i < kFiles; ++i) {
+    const std::string name = "f" + std::to_string(i) + (i % 2 ? ".skip" : ".keep");
+    struct stat ignored;
+    if (i % 2)
+      EXPECT_NE(lstat((t / ("dst/d/" + name)).c_str(), &ignored), 0) << name << " was excluded, yet copied";
+    else
+      EXPECT_EQ(ReadFile(AT_FDCWD, t / ("dst/d/" + name)), "bytes " + std::to_string(i));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, Unwalked, ::testing::ValuesIn(testing::kEngineFlags),
+                         [](const auto& info) { return testing::EngineName(info.param); });
+
+}  // namespace
+}  // namespace usync
