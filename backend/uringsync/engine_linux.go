@@ -263,6 +263,7 @@ func statsOf(cs *C.usync_stats) Stats {
 		BytesVerified:   uint64(cs.bytes_verified),
 		LinksCreated:    uint64(cs.links_created),
 		FilesInline:     uint64(cs.files_inline),
+		FilesUnsized:    uint64(cs.files_unsized),
 		BufferBytes:     uint64(cs.buffer_bytes),
 	}
 }

@@ -200,7 +200,7 @@ func (k Kind) String() string {
 // Stats are the counters of the running or last copy call.
 type Stats struct {
 	FilesFound      uint64 // regular files the walker queued
-	BytesFound      uint64 // their sizes, as stat'ed (see usync_stats: may grow after WalkDone)
+	BytesFound      uint64 // their sizes, as stat'ed (FilesUnsized are not in it yet)
 	FilesDone       uint64 // regular files copied completely
 	BytesDone       uint64 // bytes written to destination files
 	FilesFailed     uint64 // entries of any type that failed
@@ -221,6 +221,7 @@ type Stats struct {
 	BytesVerified   uint64 // their bytes
 	LinksCreated    uint64 // hard links made (Options.HardLinks)
 	FilesInline     uint64 // io_uring engine: files read from the page cache and copied without the ring
+	FilesUnsized    uint64 // of FilesFound, queued without a stat and not opened yet (BytesFound lacks them)
 }
 
 // Step names the part of a copy that failed.

@@ -151,10 +151,13 @@ TEST(Progress, RendersCountsRateAndEta) {
   EXPECT_NE(line.find("50.0 MiB/s"), std::string::npos) << line;
   EXPECT_NE(line.find("ETA 0:02"), std::string::npos) << line;
   EXPECT_LE(line.size(), 120u);
-  // Files still unsized (queued without a stat): the files left set the ETA.
-  s.files_found = 300;
-  EXPECT_NE(render_progress(s, 120).find("ETA 0:10"), std::string::npos) << render_progress(s, 120);
+  // 100 more files still unsized (queued without a stat): each counts as
+  // the average sized one (2 MiB), so 300 MiB are left at 50 MiB/s.
+  s.files_found = 200;
+  s.files_unsized = 100;
+  EXPECT_NE(render_progress(s, 120).find("ETA 0:06"), std::string::npos) << render_progress(s, 120);
   s.files_found = 100;
+  s.files_unsized = 0;
   s.walk_done = 0;
   EXPECT_NE(render_progress(s, 120).find("50/100+ files"), std::string::npos);
   EXPECT_LE(render_progress(s, 30).size(), 30u);

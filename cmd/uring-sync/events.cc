@@ -61,6 +61,7 @@ json stats_json(const usync_stats& s) {
       {"bytes_verified", s.bytes_verified},
       {"links_created", s.links_created},
       {"files_inline", s.files_inline},
+      {"files_unsized", s.files_unsized},
   };
 }
 

@@ -28,15 +28,15 @@ std::string render_progress(const usync_stats& s, unsigned width) {
   const double rate = secs > 0 ? static_cast<double>(s.bytes_done) / secs : 0;
   const double frate = secs > 0 ? static_cast<double>(s.files_done) / secs : 0;
   char eta[32] = "ETA --:--";
-  // The larger of two estimates: bytes left at the byte rate, files left at
-  // the file rate.  bytes_found alone can fall short even after the walk: a
-  // file queued without a stat is sized only when a worker opens it.
-  const uint64_t ended = s.files_done + s.files_skipped;
-  if (s.walk_done && rate > 0 && frate > 0 && s.bytes_found >= s.bytes_done) {
-    const double bytes_left = static_cast<double>(s.bytes_found - s.bytes_done) / rate;
-    const double files_left =
-        s.files_found > ended ? static_cast<double>(s.files_found - ended) / frate : 0;
-    const auto t = static_cast<unsigned long>(std::max(bytes_left, files_left));
+  // Bytes left at the byte rate.  A file queued without a stat is sized only
+  // when a worker opens it: until then it counts as the average of the
+  // files sized so far.
+  double found = static_cast<double>(s.bytes_found);
+  if (s.files_unsized > 0 && s.files_found > s.files_unsized)
+    found += static_cast<double>(s.files_unsized) * found / static_cast<double>(s.files_found - s.files_unsized);
+  if (s.walk_done && rate > 0 && found >= static_cast<double>(s.bytes_done)) {
+    const double left = (found - static_cast<double>(s.bytes_done)) / rate;
+    const auto t = static_cast<unsigned long>(left);
     std::snprintf(eta, sizeof eta, "ETA %lu:%02lu", t / 60, t % 60);
   }
   char tail[192];

@@ -49,7 +49,7 @@ mode_t current_umask() noexcept {
 
 void Counters::reset() noexcept {
   for (auto* c : {&files_found, &bytes_found, &files_done, &bytes_done, &files_failed, &files_excluded, &files_skipped, &temps_removed, &entries_deleted,
-                  &files_verified, &bytes_verified, &links_created, &files_inline, &dirs_created,
+                  &files_verified, &bytes_verified, &links_created, &files_inline, &files_unsized, &dirs_created,
                   &symlinks_created, &specials_created, &start_ns, &end_ns})
     c->store(0, std::memory_order_relaxed);
   walk_done.store(0, std::memory_order_relaxed);
@@ -75,6 +75,7 @@ void Counters::snapshot(usync_stats* s) const noexcept {
   s->bytes_verified = ld(bytes_verified);
   s->links_created = ld(links_created);
   s->files_inline = ld(files_inline);
+  s->files_unsized = ld(files_unsized);
   s->dirs_created = ld(dirs_created);
   s->symlinks_created = ld(symlinks_created);
   s->specials_created = ld(specials_created);
@@ -233,6 +234,7 @@ void Job::progress_cb(const usync_stats& s) noexcept {
 }
 
 void Job::finish_file(FileTask& t, const FileResult& r) noexcept {
+  if (!t.walked) counters.files_unsized.fetch_sub(1, std::memory_order_relaxed);  // never opened
   if (results != nullptr && t.pair < results->size()) {
     usync_result& out = (*results)[t.pair];
     // A copy whose metadata failed (report_metadata) stays a failure.
@@ -264,6 +266,7 @@ void Job::finish_file(FileTask& t, const FileResult& r) noexcept {
 }
 
 void Job::abandon_file(FileTask& t) noexcept {
+  if (!t.walked) counters.files_unsized.fetch_sub(1, std::memory_order_relaxed);
   if (results != nullptr && t.pair < results->size()) {
     (*results)[t.pair].error = ECANCELED;
     (*results)[t.pair].step = USYNC_STEP_CANCELED;

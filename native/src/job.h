@@ -71,8 +71,9 @@ struct Counters {
   // Written for every file (bytes_done for every write) by every worker:
   // each on a cache line of its own, so that the threads do not take the
   // line from each other (and from the walker) on every file.
-  // By the walker, or by a worker for a file queued unwalked (FileTask::walked).
-  alignas(64) std::atomic<uint64_t> bytes_found{0};
+  // By the walker, or by a worker for a file queued unwalked (FileTask::walked);
+  // files_unsized: such files not sized yet (Job::sized).
+  alignas(64) std::atomic<uint64_t> bytes_found{0}, files_unsized{0};
   alignas(64) std::atomic<uint64_t> files_done{0};
   alignas(64) std::atomic<uint64_t> bytes_done{0};
   alignas(64) std::atomic<uint64_t> files_skipped{0};
@@ -249,9 +250,13 @@ class Job {
   // Bytes just written to a destination file (live progress).
   void add_bytes(uint64_t n) const noexcept { counters.bytes_done.fetch_add(n, std::memory_order_relaxed); }
   // The source of a file queued unwalked was opened and checked, and its copy
-  // goes ahead: its size joins bytes_found.
-  void sized(const FileTask& t) const noexcept {
-    if (!t.walked) counters.bytes_found.fetch_add(t.size, std::memory_order_relaxed);
+  // goes ahead: its size joins bytes_found, once (the task counts as walked
+  // from then on: a retry on another path checks against this open).
+  void sized(FileTask& t) const noexcept {
+    if (t.walked) return;
+    counters.bytes_found.fetch_add(t.size, std::memory_order_relaxed);
+    counters.files_unsized.fetch_sub(1, std::memory_order_relaxed);
+    t.walked = true;
   }
   // A regular file reached its end (copied or failed); unpins and releases its dir.
   void finish_file(FileTask& t, const FileResult& r) noexcept;

@@ -238,7 +238,7 @@ bool nowait_reads_supported() noexcept {
   return ok;
 }
 
-FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, size_t bufsize, Md5* md5,
+FileResult copy_file_sync(const Job& job, FileTask& walked, char* buf, size_t bufsize, Md5* md5,
                           Digest* digest, bool* would_block) noexcept {
   FileResult r;
   if (would_block != nullptr) *would_block = false;
@@ -308,13 +308,20 @@ FileResult copy_file_sync(const Job& job, const FileTask& walked, char* buf, siz
   ssize_t first = -1;
   if (would_block != nullptr) {
     const bool sparse = job.cfg.has(USYNC_SPARSE) && static_cast<uint64_t>(st.st_blocks) * 512 < t.size;
-    if (sparse || t.size >= job.cfg.large_threshold) return decline();
+    // Large files are the bulk threads' (copy_in_kernel), but one queued
+    // unwalked came here unsized: when cached, it is copied right here, by
+    // the same bulk path (a ring would hand it back anyway).
+    if (sparse || (t.size >= job.cfg.large_threshold && t.walked)) return decline();
     const size_t want = t.size == 0 ? bufsize : static_cast<size_t>(std::min<uint64_t>(bufsize, t.size));
     iovec iov{buf, want};
     first = preadv2(in.get(), &iov, 1, 0, RWF_NOWAIT);
     if (first < 0 || (t.size == 0 ? first != 0 : static_cast<size_t>(first) != want)) return decline();
   }
+  // The copy goes ahead: the caller's task (what finish_file reports, and
+  // what a retry checks against) is the file as opened from here on.
   job.sized(t);
+  walked.set_stat(st);
+  walked.walked = true;
   const int dfd = t.dst_dirfd();
   // An anonymous file (O_TMPFILE) where the filesystem has them: it gets a
   // name only when complete (linkat), and a killed copy leaves nothing.

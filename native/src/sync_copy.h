@@ -37,7 +37,7 @@ int copy_in_kernel(const Job& job, const FileTask& t, int in, int out, uint64_t*
 // reports it) *would_block is set and nothing was done; t is then the
 // caller's to copy another way.  Files that take the kernel-side or sparse
 // paths are declined the same way.
-FileResult copy_file_sync(const Job& job, const FileTask& t, char* buf, size_t bufsize, Md5* md5,
+FileResult copy_file_sync(const Job& job, FileTask& t, char* buf, size_t bufsize, Md5* md5,
                           Digest* digest = nullptr, bool* would_block = nullptr) noexcept;
 
 // Gives the complete anonymous (O_TMPFILE) file open at fd its metadata

@@ -31,6 +31,7 @@ struct Slot {
   int src_fd = -1;   // the source is a plain descriptor: fstat checks it
   int dst_fd = -1;   // anonymous: the written file's plain descriptor (kInstallDst)
   bool anon = false;  // written as an anonymous file (O_TMPFILE), named by linkat in finish()
+  bool bulk = false;  // queued unwalked, found large: finish() copies it as the bulk path does
   int inflight = 0;  // ops of the current batch not yet completed
   int nops = 0;
   OpKind kinds[FileCopy::kMaxOps]{};
@@ -334,6 +335,7 @@ class UringWorker {
     Slot& s = slots_[i];
     s.task = std::move(t);
     s.active = true;
+    s.bulk = false;
     s.src_fd = -1;
     s.dst_fd = -1;
     // A tree's file is written as an anonymous file where the destination
@@ -509,7 +511,13 @@ class UringWorker {
         s.src_fd = res;
         struct stat st {};
         const int err = fstat(res, &st) != 0 ? errno : s.task.check_source(st);
-        if (err == 0) {
+        if (err == 0 && !s.task.walked && s.task.size >= cfg_.large_threshold) {
+          // Queued from the listing alone, its size unknown to the walker:
+          // a large file is not the ring's (no FICLONE or copy_file_range
+          // here).  The source is closed and finish() copies it.
+          s.bulk = true;
+          s.fc.source_changed(EFBIG);
+        } else if (err == 0) {
           job_.sized(s.task);
           s.fc.source_checked(s.task.size);
         }
@@ -575,6 +583,13 @@ class UringWorker {
       } else if (s.md5) {
         s.md5->final(r.md5);
         r.has_md5 = true;
+      }
+    } else if (s.bulk) {  // large after all (apply): copied here, by the bulk path
+      if (job_.cancelled()) {
+        r.error = ECANCELED;
+        r.step = USYNC_STEP_CANCELED;
+      } else {
+        again = true;
       }
     } else {
       r.error = s.fc.error();

@@ -553,6 +553,7 @@ class Walker {
     if (type == DT_REG && unwalked_ok_ && (d->fresh || !in_dst) && sizing.walked >= kSizedFirst && !sizing.large) {
       if (filtering && excluded(rel, name, false)) return;
       job_.counters.files_found.fetch_add(1, std::memory_order_relaxed);
+      job_.counters.files_unsized.fetch_add(1, std::memory_order_relaxed);
       FileTask t;
       t.walked = false;
       queue_file(d, name, std::move(t), false, small);

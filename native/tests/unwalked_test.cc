@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <set>
 #include <string>
@@ -39,17 +40,25 @@ void Replace(int dirfd, const char* name) {
   if (!g_swapped.insert(name).second) return;
   const std::string tmp = std::string(name) + ".new";
   const std::string data = "replaced " + std::string(name) + std::string(g_new_size - 9 - strlen(name), '+');
-  const int fd = openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  const int fd = openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
   ASSERT_GE(fd, 0) << std::strerror(errno);
   ASSERT_EQ(write(fd, data.data(), data.size()), static_cast<ssize_t>(data.size()));
   close(fd);
+  ASSERT_EQ(fchmodat(dirfd, tmp.c_str(), 0640, 0), 0);  // whatever the umask
   ASSERT_EQ(renameat(dirfd, tmp.c_str(), dirfd, name), 0) << std::strerror(errno);
 }
 
 struct Errors {
   std::mutex mu;
   std::set<std::string> changed, other;
+  std::map<std::string, uint32_t> done_mode;  // file_done_cb: name -> mode reported
 };
+
+void OnDone(void* user, const usync_file_done* d) {
+  auto* errs = static_cast<Errors*>(user);
+  std::lock_guard<std::mutex> lock(errs->mu);
+  errs->done_mode[strrchr(d->src_path, '/') + 1] = d->mode;
+}
 
 void OnError(void* user, const usync_file_error* e) {
   auto* errs = static_cast<Errors*>(user);
@@ -72,6 +81,7 @@ class Unwalked : public ::testing::TestWithParam<uint32_t> {
     usync_options_init(&o);
     o.flags = GetParam();
     o.error_cb = OnError;
+    o.file_done_cb = OnDone;
     o.cb_user = errs;
     usync_engine* e = nullptr;
     usync_stats st{};
@@ -110,6 +120,11 @@ TEST_P(Unwalked, SmallFilesOfANewDirectoryAreCopiedAsOpened) {
     const std::string got = ReadFile(AT_FDCWD, t / ("dst/d/" + std::string(name)));
     EXPECT_EQ(got.size(), kNew) << name << " was not copied as opened";
     EXPECT_EQ(got.rfind("replaced " + std::string(name), 0), 0u) << name;
+    struct stat ds {};
+    ASSERT_EQ(stat((t / ("dst/d/" + std::string(name))).c_str(), &ds), 0);
+    EXPECT_EQ(ds.st_mode, S_IFREG | 0640u) << name;
+    // What is reported is the file copied, as opened (not a zero mode).
+    EXPECT_EQ(errs.done_mode[name], S_IFREG | 0640u) << name;
     ++copied;
   }
   // The directory's first files are stat'ed by the walker (their swap is a
@@ -121,6 +136,7 @@ TEST_P(Unwalked, SmallFilesOfANewDirectoryAreCopiedAsOpened) {
   // Each file's size counted once: as walked, or as opened.
   EXPECT_EQ(st.bytes_found, errs.changed.size() * kOld + copied * kNew);
   EXPECT_EQ(st.bytes_done, copied * kNew);
+  EXPECT_EQ(st.files_unsized, 0u);
 }
 
 // A directory whose files are large keeps the walker's stat for every one
@@ -149,6 +165,57 @@ TEST_P(Unwalked, FilesOfAnExistingDestinationAreWalked) {
   CopyReplacing(t / "src", t / "dst", 40, &errs);
   ASSERT_EQ(g_swapped.size(), static_cast<size_t>(kFiles)) << "the seam did not run for every file";
   EXPECT_EQ(errs.changed.size(), static_cast<size_t>(kFiles)) << "a file of an existing directory went unwalked";
+}
+
+std::string g_taken_dir;  // a destination directory under its temporary name
+
+// Before a source is opened, a file already takes its name in the
+// destination directory being built (another run's): the ring's create
+// fails and the file is copied again by the synchronous path.
+void TakeName(int, const char* name) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  if (!g_swapped.insert(name).second) return;
+  const int fd = open((g_taken_dir + "/" + name).c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd >= 0) close(fd);
+}
+
+// A file sized by one path and copied by another counts once; so does a
+// large file found after a directory's first small ones (the bulk path
+// copies it, wherever it was queued).
+TEST_P(Unwalked, FilesCopiedTwiceOverAreSizedOnce) {
+  TempDir t;
+  constexpr int kFiles = 40;
+  uint64_t total = 0;
+  for (int i = 0; i < kFiles; ++i) {
+    const std::string data(i == kFiles - 1 ? (3u << 20) : 1000u + static_cast<unsigned>(i), 'x');
+    WriteFile(t / ("src/d/f" + std::to_string(i)), data);
+    total += data.size();
+  }
+  ASSERT_EQ(mkdir((t / "dst").c_str(), 0755), 0);  // dst/d is then built as dst/.usync-dir-d.tmp
+  g_taken_dir = t / "dst/.usync-dir-d.tmp";
+  g_swapped.clear();
+  test_seams.before_open_src = TakeName;
+  Errors errs;
+  usync_options o;
+  usync_options_init(&o);
+  o.flags = GetParam();
+  o.error_cb = OnError;
+  o.cb_user = &errs;
+  usync_engine* e = nullptr;
+  ASSERT_EQ(usync_engine_create(&o, &e), 0);
+  EXPECT_EQ(usync_copy_tree(e, (t / "src").c_str(), (t / "dst").c_str()), 0);
+  usync_stats st{};
+  EXPECT_EQ(usync_engine_stats(e, &st, sizeof st), 0);
+  usync_engine_destroy(e);
+  test_seams = TestSeams{};
+  EXPECT_TRUE(errs.changed.empty() && errs.other.empty());
+  EXPECT_EQ(st.files_done, static_cast<uint64_t>(kFiles));
+  EXPECT_EQ(st.bytes_found, total);
+  EXPECT_EQ(st.bytes_done, total);
+  EXPECT_EQ(st.files_unsized, 0u);
+  for (int i = 0; i < kFiles; ++i)
+    EXPECT_EQ(ReadFile(AT_FDCWD, t / ("dst/d/f" + std::to_string(i))).size(),
+              i == kFiles - 1 ? (3u << 20) : 1000u + static_cast<unsigned>(i));
 }
 
 // Exclude patterns apply to files queued unwalked as to the others.

@@ -274,8 +274,8 @@ typedef struct usync_stats {
   uint64_t bytes_found;    /* their sizes as stat'ed: by the walker, or, for
                               files it queued from the directory listing
                               alone (new directories of small files), when
-                              a worker opens them, so it may still grow
-                              after walk_done */
+                              a worker opens them (files_unsized), so it may
+                              still grow after walk_done */
   uint64_t files_done;     /* regular files copied completely */
   uint64_t bytes_done;     /* bytes written to destination files so far, counted
                               as the writes complete (including those of a
@@ -302,6 +302,9 @@ typedef struct usync_stats {
   uint64_t files_inline;    /* io_uring engine: files whose source was all in the
                                page cache, copied by a ring's thread with plain
                                system calls instead of through the ring */
+  uint64_t files_unsized;   /* of files_found, those queued without a stat
+                               whose size is not in bytes_found yet (it is
+                               added when a worker opens the file) */
 } usync_stats;
 
 enum usync_engine_kind {
