@@ -68,12 +68,12 @@ struct Counters {
   std::atomic<uint64_t> files_found{0}, files_excluded{0}, dirs_created{0}, symlinks_created{0}, specials_created{0};
   std::atomic<uint64_t> temps_removed{0};  // leftovers of killed runs
   std::atomic<uint64_t> entries_deleted{0};
-  // Written for every file (bytes_done for every write) by every worker:
-  // each on a cache line of its own, so that the threads do not take the
-  // line from each other (and from the walker) on every file.
   // By the walker, or by a worker for a file queued unwalked (FileTask::walked);
   // files_unsized: such files not sized yet (Job::sized).
   alignas(64) std::atomic<uint64_t> bytes_found{0}, files_unsized{0};
+  // Written for every file (bytes_done for every write) by every worker:
+  // each on a cache line of its own, so that the threads do not take the
+  // line from each other (and from the walker) on every file.
   alignas(64) std::atomic<uint64_t> files_done{0};
   alignas(64) std::atomic<uint64_t> bytes_done{0};
   alignas(64) std::atomic<uint64_t> files_skipped{0};

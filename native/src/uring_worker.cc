@@ -520,9 +520,9 @@ class UringWorker {
         } else if (err == 0) {
           job_.sized(s.task);
           s.fc.source_checked(s.task.size);
-        }
-        else
+        } else {
           s.fc.source_changed(err);
+        }
       }
     }
     s.nops = 0;
