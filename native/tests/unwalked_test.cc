@@ -17,6 +17,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "durable.h"
 #include "test_tree.h"
@@ -71,26 +72,37 @@ class Unwalked : public ::testing::TestWithParam<uint32_t> {
  protected:
   void TearDown() override { test_seams = TestSeams{}; }
 
-  // Copies src into a new dst with every source file replaced just before
-  // it is opened; returns the stats.
-  usync_stats CopyReplacing(const std::string& src, const std::string& dst, size_t new_size, Errors* errs) {
-    g_swapped.clear();
-    g_new_size = new_size;
-    test_seams.before_open_src = Replace;
+  // Copies src into dst on the engine under test, with the seam (if any)
+  // in place; excludes: patterns.  Returns the call's result and stats.
+  int Copy(const std::string& src, const std::string& dst, Errors* errs, usync_stats* st,
+           std::vector<const char*> excludes = {}) {
     usync_options o;
     usync_options_init(&o);
     o.flags = GetParam();
     o.error_cb = OnError;
     o.file_done_cb = OnDone;
     o.cb_user = errs;
+    o.excludes = excludes.data();
+    o.exclude_count = excludes.size();
     usync_engine* e = nullptr;
-    usync_stats st{};
+    *st = usync_stats{};
     EXPECT_EQ(usync_engine_create(&o, &e), 0);
-    if (e == nullptr) return st;
-    usync_copy_tree(e, src.c_str(), dst.c_str());
-    EXPECT_EQ(usync_engine_stats(e, &st, sizeof st), 0);
+    if (e == nullptr) return -1;
+    const int ret = usync_copy_tree(e, src.c_str(), dst.c_str());
+    EXPECT_EQ(usync_engine_stats(e, st, sizeof *st), 0);
     usync_engine_destroy(e);
     test_seams = TestSeams{};
+    return ret;
+  }
+
+  // Copies src into a new dst with every source file replaced just before
+  // it is opened; returns the stats.
+  usync_stats CopyReplacing(const std::string& src, const std::string& dst, size_t new_size, Errors* errs) {
+    g_swapped.clear();
+    g_new_size = new_size;
+    test_seams.before_open_src = Replace;
+    usync_stats st;
+    Copy(src, dst, errs, &st);
     return st;
   }
 };
@@ -196,18 +208,8 @@ TEST_P(Unwalked, FilesCopiedTwiceOverAreSizedOnce) {
   g_swapped.clear();
   test_seams.before_open_src = TakeName;
   Errors errs;
-  usync_options o;
-  usync_options_init(&o);
-  o.flags = GetParam();
-  o.error_cb = OnError;
-  o.cb_user = &errs;
-  usync_engine* e = nullptr;
-  ASSERT_EQ(usync_engine_create(&o, &e), 0);
-  EXPECT_EQ(usync_copy_tree(e, (t / "src").c_str(), (t / "dst").c_str()), 0);
-  usync_stats st{};
-  EXPECT_EQ(usync_engine_stats(e, &st, sizeof st), 0);
-  usync_engine_destroy(e);
-  test_seams = TestSeams{};
+  usync_stats st;
+  EXPECT_EQ(Copy(t / "src", t / "dst", &errs, &st), 0);
   EXPECT_TRUE(errs.changed.empty() && errs.other.empty());
   EXPECT_EQ(st.files_done, static_cast<uint64_t>(kFiles));
   EXPECT_EQ(st.bytes_found, total);
@@ -224,18 +226,9 @@ TEST_P(Unwalked, ExcludedFilesStayOut) {
   constexpr int kFiles = 64;
   for (int i = 0; i < kFiles; ++i)
     WriteFile(t / ("src/d/f" + std::to_string(i) + (i % 2 ? ".skip" : ".keep")), "bytes " + std::to_string(i));
-  usync_options o;
-  usync_options_init(&o);
-  o.flags = GetParam();
-  const char* excludes[] = {"*.skip"};
-  o.excludes = excludes;
-  o.exclude_count = 1;
-  usync_engine* e = nullptr;
-  ASSERT_EQ(usync_engine_create(&o, &e), 0);
-  EXPECT_EQ(usync_copy_tree(e, (t / "src").c_str(), (t / "dst").c_str()), 0);
-  usync_stats st{};
-  EXPECT_EQ(usync_engine_stats(e, &st, sizeof st), 0);
-  usync_engine_destroy(e);
+  Errors errs;
+  usync_stats st;
+  EXPECT_EQ(Copy(t / "src", t / "dst", &errs, &st, {"*.skip"}), 0);
   EXPECT_EQ(st.files_excluded, static_cast<uint64_t>(kFiles / 2));
   EXPECT_EQ(st.files_done, static_cast<uint64_t>(kFiles / 2));
   for (int i = 0; i < kFiles; ++i) {
