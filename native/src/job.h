@@ -221,6 +221,9 @@ class Job {
   // The destination makes anonymous files (O_TMPFILE); false after the first
   // refusal, then files get temporary names.
   mutable std::atomic<bool> tmpfile_ok{true};
+  // A file queued unwalked turned out large (Job::sized): the walker goes
+  // back to stat'ing the first files of each directory in full (Walker::entry).
+  mutable std::atomic<bool> unwalked_large{false};
   std::vector<usync_result>* results = nullptr;  // pair copies
   int dst_root_fd = -1;                // tree copies: the destination root (open all along)
   class HardLinks* links = nullptr;    // -H: hard-link groups
@@ -256,6 +259,7 @@ class Job {
     if (t.walked) return;
     counters.bytes_found.fetch_add(t.size, std::memory_order_relaxed);
     counters.files_unsized.fetch_sub(1, std::memory_order_relaxed);
+    if (t.size >= cfg.large_threshold) unwalked_large.store(true, std::memory_order_relaxed);
     t.walked = true;
   }
   // A regular file reached its end (copied or failed); unpins and releases its dir.

@@ -533,8 +533,21 @@ class Walker {
     unsigned walked = 0;  // stat'ed, all smaller than large_threshold
     bool large = false;   // one was not
   };
-  // Files stat'ed in each directory before the rest may be queued unwalked.
+  // Files stat'ed in each directory before the rest may be queued unwalked:
+  // 8, or 2 while the last kTrustedStreak files stat'ed in the tree were all
+  // small (a tree of small directories, a source tree say, then saves most
+  // of its stats too).
   static constexpr unsigned kSizedFirst = 8;
+  static constexpr unsigned kSizedFirstTrusted = 2;
+  static constexpr unsigned kTrustedStreak = 256;
+  unsigned sized_first() noexcept {
+    // A file queued unwalked was large after all: trust starts over.
+    if (job_.unwalked_large.load(std::memory_order_relaxed)) {
+      job_.unwalked_large.store(false, std::memory_order_relaxed);
+      small_streak_ = 0;
+    }
+    return small_streak_ >= kTrustedStreak ? kSizedFirstTrusted : kSizedFirst;
+  }
 
   // d_type from getdents is only a hint; the fstatat here is authoritative.
   // in_dst false: the destination directory, listed whole, lacked the name
@@ -545,12 +558,13 @@ class Walker {
   // stats the descriptor it opens anyway: such a file is queued on d_type
   // alone (FileTask::walked false), which saves a lookup by name per file.
   // Its size is then unknown here, so it cannot be routed to the bulk path:
-  // this is done only once the directory's first kSizedFirst regular files
+  // this is done only once the directory's first regular files (sized_first)
   // were all small (a directory of large files keeps every stat), and not
   // where the walker's stat decides something (dry runs, -H, -S).
   void entry(Dir* d, const char* name, unsigned char type, bool filtering, const std::string& rel,
              std::vector<FileTask>& small, Sizing& sizing, bool in_dst = true) {
-    if (type == DT_REG && unwalked_ok_ && (d->fresh || !in_dst) && sizing.walked >= kSizedFirst && !sizing.large) {
+    if (type == DT_REG && unwalked_ok_ && (d->fresh || !in_dst) && !sizing.large &&
+        sizing.walked >= sized_first()) {
       if (filtering && excluded(rel, name, false)) return;
       job_.counters.files_found.fetch_add(1, std::memory_order_relaxed);
       job_.counters.files_unsized.fetch_add(1, std::memory_order_relaxed);
@@ -608,10 +622,13 @@ class Walker {
       const bool sparse = job_.cfg.has(USYNC_SPARSE) &&
                           static_cast<uint64_t>(st.st_blocks) * 512 + kSparseMin <= static_cast<uint64_t>(st.st_size);
       const bool large = t.size >= job_.cfg.large_threshold;
-      if (large)
+      if (large) {
         sizing.large = true;
-      else
+        small_streak_ = 0;
+      } else {
         ++sizing.walked;
+        if (small_streak_ < kTrustedStreak) ++small_streak_;
+      }
       queue_file(d, name, std::move(t), large || sparse, small);
       return;
     }
@@ -665,6 +682,7 @@ class Walker {
   bool route_large_;
   bool follow_;  // -L: symlinks in the source are followed
   bool unwalked_ok_;  // files may be queued without a stat (entry())
+  unsigned small_streak_ = 0;  // small regular files stat'ed in a row, up to kTrustedStreak (sized_first())
   Dir* root_ = nullptr;
   uint64_t root_mnt_ = 0;  // mount of the destination root (--delete stays on it)
   bool root_done_ = false;

@@ -38,7 +38,9 @@ size_t g_new_size = 0;  // bytes of each replacement
 // is renamed over it, as an editor saving it would.
 void Replace(int dirfd, const char* name) {
   std::lock_guard<std::mutex> lock(g_mu);
-  if (!g_swapped.insert(name).second) return;
+  struct stat dir {};
+  ASSERT_EQ(fstat(dirfd, &dir), 0);
+  if (!g_swapped.insert(std::to_string(dir.st_ino) + "/" + name).second) return;
   const std::string tmp = std::string(name) + ".new";
   const std::string data = "replaced " + std::string(name) + std::string(g_new_size - 9 - strlen(name), '+');
   const int fd = openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
@@ -163,6 +165,33 @@ TEST_P(Unwalked, LargeFilesAreAllWalked) {
   EXPECT_TRUE(errs.other.empty()) << *errs.other.begin();
   EXPECT_EQ(errs.changed.size(), static_cast<size_t>(kFiles)) << "a large file went unwalked";
   EXPECT_EQ(st.files_done, 0u);
+}
+
+// A tree of small directories (fewer files each than a directory's first
+// stat'ed ones): once the walker has met a long run of small files, it
+// stats only the first two of each new directory.  A directory of large
+// files still shows itself by its first file and keeps every stat.
+TEST_P(Unwalked, SmallDirectoriesOfASmallTreeGoUnwalked) {
+  TempDir t;
+  constexpr int kDirs = 120, kPerDir = 6, kLarge = 6;
+  for (int i = 0; i < kDirs; ++i)
+    for (int j = 0; j < kPerDir; ++j)
+      WriteFile(t / ("src/d" + std::to_string(i) + "/f" + std::to_string(j)), std::string(50, 's'));
+  for (int j = 0; j < kLarge; ++j) WriteFile(t / ("src/large/big" + std::to_string(j)), std::string(1 << 20, 'b'));
+  Errors errs;
+  const usync_stats st = CopyReplacing(t / "src", t / "dst", 64, &errs);
+  const uint64_t total = kDirs * kPerDir + kLarge;
+  ASSERT_EQ(g_swapped.size(), total) << "the seam did not run for every file";
+  EXPECT_TRUE(errs.other.empty()) << *errs.other.begin();
+  for (int j = 0; j < kLarge; ++j)
+    EXPECT_EQ(errs.changed.count("big" + std::to_string(j)), 1u) << "a large file went unwalked";
+  // Every file was replaced: a walked one failed (changed), an unwalked one
+  // was copied.
+  EXPECT_EQ(st.files_found, total);
+  EXPECT_EQ(st.files_done + st.files_failed, total);
+  EXPECT_GE(st.files_done, 100u) << "the small directories kept every stat";
+  EXPECT_LE(st.files_done, total - kLarge - 256u) << "the first directories must be walked whole";
+  EXPECT_EQ(st.files_unsized, 0u);
 }
 
 // Existing destination directories keep the walker's stat: their files need
