@@ -16,6 +16,12 @@
 
 namespace usync {
 
+// Whether the filesystem of fd (or, with fd < 0, of path's parent
+// directory) takes creates and buffered writes cheapest as plain system
+// calls on a ring's thread (Job::dst_ops_inline): a local disk or memory
+// filesystem, not a network or FUSE one.
+bool local_writes(int fd, const std::string& path);
+
 class Engine {
  public:
   // Returns 0 or -errno (-EINVAL for a bad option or exclude pattern).

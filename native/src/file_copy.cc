@@ -5,11 +5,12 @@
 
 namespace usync {
 
-void FileCopy::start(uint32_t chunk, bool fsync, bool install) noexcept {
+void FileCopy::start(uint32_t chunk, bool fsync, bool install, bool split) noexcept {
   *this = FileCopy();
   chunk_ = chunk;
   fsync_ = fsync;
   install_ = install;
+  split_ = split;
   state_ = State::kRunning;
 }
 
@@ -152,9 +153,9 @@ int FileCopy::next(OpReq* ops) noexcept {
   // bytes is linked behind the read (it runs only if the read is complete),
   // and with the last chunk the closes too.
   buf_len_ = buf_done_ = 0;
-  if (until_eof_) {
-    read_len_ = chunk_;
-    push(OpKind::kRead, Link::kNone, chunk_, read_off_);
+  if (until_eof_ || split_) {
+    read_len_ = until_eof_ ? chunk_ : static_cast<uint32_t>(std::min<uint64_t>(chunk_, size_ - read_off_));
+    push(OpKind::kRead, Link::kNone, read_len_, read_off_);
     return n;
   }
   const auto len = static_cast<uint32_t>(std::min<uint64_t>(chunk_, size_ - read_off_));

@@ -26,6 +26,9 @@
 // the chain hands the file to a plain descriptor before closing the direct
 // one: [... write -L-> install dst -L-> close dst -L-> close src]; the driver
 // names the file through that descriptor (linkat) afterwards.
+// With split (a driver that runs the destination's ops itself, with plain
+// system calls) a read is never linked to them: [read], then
+// [open dst -L-> write -L-> ... close dst -L-> close src] with the bytes read.
 // A short read (the file shrank) or a short write breaks the chain; the next
 // batch resumes for the remainder.  A failure anywhere closes what is open
 // and ends in failed(); the driver removes a created destination.
@@ -54,7 +57,10 @@ class FileCopy {
 
   // fsync: sync the destination (kFsyncDst) before closing it.  install: get
   // a plain descriptor of it (kInstallDst) before closing it.
-  void start(uint32_t chunk, bool fsync = false, bool install = false) noexcept;
+  // split: every read is a batch of its own, and the writes of its bytes
+  // (with the destination's open and closes) the next batch, for a driver
+  // that runs the destination's ops itself rather than on the ring.
+  void start(uint32_t chunk, bool fsync = false, bool install = false, bool split = false) noexcept;
 
   // Plans the next batch into ops[0..kMaxOps); returns how many (0 = finished).
   int next(OpReq* ops) noexcept;
@@ -96,6 +102,7 @@ class FileCopy {
   uint32_t write_len_ = 0;  // length asked by the outstanding write
   bool fsync_ = false;      // kFsyncDst before kCloseDst
   bool install_ = false;    // kInstallDst before kCloseDst
+  bool split_ = false;      // reads never linked to the writes (start())
   bool opened_ = false;     // the source was opened once (never again)
   bool checked_ = false;    // source_checked() was called
   bool until_eof_ = false;  // size unknown (0): read until a read returns 0

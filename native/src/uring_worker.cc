@@ -29,7 +29,7 @@ struct Slot {
   std::string name;  // destination name being written (may be a temporary; "" when anonymous)
   uint32_t buf = BufferPool::kNone;
   int src_fd = -1;   // the source is a plain descriptor: fstat checks it
-  int dst_fd = -1;   // anonymous: the written file's plain descriptor (kInstallDst)
+  int dst_fd = -1;   // the written file's plain descriptor: anonymous (kInstallDst), or dst_inline_
   bool anon = false;  // written as an anonymous file (O_TMPFILE), named by linkat in finish()
   bool bulk = false;  // queued unwalked, found large: finish() copies it as the bulk path does
   int inflight = 0;  // ops of the current batch not yet completed
@@ -344,7 +344,7 @@ class UringWorker {
     // up again (measured: rename was 12% of a cold copy's CPU).
     // A file in a directory still under its temporary name is made under
     // its own name instead (FileTask::replace false): no link to make.
-    s.anon = fd_install_ && s.task.dir != nullptr && s.task.replace &&
+    s.anon = (fd_install_ || dst_inline_) && s.task.dir != nullptr && s.task.replace &&
              job_.tmpfile_ok.load(std::memory_order_relaxed);
     s.buf = pool_->acquire();
     if (s.md5) s.md5->reset();
@@ -353,7 +353,7 @@ class UringWorker {
     // re-read them: that sync goes through the ring too (an fdatasync
     // without --fsync), so that files sync in parallel on io-wq and the
     // read-back's own fdatasync finds nothing left to do.
-    s.fc.start(job_.chunk, cfg_.has(USYNC_FSYNC) || cfg_.has(USYNC_VERIFY), s.anon);
+    s.fc.start(job_.chunk, cfg_.has(USYNC_FSYNC) || cfg_.has(USYNC_VERIFY), s.anon, dst_inline_);
     try {
       if (s.anon)
         s.name.clear();
@@ -400,7 +400,8 @@ class UringWorker {
         const int res = prep(i, k, s, ops[k]);
         if (res != kSubmitted) {
           complete_inline(s, k, res);
-          cancel_chain = res < 0;
+          // A short write breaks a chain as it does on the ring.
+          cancel_chain = res < 0 || (ops[k].kind == OpKind::kWrite && static_cast<uint32_t>(res) != ops[k].len);
         }
       }
       if (s.inflight > 0) return;
@@ -419,6 +420,7 @@ class UringWorker {
   // Queues op k of slot i's batch; returns kSubmitted, or the op's result when
   // it could not be queued (no SQE available) and so completed inline.
   int prep(uint32_t i, int k, Slot& s, const OpReq& op) noexcept {
+    if (dst_inline_ && is_dst_op(op.kind)) return run_dst(s, op);
     io_uring_sqe* sqe = ring_.sqe();
     // The SQ holds kMaxOps per slot, so this cannot happen; never lose the op.
     if (sqe == nullptr) return -EBUSY;
@@ -465,6 +467,44 @@ class UringWorker {
     if (op.link == Link::kSoft) sqe->flags |= IOSQE_IO_LINK;
     io_uring_sqe_set_data64(sqe, (static_cast<uint64_t>(i) << 8) | static_cast<uint64_t>(k));
     return kSubmitted;
+  }
+
+  static bool is_dst_op(OpKind kind) noexcept {
+    return kind == OpKind::kOpenDst || kind == OpKind::kWrite || kind == OpKind::kInstallDst ||
+           kind == OpKind::kCloseDst;
+  }
+
+  // dst_inline_: a destination op run here with a plain system call; its
+  // result as the ring would give it (a count, a descriptor, or -errno).
+  // The destination is a plain descriptor throughout (s.dst_fd): "install"
+  // hands over that same descriptor, and the close that follows an install
+  // leaves it to finish(), which names the file through it.
+  int run_dst(Slot& s, const OpReq& op) noexcept {
+    if (op.kind != OpKind::kOpenDst && s.dst_fd < 0) return -EBADF;  // a driver bug: never write elsewhere
+    int ret = 0;
+    switch (op.kind) {
+      case OpKind::kOpenDst:
+        if (s.anon)
+          ret = openat(s.task.dst_dirfd(), ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, cfg_.create_mode(s.task.mode));
+        else
+          ret = openat(s.task.dst_dirfd(), s.name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+                       cfg_.create_mode(s.task.mode));
+        if (ret >= 0) s.dst_fd = ret;
+        break;
+      case OpKind::kWrite: {
+        const ssize_t n = pwrite(s.dst_fd, pool_->data(s.buf) + op.buf_off, op.len, static_cast<off_t>(op.offset));
+        ret = n < 0 ? -1 : static_cast<int>(n);
+        break;
+      }
+      case OpKind::kInstallDst: ret = s.dst_fd; break;
+      case OpKind::kCloseDst:
+        if (s.anon) break;  // installed: finish() closes it
+        ret = ::close(s.dst_fd);
+        s.dst_fd = -1;
+        break;
+      default: return -EINVAL;
+    }
+    return ret < 0 ? -errno : ret;
   }
 
   void reap() noexcept {
@@ -745,6 +785,9 @@ class UringWorker {
   bool built_ = false;      // the kit is built and adopted (setup, build_late)
   int late_error_ = 0;      // build_late failed: no ring for this job (-errno)
   const bool adaptive_;  // cached files are copied inline (copy_inline)
+  // The destination's ops run on this thread (run_dst), only reads and the
+  // source's opens on the ring: io_uring sends every create to io-wq.
+  const bool dst_inline_ = job_.dst_ops_inline;
   const bool keep_src_ = wants_extra_meta(job_);  // sources stay open until finish()
   uint32_t backoff_ = 0;  // files between probes after the last miss (probe_now)
   uint32_t skip_ = 0;     // files still to send to the ring unprobed

@@ -725,10 +725,32 @@ TEST(EngineChoice, TmpfsSourceUsesSyncUnlessForced) {
 }  // namespace
 }  // namespace usync
 
+#include "engine.h"
 #include "job.h"
 
 namespace usync {
 namespace {
+
+// The rings run the destination's creates and writes on their own threads
+// only where nothing waits for a server: into the test's directory (a disk
+// or a tmpfs), not into /proc (the stand-in for a filesystem not known to
+// be local), and never by a path it cannot ask.
+TEST(LocalWrites, KnownLocalFilesystemsOnly) {
+  testing::TempDir t;
+  struct statfs sf {};
+  ASSERT_EQ(statfs(t.path().c_str(), &sf), 0);
+  const bool known = sf.f_type == EXT4_SUPER_MAGIC || sf.f_type == TMPFS_MAGIC || sf.f_type == XFS_SUPER_MAGIC ||
+                     sf.f_type == BTRFS_SUPER_MAGIC;
+  if (!known) GTEST_SKIP() << t.path() << " is on filesystem type " << std::hex << sf.f_type << ", not one of the four asked";
+  EXPECT_TRUE(local_writes(-1, t / "file"));
+  const int fd = open(t.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  EXPECT_TRUE(local_writes(fd, {}));
+  close(fd);
+  EXPECT_TRUE(local_writes(-1, "/dev/shm/x"));
+  EXPECT_FALSE(local_writes(-1, "/proc/self/x"));
+  EXPECT_FALSE(local_writes(-1, t / "missing/file"));
+}
 
 // -p must never chmod through a symlink swapped in for the file it wrote.
 TEST(Metadata, ChmodNeverFollowsASymlink) {

@@ -10,6 +10,7 @@
 #include <linux/magic.h>
 #include <linux/seccomp.h>
 #include <stddef.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -42,6 +43,10 @@ using testing::Snapshot;
 using testing::TempDir;
 using testing::WriteFile;
 
+// How a worker copies: the synchronous engine, or a ring whose destination
+// ops go through the ring (io-wq) or are run by its thread (dst_ops_inline).
+enum class Way { kSync, kRing, kRingDstInline };
+
 // Copies one file whose walk saw `walked` (the state after a swap between the
 // walk and the open) on the chosen engine, as a worker would.
 struct OneFile {
@@ -51,9 +56,11 @@ struct OneFile {
   FileResult result;
   bool replace = true;  // false: dst is made under its own name (as in a hidden directory)
 
-  FileResult Run(bool uring, const std::string& src, const struct stat& walked, const std::string& dst) {
+  FileResult Run(Way way, const std::string& src, const struct stat& walked, const std::string& dst) {
+    const bool uring = way != Way::kSync;
     Job job(cfg, counters, cancel, uring ? USYNC_ENGINE_URING : USYNC_ENGINE_SYNC);
     job.ring_depth = 4;
+    job.dst_ops_inline = way == Way::kRingDstInline;
     std::vector<usync_result> res(1);
     job.results = &res;
     std::vector<FileTask> batch(1);
@@ -86,9 +93,9 @@ struct OneFile {
   }
 };
 
-class Fault : public ::testing::TestWithParam<bool> {
+class Fault : public ::testing::TestWithParam<Way> {
  protected:
-  bool uring() const { return GetParam(); }
+  Way uring() const { return GetParam(); }
 };
 
 TEST_P(Fault, FileSwappedForFifoIsSkippedNotRead) {
@@ -173,8 +180,35 @@ TEST_P(Fault, TakenNameIsReplacedNotFailed) {
   EXPECT_EQ(testing::ReadFile(AT_FDCWD, dst), data);
 }
 
-INSTANTIATE_TEST_SUITE_P(Engines, Fault, ::testing::Values(true, false),
-                         [](const auto& info) { return info.param ? "IoUring" : "Sync"; });
+// The destination fills up in the file's last chunk: that write comes up
+// short (the ops planned behind it must not run), the next one fails, and
+// nothing is left in the destination, under any name.
+TEST_P(Fault, FullDestinationFailsTheWriteAndLeavesNothing) {
+  if (geteuid() != 0) GTEST_SKIP() << "mounting a small tmpfs needs root";
+  TempDir t;
+  const std::string src = t / "f", full = t / "full";
+  WriteFile(src, Pattern(150000, 5));  // a 128 KiB chunk, then 18,928 bytes of which 12 KiB fit
+  ASSERT_EQ(mkdir(full.c_str(), 0755), 0);
+  ASSERT_EQ(mount("none", full.c_str(), "tmpfs", 0, "size=140k"), 0) << std::strerror(errno);
+  struct stat st {};
+  ASSERT_EQ(stat(src.c_str(), &st), 0);
+  OneFile one;
+  const FileResult r = one.Run(uring(), src, st, full + "/out");
+  EXPECT_EQ(r.error, ENOSPC) << usync_step_name(r.step) << ": " << std::strerror(r.error);
+  EXPECT_EQ(r.step, USYNC_STEP_WRITE);
+  EXPECT_TRUE(std::filesystem::is_empty(full)) << "a partial file was left in the destination";
+  struct statfs sf {};
+  ASSERT_EQ(statfs(full.c_str(), &sf), 0);
+  EXPECT_EQ(sf.f_bfree, sf.f_blocks) << "the partial file's blocks are still held";
+  EXPECT_EQ(umount(full.c_str()), 0) << std::strerror(errno);  // nothing left open there either
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, Fault, ::testing::Values(Way::kRing, Way::kRingDstInline, Way::kSync),
+                         [](const auto& info) {
+                           return info.param == Way::kSync   ? "Sync"
+                                  : info.param == Way::kRing ? "IoUring"
+                                                             : "IoUringDstInline";
+                         });
 
 ssize_t CopiesNothing(int, loff_t*, int, loff_t*, size_t, unsigned) { return 0; }
 

@@ -314,6 +314,78 @@ TEST(FileCopy, ChunkedFilePipelinesReadAndWrite) {
   EXPECT_EQ(fc.bytes_written(), 10000u);
 }
 
+// split: the driver runs the destination's ops itself, so a read is never
+// linked to them; its bytes are written (and the files closed) next batch.
+TEST(FileCopy, SplitReadsAloneThenWritesAndCloses) {
+  FileCopy fc;
+  fc.start(4096, false, true, /*split=*/true);
+  ExpectKinds(Next(fc), {OpKind::kOpenSrc});
+  fc.complete(OpKind::kOpenSrc, 5);
+  fc.source_checked(100);
+  Batch b = Next(fc);
+  ExpectKinds(b, {OpKind::kRead});
+  EXPECT_EQ(b.ops[0].link, Link::kNone);
+  EXPECT_EQ(b.ops[0].len, 100u);  // the size as opened, as when linked
+  CompleteAll(fc, b, {100});
+  b = Next(fc);
+  ExpectKinds(b, {OpKind::kOpenDst, OpKind::kWrite, OpKind::kInstallDst, OpKind::kCloseDst, OpKind::kCloseSrc});
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(b.ops[static_cast<size_t>(i)].link, Link::kSoft) << i;
+  EXPECT_EQ(b.ops[1].len, 100u);
+  EXPECT_EQ(b.ops[1].offset, 0u);
+  CompleteAll(fc, b, {7, 100, 8, 0, 0});
+  EXPECT_TRUE(Next(fc).ops.empty());
+  EXPECT_TRUE(fc.done());
+  EXPECT_EQ(fc.bytes_written(), 100u);
+}
+
+TEST(FileCopy, SplitChunkedFileAlternatesReadsAndWrites) {
+  FileCopy fc;
+  fc.start(4096, false, false, /*split=*/true);
+  ExpectKinds(Next(fc), {OpKind::kOpenSrc});
+  fc.complete(OpKind::kOpenSrc, 5);
+  fc.source_checked(10000);
+  const uint32_t lens[] = {4096, 4096, 1808};
+  uint64_t off = 0;
+  for (int chunk = 0; chunk < 3; ++chunk) {
+    Batch b = Next(fc);
+    ExpectKinds(b, {OpKind::kRead});
+    EXPECT_EQ(b.ops[0].offset, off);
+    EXPECT_EQ(b.ops[0].len, lens[chunk]);
+    CompleteAll(fc, b, {static_cast<int>(lens[chunk])});
+    b = Next(fc);
+    if (chunk == 0)
+      ExpectKinds(b, {OpKind::kOpenDst, OpKind::kWrite});
+    else if (chunk == 1)
+      ExpectKinds(b, {OpKind::kWrite});
+    else
+      ExpectKinds(b, {OpKind::kWrite, OpKind::kCloseDst, OpKind::kCloseSrc});
+    std::vector<int> res(b.ops.size(), 0);
+    res[chunk == 0 ? 1 : 0] = static_cast<int>(lens[chunk]);
+    EXPECT_EQ(b.ops[chunk == 0 ? 1 : 0].offset, off);
+    CompleteAll(fc, b, res);
+    off += lens[chunk];
+  }
+  EXPECT_TRUE(Next(fc).ops.empty());
+  EXPECT_TRUE(fc.done());
+  EXPECT_EQ(fc.bytes_written(), 10000u);
+}
+
+TEST(FileCopy, SplitShortReadEndsTheFileAtItsNewEnd) {
+  FileCopy fc;
+  fc.start(4096, false, false, /*split=*/true);
+  ExpectKinds(Next(fc), {OpKind::kOpenSrc});
+  fc.complete(OpKind::kOpenSrc, 5);
+  fc.source_checked(10000);
+  CompleteAll(fc, Next(fc), {1000});  // it shrank to 1000 bytes
+  Batch b = Next(fc);
+  ExpectKinds(b, {OpKind::kOpenDst, OpKind::kWrite, OpKind::kCloseDst, OpKind::kCloseSrc});
+  EXPECT_EQ(b.ops[1].len, 1000u);
+  CompleteAll(fc, b, {7, 1000, 0, 0});
+  EXPECT_TRUE(Next(fc).ops.empty());
+  EXPECT_TRUE(fc.done());
+  EXPECT_EQ(fc.bytes_written(), 1000u);
+}
+
 TEST(FileCopy, AbortClosesWhatIsOpen) {
   FileCopy fc;
   Opened(fc, 10000, 4096);
