@@ -539,8 +539,15 @@ def device_limits(path: str, runtime: int, log_path: str) -> dict | None:
             if r.returncode != 0:
                 log(f"fio failed ({r.stderr.strip()[:200]}): no physical-limit rows")
                 return None
-            read = json.loads(r.stdout[r.stdout.index("{"):])["jobs"][0]["read"]
+            job0 = json.loads(r.stdout[r.stdout.index("{"):])["jobs"][0]
+            read = job0["read"]
             out[key] = read["iops"] if key == "randread_iops" else read["bw_bytes"]
+            if key == "randread_iops" and read.get("total_ios"):
+                # fio's own CPU per 4 KiB read (O_DIRECT, libaio): what one read costs the
+                # machine at the least, for the limit row's user/sys columns.
+                cpu_s = job0.get("job_runtime", 0) / 1000.0
+                out["randread_user_s_per_io"] = job0.get("usr_cpu", 0) / 100.0 * cpu_s / read["total_ios"]
+                out["randread_sys_s_per_io"] = job0.get("sys_cpu", 0) / 100.0 * cpu_s / read["total_ios"]
     finally:
         if not is_block:
             with contextlib.suppress(OSError):

@@ -76,6 +76,7 @@ def sections(report: dict) -> list[dict]:
     Each row is {tool, label, median, min, max, user, sys, rss, ok, runs, verified}. For cold
     conditions, when meta.physical has fio's numbers, two more rows give the device floor:
     files x one 4 KiB random read at the measured IOPS, and bytes at the sequential bandwidth.
+    The random-read row's user/sys are fio's own CPU for that many reads, when it was recorded.
     """
     out: dict[tuple[str, str], dict] = {}
     for r in report.get("results", []):
@@ -104,8 +105,12 @@ def sections(report: dict) -> list[dict]:
              sec["bytes"] / phys["seqread_bytes_per_s"] if phys.get("seqread_bytes_per_s") else None),
         ]:
             if t is not None:
-                sec["rows"].append({"tool": tool, "label": label, "short": short, "median": t, "min": t, "max": t, "user": None,
-                                    "sys": None, "rss": None, "ok": None, "runs": None, "verified": "fio"})
+                user = sys_ = None
+                if tool == LIMIT_RANDOM and "randread_sys_s_per_io" in phys:
+                    user = sec["files"] * phys.get("randread_user_s_per_io", 0.0)
+                    sys_ = sec["files"] * phys["randread_sys_s_per_io"]
+                sec["rows"].append({"tool": tool, "label": label, "short": short, "median": t, "min": t, "max": t, "user": user,
+                                    "sys": sys_, "rss": None, "ok": None, "runs": None, "verified": "fio"})
     return list(out.values())
 
 
@@ -134,8 +139,9 @@ def section_table(sec: dict) -> str:
         m = r["median"]
         ratio = f"{base / m:.2f}x" if base and _ok(m) else "–"
         rate = (f"{files / m:,.0f} | {total / MIB / m:,.1f}") if _ok(m) else "– | –"
-        if r["runs"] is None:  # a physical-limit row
-            lines.append(f"| *{_esc(r['label'])}* | {m:.3f} | – | {ratio} | {rate} | – | – | – | – | fio |")
+        if r["runs"] is None:  # a physical-limit row (with fio's CPU for that many reads, if known)
+            cpu = f"{r['user']:.2f} | {r['sys']:.2f}" if r.get("sys") is not None else "– | –"
+            lines.append(f"| *{_esc(r['label'])}* | {m:.3f} | – | {ratio} | {rate} | {cpu} | – | – | fio |")
             continue
         lines.append(
             f"| {_esc(r['label'])} | {m:.3f} | {r['min']:.3f}–{r['max']:.3f} | {ratio} | {rate} | "

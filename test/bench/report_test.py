@@ -39,6 +39,15 @@ class ReportTest(unittest.TestCase):
         self.assertAlmostEqual(cold[report.LIMIT_SEQ], 409600000 / 1048576000.0)  # bytes / bandwidth
         self.assertIn("physical limit: 1 random 4 KiB read per file at 100,000 IOPS", report.markdown(self.rep))
 
+    def test_limit_row_shows_fios_cpu_when_recorded(self):
+        import copy
+        self.assertIn("| *physical limit: 1 random 4 KiB read per file at 100,000 IOPS* | 1.000 | – | ", report.markdown(self.rep))
+        self.assertIn("| – | – | – | – | fio |", report.markdown(self.rep))  # not recorded: no CPU
+        rep = copy.deepcopy(self.rep)
+        rep["meta"]["physical"].update(randread_user_s_per_io=1e-6, randread_sys_s_per_io=5e-6)
+        md = report.markdown(rep)
+        self.assertIn("| 0.10 | 0.50 | – | – | fio |", md)  # 100K files x fio's CPU per read
+
     def test_merged_runs_keep_their_own_device_limits(self):
         import copy
         second = copy.deepcopy(self.rep)
