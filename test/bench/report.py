@@ -44,9 +44,9 @@ def load(path: str) -> dict:
 def merge(reports: list[dict]) -> dict:
     """One report from several bench runs (e.g. cells re-run or added later): their results and
     scenarios in order; a cell (dataset, condition) that a later run has too is that run's, whole
-    (all its tools were timed together there).  Each result keeps its own run's fio numbers (cold
-    limit rows), and the header names every run (date, commit, reps).  The first run's meta is
-    the base."""
+    (all its tools were timed together there), in the place where the cell first appeared, so a
+    re-run cell keeps its column.  Each result keeps its own run's fio numbers (cold limit rows),
+    and the header names every run (date, commit, reps).  The first run's meta is the base."""
     if len(reports) == 1:
         return reports[0]
     out = {"meta": dict(reports[0].get("meta", {})), "results": [], "scenarios": []}
@@ -63,6 +63,13 @@ def merge(reports: list[dict]) -> dict:
         cells = {(r["dataset"], r["condition"]) for r in rep.get("scenarios", [])}
         out["scenarios"] = [r for r in out["scenarios"] if (r["dataset"], r["condition"]) not in cells]
         out["scenarios"] += rep.get("scenarios", [])
+    # Cells in the order they first appeared (sorted() is stable: a cell's rows keep theirs).
+    first: dict[tuple[str, str], int] = {}
+    for rep in reports:
+        for r in rep.get("results", []) + rep.get("scenarios", []):
+            first.setdefault((r["dataset"], r["condition"]), len(first))
+    for key in ("results", "scenarios"):
+        out[key] = sorted(out[key], key=lambda r: first[(r["dataset"], r["condition"])])
     return out
 
 

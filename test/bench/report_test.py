@@ -67,6 +67,19 @@ class ReportTest(unittest.TestCase):
         self.assertEqual(len(merged["scenarios"]), 2 * len(self.rep["scenarios"]))
         self.assertIs(report.merge([self.rep]), self.rep)
 
+    def test_a_re_run_cell_keeps_its_column(self):
+        import copy
+        later = copy.deepcopy(self.rep)
+        later["results"] = [r for r in later["results"] if r["condition"] == "warm"]
+        later["scenarios"] = []
+        for r in later["results"]:
+            r["summary"]["median_s"] = 9.0
+        merged = report.merge([self.rep, later])
+        before = [(s["dataset"], s["condition"]) for s in report.sections(self.rep)]
+        self.assertEqual([(s["dataset"], s["condition"]) for s in report.sections(merged)], before)
+        warm = next(s for s in report.sections(merged) if s["condition"] == "warm")
+        self.assertTrue(all(r["median"] == 9.0 for r in warm["rows"]))  # the later run's, whole
+
     def test_held_page_reporting_is_stated(self):
         import copy
         self.assertNotIn("page reporting", report.header(self.rep) + report.readme_table(self.rep))
