@@ -46,10 +46,11 @@ Budget plan_budget(const Config& cfg, bool uring, uint32_t want_workers, uint64_
     return b;
   }
   // A ring costs its own descriptor plus two per file in flight: the source,
-  // and the destination's plain descriptor from its install (anonymous
-  // files) until it is named (while it is written it is a direct
-  // descriptor); when adaptive, two more for the cached file its thread
-  // copies itself; a bulk thread costs two.
+  // and the destination's plain descriptor, from its install (anonymous
+  // files) until it is named (while the ring writes it, it is a direct
+  // descriptor), or all along when the ring's thread writes it
+  // (Job::dst_ops_inline); when adaptive, two more for the cached file its
+  // thread copies itself; a bulk thread costs two.
   // With too few descriptors for even one ring, one bulk thread and that
   // copy, the rings copy everything (as --engine=uring).
   uint64_t own = cfg.has(USYNC_FORCE_URING) ? 1 : 3;

@@ -78,6 +78,10 @@ struct TestSeams {
   // (the adaptive engine's cached-only attempt included): a test may put
   // another file under the name here.
   void (*before_open_src)(int dirfd, const char* name) = nullptr;
+  // Keeps the destination's creates and writes on the rings (io-wq) even
+  // into a local filesystem (Job::dst_ops_inline false): the tests run
+  // both ways on this machine's disk.
+  bool dst_ops_on_ring = false;
 };
 extern TestSeams test_seams;
 

@@ -8,6 +8,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -23,6 +24,7 @@
 #include <unordered_set>
 
 #include "budget.h"
+#include "durable.h"
 #include "ring.h"
 #include "sync_copy.h"
 #include "uring_worker.h"
@@ -331,10 +333,13 @@ int Engine::kind_for(const char* path) const noexcept {
 // io_uring sends every create to io-wq, where it costs a handoff, and two
 // io-wq workers creating in one directory contend for its lock (measured,
 // cold 100K x 4 KiB: -19% CPU and -16% time into ext4, -9% CPU into a
-// tmpfs).  On a local disk or in memory a create or a buffered write waits
-// for no server.  Elsewhere (NFS, FUSE, SMB, ...) a create waits for a
-// round trip, and io-wq runs many at once.  The filesystems listed were
-// measured or are local by construction; any other keeps the ring's creates.
+// tmpfs).  On a local disk or in memory a create or a buffered write
+// seldom waits (dirty-page throttling, a cold directory block, a full
+// journal), and never for a server.  Elsewhere (NFS, FUSE, SMB, ...) a
+// create waits for a round trip, and io-wq runs many at once.  The
+// filesystems listed were measured or are local by construction; any other,
+// or one mounted -o sync, keeps the ring's creates.  One filesystem is
+// asked per call: the tree's root, or the first pair's destination.
 bool local_writes(int fd, const std::string& path) {
   struct statfs sf {};
   if (fd < 0) {
@@ -344,6 +349,7 @@ bool local_writes(int fd, const std::string& path) {
   } else if (fstatfs(fd, &sf) != 0) {
     return false;
   }
+  if (sf.f_flags & ST_SYNCHRONOUS) return false;  // mounted -o sync: every write waits for the device
   switch (static_cast<unsigned long>(sf.f_type)) {
     case TMPFS_MAGIC:
     case RAMFS_MAGIC:
@@ -389,7 +395,7 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
   job.ring_depth = budget.queue_depth;
   job.chunk = budget.chunk;
   job.inline_copies = budget.inline_copies;
-  job.dst_ops_inline = uring && !cfg_.has(USYNC_FSYNC) && !cfg_.has(USYNC_VERIFY) &&
+  job.dst_ops_inline = uring && !cfg_.has(USYNC_FSYNC) && !cfg_.has(USYNC_VERIFY) && !test_seams.dst_ops_on_ring &&
                        (root != nullptr ? local_writes(job.dst_root_fd, {})
                                         : feed != nullptr && !feed->empty() && local_writes(-1, (*feed)[0].dst_name));
   job.prefetch_threads = budget.prefetch_threads;

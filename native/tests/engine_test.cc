@@ -6,6 +6,7 @@
 #include <linux/magic.h>
 #include <sys/file.h>
 #include <sys/inotify.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
@@ -21,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "durable.h"
 #include "test_tree.h"
 #include "uringsync/uringsync.h"
 
@@ -53,9 +55,16 @@ extern "C" void CollectDone(void* u, const usync_file_done* d) {
 }
 extern "C" void CountProgress(void* u, const usync_stats*) { static_cast<Collected*>(u)->progress_calls++; }
 
-class EngineTest : public ::testing::TestWithParam<bool> {
+// The synchronous engine; io_uring as it runs here (into the test's disk or
+// tmpfs the rings' threads make the destination's files); io_uring with
+// the destination's creates and writes on the rings, as into NFS or FUSE.
+enum class Way { kSync, kRing, kRingCreates };
+
+class EngineTest : public ::testing::TestWithParam<Way> {
  protected:
-  bool uring() const { return GetParam(); }
+  bool uring() const { return GetParam() != Way::kSync; }
+  void SetUp() override { test_seams.dst_ops_on_ring = GetParam() == Way::kRingCreates; }
+  void TearDown() override { test_seams.dst_ops_on_ring = false; }
 
   usync_engine* Make(uint32_t flags = 0, std::vector<const char*> excludes = {}, uint32_t chunk = 0) {
     usync_options o;
@@ -663,8 +672,12 @@ TEST_P(EngineTest, DirectoryWithTheLongestNameIsCopied) {
   EXPECT_EQ(Snapshot(src), Snapshot(dst));
 }
 
-INSTANTIATE_TEST_SUITE_P(Engines, EngineTest, ::testing::Values(true, false),
-                         [](const auto& info) { return info.param ? "IoUring" : "Sync"; });
+INSTANTIATE_TEST_SUITE_P(Engines, EngineTest, ::testing::Values(Way::kRing, Way::kRingCreates, Way::kSync),
+                         [](const auto& info) {
+                           return info.param == Way::kSync   ? "Sync"
+                                  : info.param == Way::kRing ? "IoUring"
+                                                             : "IoUringRingCreates";
+                         });
 
 TEST(Api, VersionAndNullSafety) {
   EXPECT_EQ(usync_version_number(), static_cast<unsigned>(USYNC_VERSION_NUMBER));
@@ -733,8 +746,9 @@ namespace {
 
 // The rings run the destination's creates and writes on their own threads
 // only where nothing waits for a server: into the test's directory (a disk
-// or a tmpfs), not into /proc (the stand-in for a filesystem not known to
-// be local), and never by a path it cannot ask.
+// or a tmpfs) and a tmpfs, not into /proc (the stand-in for a filesystem not
+// known to be local), nor a filesystem mounted -o sync, and never by a path
+// it cannot ask.
 TEST(LocalWrites, KnownLocalFilesystemsOnly) {
   testing::TempDir t;
   struct statfs sf {};
@@ -747,9 +761,18 @@ TEST(LocalWrites, KnownLocalFilesystemsOnly) {
   ASSERT_GE(fd, 0);
   EXPECT_TRUE(local_writes(fd, {}));
   close(fd);
-  EXPECT_TRUE(local_writes(-1, "/dev/shm/x"));
   EXPECT_FALSE(local_writes(-1, "/proc/self/x"));
   EXPECT_FALSE(local_writes(-1, t / "missing/file"));
+  if (geteuid() != 0) GTEST_SKIP() << "the tmpfs cases mount one (needs root)";
+  const std::string mem = t / "mem", synced = t / "synced";
+  ASSERT_EQ(mkdir(mem.c_str(), 0755), 0);
+  ASSERT_EQ(mkdir(synced.c_str(), 0755), 0);
+  ASSERT_EQ(mount("none", mem.c_str(), "tmpfs", 0, "size=1m"), 0) << std::strerror(errno);
+  ASSERT_EQ(mount("none", synced.c_str(), "tmpfs", MS_SYNCHRONOUS, "size=1m"), 0) << std::strerror(errno);
+  EXPECT_TRUE(local_writes(-1, mem + "/f"));
+  EXPECT_FALSE(local_writes(-1, synced + "/f")) << "mounted -o sync: every write waits for the device";
+  EXPECT_EQ(umount(mem.c_str()), 0);
+  EXPECT_EQ(umount(synced.c_str()), 0);
 }
 
 // -p must never chmod through a symlink swapped in for the file it wrote.

@@ -180,6 +180,22 @@ TEST_P(Fault, TakenNameIsReplacedNotFailed) {
   EXPECT_EQ(testing::ReadFile(AT_FDCWD, dst), data);
 }
 
+// With --fsync (or --verify) every file is synced on io-wq before its name:
+// a job that says the destination's ops are the ring thread's keeps them on
+// the ring then, whoever set both.
+TEST_P(Fault, FsyncedCopyIsCompleteEveryWay) {
+  TempDir t;
+  const std::string src = t / "f", dst = t / "out";
+  WriteFile(src, Pattern(1000, 6));
+  struct stat st {};
+  ASSERT_EQ(stat(src.c_str(), &st), 0);
+  OneFile one;
+  one.cfg.flags |= USYNC_FSYNC;
+  const FileResult r = one.Run(uring(), src, st, dst);
+  EXPECT_EQ(r.error, 0) << usync_step_name(r.step) << ": " << std::strerror(r.error);
+  EXPECT_EQ(testing::ReadFile(AT_FDCWD, dst), Pattern(1000, 6));
+}
+
 // The destination fills up in the file's last chunk: that write comes up
 // short (the ops planned behind it must not run), the next one fails, and
 // nothing is left in the destination, under any name.
