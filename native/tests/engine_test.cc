@@ -371,18 +371,21 @@ TEST_P(EngineTest, CancelStopsCleanly) {
   for (int d = 0; d < 40; ++d)
     for (int f = 0; f < 250; ++f) WriteFile(src + "/d" + std::to_string(d) + "/f" + std::to_string(f), data);
   usync_engine* e = Make();
-  std::atomic<bool> started{false};
+  std::atomic<bool> started{false}, returned{false};
   std::thread canceller([&] {
+    // Until 100 files are done, or the copy has returned without them
+    // (every file failing must fail the test, not hang it).
     for (;;) {
       usync_stats st{};
       usync_engine_stats(e, &st, sizeof st);
-      if (st.files_done > 100) break;
+      if (st.files_done > 100 || returned) break;
       std::this_thread::yield();
     }
     usync_engine_cancel(e);
     started = true;
   });
   const int ret = usync_copy_tree(e, src.c_str(), dst.c_str());
+  returned = true;
   canceller.join();
   usync_engine_destroy(e);
   // The copy may have won the race on a fast machine; otherwise it stopped.
