@@ -687,6 +687,25 @@ extern "C" void CollectDonePath(void* u, const usync_file_done* d) {
   static_cast<std::vector<std::string>*>(u)->push_back(d->src_path);
 }
 
+// Copies the tree src to dst (workers 0: the default) and returns the
+// source paths of its files in the order they were done.
+std::vector<std::string> CopyInDoneOrder(const std::string& src, const std::string& dst, uint32_t flags,
+                                         uint32_t workers) {
+  std::vector<std::string> done;
+  usync_options o;
+  usync_options_init(&o);
+  o.flags = flags;
+  o.workers = workers;
+  o.file_done_cb = CollectDonePath;
+  o.cb_user = &done;
+  usync_engine* e = nullptr;
+  EXPECT_EQ(usync_engine_create(&o, &e), 0);
+  if (e == nullptr) return done;
+  EXPECT_EQ(usync_copy_tree(e, src.c_str(), dst.c_str()), 0);
+  usync_engine_destroy(e);
+  return done;
+}
+
 // The walker hands a directory's files out in inode order, not in the order
 // the directory lists them (a disk filesystem's hash order): there the
 // opens and reads reach the device sorted, and neighbouring reads merge.
@@ -705,17 +724,7 @@ TEST(Walker, FilesAreQueuedInInodeOrder) {
   closedir(dir);
   if (std::is_sorted(listed.begin(), listed.end()))
     GTEST_SKIP() << t.path() << " lists a directory in inode order already: the test could not tell";
-  std::vector<std::string> done;
-  usync_options o;
-  usync_options_init(&o);
-  o.flags = USYNC_FORCE_SYNC;
-  o.workers = 1;
-  o.file_done_cb = CollectDonePath;
-  o.cb_user = &done;
-  usync_engine* e = nullptr;
-  ASSERT_EQ(usync_engine_create(&o, &e), 0);
-  ASSERT_EQ(usync_copy_tree(e, src.c_str(), dst.c_str()), 0);
-  usync_engine_destroy(e);
+  const std::vector<std::string> done = CopyInDoneOrder(src, dst, USYNC_FORCE_SYNC, 1);
   ASSERT_EQ(done.size(), 3000u);
   std::vector<uint64_t> inos;
   for (const std::string& p : done) {
@@ -752,15 +761,7 @@ TEST(Walker, ADirectoryLongerThanOneSortWindowIsCopiedWhole) {
     ASSERT_GE(fd, 0);
     close(fd);
   }
-  std::vector<std::string> done;
-  usync_options o;
-  usync_options_init(&o);
-  o.file_done_cb = CollectDonePath;
-  o.cb_user = &done;
-  usync_engine* e = nullptr;
-  ASSERT_EQ(usync_engine_create(&o, &e), 0);
-  ASSERT_EQ(usync_copy_tree(e, src.c_str(), dst.c_str()), 0);
-  usync_engine_destroy(e);
+  const std::vector<std::string> done = CopyInDoneOrder(src, dst, 0, 0);
   EXPECT_EQ(done.size(), 16000u);
   EXPECT_EQ(std::set<std::string>(done.begin(), done.end()).size(), 16000u) << "a file was copied twice";
   EXPECT_EQ(Snapshot(src), Snapshot(dst));
