@@ -395,7 +395,7 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
   job.ring_depth = budget.queue_depth;
   job.chunk = budget.chunk;
   job.inline_copies = budget.inline_copies;
-  job.dst_ops_inline = uring && !cfg_.has(USYNC_FSYNC) && !cfg_.has(USYNC_VERIFY) && !test_seams.dst_ops_on_ring &&
+  job.dst_ops_inline = uring && !test_seams.dst_ops_on_ring &&
                        (root != nullptr ? local_writes(job.dst_root_fd, {})
                                         : feed != nullptr && !feed->empty() && local_writes(-1, (*feed)[0].dst_name));
   job.prefetch_threads = budget.prefetch_threads;

@@ -201,9 +201,10 @@ class Job {
   uint32_t ring_depth = 128;  // io_uring: files in flight per ring (budgeted)
   uint32_t chunk = 128 * 1024;  // bytes per I/O buffer (budgeted)
   bool inline_copies = false;   // io_uring: cached files copied by the rings' threads (budgeted)
-  // io_uring: the destination's creates and writes are plain system calls
-  // on the rings' threads, only the source's opens and reads go through the
-  // rings (Engine::run: a local destination, no fsync or read-back).
+  // io_uring: the destination's creates and writes may be plain system
+  // calls on the rings' threads, only the source's opens and reads going
+  // through the rings (Engine::run: a local destination; the rings keep
+  // them still for --fsync and --verify).
   bool dst_ops_inline = false;
   uint32_t prefetch_threads = 0;  // adaptive: metadata prefetch threads the walker may start (budgeted)
   // The rings' probes found files out of the page cache often enough (see

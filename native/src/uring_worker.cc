@@ -788,7 +788,7 @@ class UringWorker {
   // The destination's ops run on this thread (run_dst), only reads and the
   // source's opens on the ring: io_uring sends every create to io-wq.
   // Never with fsync or a read-back: their syncs stay on io-wq, and the
-  // read-back needs the file opened for reading (Engine::run decides).
+  // read-back needs the file opened for reading.
   const bool dst_inline_ = job_.dst_ops_inline && !cfg_.has(USYNC_FSYNC) && !cfg_.has(USYNC_VERIFY);
   const bool keep_src_ = wants_extra_meta(job_);  // sources stay open until finish()
   uint32_t backoff_ = 0;  // files between probes after the last miss (probe_now)
