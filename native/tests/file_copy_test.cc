@@ -26,8 +26,8 @@ void ExpectKinds(const Batch& b, std::vector<OpKind> kinds) {
 }
 
 // Opens the source and reports it checked with `size` bytes.
-void Opened(FileCopy& fc, uint64_t size, uint32_t chunk = 4096) {
-  fc.start(chunk);
+void Opened(FileCopy& fc, uint64_t size, uint32_t chunk = 4096, bool split = false) {
+  fc.start(chunk, false, false, split);
   ExpectKinds(Next(fc), {OpKind::kOpenSrc});
   fc.complete(OpKind::kOpenSrc, 5);
   fc.source_checked(size);
@@ -340,10 +340,7 @@ TEST(FileCopy, SplitReadsAloneThenWritesAndCloses) {
 
 TEST(FileCopy, SplitChunkedFileAlternatesReadsAndWrites) {
   FileCopy fc;
-  fc.start(4096, false, false, /*split=*/true);
-  ExpectKinds(Next(fc), {OpKind::kOpenSrc});
-  fc.complete(OpKind::kOpenSrc, 5);
-  fc.source_checked(10000);
+  Opened(fc, 10000, 4096, /*split=*/true);
   const uint32_t lens[] = {4096, 4096, 1808};
   uint64_t off = 0;
   for (int chunk = 0; chunk < 3; ++chunk) {
@@ -372,10 +369,7 @@ TEST(FileCopy, SplitChunkedFileAlternatesReadsAndWrites) {
 
 TEST(FileCopy, SplitShortReadEndsTheFileAtItsNewEnd) {
   FileCopy fc;
-  fc.start(4096, false, false, /*split=*/true);
-  ExpectKinds(Next(fc), {OpKind::kOpenSrc});
-  fc.complete(OpKind::kOpenSrc, 5);
-  fc.source_checked(10000);
+  Opened(fc, 10000, 4096, /*split=*/true);
   CompleteAll(fc, Next(fc), {1000});  // it shrank to 1000 bytes
   Batch b = Next(fc);
   ExpectKinds(b, {OpKind::kOpenDst, OpKind::kWrite, OpKind::kCloseDst, OpKind::kCloseSrc});
