@@ -15,9 +15,9 @@ LIBDIR     ?= lib
 DESTDIR    ?=
 FUZZ_SECONDS ?= 60  # per libFuzzer harness, in `make fuzz`
 
-DEB_PACKAGES := build-essential cmake pkg-config liburing-dev libxxhash-dev libssl-dev libcli11-dev \
+DEB_PACKAGES := build-essential cmake pkg-config liburing-dev libxxhash-dev libattr1-dev libssl-dev libcli11-dev \
                 libgtest-dev googletest rsync util-linux time scdoc man-db zsh bindfs \
-                nlohmann-json3-dev
+                nlohmann-json3-dev xfsprogs
 STAMP := $(BUILD)/.deps-ok
 
 .PHONY: all deps native rclone test test-native test-e2e test-go test-race demo bench bench-deps bench-quick bench-readme test-bench clean format lint sanitize sanitize-thread

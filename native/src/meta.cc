@@ -1,6 +1,7 @@
 #include "meta.h"
 #include "durable.h"
 
+#include <attr/libattr.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -12,6 +13,7 @@
 #include <climits>
 #include <cstdio>
 #include <cstring>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -140,6 +142,19 @@ bool managed(const Job& job, std::string_view name) noexcept {
   return name.starts_with("user.") || name.starts_with("trusted.") || name.starts_with("security.");
 }
 
+// Whether /etc/xattr.conf marks name "skip" (libattr reads it; cp -a and
+// mv obey it): attributes a filesystem keeps for itself, such as XFS's
+// second copy of each POSIX ACL (trusted.SGI_ACL_FILE, _DEFAULT), or that
+// only the kernel writes (security.evm).  Neither copied nor removed: a
+// source on ext4 lacks XFS's copy of its ACL, and removing that from an
+// XFS destination removes the ACL itself.
+bool filesystems_own(const char* name) noexcept {
+  // libattr reads the file on its first call, without a lock: once, here.
+  static std::once_flag read_conf;
+  std::call_once(read_conf, [] { attr_copy_action("", nullptr); });
+  return attr_copy_action(name, nullptr) == ATTR_ACTION_SKIP;
+}
+
 // The destination's own label, which the source's absence must not remove.
 bool keep_on_destination(std::string_view name) noexcept { return name == "security.selinux"; }
 
@@ -154,7 +169,7 @@ int read_all(const Job& job, Place p, std::vector<std::pair<std::string, std::st
       const char* name = list.data() + i;
       const size_t len = strnlen(name, list.size() - i);
       i += len + 1;
-      if (!managed(job, std::string_view(name, len))) continue;
+      if (!managed(job, std::string_view(name, len)) || filesystems_own(name)) continue;
       std::string value;
       err = read_sized([&](char* b, size_t n) { return get_x(p, name, b, n); }, &value);
       if (err == ENODATA) continue;  // removed meanwhile

@@ -682,3 +682,87 @@ func onFilesystem(path string, magic int64) bool {
 	var sf unix.Statfs_t
 	return unix.Statfs(path, &sf) == nil && int64(sf.Type) == magic
 }
+
+// mountXFS formats a sparse image under dir as XFS, mounts it (loop) until the test ends, and
+// returns the mount point; it skips the test, saying why, where that cannot be done.
+func mountXFS(t *testing.T, dir string) string {
+	t.Helper()
+	needRoot(t, "mounts an XFS image")
+	if _, err := exec.LookPath("mkfs.xfs"); err != nil {
+		t.Skip("mkfs.xfs is not installed (the Makefile installs it: apt-get install xfsprogs)")
+	}
+	img, mnt := filepath.Join(dir, "xfs.img"), filepath.Join(dir, "xfs")
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, 320<<20); err != nil { // XFS wants 300 MiB at least
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mkfs.xfs", "-q", img).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.xfs: %v %s", err, out)
+	}
+	if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
+		t.Skipf("cannot loop-mount an image here: %v %s", err, out)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(mnt, 0); err != nil {
+			_ = unix.Unmount(mnt, unix.MNT_DETACH)
+		}
+	})
+	return mnt
+}
+
+// TestFilesystemsOwnXattrsAreLeftAlone: -X neither copies nor removes the attributes that
+// /etc/xattr.conf marks "skip" (as cp -a does): XFS keeps each POSIX ACL a second time as
+// trusted.SGI_ACL_FILE / trusted.SGI_ACL_DEFAULT, which a source on another filesystem lacks.
+// Removing them from an XFS copy as stale removed its ACLs on every second run, with exit 0;
+// copying them from an XFS source left junk attributes on other filesystems.
+func TestFilesystemsOwnXattrsAreLeftAlone(t *testing.T) {
+	needRoot(t, "sets trusted.* attributes")
+	if _, err := os.Stat("/etc/xattr.conf"); err != nil {
+		t.Skipf("no /etc/xattr.conf (libattr's) on this machine: %v", err)
+	}
+	for _, e := range allEngines {
+		t.Run(e.name, func(t *testing.T) {
+			dir := tempDir(t)
+			// Any filesystem with trusted.*: one such attribute in the copy, one in the source.
+			src := NewTree(t, filepath.Join(dir, "src"))
+			src.File("f", []byte("f"), 0o644)
+			src.File("g", []byte("g"), 0o644)
+			setXattr(t, src.Root+"/g", "trusted.SGI_ACL_FILE", []byte("xfs internal"))
+			setXattr(t, src.Root+"/g", "user.kept", []byte("yes"))
+			dst := filepath.Join(dir, "dst")
+			copyTree(t, e, runOpts{}, 0, "-a", src.Root, dst)
+			setXattr(t, dst+"/f", "trusted.SGI_ACL_FILE", []byte("the destination's own"))
+			copyTree(t, e, runOpts{}, 0, "-a", src.Root, dst)
+			buf := make([]byte, 64)
+			if _, err := unix.Lgetxattr(dst+"/f", "trusted.SGI_ACL_FILE", buf); err != nil {
+				t.Errorf("the destination's trusted.SGI_ACL_FILE was removed: %v", err)
+			}
+			if _, err := unix.Lgetxattr(dst+"/g", "trusted.SGI_ACL_FILE", buf); err == nil {
+				t.Errorf("trusted.SGI_ACL_FILE was copied from the source")
+			}
+			if n, err := unix.Lgetxattr(dst+"/g", "user.kept", buf); err != nil || string(buf[:n]) != "yes" {
+				t.Errorf("user.kept = %q, %v", buf[:n], err)
+			}
+
+			// The case as users meet it: an ACL'd tree re-run into XFS keeps its ACLs.
+			xfs := mountXFS(t, dir)
+			acl := NewTree(t, filepath.Join(dir, "acl"))
+			acl.File("d/f", []byte("x"), 0o640)
+			setXattr(t, acl.Root+"/d/f", "system.posix_acl_access", testACL)
+			setXattr(t, acl.Root+"/d", "system.posix_acl_default", testACL)
+			out := filepath.Join(xfs, "out")
+			all := CompareOpts{Preserve: true, Owner: true, Xattrs: true, ACLs: true}
+			for run := 1; run <= 3; run++ {
+				copyTree(t, e, runOpts{}, 0, "-a", acl.Root, out)
+				if d, _ := CompareTrees(acl.Root, out, all); len(d) != 0 {
+					t.Fatalf("run %d into XFS: %v", run, d)
+				}
+			}
+		})
+	}
+}

@@ -6,8 +6,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
+	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -192,6 +195,36 @@ func (c *comparer) entry(sdir int, sname string, ddir int, dname string, rel str
 	return nil
 }
 
+// xattrSkips are the name patterns /etc/xattr.conf (libattr's) marks "skip": attributes a
+// filesystem keeps for itself (XFS's second copy of each ACL, trusted.SGI_ACL_*) or that only the
+// kernel writes. Copies, cp's and uring-sync's, neither copy nor remove them.
+var xattrSkips = sync.OnceValue(func() []string {
+	b, err := os.ReadFile("/etc/xattr.conf")
+	if err != nil {
+		return nil
+	}
+	var skips []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if i := strings.IndexByte(line, '#'); i >= 0 {
+			line = line[:i]
+		}
+		if f := strings.Fields(line); len(f) == 2 && f[1] == "skip" {
+			skips = append(skips, f[0])
+		}
+	}
+	return skips
+})
+
+// filesystemsOwn reports whether /etc/xattr.conf marks attribute name "skip".
+func filesystemsOwn(name string) bool {
+	for _, p := range xattrSkips() {
+		if ok, _ := path.Match(p, name); ok {
+			return true
+		}
+	}
+	return false
+}
+
 // xattrsAt returns the attributes of dir/name (not followed) that o compares, name -> value.
 func xattrsAt(dir int, name string, o CompareOpts) (map[string]string, error) {
 	path := fmt.Sprintf("/proc/self/fd/%d/%s", dir, name)
@@ -206,7 +239,7 @@ func xattrsAt(dir int, name string, o CompareOpts) (map[string]string, error) {
 	for _, a := range strings.Split(string(buf[:n]), "\x00") {
 		acl := a == "system.posix_acl_access" || a == "system.posix_acl_default"
 		x := strings.HasPrefix(a, "user.") || strings.HasPrefix(a, "trusted.") || strings.HasPrefix(a, "security.")
-		if (acl && o.ACLs) || (x && o.Xattrs) {
+		if ((acl && o.ACLs) || (x && o.Xattrs)) && !filesystemsOwn(a) {
 			v := make([]byte, 64<<10)
 			m, err := unix.Lgetxattr(path, a, v)
 			if err != nil {
