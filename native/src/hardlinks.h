@@ -30,9 +30,11 @@ class HardLinks {
  public:
   explicit HardLinks(Job& job) : job_(job) {}
 
-  // Walker thread: the regular file `name` in d (stat st, st_nlink > 1).
-  // Returns false when it is the first of its group: the caller copies it
-  // and marks the task link_leader.  Returns true when it is handled here
+  // Walker thread: the entry `name` in d (stat st, st_nlink > 1; a regular
+  // file, or a symlink, FIFO, socket or device, which the walker makes at
+  // once and then reports through leader_done).  Returns false when it is
+  // the first of its group: the caller copies it (a regular file's task is
+  // marked link_leader).  Returns true when it is handled here
   // (linked now, or queued until the leader is done).
   bool walked(Dir* d, const char* name, const struct stat& st);
 

@@ -657,13 +657,25 @@ class Walker {
       if (job_.cfg.has(USYNC_REPORT_ALL)) job_.file_done_cb(d, name, name, 0, nullptr, st.st_mode);
       return;
     }
+    // -H: symlinks, FIFOs, sockets and devices keep their hard links too
+    // (as cp -a and rsync -aH): a later path of the inode is linked to the
+    // first one's copy, which is made here, at once (no waiting paths).
+    const bool leader = job_.links != nullptr && st.st_nlink > 1;
+    if (leader && job_.links->walked(d, name, st)) return;
     int step = USYNC_STEP_NONE;
     bool wrote = false;
-    if (const int err = copy_special(job_, d->src.get(), name, st, d->dst.get(), name, !d->fresh, &step, &wrote, d);
-        err != 0)
+    const int err = copy_special(job_, d->src.get(), name, st, d->dst.get(), name, !d->fresh, &step, &wrote, d);
+    if (err != 0)
       job_.report(d, name, name, err, step);
     else if (wrote && job_.cfg.has(USYNC_REPORT_ALL))
       job_.file_done_cb(d, name, name, 0, nullptr, st.st_mode);
+    if (leader) {
+      FileTask t;
+      t.dir = d;
+      t.dst_name = name;
+      t.set_stat(st);
+      job_.links->leader_done(t, err, step);
+    }
   }
 
   // Whether an exclude pattern drops the entry (then counted).

@@ -216,7 +216,7 @@ func linkGroups(t *testing.T, root string) map[uint64][]string {
 	defer unix.Close(fd)
 	groups := map[uint64][]string{}
 	err = walkFd(fd, "", func(_ int, _, rel string, st *unix.Stat_t) error {
-		if st.Mode&unix.S_IFMT == unix.S_IFREG {
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 			groups[st.Ino] = append(groups[st.Ino], rel)
 		}
 		return nil
@@ -316,6 +316,67 @@ func TestHardLinks(t *testing.T) {
 			copyTree(t, e, runOpts{}, 0, src.Root, plain)
 			if g := linkGroups(t, plain); len(g) != 0 {
 				t.Errorf("without -H the copy has %d link groups", len(g))
+			}
+		})
+	}
+}
+
+// TestHardLinksOfSpecialEntries: -H keeps hard links between symlinks, FIFOs and device nodes
+// too (as cp -a and rsync -aH do), across directories; a re-run changes nothing, and a link
+// broken in the copy is made again.
+func TestHardLinksOfSpecialEntries(t *testing.T) {
+	needRoot(t, "makes device nodes")
+	for _, e := range allEngines {
+		t.Run(e.name, func(t *testing.T) {
+			dir := tempDir(t)
+			src := NewTree(t, filepath.Join(dir, "src"))
+			src.File("a/file", []byte("x"), 0o644)
+			src.Symlink("a/sym", "file")
+			for _, m := range []struct {
+				name string
+				mode uint32
+				dev  int
+			}{{"a/fifo", unix.S_IFIFO | 0o640, 0}, {"a/null", unix.S_IFCHR | 0o666, int(unix.Mkdev(1, 3))}} {
+				if err := src.Mknod(m.name, m.mode, m.dev); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, p := range []string{"sym", "fifo", "null"} {
+				for _, to := range []string{"a/" + p + "2", "b/" + p} {
+					if err := os.MkdirAll(filepath.Dir(src.Root+"/"+to), 0o755); err != nil {
+						t.Fatal(err)
+					}
+					if err := os.Link(src.Root+"/a/"+p, src.Root+"/"+to); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			dst := filepath.Join(dir, "dst")
+			copyTree(t, e, runOpts{}, 0, "-a", src.Root, dst)
+			requireSameTree(t, src.Root, dst, CompareOpts{Preserve: true, Owner: true})
+			want := strings.Join(groupSet(linkGroups(t, src.Root)), " ")
+			if got := strings.Join(groupSet(linkGroups(t, dst)), " "); got != want {
+				t.Fatalf("link groups differ:\ncopy   %v\nsource %v", got, want)
+			}
+
+			before := inodesAndCtimes(t, dst)
+			time.Sleep(20 * time.Millisecond)
+			r := copyTree(t, e, runOpts{}, 0, "-a", src.Root, dst)
+			for p, b := range before {
+				if a := inodesAndCtimes(t, dst)[p]; a != b {
+					t.Fatalf("re-run touched %s: %s -> %s\n%s", p, b, a, clip(r.stderr))
+				}
+			}
+
+			if err := os.Remove(dst + "/b/fifo"); err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.Mkfifo(dst+"/b/fifo", 0o640); err != nil {
+				t.Fatal(err)
+			}
+			copyTree(t, e, runOpts{}, 0, "-a", src.Root, dst)
+			if got := strings.Join(groupSet(linkGroups(t, dst)), " "); got != want {
+				t.Fatalf("after repair, link groups differ:\ncopy   %v\nsource %v", got, want)
 			}
 		})
 	}
