@@ -231,8 +231,12 @@ func (f *Fs) finishCopy(ctx context.Context, ci *fs.ConfigInfo, srcObj *Object, 
 	}
 	dst.direct.Store(direct)
 	if res.HasMD5 {
-		srcObj.setMD5(ctx, res.MD5, srcPath)
-		dst.setMD5(ctx, res.MD5, dstPath)
+		// The source's size and mtime are the listing's: its hash is
+		// checked against the file. The copy's were read just now
+		// (copyObject, or local's NewObject): the verification that follows
+		// takes its hash without a second look.
+		srcObj.setMD5(ctx, res.MD5, srcPath, false)
+		dst.setMD5(ctx, res.MD5, dstPath, true)
 	}
 	return dst, nil
 }

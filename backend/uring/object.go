@@ -41,6 +41,10 @@ type knownHash struct {
 	size  int64
 	mtime time.Time
 	path  string // the file's OS path, "" when not known (osPath of the remote)
+	// fresh: size and mtime were just read from the file (the copy's stat
+	// after the engine wrote it): the next Hash, rclone's verification of
+	// the copy, need not read them again. Any later Hash does.
+	fresh bool
 }
 
 // copiedInfo is what Copy saw of the file an engine copy made.
@@ -141,6 +145,7 @@ func (o *Object) moved(f *Fs, base fs.Object) *Object {
 	if k := o.md5; k != nil {
 		moved := *k
 		moved.path = "" // n's own path
+		moved.fresh = false
 		n.md5 = &moved
 	}
 	o.mu.Unlock()
@@ -151,11 +156,13 @@ func (o *Object) moved(f *Fs, base fs.Object) *Object {
 // object's OS path (osPath of its remote), which Hash then need not work
 // out again. Only plain mtimes can be checked cheaply, so other time types
 // record nothing.
-func (o *Object) setMD5(ctx context.Context, sum [16]byte, path string) {
+// fresh: the object's size and mtime were read from the file just now
+// (see knownHash).
+func (o *Object) setMD5(ctx context.Context, sum [16]byte, path string, fresh bool) {
 	if !plainMtime(o.f.lopt.TimeType) {
 		return
 	}
-	k := &knownHash{sum: hex.EncodeToString(sum[:]), size: o.Size(), mtime: o.ModTime(ctx), path: path}
+	k := &knownHash{sum: hex.EncodeToString(sum[:]), size: o.Size(), mtime: o.ModTime(ctx), path: path, fresh: fresh}
 	o.mu.Lock()
 	o.md5 = k
 	o.mu.Unlock()
@@ -191,13 +198,17 @@ func (o *Object) String() string {
 
 // Hash returns the hash of type ht. An MD5 computed by the engine is
 // returned without reading the file while the file's size and mtime have
-// not changed since.
+// not changed since (for a fresh one, the first time without looking).
 func (o *Object) Hash(ctx context.Context, ht hash.Type) (string, error) {
 	if ht == hash.MD5 {
 		o.mu.Lock()
 		k := o.md5
+		fresh := k != nil && k.fresh
+		if fresh {
+			k.fresh = false
+		}
 		o.mu.Unlock()
-		if k != nil && o.unchanged(k) {
+		if k != nil && (fresh || o.unchanged(k)) {
 			return k.sum, nil
 		}
 	}
@@ -216,8 +227,11 @@ func (o *Object) unchanged(k *knownHash) bool {
 			return false
 		}
 	}
-	return statMatches(p, o.f.lopt.FollowSymlinks, k.size, k.mtime)
+	return hashStat(p, o.f.lopt.FollowSymlinks, k.size, k.mtime)
 }
+
+// hashStat is statMatches (a variable for the tests that count lookups).
+var hashStat = statMatches
 
 // forget drops a known hash after the content may have changed.
 func (o *Object) forget() {

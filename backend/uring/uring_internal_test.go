@@ -218,6 +218,28 @@ func TestCopyKnowsHash(t *testing.T) {
 			t.Fatalf("%v: Hash = %q, %v", o, sum, err)
 		}
 	}
+	// Hash looks at the file (its size and mtime) to check a known hash,
+	// except once for the copy, whose were read just after the engine
+	// wrote it: that is rclone's verification, which follows at once.
+	looks := 0
+	hashStat = func(p string, follow bool, size int64, mtime time.Time) bool {
+		looks++
+		return statMatches(p, follow, size, mtime)
+	}
+	defer func() { hashStat = statMatches }()
+	again, err := f.Copy(ctx, src, "sub/c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []fs.Object{src, again, src, again} {
+		if sum, err := o.Hash(ctx, hash.MD5); err != nil || sum != hex.EncodeToString(want[:]) {
+			t.Fatalf("%v: Hash = %q, %v", o, sum, err)
+		}
+	}
+	if looks != 3 {
+		t.Errorf("four Hash calls looked at the files %d times, want 3 (not the copy's first)", looks)
+	}
+
 	// Change the copy: the known hash must not be used any more.
 	changed := []byte("changed")
 	if err := os.WriteFile(filepath.Join(dir, "sub", "b"), changed, 0o644); err != nil {
