@@ -681,6 +681,8 @@ int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) 
   root->mtime = st.st_mtim;
   root->fresh = fresh;
   root->mode_made = made;
+  if (!fresh && !cfg_.has(USYNC_DRY_RUN) && root->dst.valid())
+    root->opened_up = open_up_dir(root->dst.get(), &root->mode_before);
   root->tmp = std::move(root_tmp);
   root->hidden = !root->tmp.empty();
   root->resumed = !fresh && root->hidden;  // a killed run's, taken over

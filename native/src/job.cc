@@ -321,6 +321,31 @@ void Job::wait_unpinned(std::chrono::milliseconds wait) {
   pin_dropped_ = false;
 }
 
+namespace {
+
+bool needs_opening(const struct stat& st) noexcept {
+  static const uid_t me = geteuid();
+  return me != 0 && S_ISDIR(st.st_mode) && st.st_uid == me && (st.st_mode & S_IRWXU) != S_IRWXU;
+}
+
+}  // namespace
+
+bool open_up_dir(int fd, mode_t* before) noexcept {
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || !needs_opening(st) || fchmod(fd, (st.st_mode & 07777) | S_IRWXU) != 0) return false;
+  *before = st.st_mode & 07777;
+  return true;
+}
+
+bool open_up_dir_at(int dfd, const char* name, mode_t* before) noexcept {
+  struct stat st {};
+  if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !needs_opening(st) ||
+      chmod_nofollow(dfd, name, (st.st_mode & 07777) | S_IRWXU) != 0)
+    return false;
+  *before = st.st_mode & 07777;
+  return true;
+}
+
 int chmod_nofollow(int dfd, const char* name, mode_t mode) noexcept {
 #ifndef SYS_fchmodat2
 #define SYS_fchmodat2 452

@@ -110,6 +110,10 @@ struct Dir {
   // clean up); mode_made is the mode it was created with.
   bool fresh = false;
   mode_t mode_made = 0;
+  // An existing destination directory given its owner's rwx for this job
+  // (open_up_dir): settling puts mode_before back (or sets -p's mode).
+  bool opened_up = false;
+  mode_t mode_before = 0;
   // A new directory is built under a temporary name in its parent (tmp,
   // see dir_temp_name) and renamed to `name` when it is settled, so that
   // its files can be created straight under their own names: nobody sees
@@ -361,6 +365,17 @@ int finalize_file(const Job& job, const FileTask& t, const std::string& written_
 
 // fchmodat that never follows a symlink at name; 0 or -1 with errno.
 int chmod_nofollow(int dfd, const char* name, mode_t mode) noexcept;
+
+// Without privilege, nothing can be created in or removed from a directory
+// whose owner lacks write (or search, or read) permission: a re-run into
+// the copy of a read-only source directory failed on every change.  The
+// caller's own such destination directory is given its owner's rwx while
+// the job works in it (as rsync does), and *before receives the mode to
+// put back.  Returns whether the mode was changed; root's is never (it
+// writes anyway, and a re-run must change no ctime).  open_up_dir_at does
+// the same by name, for a directory that cannot even be opened (0000).
+bool open_up_dir(int fd, mode_t* before) noexcept;
+bool open_up_dir_at(int dfd, const char* name, mode_t* before) noexcept;
 
 // A fresh temporary name: ".usync-<random>-<seq>.tmp".
 std::string temp_name();

@@ -78,6 +78,7 @@ class Remover {
     std::vector<std::string> names;
     size_t next = 0;
     bool failed = false;  // something in it stays: it cannot be removed
+    bool opened_up = false;  // given its owner's rwx to be emptied (open_up_dir)
   };
 
   void fail(const std::string& path, int err) { job_.report(d_, path, path, err, USYNC_STEP_DELETE); }
@@ -98,6 +99,12 @@ class Remover {
   // destination's mount, and lists it as a new frame.
   bool push(int pfd, const std::string& name, const std::string& path, const struct stat& st) {
     UniqueFd fd(openat(pfd, name.c_str(), kDirFlags));
+    mode_t before = 0;
+    bool opened_up = false;
+    if (!fd.valid() && errno == EACCES && !job_.dry_run() && open_up_dir_at(pfd, name.c_str(), &before)) {
+      opened_up = true;  // a 0000 directory of our own
+      fd.reset(openat(pfd, name.c_str(), kDirFlags));
+    }
     struct stat now {};
     if (!fd.valid()) {
       fail(path, errno == ELOOP ? ENOTDIR : errno);
@@ -111,7 +118,11 @@ class Remover {
       fail(path, EXDEV);  // a mount point: never emptied
       return false;
     }
-    Frame f{std::move(fd), now.st_dev, now.st_ino, now.st_mode, name, path, {}, 0, false};
+    // Without privilege, a read-only directory of our own is opened up to
+    // be emptied (its mode is put back if something in it stays).
+    if (!opened_up && !job_.dry_run()) opened_up = open_up_dir(fd.get(), &before);
+    const mode_t mode = opened_up ? (now.st_mode & S_IFMT) | before : now.st_mode;
+    Frame f{std::move(fd), now.st_dev, now.st_ino, mode, name, path, {}, 0, false, opened_up};
     if (const int err = read_names(f.fd.get(), &f.names); err != 0) {
       fail(path, err);
       return false;
@@ -167,6 +178,7 @@ class Remover {
         }
         pfd = p.fd.get();
       }
+      if (done.failed && done.opened_up && done.fd.valid()) fchmod(done.fd.get(), done.mode & 07777);
       done.fd.reset();
       const bool gone = !done.failed && unlink_one(pfd, done.name.c_str(), done.path, done.mode, AT_REMOVEDIR);
       if (!gone && !frames_.empty()) frames_.back().failed = true;

@@ -264,10 +264,12 @@ class Walker {
       } else {
         // Also after a cancel: a directory left at 0700 would be a surprise.
         // Without -p: the source's bits and the sticky bit, less the umask
-        // (as cp -r); a directory that existed keeps its mode.  Nothing is
-        // written when it is already right (a re-run changes no ctime).
-        const mode_t want =
-            job_.preserve() ? (d->mode & 07777) : (d->mode & (0777 | S_ISVTX) & ~job_.umask_bits);
+        // (as cp -r); a directory that existed keeps its mode (the one it had
+        // before this job opened it up).  Nothing is written when it is
+        // already right (a re-run changes no ctime).
+        mode_t want = job_.preserve() ? (d->mode & 07777) : (d->mode & (0777 | S_ISVTX) & ~job_.umask_bits);
+        const bool set_mode = d->fresh || d->resumed || job_.preserve() || d->opened_up;
+        if (d->opened_up && !d->fresh && !d->resumed && !job_.preserve()) want = d->mode_before;
         struct stat now {};
         bool known = !d->fresh && fstat(d->dst.get(), &now) == 0;
         if (wants_extra_meta(job_)) {
@@ -277,7 +279,7 @@ class Walker {
           known = fstat(d->dst.get(), &now) == 0;  // an ACL sets group bits
         }
         const mode_t have = known ? now.st_mode & 07777 : (d->fresh ? d->mode_made : ~want);
-        if ((d->fresh || d->resumed || job_.preserve()) && have != want) {
+        if (set_mode && have != want) {
           if (fchmod(d->dst.get(), want) != 0) job_.report(d, "", "", errno, USYNC_STEP_METADATA);
         }
         const bool times_right =
@@ -387,6 +389,8 @@ class Walker {
     ino_t dino = 0;
     bool fresh = false;
     mode_t made = 0;
+    bool opened_up = false;  // see Dir::opened_up
+    mode_t mode_before = 0;
     std::string tmp;  // the temporary name it is built under
     if (!job_.dry_run()) {
       // A new directory is made under a temporary name (unless an ancestor
@@ -426,13 +430,19 @@ class Walker {
       const std::string& made_as = tmp.empty() ? p.name : tmp;
       // ENOTDIR: something that is not a directory is in the way (a symlink
       // there is never followed).
-      const int dfd = open_dir_at(pfd, made_as.c_str(), &ddev, &dino);
+      int dfd = open_dir_at(pfd, made_as.c_str(), &ddev, &dino);
+      if (dfd == -EACCES && !fresh && open_up_dir_at(pfd, made_as.c_str(), &mode_before)) {
+        opened_up = true;  // a 0000 copy of our own
+        dfd = open_dir_at(pfd, made_as.c_str(), &ddev, &dino);
+      }
       if (dfd < 0) {
         job_.report(parent, p.name, p.name, -dfd, USYNC_STEP_MKDIR);
         if (fresh) unlinkat(pfd, made_as.c_str(), AT_REMOVEDIR);
+        if (opened_up) chmod_nofollow(pfd, made_as.c_str(), mode_before);
         return nullptr;
       }
       dst.reset(dfd);
+      if (!fresh && !opened_up) opened_up = open_up_dir(dfd, &mode_before);
     } else {
       // A dry run reads the destination where it exists (read-only): files
       // already up to date are not listed, and --delete shows what would go.
@@ -458,6 +468,8 @@ class Walker {
     d->mtime = p.st.st_mtim;
     d->fresh = fresh;
     d->mode_made = made;
+    d->opened_up = opened_up;
+    d->mode_before = mode_before;
     d->tmp = std::move(tmp);
     d->hidden = parent->hidden || !d->tmp.empty();
     d->resumed = !fresh && !job_.dry_run() && (!d->tmp.empty() || parent->resumed);

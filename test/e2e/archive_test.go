@@ -699,6 +699,88 @@ func TestXattrsUnprivileged(t *testing.T) {
 	}
 }
 
+// TestReadOnlyDirectoriesUnprivileged: without privilege, a re-run (with and without -p, and with
+// --delete) still updates and removes inside directories that are read-only in the source and so
+// in the copy (0500, nested, and the root), as rsync does: it gives the directory its owner's rwx
+// while it works in it and puts the mode back.
+func TestReadOnlyDirectoriesUnprivileged(t *testing.T) {
+	for _, e := range engines {
+		for _, flags := range [][]string{{"-p"}, nil} {
+			t.Run(e.name+strings.Join(flags, ""), func(t *testing.T) {
+				base := nobodyDir(t)
+				src := NewTree(t, filepath.Join(base, "src"))
+				src.File("ro/f", []byte("v1"), 0o644)
+				src.File("ro/old", []byte("gone"), 0o644)
+				src.File("ro/in/g", []byte("g1"), 0o644)
+				src.File("ro/gone/deep/h", []byte("h"), 0o644)
+				src.ChownAll(nobodyID, nobodyID)
+				src.Chmod("ro/gone/deep", 0o500)
+				src.Chmod("ro/gone", 0o500)
+				src.Chmod("ro/in", 0o500)
+				src.Chmod("ro", 0o500)
+				if err := os.Chmod(src.Root, 0o500); err != nil {
+					t.Fatal(err)
+				}
+				dst := filepath.Join(base, "dst")
+				as := runOpts{prefix: nobodyPrefix()}
+				copyTree(t, e, as, 0, append(flags, src.Root, dst)...)
+
+				for _, p := range []string{".", "ro", "ro/in"} {
+					if err := os.Chmod(filepath.Join(src.Root, p), 0o700); err != nil {
+						t.Fatal(err)
+					}
+				}
+				src.File("ro/f", []byte("v2, longer"), 0o644)
+				src.File("ro/in/g", []byte("g2, longer"), 0o644)
+				if err := os.Remove(src.Root + "/ro/old"); err != nil {
+					t.Fatal(err)
+				}
+				for _, p := range []string{"ro/gone", "ro/gone/deep"} {
+					if err := os.Chmod(filepath.Join(src.Root, p), 0o700); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := os.RemoveAll(src.Root + "/ro/gone"); err != nil {
+					t.Fatal(err)
+				}
+				src.ChownAll(nobodyID, nobodyID)
+				src.Chmod("ro/in", 0o500)
+				src.Chmod("ro", 0o500)
+				if err := os.Chmod(src.Root, 0o500); err != nil {
+					t.Fatal(err)
+				}
+				copyTree(t, e, as, 0, append(flags, "--delete", src.Root, dst)...)
+				modes := map[string]os.FileMode{}
+				for _, p := range []string{".", "ro", "ro/in"} {
+					fi, err := os.Lstat(filepath.Join(dst, p))
+					if err != nil {
+						t.Fatal(err)
+					}
+					modes[p] = fi.Mode().Perm()
+				}
+				for _, p := range []string{".", "ro", "ro/in"} {
+					if err := os.Chmod(filepath.Join(dst, p), 0o700); err != nil {
+						t.Fatal(err)
+					}
+				}
+				for p, want := range map[string]string{"ro/f": "v2, longer", "ro/in/g": "g2, longer"} {
+					if b, err := os.ReadFile(filepath.Join(dst, p)); err != nil || string(b) != want {
+						t.Errorf("%s = %q, %v; want %q", p, b, err, want)
+					}
+				}
+				for _, p := range []string{"ro/old", "ro/gone"} {
+					if _, err := os.Lstat(filepath.Join(dst, p)); err == nil {
+						t.Errorf("%s was not removed", p)
+					}
+				}
+				if modes["."] != 0o500 || modes["ro"] != 0o500 || modes["ro/in"] != 0o500 {
+					t.Errorf("modes after the re-run: %v; want the source's 0500", modes)
+				}
+			})
+		}
+	}
+}
+
 // TestXattrsOnADestinationWithout: -X into a FUSE mount without xattrs (bindfs --xattr-none)
 // reports each file whose attributes could not be set (exit 1), still copies its bytes, and leaves
 // it without its times, so that it never looks complete: a re-run tries it again.
