@@ -666,6 +666,10 @@ class Walker {
       return;
     }
     if (job_.dry_run()) {
+      // Listed and counted only if a real run would write it.
+      if (d->dst.valid() && special_up_to_date(job_, d->src.get(), name, st, d->dst.get(), name)) return;
+      (S_ISLNK(st.st_mode) ? job_.counters.symlinks_created : job_.counters.specials_created)
+          .fetch_add(1, std::memory_order_relaxed);
       if (job_.cfg.has(USYNC_REPORT_ALL)) job_.file_done_cb(d, name, name, 0, nullptr, st.st_mode);
       return;
     }
@@ -780,6 +784,39 @@ int read_link(int dfd, const char* name, size_t hint, std::string* out) noexcept
 
 }  // namespace
 
+namespace {
+
+// Whether the entry at (dfd, dname) is the same kind of entry as the source
+// entry st (a symlink with this target, a device with the same number);
+// *ex receives its stat.  -I (USYNC_IGNORE_TIMES) trusts nothing there.
+bool same_special(const Job& job, const struct stat& st, const std::string& target, int dfd, const char* dname,
+                  struct stat* ex) noexcept {
+  if (job.cfg.has(USYNC_IGNORE_TIMES) || fstatat(dfd, dname, ex, AT_SYMLINK_NOFOLLOW) != 0 ||
+      (ex->st_mode & S_IFMT) != (st.st_mode & S_IFMT))
+    return false;
+  if (S_ISLNK(st.st_mode)) {
+    std::string have;
+    return read_link(dfd, dname, static_cast<size_t>(ex->st_size), &have) == 0 && have == target;
+  }
+  return !(S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) || ex->st_rdev == st.st_rdev;
+}
+
+// Whether ex (a same_special entry) has st's time, and -p's mode.
+bool special_meta_right(const Job& job, const struct stat& st, const struct stat& ex) noexcept {
+  return ex.st_mtim.tv_sec == st.st_mtim.tv_sec && ex.st_mtim.tv_nsec == st.st_mtim.tv_nsec &&
+         (!job.preserve() || S_ISLNK(st.st_mode) || (ex.st_mode & 07777) == (st.st_mode & 07777));
+}
+
+}  // namespace
+
+bool special_up_to_date(const Job& job, int sfd, const char* name, const struct stat& st, int dfd,
+                        const char* dname) noexcept {
+  std::string target;
+  if (S_ISLNK(st.st_mode) && read_link(sfd, name, static_cast<size_t>(st.st_size), &target) != 0) return false;
+  struct stat ex {};
+  return same_special(job, st, target, dfd, dname, &ex) && special_meta_right(job, st, ex);
+}
+
 int copy_special(const Job& job, int sfd, const char* name, const struct stat& st, int dfd, const char* dname,
                  bool replace, int* step, bool* wrote, const Dir* dir) noexcept {
   *step = S_ISLNK(st.st_mode) ? USYNC_STEP_SYMLINK : USYNC_STEP_MKNOD;
@@ -793,38 +830,27 @@ int copy_special(const Job& job, int sfd, const char* name, const struct stat& s
     // Already there (a re-run)?  Then nothing is written, unless -p finds
     // the time (or mode) different.
     struct stat ex {};
-    if (fstatat(dfd, dname, &ex, AT_SYMLINK_NOFOLLOW) == 0 && (ex.st_mode & S_IFMT) == (st.st_mode & S_IFMT) &&
-        !job.cfg.has(USYNC_IGNORE_TIMES)) {
-      bool same = true;
-      if (S_ISLNK(st.st_mode)) {
-        std::string have;
-        same = read_link(dfd, dname, static_cast<size_t>(ex.st_size), &have) == 0 && have == target;
-      } else if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) {
-        same = ex.st_rdev == st.st_rdev;
-      }
-      if (same) {
-        if (wants_extra_meta(job)) {
-          if (const int err = sync_extra_meta(job, Place{sfd, name}, Place{dfd, dname}, st.st_mode, st.st_uid, st.st_gid);
-              err != 0) {
-            *step = USYNC_STEP_METADATA;
-            return err;
-          }
-          if (fstatat(dfd, dname, &ex, AT_SYMLINK_NOFOLLOW) != 0) ex.st_mode = ~st.st_mode;  // chown clears setuid
-        }
-        if (ex.st_mtim.tv_sec == st.st_mtim.tv_sec && ex.st_mtim.tv_nsec == st.st_mtim.tv_nsec &&
-            (!job.preserve() || S_ISLNK(st.st_mode) || (ex.st_mode & 07777) == (st.st_mode & 07777))) {
-          *wrote = false;
-          return 0;
-        }
-        // The entry is right but for its metadata: fix that in place.
-        const timespec ts[2] = {st.st_atim, st.st_mtim};
-        if ((job.preserve() && !S_ISLNK(st.st_mode) && chmod_nofollow(dfd, dname, st.st_mode & 07777) != 0) ||
-            utimensat(dfd, dname, ts, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (same_special(job, st, target, dfd, dname, &ex)) {
+      if (wants_extra_meta(job)) {
+        if (const int err = sync_extra_meta(job, Place{sfd, name}, Place{dfd, dname}, st.st_mode, st.st_uid, st.st_gid);
+            err != 0) {
           *step = USYNC_STEP_METADATA;
-          return errno;
+          return err;
         }
+        if (fstatat(dfd, dname, &ex, AT_SYMLINK_NOFOLLOW) != 0) ex.st_mode = ~st.st_mode;  // chown clears setuid
+      }
+      if (special_meta_right(job, st, ex)) {
+        *wrote = false;
         return 0;
       }
+      // The entry is right but for its metadata: fix that in place.
+      const timespec ts[2] = {st.st_atim, st.st_mtim};
+      if ((job.preserve() && !S_ISLNK(st.st_mode) && chmod_nofollow(dfd, dname, st.st_mode & 07777) != 0) ||
+          utimensat(dfd, dname, ts, AT_SYMLINK_NOFOLLOW) != 0) {
+        *step = USYNC_STEP_METADATA;
+        return errno;
+      }
+      return 0;
     }
   }
   std::string tmp;

@@ -21,6 +21,11 @@ void run_walker(Job& job, Dir* root, bool route_large) noexcept;
 // *wrote (optional) tells whether anything was written (false: the entry
 // was already there, as on a re-run).
 // dir: the walked directory of the entry (for messages), or null.
+// Dry runs: whether copy_special would leave the entry at (dfd, dname) as it
+// is (without comparing -o -g -X -A's metadata, which it would put right).
+bool special_up_to_date(const Job& job, int sfd, const char* name, const struct stat& st, int dfd,
+                        const char* dname) noexcept;
+
 int copy_special(const Job& job, int sfd, const char* name, const struct stat& st, int dfd, const char* dname,
                  bool replace, int* step, bool* wrote = nullptr, const Dir* dir = nullptr) noexcept;
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -188,9 +189,10 @@ func TestConcurrentRuns(t *testing.T) {
 	}
 }
 
-// TestDryRunListsOnlyWhatWouldChange: -n into a complete copy lists nothing and counts every file
-// as up to date; after one source file changes and one is added, it lists exactly those two (and
-// the new directory under -v), and still writes nothing.
+// TestDryRunListsOnlyWhatWouldChange: -n into a complete copy lists nothing (symlinks and FIFOs
+// included) and counts every file as up to date; after one source file changes, one is added and a
+// symlink is pointed elsewhere, it lists exactly those (and the new directory under -v), and still
+// writes nothing.
 func TestDryRunListsOnlyWhatWouldChange(t *testing.T) {
 	for _, e := range engines {
 		t.Run(e.name, func(t *testing.T) {
@@ -198,6 +200,10 @@ func TestDryRunListsOnlyWhatWouldChange(t *testing.T) {
 			dir := tempDir(t)
 			src := NewTree(t, filepath.Join(dir, "src"))
 			buildMany(50, 3)(t, src)
+			src.Symlink("link", "d001/f00001")
+			if err := src.Mknod("fifo", unix.S_IFIFO|0o644, 0); err != nil {
+				t.Fatal(err)
+			}
 			dst := filepath.Join(dir, "dst")
 			copyTree(t, e, runOpts{}, 0, src.Root, dst)
 			r := copyTree(t, e, runOpts{}, 0, "-n", src.Root, dst)
@@ -206,11 +212,19 @@ func TestDryRunListsOnlyWhatWouldChange(t *testing.T) {
 			}
 			src.File("d001/f00001", []byte("changed"), 0o644)
 			src.File("new/file", []byte("new"), 0o644)
+			if err := os.Remove(src.Root + "/link"); err != nil {
+				t.Fatal(err)
+			}
+			src.Symlink("link", "new/file")
 			before := inodesAndCtimes(t, dst)
 			r = copyTree(t, e, runOpts{}, 0, "-n", src.Root, dst)
-			if got := strings.Fields(r.stdout); strings.Join(got, " ") != "d001/f00001 new/ new/file" &&
-				strings.Join(got, " ") != "new/ new/file d001/f00001" {
-				t.Errorf("-n -v lists %q, want d001/f00001, new/, new/file\n%s", got, r)
+			got := strings.Fields(r.stdout)
+			sort.Strings(got)
+			if strings.Join(got, " ") != "d001/f00001 link new/ new/file" {
+				t.Errorf("-n -v lists %q, want d001/f00001, link, new/, new/file\n%s", got, r)
+			}
+			if !strings.Contains(r.stderr, " 1 symlinks, 0 special;") {
+				t.Errorf("want 1 symlink (and no FIFO) counted as to be made\n%s", r)
 			}
 			after := inodesAndCtimes(t, dst)
 			if len(after) != len(before) {
