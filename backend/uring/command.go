@@ -118,7 +118,7 @@ func localDir(ctx context.Context, arg string) (string, localOptions, error) {
 			if err := configstruct.Set(m, &lopt); err != nil {
 				return "", localOptions{}, err
 			}
-			return filepath.FromSlash(d.Root()), lopt, nil
+			return osRootOf(d.Root(), lopt.Enc), lopt, nil
 		}
 		unwrap := dst.Features().UnWrap
 		if unwrap == nil {

@@ -199,7 +199,7 @@ func NewFs(ctx context.Context, name, root string, m configmap.Mapper) (fs.Fs, e
 		opt:  opt,
 		lopt: lopt,
 	}
-	f.osRoot = filepath.FromSlash(lopt.Enc.FromStandardPath(base.Root()))
+	f.osRoot = osRootOf(base.Root(), lopt.Enc)
 	if root := filepath.Clean(f.osRoot); filepath.IsAbs(root) {
 		f.under = strings.TrimSuffix(root, string(filepath.Separator)) + string(filepath.Separator)
 	}
@@ -240,6 +240,30 @@ func NewFs(ctx context.Context, name, root string, m configmap.Mapper) (fs.Fs, e
 		return f, fs.ErrorIsFile
 	}
 	return f, nil
+}
+
+// osRootOf returns the OS path of local's Root() (local's own root, an OS
+// path, in rclone's standard form). A "." or ".." segment of a relative
+// root cannot be a name on disk, so with the Dot encoding (local's
+// default) the standard form spells it "．" or "．．"; FromStandardPath
+// would make those names (as it does for a remote's file called "."), so
+// they are turned back here, as local's cleanRootPath keeps them.
+func osRootOf(root string, enc encoder.MultiEncoder) string {
+	if enc&encoder.EncodeDot == 0 {
+		return filepath.FromSlash(enc.FromStandardPath(root))
+	}
+	parts := strings.Split(root, "/")
+	for i, p := range parts {
+		switch p {
+		case "．":
+			parts[i] = "."
+		case "．．":
+			parts[i] = ".."
+		default:
+			parts[i] = enc.FromStandardName(p)
+		}
+	}
+	return filepath.FromSlash(strings.Join(parts, "/"))
 }
 
 // engineRoots are the uring remotes with the engine on made so far.

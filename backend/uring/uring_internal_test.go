@@ -25,6 +25,7 @@ import (
 	"github.com/rclone/rclone/fs/rc"
 	"github.com/rclone/rclone/fs/sync"
 	"github.com/rclone/rclone/fstest"
+	"github.com/rclone/rclone/lib/encoder"
 	"github.com/rclone/rclone/lib/transferaccounter"
 	"github.com/uringsync/uring-sync/backend/uringsync"
 	"golang.org/x/sys/unix"
@@ -747,6 +748,22 @@ func TestBatchesOverlap(t *testing.T) {
 		got, err := os.ReadFile(p + ".copy")
 		if err != nil || !bytes.Equal(got, want) {
 			t.Errorf("%s: copy differs (%v)", p, err)
+		}
+	}
+}
+
+// TestOsRootOf: local's Root() spells a relative root's "." and ".."
+// segments "．" and "．．"; the OS path has the dots again.
+func TestOsRootOf(t *testing.T) {
+	enc := encoder.EncodeSlash | encoder.EncodeDot // local's default
+	for in, want := range map[string]string{
+		"．":         ".",
+		"．．/src":    "../src",
+		"．．/．．/a/b": "../../a/b",
+		"/tmp/x":    "/tmp/x",
+	} {
+		if got := osRootOf(in, enc); got != want {
+			t.Errorf("osRootOf(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -582,3 +582,91 @@ func TestCopyTreeFlags(t *testing.T) {
 		t.Errorf("copytree into a non-empty directory: exit %d\n%s", code, out)
 	}
 }
+
+// runIn runs the binary in directory dir and returns its output and exit code.
+func runIn(t *testing.T, dir, bin string, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "RCLONE_CONFIG="+filepath.Join(t.TempDir(), "rclone.conf"))
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		return string(out), exit.ExitCode()
+	}
+	if err != nil {
+		t.Fatalf("rclone %s: %v", strings.Join(args, " "), err)
+	}
+	return string(out), 0
+}
+
+// TestRelativeRootsAsLocal: a uring remote whose root is relative and is
+// "." or holds ".." (which rclone's standard form spells "．" and "．．")
+// is the same directory local would use, for the engine's copies too.
+func TestRelativeRootsAsLocal(t *testing.T) {
+	bin := rcloneBin(t)
+	for _, c := range []struct {
+		name     string
+		cwd      string // below the test's directory, where rclone runs
+		src, dst string // relative to cwd; dst's tree is compared
+	}{
+		{"dot-destination", "to", "../src", "."},
+		{"dot-source", "src", ".", "../out"},
+		{"dotdot-both", "work/sub", "../../src", "../out"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var trees [2]map[string]entry
+			first := ""
+			for i, pre := range []string{":uring:", ""} {
+				dir := t.TempDir()
+				if first == "" { // one source, the same times in both runs
+					first = filepath.Join(dir, "src")
+					smallTree(t, first)
+				} else if out, err := exec.Command("cp", "-a", first, filepath.Join(dir, "src")).CombinedOutput(); err != nil {
+					t.Fatalf("cp -a: %v %s", err, out)
+				}
+				cwd := filepath.Join(dir, c.cwd)
+				if err := os.MkdirAll(cwd, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				out, code := runIn(t, cwd, bin, "-v", "copy", pre+c.src, pre+c.dst)
+				if code != 0 {
+					t.Fatalf("%scopy %s %s in %s: exit %d\n%s", pre, c.src, c.dst, c.cwd, code, out)
+				}
+				if n, _ := engineCopied(t, out); pre != "" && n == "0" {
+					t.Errorf("the engine copied nothing\n%s", out)
+				}
+				dst := filepath.Join(cwd, c.dst)
+				trees[i] = readTree(t, dst)
+				if _, err := os.Lstat(filepath.Join(cwd, "．")); err == nil {
+					t.Errorf("%scopy made a directory named \"．\" in %s", pre, c.cwd)
+				}
+				if _, err := os.Lstat(filepath.Join(cwd, "．．")); err == nil {
+					t.Errorf("%scopy made a directory named \"．．\" in %s", pre, c.cwd)
+				}
+			}
+			for _, d := range diffTrees(trees[1], trees[0], false) {
+				t.Error("uring differs from local: " + d)
+			}
+		})
+	}
+	// backend copytree, to a relative destination holding "..".
+	dir := t.TempDir()
+	smallTree(t, filepath.Join(dir, "src"))
+	cwd := filepath.Join(dir, "work", "sub")
+	if err := os.MkdirAll(cwd, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := runIn(t, cwd, bin, "backend", "copytree", "uring:../../src", "../ct"); code != 0 {
+		t.Fatalf("copytree: exit %d\n%s", code, out)
+	}
+	src, ct := readTree(t, filepath.Join(dir, "src")), readTree(t, filepath.Join(dir, "work", "ct"))
+	for rel, e := range src {
+		if e.mode.IsRegular() && ct[rel].data != e.data {
+			t.Errorf("copytree to ../ct: %s missing or different", rel)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(cwd, "．．")); err == nil {
+		t.Errorf("copytree made a directory named \"．．\"")
+	}
+}
