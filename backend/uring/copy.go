@@ -399,6 +399,10 @@ func (f *Fs) declines(ci *fs.ConfigInfo, srcFs *Fs, srcRemote, remote string) st
 	case f.lopt.NoClone || srcFs.lopt.NoClone:
 		// The engine reflinks large files where the filesystem can.
 		return "no_clone"
+	case f.lopt.NoSetModTime:
+		// The engine gives every copy its source's mtime; local leaves
+		// the time it was written.
+		return "no_set_modtime"
 	case (srcFs.lopt.TranslateSymlinks && strings.HasSuffix(srcRemote, fs.LinkSuffix)) ||
 		(f.lopt.TranslateSymlinks && strings.HasSuffix(remote, fs.LinkSuffix)):
 		return "symlinks stored as .rclonelink files"

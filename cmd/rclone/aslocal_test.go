@@ -290,6 +290,17 @@ func manyFiles(t *testing.T, root string) {
 	}
 }
 
+// writeTimes checks that every regular file copied has the time it was
+// written as its mtime, not its source's (no_set_modtime).
+func writeTimes(t *testing.T, tree map[string]entry) {
+	t.Helper()
+	for rel, e := range tree {
+		if e.mode.IsRegular() && time.Since(e.mtime) > time.Hour {
+			t.Errorf("%s: mtime %v, the source's; want the time it was written", rel, e.mtime)
+		}
+	}
+}
+
 // maxTransferTotal checks what --max-transfer let through: only whole
 // files of manyFiles, no partial file left behind, and not much more
 // than the limit (rclone checks it as each transfer starts and counts
@@ -354,6 +365,10 @@ func TestBehavesAsLocal(t *testing.T) {
 			tree:  manyFiles,
 			check: func(t *testing.T, tree map[string]entry) { maxTransferTotal(t, tree, 1<<20+4*200<<10) }},
 		{name: "no-clone", args: []string{"copy", "--local-no-clone", "--uring-no-clone"}, tree: smallTree},
+		// The copies' mtimes are their write times (the engine sets the
+		// source's): rclone copies them; the trees differ in those times.
+		{name: "no-set-modtime", args: []string{"copy", "--local-no-set-modtime", "--uring-no-set-modtime"}, tree: smallTree,
+			inexact: true, check: writeTimes},
 		{name: "metadata-tree", args: []string{"copy", "-M"}, tree: metaTree, engine: true, meta: true, engineMeta: true},
 		{name: "metadata-empty-dirs", args: []string{"copy", "-M", "--create-empty-src-dirs"}, tree: metaTree, engine: true, meta: true, engineMeta: true},
 		{name: "metadata-sync", args: []string{"sync", "-M"}, tree: metaTree, dst: existingDst, engine: true, meta: true, engineMeta: true},
