@@ -724,6 +724,7 @@ int Engine::copy_files_locked(const usync_pair* pairs, size_t count, usync_resul
     if (s == nullptr || d == nullptr || *s == '\0' || *d == '\0') {
       r.error = EINVAL;
       r.step = USYNC_STEP_OPEN_SRC;
+      job.report(nullptr, s != nullptr ? s : "", d != nullptr ? d : "", r.error, r.step);
       continue;
     }
     struct stat st {};

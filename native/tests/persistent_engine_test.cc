@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -372,6 +373,28 @@ TEST_P(PersistentEngineTest, EachCallHasItsOwnStats) {
   ASSERT_EQ(usync_engine_stats(e, &st, sizeof st), 0);
   EXPECT_EQ(st.files_done, 1u);
   EXPECT_EQ(st.files_failed, 0u);
+  Destroy(e);
+}
+
+// A pair without a source or destination path fails like any other: its
+// result, error_cb, files_failed, and -EIO from the call.
+TEST_P(PersistentEngineTest, PairsWithoutAPathFailTheCall) {
+  TempDir t;
+  WriteFile(t / "one", Pattern(10, 6));
+  usync_engine* e = Make();
+  ASSERT_NE(e, nullptr);
+  const std::string one = t / "one", out = t / "out";
+  const usync_pair pairs[] = {{one.c_str(), nullptr}, {"", out.c_str()}, {one.c_str(), out.c_str()}};
+  usync_result res[3] = {};
+  EXPECT_EQ(usync_copy_files(e, pairs, 3, res), -EIO);
+  usync_stats st{};
+  ASSERT_EQ(usync_engine_stats(e, &st, sizeof st), 0);
+  EXPECT_EQ(st.files_failed, 2u);
+  EXPECT_EQ(st.files_done, 1u);
+  EXPECT_EQ(res[0].error, EINVAL);
+  EXPECT_EQ(res[1].error, EINVAL);
+  EXPECT_EQ(res[2].error, 0);
+  EXPECT_EQ(std::count(seen_.errors.begin(), seen_.errors.end(), ';'), 2) << seen_.errors;
   Destroy(e);
 }
 
