@@ -60,11 +60,11 @@ import (
 )
 
 // Engine is one liburingsync engine. Copy calls on one Engine run one at a
-// time (a second call waits); Stats, Kind and Cancel may be called at any
-// time from any goroutine. Close releases it.
+// time (a second call waits, until its context ends); Stats, Kind and
+// Cancel may be called at any time from any goroutine. Close releases it.
 type Engine struct {
-	mu     sync.Mutex   // serialises copy calls and Close
-	life   sync.RWMutex // guards ptr against Close for Stats/Kind/Cancel
+	turn   chan struct{} // holds a token while a copy call or Close runs: serialises them
+	life   sync.RWMutex  // guards ptr against Close for Stats/Kind/Cancel
 	ptr    *C.usync_engine
 	handle cgo.Handle
 	state  *callState
@@ -170,7 +170,7 @@ func New(opts *Options) (*Engine, error) {
 		co.exclude_count = C.size_t(n)
 	}
 
-	e := &Engine{state: st}
+	e := &Engine{turn: make(chan struct{}, 1), state: st}
 	e.handle = cgo.NewHandle(st)
 	C.usync_go_callbacks(&co, C.uintptr_t(e.handle), boolInt(o.OnFileDone != nil), boolInt(o.OnProgress != nil),
 		boolInt(o.OnDelete != nil))
@@ -194,8 +194,8 @@ func errnoOf(rc C.int) syscall.Errno { return syscall.Errno(-rc) }
 // Close destroys the engine, waiting for a running copy call to return.
 // Closing twice is a no-op.
 func (e *Engine) Close() error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	e.turn <- struct{}{}
+	defer func() { <-e.turn }()
 	e.life.Lock()
 	defer e.life.Unlock()
 	if e.ptr == nil {
@@ -271,13 +271,22 @@ func statsOf(cs *C.usync_stats) Stats {
 // begin locks the engine for one copy call and arranges for ctx's
 // cancellation to reach the engine; end undoes both.
 func (e *Engine) begin(ctx context.Context) (end func(), err error) {
-	e.mu.Lock()
+	// Waiting for another call's turn ends with ctx, as the call would.
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	select {
+	case e.turn <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	unlock := func() { <-e.turn }
 	if e.ptr == nil {
-		e.mu.Unlock()
+		unlock()
 		return nil, errClosed
 	}
 	if err := ctx.Err(); err != nil {
-		e.mu.Unlock()
+		unlock()
 		return nil, err
 	}
 	e.state.mu.Lock()
@@ -285,7 +294,7 @@ func (e *Engine) begin(ctx context.Context) (end func(), err error) {
 	e.state.mu.Unlock()
 	e.state.panicked.Store(nil)
 	if ctx.Done() == nil {
-		return e.mu.Unlock, nil
+		return unlock, nil
 	}
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -313,7 +322,7 @@ func (e *Engine) begin(ctx context.Context) (end func(), err error) {
 	return func() {
 		close(done)
 		wg.Wait()
-		e.mu.Unlock()
+		unlock()
 	}, nil
 }
 

@@ -358,6 +358,52 @@ func TestCancel(t *testing.T) {
 	})
 }
 
+// TestWaitingCallHonoursItsContext: a call that waits for another on the
+// same engine returns when its context ends, not when the other call does.
+func TestWaitingCallHonoursItsContext(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	writeFile(t, src, content(1))
+	started, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	e := newEngine(t, Options{OnFileDone: func(FileDone) {
+		once.Do(func() { close(started) })
+		<-release // the first call holds the engine until the test lets go
+	}})
+	first := make(chan error, 1)
+	go func() {
+		_, err := e.CopyFiles(context.Background(), []Pair{{src, filepath.Join(dir, "a")}})
+		first <- err
+	}()
+	<-started
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	waited := make(chan error, 1)
+	go func() {
+		_, err := e.CopyFiles(ctx, []Pair{{src, filepath.Join(dir, "b")}})
+		waited <- err
+	}()
+	select {
+	case err := <-waited:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("err = %v, want context.DeadlineExceeded", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("the waiting call did not return when its context ended")
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Errorf("first call: %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "b")); err == nil {
+		t.Errorf("the call that gave up copied its pair anyway")
+	}
+	select { // the test's deadline path must not leave the second call running
+	case <-waited:
+	default:
+	}
+}
+
 // TestConcurrentAndLeaks runs calls from many goroutines (serialised by the
 // engine), then checks that Close leaves no goroutine behind.
 func TestConcurrentAndLeaks(t *testing.T) {
