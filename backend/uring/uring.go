@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -179,6 +180,16 @@ func NewFs(ctx context.Context, name, root string, m configmap.Mapper) (fs.Fs, e
 	}
 	if opt.BatchSize <= 0 {
 		opt.BatchSize = 1
+	}
+	// What the engine would refuse is refused here, naming the option,
+	// instead of turning the engine off for the whole run.
+	for _, o := range []struct {
+		name     string
+		val, max int
+	}{{"workers", opt.Workers, 1024}, {"queue_depth", opt.QueueDepth, 4096}, {"sync_below", opt.SyncBelow, math.MaxInt32}} {
+		if o.val < 0 || o.val > o.max {
+			return nil, fmt.Errorf("uring: %s %d: want 0 (the default) to %d", o.name, o.val, o.max)
+		}
 	}
 	lopt := localOptions{}
 	if err := configstruct.Set(m, &lopt); err != nil {

@@ -767,3 +767,20 @@ func TestOsRootOf(t *testing.T) {
 		}
 	}
 }
+
+// TestBadEngineOptions: an engine option out of range is an error naming
+// it, not an engine silently turned off.
+func TestBadEngineOptions(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	for _, opt := range []string{"queue_depth=100000", "workers=-5", "sync_below=-1"} {
+		_, err := fs.NewFs(ctx, ":uring,"+opt+":"+dir)
+		name, _, _ := strings.Cut(opt, "=")
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s: err = %v, want one naming %s", opt, err, name)
+		}
+	}
+	if _, err := fs.NewFs(ctx, ":uring,queue_depth=64,workers=2:"+dir); err != nil {
+		t.Errorf("good options refused: %v", err)
+	}
+}
