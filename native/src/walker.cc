@@ -782,10 +782,6 @@ int read_link(int dfd, const char* name, size_t hint, std::string* out) noexcept
   }
 }
 
-}  // namespace
-
-namespace {
-
 // Whether the entry at (dfd, dname) is the same kind of entry as the source
 // entry st (a symlink with this target, a device with the same number);
 // *ex receives its stat.  -I (USYNC_IGNORE_TIMES) trusts nothing there.
