@@ -548,7 +548,19 @@ class Walker {
     }
     if (mirror) {
       // A listing cut short would look like missing entries: delete nothing.
-      if (complete) delete_extras(job_, d, names, rel, root_mnt_, d->resumed);
+      // A directory taken over under its temporary name is emptied of what
+      // the source lacks only while no other run writes into this
+      // destination (the root's shared lock converts to an exclusive one,
+      // held through the removals): the run that made it may still be
+      // building it, from another source, and what it wrote is not a killed
+      // run's leftover.  --delete removes it anyway, as asked.
+      if (complete && d->resumed && !job_.cfg.has(USYNC_DELETE)) {
+        const int lock = root_->dst.get();
+        if (flock(lock, LOCK_EX | LOCK_NB) == 0) delete_extras(job_, d, names, rel, root_mnt_, true);
+        flock(lock, LOCK_SH);  // back to shared (a failed conversion dropped it)
+      } else if (complete) {
+        delete_extras(job_, d, names, rel, root_mnt_, d->resumed);
+      }
       for (const SourceName& s : names) {
         if (job_.cancelled()) break;
         entry(d, s.name.c_str(), s.type, filtering, rel, small, sizing, s.in_dst);

@@ -164,7 +164,7 @@ func TestBindfsDestination(t *testing.T) {
 func TestConcurrentRuns(t *testing.T) {
 	for _, e := range engines {
 		t.Run(e.name, func(t *testing.T) {
-			dir := tempDir(t)
+			dir := scratchDir(t)
 			src := NewTree(t, filepath.Join(dir, "src"))
 			buildMany(800, 10)(t, src)
 			dst := filepath.Join(dir, "dst")
@@ -185,6 +185,53 @@ func TestConcurrentRuns(t *testing.T) {
 				}
 			}
 			requireSameTree(t, src.Root, dst, CompareOpts{Preserve: true})
+		})
+	}
+}
+
+// TestConcurrentRunsOfTwoSources: two runs of different sources into one destination at once, both
+// making the same new directory, give the union of both (as two cp -r or rsync -a runs do): a run
+// that takes over the other's directory under its temporary name, while the other still builds
+// it, must not take it for a killed run's leftover and remove what the source lacks.
+func TestConcurrentRunsOfTwoSources(t *testing.T) {
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			dir := scratchDir(t)
+			var srcs [2]*Tree
+			for k, tag := range []string{"a", "b"} {
+				srcs[k] = NewTree(t, filepath.Join(dir, "src"+tag))
+				for i := range 1500 {
+					srcs[k].File(fmt.Sprintf("sub/%s%d", tag, i), []byte(tag), 0o644)
+				}
+			}
+			for round := range 4 {
+				dst := filepath.Join(dir, fmt.Sprint("dst", round))
+				if err := os.Mkdir(dst, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				var wg sync.WaitGroup
+				results := make([]result, 2)
+				for k := range results {
+					wg.Add(1)
+					go func(k int) {
+						defer wg.Done()
+						results[k] = run(t, runOpts{env: e.env}, append(append([]string{"-v"}, e.args...), srcs[k].Root, dst)...)
+					}(k)
+				}
+				wg.Wait()
+				for _, r := range results {
+					if r.code != 0 || strings.Contains(r.stdout, "deleting ") {
+						t.Errorf("round %d: a run failed or deleted something\n%s", round, r)
+					}
+				}
+				names, err := os.ReadDir(filepath.Join(dst, "sub"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(names) != 3000 {
+					t.Fatalf("round %d: %d entries in sub, want both sources' 3000", round, len(names))
+				}
+			}
 		})
 	}
 }
