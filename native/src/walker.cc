@@ -873,13 +873,17 @@ int copy_special(const Job& job, int sfd, const char* name, const struct stat& s
     }
     target_name = tmp.c_str();
   }
-  if (S_ISLNK(st.st_mode)) {
-    if (symlinkat(target.c_str(), dfd, target_name) != 0) return errno;
-    job.counters.symlinks_created.fetch_add(1, std::memory_order_relaxed);
-  } else {
-    if (mknodat(dfd, target_name, st.st_mode & (S_IFMT | 0777), st.st_rdev) != 0) return errno;
-    job.counters.specials_created.fetch_add(1, std::memory_order_relaxed);
+  const int made = S_ISLNK(st.st_mode) ? symlinkat(target.c_str(), dfd, target_name)
+                                        : mknodat(dfd, target_name, st.st_mode & (S_IFMT | 0777), st.st_rdev);
+  if (made != 0) {
+    // In a directory this run made, only another run into the same
+    // destination makes names: compared, and replaced if it differs, as on
+    // a re-run (a regular file's taken name is replaced too).
+    if (errno == EEXIST && !replace) return copy_special(job, sfd, name, st, dfd, dname, true, step, wrote, dir);
+    return errno;
   }
+  (S_ISLNK(st.st_mode) ? job.counters.symlinks_created : job.counters.specials_created)
+      .fetch_add(1, std::memory_order_relaxed);
   const SourceMeta meta{Place{sfd, name}, st.st_uid, st.st_gid, dir, dname};
   return settle_entry(job, dfd, target_name, replace ? dname : nullptr, st.st_mode, st.st_atim, st.st_mtim, meta,
                       step);

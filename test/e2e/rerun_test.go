@@ -159,14 +159,23 @@ func TestBindfsDestination(t *testing.T) {
 	}
 }
 
-// TestConcurrentRuns: two runs into the same destination at once both succeed; the result is
-// the source, with no temporaries left.
+// TestConcurrentRuns: two runs into the same destination at once both succeed, also where both
+// make the same symlinks and FIFOs (a name the other run made first is up to date, not a
+// failure); the result is the source, with no temporaries left.
 func TestConcurrentRuns(t *testing.T) {
 	for _, e := range engines {
 		t.Run(e.name, func(t *testing.T) {
 			dir := scratchDir(t)
 			src := NewTree(t, filepath.Join(dir, "src"))
 			buildMany(800, 10)(t, src)
+			for d := range 10 {
+				for i := range 30 {
+					src.Symlink(fmt.Sprintf("s%d/l%d", d, i), fmt.Sprint("t", i))
+					if err := src.Mknod(fmt.Sprintf("s%d/p%d", d, i), unix.S_IFIFO|0o644, 0); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
 			dst := filepath.Join(dir, "dst")
 			var wg sync.WaitGroup
 			results := make([]result, 2)
