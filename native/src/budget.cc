@@ -30,6 +30,10 @@ Budget plan_budget(const Config& cfg, bool uring, uint32_t want_workers, uint64_
   const uint64_t taken = dir_fds + reserve;
   const uint64_t file_fds = std::max<uint64_t>(avail > taken ? avail - taken : 0, 3);
   want_workers = std::max(1u, want_workers);
+  // Every thread owns at least one 4 KiB buffer: a buffer budget below
+  // that for all of them shrinks the threads (bulk threads first, then the
+  // rings or synchronous threads) rather than be exceeded.
+  const uint64_t min_buffers = std::max<uint64_t>(1, cfg.buffer_budget / 4096);
   // Buffer memory: every thread, and every file in flight on a ring, owns
   // one chunk; all of them together stay within cfg.buffer_budget.  The
   // chunk shrinks (a page multiple, at least 4 KiB) when even one per owner
@@ -40,7 +44,7 @@ Budget plan_budget(const Config& cfg, bool uring, uint32_t want_workers, uint64_
   };
   if (!uring) {
     // A thread holds a source and a destination descriptor at a time.
-    b.workers = static_cast<uint32_t>(std::min<uint64_t>(want_workers, std::max<uint64_t>(1, file_fds / 2)));
+    b.workers = static_cast<uint32_t>(std::min<uint64_t>({want_workers, std::max<uint64_t>(1, file_fds / 2), min_buffers}));
     b.chunk = fit_chunk(b.workers);
     b.buffer_bytes = uint64_t{b.workers} * b.chunk;
     return b;
@@ -63,6 +67,8 @@ Budget plan_budget(const Config& cfg, bool uring, uint32_t want_workers, uint64_
   };
   while (need(w, bulk) > file_fds && bulk > 1) --bulk;
   while (need(w, bulk) > file_fds && w > 1) --w;
+  while (uint64_t{w} + bulk > min_buffers && bulk > 1) --bulk;
+  while (uint64_t{w} + bulk > min_buffers && w > 1) --w;
   const uint64_t per_ring = file_fds > uint64_t{bulk} * 2 ? (file_fds - uint64_t{bulk} * 2) / w : 0;
   uint64_t qd = std::min<uint64_t>(cfg.queue_depth, per_ring > own + kPerFile ? (per_ring - own) / kPerFile : 1);
   b.chunk = fit_chunk(uint64_t{w} + bulk);

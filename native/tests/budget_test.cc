@@ -60,5 +60,24 @@ TEST(Budget, TooFewDescriptorsLeaveEverythingToTheRing) {
   EXPECT_GE(b.queue_depth, 1u);
 }
 
+// --buffer-memory bounds the buffers of the whole call: below one 4 KiB
+// buffer per thread the threads (bulk threads first, then rings) shrink to
+// fit, down to one thread (and, on the rings, one bulk thread).
+TEST(Budget, TinyBufferBudgetsShrinkTheThreads) {
+  for (const uint64_t budget : {uint64_t{4096}, uint64_t{16384}, uint64_t{65536}}) {
+    Config c = Defaults();
+    c.buffer_budget = budget;
+    const Budget sync = plan_budget(c, false, 64, 1 << 20, 10);
+    EXPECT_LE(sync.buffer_bytes, budget) << budget;
+    EXPECT_EQ(sync.workers, std::max<uint64_t>(1, budget / 4096)) << budget;
+    for (const uint32_t max_bulk : {0u, 4u}) {
+      const Budget ring = plan_budget(c, true, 64, 1 << 20, 10, max_bulk);
+      EXPECT_LE(ring.buffer_bytes, std::max<uint64_t>(budget, (1 + std::min(max_bulk, 1u)) * 4096u))
+          << budget << " max_bulk " << max_bulk;
+      EXPECT_GE(ring.workers, 1u);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace usync

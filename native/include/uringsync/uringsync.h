@@ -346,7 +346,9 @@ typedef struct usync_options {
   /* Most bytes of I/O buffers one copy call allocates, all rings (whose
    * buffers are registered, i.e. pinned) and threads together: the files
    * in flight per ring shrink to fit, and the chunk too when even one
-   * buffer per ring and thread would not.  0 = 128 MiB. */
+   * buffer per ring and thread would not, then the rings and threads (one
+   * 4 KiB buffer each at least: 4 KiB for one thread, 8 KiB for one ring
+   * and its bulk thread).  0 = 128 MiB. */
   uint64_t buffer_budget;
   /* Optional: each entry USYNC_DELETE removes, the entries of a directory
    * before the directory (same threading as the other callbacks). */
