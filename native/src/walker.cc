@@ -66,6 +66,7 @@ class Walker {
     root_ = root;
     root->pins.fetch_add(1, std::memory_order_relaxed);  // never closed
     lru_push(root);
+    root->resumed = root->resumed && leftover();
     if ((job_.cfg.has(USYNC_DELETE) || root->resumed) && root->dst.valid()) root_mnt_ = mount_id(root->dst.get());
     if (!job_.dry_run() && !root->fresh && root->dst.valid()) clean(root);
     list(root);
@@ -155,8 +156,7 @@ class Walker {
   // stays when this walk will take it over: its source is still a
   // directory to copy and nothing else has taken its name since.
   void clean(Dir* d) {
-    const int lock = root_->dst.get();
-    if (flock(lock, LOCK_EX | LOCK_NB) == 0) {
+    if (begin_alone()) {
       const int sfd = d->src.get(), dfd = d->dst.get();
       remove_temporaries(job_, dfd, [&](const char* name) {
         // Another run's new root (each run holds a shared lock on its root):
@@ -174,8 +174,41 @@ class Walker {
         const std::string rel = job_.rel_path(d, name);
         return !job_.cfg.filter.excluded(rel, name, true);
       });
+      end_alone();
     }
-    flock(lock, LOCK_SH);  // back to shared (a failed conversion dropped it)
+  }
+
+  // Whether no other run writes into this destination now: this run's
+  // shared lock on the root converts to an exclusive one only then.  Made
+  // under the gate (Job::dst_gate_fd), waited for briefly: a run that does
+  // not get it (another run's removals, a destination nested in another
+  // run's) is not alone.  On true the root's lock is exclusive and the gate
+  // held until end_alone().
+  bool begin_alone() {
+    const int gate = job_.dst_gate_fd, lock = root_->dst.get();
+    if (gate < 0) return false;
+    for (int tries = 0; flock(gate, LOCK_EX | LOCK_NB) != 0; ++tries) {
+      if (errno != EWOULDBLOCK || tries >= 50) return false;
+      usleep(1000);
+    }
+    if (flock(lock, LOCK_EX | LOCK_NB) == 0) return true;
+    flock(lock, LOCK_SH);  // back to shared (the failed conversion dropped it), still under the gate
+    flock(gate, LOCK_UN);
+    return false;
+  }
+  void end_alone() {
+    flock(root_->dst.get(), LOCK_SH);
+    flock(job_.dst_gate_fd, LOCK_UN);
+  }
+
+  // A directory found under its temporary name is a killed run's leftover
+  // (Dir::resumed) only when no other run writes into this destination:
+  // otherwise the run that made it may be building it still, or may have
+  // finished it since; it is merged into then, nothing removed.
+  bool leftover() {
+    if (!begin_alone()) return false;
+    end_alone();
+    return true;
   }
 
   // New directories are built under temporary names (Dir::tmp) except
@@ -427,10 +460,18 @@ class Walker {
         return nullptr;
       }
       if (fresh) job_.counters.dirs_created.fetch_add(1, std::memory_order_relaxed);
-      const std::string& made_as = tmp.empty() ? p.name : tmp;
+      std::string made_as = tmp.empty() ? p.name : tmp;
       // ENOTDIR: something that is not a directory is in the way (a symlink
       // there is never followed).
       int dfd = open_dir_at(pfd, made_as.c_str(), &ddev, &dino);
+      if (dfd == -ENOENT && !tmp.empty()) {
+        // Another run has named it since: it made it, or took over the one
+        // made here and filled it first.  Merge into it under its name.
+        tmp.clear();
+        made_as = p.name;
+        fresh = false;
+        dfd = open_dir_at(pfd, made_as.c_str(), &ddev, &dino);
+      }
       if (dfd == -EACCES && !fresh && open_up_dir_at(pfd, made_as.c_str(), &mode_before)) {
         opened_up = true;  // a 0000 copy of our own
         dfd = open_dir_at(pfd, made_as.c_str(), &ddev, &dino);
@@ -472,7 +513,7 @@ class Walker {
     d->mode_before = mode_before;
     d->tmp = std::move(tmp);
     d->hidden = parent->hidden || !d->tmp.empty();
-    d->resumed = !fresh && !job_.dry_run() && (!d->tmp.empty() || parent->resumed);
+    d->resumed = !fresh && !job_.dry_run() && ((!d->tmp.empty() && leftover()) || parent->resumed);
     lru_push(d);
     if (!job_.dry_run() && !fresh) clean(d);
     if (job_.cfg.has(USYNC_REPORT_ALL) && fresh)
@@ -550,14 +591,15 @@ class Walker {
       // A listing cut short would look like missing entries: delete nothing.
       // A directory taken over under its temporary name is emptied of what
       // the source lacks only while no other run writes into this
-      // destination (the root's shared lock converts to an exclusive one,
-      // held through the removals): the run that made it may still be
+      // destination (begin_alone: the root's lock is exclusive through the
+      // removals): the run that made it may still be
       // building it, from another source, and what it wrote is not a killed
       // run's leftover.  --delete removes it anyway, as asked.
       if (complete && d->resumed && !job_.cfg.has(USYNC_DELETE)) {
-        const int lock = root_->dst.get();
-        if (flock(lock, LOCK_EX | LOCK_NB) == 0) delete_extras(job_, d, names, rel, root_mnt_, true);
-        flock(lock, LOCK_SH);  // back to shared (a failed conversion dropped it)
+        if (begin_alone()) {
+          delete_extras(job_, d, names, rel, root_mnt_, true);
+          end_alone();
+        }
       } else if (complete) {
         delete_extras(job_, d, names, rel, root_mnt_, d->resumed);
       }

@@ -199,9 +199,10 @@ func TestConcurrentRuns(t *testing.T) {
 }
 
 // TestConcurrentRunsOfTwoSources: two runs of different sources into one destination at once, both
-// making the same new directory, give the union of both (as two cp -r or rsync -a runs do): a run
+// making the same new directories, give the union of both (as two cp -r or rsync -a runs do): a run
 // that takes over the other's directory under its temporary name, while the other still builds
-// it, must not take it for a killed run's leftover and remove what the source lacks.
+// it, must not take it for a killed run's leftover and remove what its source lacks, nor fail when
+// the other names it first.
 func TestConcurrentRunsOfTwoSources(t *testing.T) {
 	for _, e := range engines {
 		t.Run(e.name, func(t *testing.T) {
@@ -209,11 +210,13 @@ func TestConcurrentRunsOfTwoSources(t *testing.T) {
 			var srcs [2]*Tree
 			for k, tag := range []string{"a", "b"} {
 				srcs[k] = NewTree(t, filepath.Join(dir, "src"+tag))
-				for i := range 1500 {
-					srcs[k].File(fmt.Sprintf("sub/%s%d", tag, i), []byte(tag), 0o644)
+				for d := range 150 {
+					for i := range 5 {
+						srcs[k].File(fmt.Sprintf("s%d/%s%d", d, tag, i), []byte(tag), 0o644)
+					}
 				}
 			}
-			for round := range 4 {
+			for round := range 16 {
 				dst := filepath.Join(dir, fmt.Sprint("dst", round))
 				if err := os.Mkdir(dst, 0o755); err != nil {
 					t.Fatal(err)
@@ -230,15 +233,14 @@ func TestConcurrentRunsOfTwoSources(t *testing.T) {
 				wg.Wait()
 				for _, r := range results {
 					if r.code != 0 || strings.Contains(r.stdout, "deleting ") {
-						t.Errorf("round %d: a run failed or deleted something\n%s", round, r)
+						t.Fatalf("round %d: a run failed or deleted something\n%s", round, r)
 					}
 				}
-				names, err := os.ReadDir(filepath.Join(dst, "sub"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if len(names) != 3000 {
-					t.Fatalf("round %d: %d entries in sub, want both sources' 3000", round, len(names))
+				for d := range 150 {
+					names, err := os.ReadDir(filepath.Join(dst, fmt.Sprintf("s%d", d)))
+					if err != nil || len(names) != 10 {
+						t.Fatalf("round %d: s%d has %d entries (%v), want both sources' 10", round, d, len(names), err)
+					}
 				}
 			}
 		})
