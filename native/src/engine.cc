@@ -620,7 +620,7 @@ int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) 
     finish(job);
     return -err;
   }
-  UniqueFd dfd, gate;
+  UniqueFd dfd;
   bool fresh = false;
   mode_t made = 0;
   std::string root_tmp;  // a new DST is built under this path beside it (see Dir::tmp)
@@ -656,15 +656,9 @@ int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) 
     if (fresh) counters_.dirs_created.fetch_add(1, std::memory_order_relaxed);
     // Every run holds a shared lock on the destination root; one that can
     // briefly make it exclusive knows it is alone and may remove what
-    // killed runs left behind (the walker does, under the gate: see
-    // Job::dst_gate_fd).
+    // killed runs left behind (the walker does, under a gate: see
+    // Walker::begin_alone).
     flock(dfd.get(), LOCK_SH);
-    gate.reset(openat(dfd.get(), "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    struct stat g {}, r {};
-    if (gate.valid() && (fstat(gate.get(), &g) != 0 || fstat(dfd.get(), &r) != 0 ||
-                         (g.st_dev == r.st_dev && g.st_ino == r.st_ino)))
-      gate.reset();  // "/" is its own parent: no gate, so never alone
-    job.dst_gate_fd = gate.get();
   } else {
     // A dry run reads an existing destination to tell what a real run would
     // do: which files are up to date, what --delete would remove.

@@ -235,13 +235,6 @@ class Job {
   mutable std::atomic<bool> unwalked_large{false};
   std::vector<usync_result>* results = nullptr;  // pair copies
   int dst_root_fd = -1;                // tree copies: the destination root (open all along)
-  // Tree copies: the destination root's parent directory (-1: none, as for
-  // "/").  Every run holds a shared flock on its root; a run that can
-  // convert it to an exclusive one knows it is alone (Walker::begin_alone).
-  // A failed conversion drops the shared lock for a moment, so conversions
-  // are made under an exclusive flock on this gate: no run's conversion can
-  // succeed while another's has dropped its lock.
-  int dst_gate_fd = -1;
   class HardLinks* links = nullptr;    // -H: hard-link groups
 
   WorkQueue<FileTask> small_q{16384};

@@ -66,7 +66,7 @@ class Walker {
     root_ = root;
     root->pins.fetch_add(1, std::memory_order_relaxed);  // never closed
     lru_push(root);
-    root->resumed = root->resumed && leftover();
+    root->resumed = root->resumed && leftover(-1, root->tmp, root->dst_dev, root->dst_ino);
     if ((job_.cfg.has(USYNC_DELETE) || root->resumed) && root->dst.valid()) root_mnt_ = mount_id(root->dst.get());
     if (!job_.dry_run() && !root->fresh && root->dst.valid()) clean(root);
     list(root);
@@ -178,37 +178,67 @@ class Walker {
     }
   }
 
-  // Whether no other run writes into this destination now: this run's
-  // shared lock on the root converts to an exclusive one only then.  Made
-  // under the gate (Job::dst_gate_fd), waited for briefly: a run that does
-  // not get it (another run's removals, a destination nested in another
-  // run's) is not alone.  On true the root's lock is exclusive and the gate
-  // held until end_alone().
+  // Whether no other run writes into this destination now.  Every run
+  // holds a shared flock on its root, and this run's converts to an
+  // exclusive one only when no other holds one.  A failed conversion drops
+  // the lock for a moment, so conversions are made under an exclusive flock
+  // on the root's parent directory (the gate: opened for the probe only,
+  // so that a run needs no descriptor more all along), waited for briefly:
+  // a run that does not get it (another run's removals, a destination
+  // nested in another run's, "/", which is its own parent) is not alone.
+  // On true the root's lock is exclusive and the gate held until
+  // end_alone().
   bool begin_alone() {
-    const int gate = job_.dst_gate_fd, lock = root_->dst.get();
-    if (gate < 0) return false;
-    for (int tries = 0; flock(gate, LOCK_EX | LOCK_NB) != 0; ++tries) {
-      if (errno != EWOULDBLOCK || tries >= 50) return false;
+    const int lock = root_->dst.get();
+    gate_.reset(openat(lock, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    struct stat g {}, r {};
+    if (!gate_.valid() || fstat(gate_.get(), &g) != 0 || fstat(lock, &r) != 0 ||
+        (g.st_dev == r.st_dev && g.st_ino == r.st_ino)) {
+      gate_.reset();
+      return false;
+    }
+    for (int tries = 0; flock(gate_.get(), LOCK_EX | LOCK_NB) != 0; ++tries) {
+      if (errno != EWOULDBLOCK || tries >= 50) {
+        gate_.reset();
+        return false;
+      }
       usleep(1000);
     }
     if (flock(lock, LOCK_EX | LOCK_NB) == 0) return true;
     flock(lock, LOCK_SH);  // back to shared (the failed conversion dropped it), still under the gate
-    flock(gate, LOCK_UN);
+    gate_.reset();         // closing it releases the gate
     return false;
   }
   void end_alone() {
     flock(root_->dst.get(), LOCK_SH);
-    flock(job_.dst_gate_fd, LOCK_UN);
+    gate_.reset();
   }
 
-  // A directory found under its temporary name is a killed run's leftover
-  // (Dir::resumed) only when no other run writes into this destination:
-  // otherwise the run that made it may be building it still, or may have
-  // finished it since; it is merged into then, nothing removed.
-  bool leftover() {
+  // A directory found under its temporary name (tmp in pfd, opened as
+  // dev/ino) is a killed run's leftover (Dir::resumed) only when no other
+  // run writes into this destination and it still has that name: a run
+  // that made it and is live may be building it still, and one that
+  // finished it since has named it.  Otherwise it is merged into, nothing
+  // removed.  pfd -1: tmp is a path (a new root, beside DST).
+  bool leftover(int pfd, const std::string& tmp, dev_t dev, ino_t ino) {
     if (!begin_alone()) return false;
+    struct stat st {};
+    const bool still = (pfd < 0 ? lstat(tmp.c_str(), &st) : fstatat(pfd, tmp.c_str(), &st, AT_SYMLINK_NOFOLLOW)) == 0 &&
+                       st.st_dev == dev && st.st_ino == ino;
     end_alone();
-    return true;
+    return still;
+  }
+
+  // At the removals: whether d, taken over, is a leftover still (see
+  // leftover); true for a directory inside one (it has no name of its own
+  // to check), whose removals begin_alone guards.
+  bool still_leftover(const Dir* d) {
+    if (d->tmp.empty()) return true;
+    UniqueFd up(d->parent == nullptr ? -1 : openat(d->dst.get(), "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    struct stat st {};
+    const bool named = (d->parent == nullptr ? lstat(d->tmp.c_str(), &st)
+                                             : (up.valid() ? fstatat(up.get(), d->tmp.c_str(), &st, AT_SYMLINK_NOFOLLOW) : -1)) == 0;
+    return named && st.st_dev == d->dst_dev && st.st_ino == d->dst_ino;
   }
 
   // New directories are built under temporary names (Dir::tmp) except
@@ -513,7 +543,8 @@ class Walker {
     d->mode_before = mode_before;
     d->tmp = std::move(tmp);
     d->hidden = parent->hidden || !d->tmp.empty();
-    d->resumed = !fresh && !job_.dry_run() && ((!d->tmp.empty() && leftover()) || parent->resumed);
+    d->resumed = !fresh && !job_.dry_run() &&
+                 ((!d->tmp.empty() && leftover(parent->dst.get(), d->tmp, ddev, dino)) || parent->resumed);
     lru_push(d);
     if (!job_.dry_run() && !fresh) clean(d);
     if (job_.cfg.has(USYNC_REPORT_ALL) && fresh)
@@ -597,7 +628,7 @@ class Walker {
       // run's leftover.  --delete removes it anyway, as asked.
       if (complete && d->resumed && !job_.cfg.has(USYNC_DELETE)) {
         if (begin_alone()) {
-          delete_extras(job_, d, names, rel, root_mnt_, true);
+          if (still_leftover(d)) delete_extras(job_, d, names, rel, root_mnt_, true);
           end_alone();
         }
       } else if (complete) {
@@ -784,6 +815,7 @@ class Walker {
   Job& job_;
   bool route_large_;
   bool follow_;  // -L: symlinks in the source are followed
+  UniqueFd gate_;  // begin_alone's gate, held until end_alone
   bool unwalked_ok_;  // files may be queued without a stat (entry())
   unsigned small_streak_ = 0;  // small regular files stat'ed in a row, up to kTrustedStreak (sized_first())
   Dir* root_ = nullptr;

@@ -202,7 +202,8 @@ func TestConcurrentRuns(t *testing.T) {
 // making the same new directories, give the union of both (as two cp -r or rsync -a runs do): a run
 // that takes over the other's directory under its temporary name, while the other still builds
 // it, must not take it for a killed run's leftover and remove what its source lacks, nor fail when
-// the other names it first.
+// the other names it first. The destination's existing directories make each run check, again
+// and again, whether it is alone (Walker::begin_alone).
 func TestConcurrentRunsOfTwoSources(t *testing.T) {
 	for _, e := range engines {
 		t.Run(e.name, func(t *testing.T) {
@@ -211,6 +212,7 @@ func TestConcurrentRunsOfTwoSources(t *testing.T) {
 			for k, tag := range []string{"a", "b"} {
 				srcs[k] = NewTree(t, filepath.Join(dir, "src"+tag))
 				for d := range 150 {
+					srcs[k].Dir(fmt.Sprintf("e%d", d), 0o755)
 					for i := range 5 {
 						srcs[k].File(fmt.Sprintf("s%d/%s%d", d, tag, i), []byte(tag), 0o644)
 					}
@@ -218,8 +220,10 @@ func TestConcurrentRunsOfTwoSources(t *testing.T) {
 			}
 			for round := range 16 {
 				dst := filepath.Join(dir, fmt.Sprint("dst", round))
-				if err := os.Mkdir(dst, 0o755); err != nil {
-					t.Fatal(err)
+				for d := range 150 {
+					if err := os.MkdirAll(filepath.Join(dst, fmt.Sprintf("e%d", d)), 0o755); err != nil {
+						t.Fatal(err)
+					}
 				}
 				var wg sync.WaitGroup
 				results := make([]result, 2)
