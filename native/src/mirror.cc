@@ -131,11 +131,22 @@ class Remover {
     return true;
   }
 
+  // Puts back the mode of every directory still listed that push() opened
+  // up (removal stopped: cancelled, or the tree moved).
+  void close_opened() noexcept {
+    for (Frame& f : frames_)
+      if (f.opened_up && f.fd.valid()) fchmod(f.fd.get(), f.mode & 07777);
+    frames_.clear();
+  }
+
   void remove_tree(int dfd, const std::string& name, const struct stat& st) {
     frames_.clear();
     if (!push(dfd, name, name, st)) return;
     while (!frames_.empty()) {
-      if (job_.cancelled()) return;
+      if (job_.cancelled()) {
+        close_opened();
+        return;
+      }
       Frame& f = frames_.back();
       if (f.next < f.names.size()) {
         const std::string& n = f.names[f.next++];
@@ -171,7 +182,8 @@ class Remover {
           struct stat pst {};
           if (!up.valid() || fstat(up.get(), &pst) != 0 || pst.st_dev != p.dev || pst.st_ino != p.ino) {
             fail(p.path, ESTALE);  // the tree was moved while being removed: stop
-            frames_.clear();
+            if (done.opened_up && done.fd.valid()) fchmod(done.fd.get(), done.mode & 07777);
+            close_opened();
             return;
           }
           p.fd = std::move(up);
@@ -181,6 +193,8 @@ class Remover {
       if (done.failed && done.opened_up && done.fd.valid()) fchmod(done.fd.get(), done.mode & 07777);
       done.fd.reset();
       const bool gone = !done.failed && unlink_one(pfd, done.name.c_str(), done.path, done.mode, AT_REMOVEDIR);
+      if (!gone && !done.failed && done.opened_up)  // emptied, yet not removed: its mode back
+        if (UniqueFd again(openat(pfd, done.name.c_str(), kDirFlags)); again.valid()) fchmod(again.get(), done.mode & 07777);
       if (!gone && !frames_.empty()) frames_.back().failed = true;
     }
   }
