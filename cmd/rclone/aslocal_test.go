@@ -44,13 +44,19 @@ func runAs(t *testing.T, cred *syscall.Credential, bin string, args ...string) (
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	}
 	cmd.Env = append(os.Environ(), "RCLONE_CONFIG="+filepath.Join(cmd.Dir, "rclone.conf"))
+	return outputAndCode(t, cmd)
+}
+
+// outputAndCode runs cmd and returns its combined output and exit code.
+func outputAndCode(t *testing.T, cmd *exec.Cmd) (string, int) {
+	t.Helper()
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {
 		return string(out), exit.ExitCode()
 	}
 	if err != nil {
-		t.Fatalf("rclone %s: %v", strings.Join(args, " "), err)
+		t.Fatalf("rclone %s: %v", strings.Join(cmd.Args[1:], " "), err)
 	}
 	return string(out), 0
 }
@@ -604,15 +610,7 @@ func runIn(t *testing.T, dir, bin string, args ...string) (string, int) {
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "RCLONE_CONFIG="+filepath.Join(t.TempDir(), "rclone.conf"))
-	out, err := cmd.CombinedOutput()
-	var exit *exec.ExitError
-	if errors.As(err, &exit) {
-		return string(out), exit.ExitCode()
-	}
-	if err != nil {
-		t.Fatalf("rclone %s: %v", strings.Join(args, " "), err)
-	}
-	return string(out), 0
+	return outputAndCode(t, cmd)
 }
 
 // TestRelativeRootsAsLocal: a uring remote whose root is relative and is
