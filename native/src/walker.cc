@@ -222,9 +222,7 @@ class Walker {
   // removed.  pfd -1: tmp is a path (a new root, beside DST).
   bool leftover(int pfd, const std::string& tmp, dev_t dev, ino_t ino) {
     if (!begin_alone()) return false;
-    struct stat st {};
-    const bool still = (pfd < 0 ? lstat(tmp.c_str(), &st) : fstatat(pfd, tmp.c_str(), &st, AT_SYMLINK_NOFOLLOW)) == 0 &&
-                       st.st_dev == dev && st.st_ino == ino;
+    const bool still = named(pfd, tmp, dev, ino);
     end_alone();
     return still;
   }
@@ -234,11 +232,16 @@ class Walker {
   // to check), whose removals begin_alone guards.
   bool still_leftover(const Dir* d) {
     if (d->tmp.empty()) return true;
-    UniqueFd up(d->parent == nullptr ? -1 : openat(d->dst.get(), "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (d->parent == nullptr) return named(-1, d->tmp, d->dst_dev, d->dst_ino);
+    const UniqueFd up(openat(d->dst.get(), "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    return up.valid() && named(up.get(), d->tmp, d->dst_dev, d->dst_ino);
+  }
+
+  // Whether name in pfd (a path when pfd is -1) is the inode dev/ino.
+  static bool named(int pfd, const std::string& name, dev_t dev, ino_t ino) noexcept {
     struct stat st {};
-    const bool named = (d->parent == nullptr ? lstat(d->tmp.c_str(), &st)
-                                             : (up.valid() ? fstatat(up.get(), d->tmp.c_str(), &st, AT_SYMLINK_NOFOLLOW) : -1)) == 0;
-    return named && st.st_dev == d->dst_dev && st.st_ino == d->dst_ino;
+    return (pfd < 0 ? lstat(name.c_str(), &st) : fstatat(pfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW)) == 0 &&
+           st.st_dev == dev && st.st_ino == ino;
   }
 
   // New directories are built under temporary names (Dir::tmp) except
