@@ -159,6 +159,23 @@ func TestBindfsDestination(t *testing.T) {
 	}
 }
 
+// runAtOnce starts the binary once per argument list, all at the same time (each with -v and e's
+// flags), and returns their results in the same order.
+func runAtOnce(t *testing.T, e engine, argLists ...[]string) []result {
+	t.Helper()
+	var wg sync.WaitGroup
+	results := make([]result, len(argLists))
+	for i, args := range argLists {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = run(t, runOpts{env: e.env}, append(append([]string{"-v"}, e.args...), args...)...)
+		}()
+	}
+	wg.Wait()
+	return results
+}
+
 // TestConcurrentRuns: two runs into the same destination at once both succeed, also where both
 // make the same symlinks and FIFOs (a name the other run made first is up to date, not a
 // failure); the result is the source, with no temporaries left.
@@ -177,17 +194,8 @@ func TestConcurrentRuns(t *testing.T) {
 				}
 			}
 			dst := filepath.Join(dir, "dst")
-			var wg sync.WaitGroup
-			results := make([]result, 2)
-			for i := range results {
-				wg.Add(1)
-				go func(i int) {
-					defer wg.Done()
-					o := runOpts{env: e.env}
-					results[i] = run(t, o, append(append([]string{"-v"}, e.args...), "-p", src.Root, dst)...)
-				}(i)
-			}
-			wg.Wait()
+			args := []string{"-p", src.Root, dst}
+			results := runAtOnce(t, e, args, args)
 			for _, r := range results {
 				if r.code != 0 {
 					t.Errorf("a concurrent run failed\n%s", r)
@@ -225,16 +233,7 @@ func TestConcurrentRunsOfTwoSources(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				var wg sync.WaitGroup
-				results := make([]result, 2)
-				for k := range results {
-					wg.Add(1)
-					go func(k int) {
-						defer wg.Done()
-						results[k] = run(t, runOpts{env: e.env}, append(append([]string{"-v"}, e.args...), srcs[k].Root, dst)...)
-					}(k)
-				}
-				wg.Wait()
+				results := runAtOnce(t, e, []string{srcs[0].Root, dst}, []string{srcs[1].Root, dst})
 				for _, r := range results {
 					if r.code != 0 || strings.Contains(r.stdout, "deleting ") {
 						t.Fatalf("round %d: a run failed or deleted something\n%s", round, r)
