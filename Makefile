@@ -106,7 +106,7 @@ lint:
 test: test-native test-e2e test-go test-rclone-suites test-race lint sanitize test-install test-bench
 
 # Refresh the loader's cache after a root install into the live system, so
-# programs find the new (or stop finding the old) liburingsync.so.0.
+# programs find the new (or stop finding the old) liburingsync.so.0.2.
 LDCONFIG = if [ -z '$(DESTDIR)' ] && [ "$$(id -u)" = 0 ]; then ldconfig; fi
 
 # Install (CMake's install rules; see "Install" in README.md).  uninstall removes

@@ -474,6 +474,12 @@ func (e *Engine) CopyFiles(ctx context.Context, pairs []Pair) ([]Result, error) 
 				res.MD5[j] = byte(r.md5[j])
 			}
 		}
+		if r.has_src_stat != 0 {
+			res.HasSrcStat, res.SrcStat = true, fileStat(&r.src_stat)
+		}
+		if r.has_dst_stat != 0 {
+			res.HasDstStat, res.DstStat = true, fileStat(&r.dst_stat)
+		}
 	}
 	if n < len(pairs) {
 		k := 0 // pairs[sent[k]] is the next pair the engine had
@@ -497,3 +503,8 @@ func (e *Engine) CopyFiles(ctx context.Context, pairs []Pair) ([]Result, error) 
 // hasNUL reports whether s would reach C cut short: C strings end at the
 // first NUL byte.
 func hasNUL(s string) bool { return strings.IndexByte(s, 0) >= 0 }
+
+// fileStat converts the library's file stat.
+func fileStat(s *C.usync_file_stat) FileStat {
+	return FileStat{Size: int64(s.size), Mtime: time.Unix(int64(s.mtime_sec), int64(s.mtime_nsec))}
+}

@@ -128,10 +128,32 @@ func TestCopyFiles(t *testing.T) {
 				if !r.HasMD5 || r.MD5 != md5.Sum(tt.want) {
 					t.Errorf("md5 = %x (has %v), want %x", r.MD5, r.HasMD5, md5.Sum(tt.want))
 				}
+				// The files as the engine saw them: the source once read,
+				// the copy once published (the synchronous engine always
+				// has a descriptor of it; a ring's temporary name may not).
+				si, err := os.Stat(tt.pair.Src)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := (FileStat{si.Size(), si.ModTime()}); !r.HasSrcStat || !sameStat(r.SrcStat, want) {
+					t.Errorf("SrcStat = %+v (has %v), want %+v", r.SrcStat, r.HasSrcStat, want)
+				}
+				di, err := os.Stat(tt.pair.Dst)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if forceSync && !r.HasDstStat {
+					t.Error("no DstStat from the synchronous engine")
+				}
+				if want := (FileStat{di.Size(), di.ModTime()}); r.HasDstStat && !sameStat(r.DstStat, want) {
+					t.Errorf("DstStat = %+v, want %+v", r.DstStat, want)
+				}
 			})
 		}
 	})
 }
+
+func sameStat(a, b FileStat) bool { return a.Size == b.Size && a.Mtime.Equal(b.Mtime) }
 
 func TestCopyFilesManyWithCallbacks(t *testing.T) {
 	engines(t, func(t *testing.T, forceSync bool) {

@@ -165,6 +165,20 @@ type Result struct {
 	// must not be used; test HasMD5, never MD5 against zero.
 	MD5    [16]byte
 	HasMD5 bool
+	// SrcStat is the source as its descriptor showed it once every byte
+	// had been read (Bytes and MD5 describe the file only if it still has
+	// the size and mtime the caller saw before the call); DstStat is the
+	// copy as published, with its times set. Each is valid only when its
+	// Has flag is set, which a copy need not give (a copy published under
+	// a temporary name first has no DstStat): then look the file up.
+	SrcStat, DstStat       FileStat
+	HasSrcStat, HasDstStat bool
+}
+
+// FileStat is a file's size and modification time, as fstat(2) gave them.
+type FileStat struct {
+	Size  int64
+	Mtime time.Time
 }
 
 // FileDone reports one copied regular file. MD5 holds its digest only when

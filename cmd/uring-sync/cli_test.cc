@@ -102,7 +102,7 @@ TEST(Cli, HelpAndVersionExitZero) {
   EXPECT_EQ(Parse({"--help"}, &o, &text), kExitOk);
   EXPECT_NE(text.find("--queue-depth"), std::string::npos);
   EXPECT_EQ(Parse({"--version"}, &o, &text), kExitOk);
-  EXPECT_NE(text.find("0.1.0"), std::string::npos);
+  EXPECT_NE(text.find(USYNC_PROJECT_VERSION), std::string::npos);
 }
 
 TEST(Cli, Sizes) {

@@ -233,6 +233,21 @@ void Job::progress_cb(const usync_stats& s) noexcept {
   cfg.progress_cb(cfg.cb_user, &s);
 }
 
+bool stat_of(int fd, usync_file_stat* out) noexcept {
+  struct stat st {};
+  if (fd < 0 || fstat(fd, &st) != 0) return false;
+  out->size = static_cast<uint64_t>(st.st_size);
+  out->mtime_sec = st.st_mtim.tv_sec;
+  out->mtime_nsec = st.st_mtim.tv_nsec;
+  return true;
+}
+
+void note_stats(const Job& job, int src_fd, int dst_fd, FileResult& r) noexcept {
+  if (job.results == nullptr) return;
+  if (src_fd >= 0) r.has_src_stat = stat_of(src_fd, &r.src_stat);
+  if (dst_fd >= 0) r.has_dst_stat = stat_of(dst_fd, &r.dst_stat);
+}
+
 void Job::finish_file(FileTask& t, const FileResult& r) noexcept {
   if (!t.walked) counters.files_unsized.fetch_sub(1, std::memory_order_relaxed);  // never opened
   if (results != nullptr && t.pair < results->size()) {
@@ -246,6 +261,11 @@ void Job::finish_file(FileTask& t, const FileResult& r) noexcept {
     out.bytes = r.bytes;
     out.has_md5 = r.has_md5 && r.error == 0 && !meta_failed ? 1 : 0;
     if (out.has_md5) std::memcpy(out.md5, r.md5, 16);
+    const bool ok = r.error == 0 && !meta_failed && !r.skipped;
+    out.has_src_stat = ok && r.has_src_stat ? 1 : 0;
+    out.has_dst_stat = ok && r.has_dst_stat ? 1 : 0;
+    out.src_stat = out.has_src_stat ? r.src_stat : usync_file_stat{};
+    out.dst_stat = out.has_dst_stat ? r.dst_stat : usync_file_stat{};
   }
   if (r.skipped) {
     counters.files_skipped.fetch_add(1, std::memory_order_relaxed);

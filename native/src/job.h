@@ -188,7 +188,14 @@ struct FileResult {
   bool has_md5 = false;
   uint8_t md5[16] = {};
   bool skipped = false;  // already up to date in the destination (nothing written)
+  // A pair copy's source once read and its copy once published, from their
+  // descriptors (note_stats): usync_result's src_stat and dst_stat.
+  bool has_src_stat = false;
+  bool has_dst_stat = false;
+  usync_file_stat src_stat{};
+  usync_file_stat dst_stat{};
 };
+
 
 class Job {
  public:
@@ -306,6 +313,14 @@ class Job {
   Dir* settled_ = nullptr;     // guarded by dirs_mu_: list through settle_next
   bool pin_dropped_ = false;   // guarded by dirs_mu_
 };
+
+// For a pair copy (Job::results), records in r what fstat shows of the
+// source (after its bytes were read) and of the published copy (after its
+// times were set); -1 for a descriptor that is not at hand.  The caller of
+// usync_copy_files then need not look either file up by path again.
+void note_stats(const Job& job, int src_fd, int dst_fd, FileResult& r) noexcept;
+// fstat's size and mtime of fd; false when it fails.
+bool stat_of(int fd, usync_file_stat* out) noexcept;
 
 // Source metadata for settle_entry: where the source entry is (for xattrs
 // and ACLs) and its owner.

@@ -447,6 +447,7 @@ FileResult copy_file_sync(const Job& job, FileTask& walked, char* buf, size_t bu
       errno = err;
       return fail(step);
     }
+    note_stats(job, in.get(), out.get(), r);
     if (::close(out.release()) != 0) {
       r.error = errno;  // already published: a write-back error of a local filesystem
       r.step = USYNC_STEP_CLOSE;
@@ -461,6 +462,7 @@ FileResult copy_file_sync(const Job& job, FileTask& walked, char* buf, size_t bu
       errno = err;
       return fail(step);
     }
+    note_stats(job, in.get(), out.get(), r);
     if (::close(out.release()) != 0) return fail(USYNC_STEP_CLOSE);
   } else {
     if (const int err = seal_file(job, out.get(), digest, length != 0 ? length : r.bytes, buf, bufsize, &step); err != 0) {
@@ -473,6 +475,7 @@ FileResult copy_file_sync(const Job& job, FileTask& walked, char* buf, size_t bu
       r.step = step;
       return r;
     }
+    note_stats(job, in.get(), -1, r);  // the copy was closed before its times were set
   }
   if (md5 != nullptr) {
     md5->final(r.md5);

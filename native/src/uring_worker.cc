@@ -32,6 +32,10 @@ struct Slot {
   int dst_fd = -1;   // the written file's plain descriptor: anonymous (kInstallDst), or dst_inline_
   bool anon = false;  // written as an anonymous file (O_TMPFILE), named by linkat in finish()
   bool bulk = false;  // queued unwalked, found large: finish() copies it as the bulk path does
+  // A pair copy's source once read, taken just before the ring's close of it
+  // (note_stats in finish() has no descriptor left then).
+  bool has_src_stat = false;
+  usync_file_stat src_stat{};
   int inflight = 0;  // ops of the current batch not yet completed
   int nops = 0;
   OpKind kinds[FileCopy::kMaxOps]{};
@@ -538,6 +542,7 @@ class UringWorker {
         const bool broken = k > 0 && chain_broken(s, k);
         // With xattrs or ACLs to copy the source stays open until finish()
         // has read them through it (the file whose bytes were copied).
+        if (!broken && !keep_src_ && job_.results != nullptr) s.has_src_stat = stat_of(s.src_fd, &s.src_stat);
         res = broken ? -ECANCELED : (keep_src_ ? 0 : (::close(s.src_fd) == 0 ? 0 : -errno));
       }
       if (kind == OpKind::kRead && res > 0 && s.md5) s.md5->update(pool_->data(s.buf), static_cast<size_t>(res));
@@ -599,6 +604,10 @@ class UringWorker {
                                                  pool_->data(s.buf), job_.chunk, &step, /*synced=*/true);
       const int fd = s.dst_fd;
       s.dst_fd = -1;
+      if (err == 0) {
+        note_stats(job_, s.src_fd, fd, r);
+        if (s.src_fd < 0 && s.has_src_stat) r.has_src_stat = true, r.src_stat = s.src_stat;
+      }
       if (fd >= 0 && ::close(fd) != 0 && err == 0) {
         err = errno;  // already published: a write-back error of a local filesystem
         step = USYNC_STEP_CLOSE;
@@ -620,9 +629,13 @@ class UringWorker {
       } else if (const int err2 = finalize_file(job_, s.task, s.name, &step, s.src_fd); err2 != 0) {
         r.error = err2;
         r.step = step;
-      } else if (s.md5) {
-        s.md5->final(r.md5);
-        r.has_md5 = true;
+      } else {
+        note_stats(job_, s.src_fd, -1, r);  // the copy was closed before its times were set
+        if (s.src_fd < 0 && s.has_src_stat) r.has_src_stat = true, r.src_stat = s.src_stat;
+        if (s.md5) {
+          s.md5->final(r.md5);
+          r.has_md5 = true;
+        }
       }
     } else if (s.bulk) {  // large after all (apply): copied here, by the bulk path
       if (job_.cancelled()) {
@@ -665,6 +678,7 @@ class UringWorker {
     pool_->release(s.buf);
     s.buf = BufferPool::kNone;
     s.active = false;
+    s.has_src_stat = false;
     s.task = FileTask();
     --active_;
     free_.push_back(i);

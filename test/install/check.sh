@@ -52,7 +52,9 @@ root=$dest$PREFIX
 
 # --- every file in its place
 version=$(sed -n 's/^project(uring-sync VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)
-soname=liburingsync.so.${version%%.*}
+major=${version%%.*}
+# Before 1.0 the SONAME carries the minor version too (CMakeLists.txt).
+if [[ $major == 0 ]]; then soname=liburingsync.so.${version%.*}; else soname=liburingsync.so.$major; fi
 expected=(
   bin/uring-sync
   "$LIBDIR/liburingsync.so.$version"

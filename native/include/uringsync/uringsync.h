@@ -55,7 +55,7 @@ extern "C" {
 #endif
 
 #define USYNC_VERSION_MAJOR 0
-#define USYNC_VERSION_MINOR 1
+#define USYNC_VERSION_MINOR 2
 #define USYNC_VERSION_PATCH 0
 #define USYNC_VERSION_NUMBER (USYNC_VERSION_MAJOR * 10000 + USYNC_VERSION_MINOR * 100 + USYNC_VERSION_PATCH)
 
@@ -436,6 +436,13 @@ typedef struct usync_pair {
                       an existing file there is replaced atomically */
 } usync_pair;
 
+/* A file's size and modification time, as fstat(2) gave them. */
+typedef struct usync_file_stat {
+  uint64_t size;
+  int64_t mtime_sec;
+  int64_t mtime_nsec;
+} usync_file_stat;
+
 /* Outcome of one pair. */
 typedef struct usync_result {
   int error;       /* 0 or positive errno */
@@ -446,6 +453,17 @@ typedef struct usync_result {
   uint8_t md5[16]; /* valid only when has_md5 is 1 */
   int has_md5;     /* 1 when md5 holds the digest of the bytes copied (error == 0,
                       USYNC_HASH_MD5 set, not a dry run); 0 otherwise */
+  /* What a caller would otherwise look up by path after the call (error ==
+   * 0; each when has_src_stat / has_dst_stat is 1, which a copy may not give,
+   * e.g. one published under a temporary name first):
+   * src_stat: the source as its descriptor showed it once every byte had
+   *   been read: it is the file md5 and bytes describe only if it still has
+   *   the size and mtime the caller saw before;
+   * dst_stat: the copy as published, with its times set. */
+  int has_src_stat;
+  int has_dst_stat;
+  usync_file_stat src_stat;
+  usync_file_stat dst_stat;
 } usync_result;
 
 /* Copy count explicit (src, dst) file pairs concurrently.  pairs and the
