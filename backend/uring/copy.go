@@ -147,8 +147,12 @@ func (f *Fs) Copy(ctx context.Context, src fs.Object, remote string) (fs.Object,
 	return f.finishCopy(ctx, ci, srcObj, src, target, srcPath, dstPath, direct, before, res)
 }
 
-// lstat is os.Lstat (a variable for the tests that count lookups).
-var lstat = os.Lstat
+// lstat is os.Lstat, copyStat statRegular (variables for the tests that
+// count lookups).
+var (
+	lstat    = os.Lstat
+	copyStat = statRegular
+)
 
 // A direct copy of a file this large looks for an existing file first: the
 // lookup costs nothing beside the copy, which NoReplace would otherwise make
@@ -223,7 +227,7 @@ func (f *Fs) finishCopy(ctx context.Context, ci *fs.ConfigInfo, srcObj *Object, 
 		}
 		filesWithMeta.Add(1)
 	}
-	dst := f.copyObject(ctx, ci, src, target, dstPath, before)
+	dst := f.copyObject(ctx, ci, src, target, dstPath, before, res)
 	if dst == nil {
 		if dst, err = f.localCopyObject(ctx, ci, src, target, before); err != nil {
 			return nil, err
@@ -231,11 +235,15 @@ func (f *Fs) finishCopy(ctx context.Context, ci *fs.ConfigInfo, srcObj *Object, 
 	}
 	dst.direct.Store(direct)
 	if res.HasMD5 {
-		// The source's size and mtime are the listing's: its hash is
-		// checked against the file. The copy's were read just now
-		// (copyObject, or local's NewObject): the verification that follows
-		// takes its hash without a second look.
-		srcObj.setMD5(ctx, res.MD5, srcPath, false)
+		// The hash is recorded with the source's size and mtime as listed.
+		// When the engine saw those once it had read the file, the
+		// verification that follows takes the hash without a second look;
+		// otherwise it checks the file first (and reads it again, unless it
+		// is as listed). The copy's size and mtime were read just now
+		// (copyObject, or local's NewObject): its verification takes the
+		// hash without a second look.
+		srcObj.setMD5(ctx, res.MD5, srcPath, res.HasSrcStat && res.SrcStat.Size == src.Size() &&
+			res.SrcStat.Mtime.Equal(src.ModTime(ctx)))
 		dst.setMD5(ctx, res.MD5, dstPath, true)
 	}
 	return dst, nil
@@ -282,12 +290,17 @@ func (f *Fs) localCopyObject(ctx context.Context, ci *fs.ConfigInfo, src fs.Obje
 // when all that is left to do is what finishCopy does for a plain copy:
 // no --metadata, mtimes as local's ModTime, and the copy has the mtime
 // rclone sets (the engine gave it its source's) or none is set. Otherwise
-// nil: finishCopy goes through local's object.
-func (f *Fs) copyObject(ctx context.Context, ci *fs.ConfigInfo, src fs.Object, target, dstPath string, before *srcStat) *Object {
+// nil: finishCopy goes through local's object. The copy's size and mtime
+// are those the engine saw of it once published, or looked up here.
+func (f *Fs) copyObject(ctx context.Context, ci *fs.ConfigInfo, src fs.Object, target, dstPath string, before *srcStat,
+	res uringsync.Result) *Object {
 	if before != nil || ci.Metadata || !plainMtime(f.lopt.TimeType) {
 		return nil
 	}
-	size, mtime, ok := statRegular(dstPath, f.lopt.FollowSymlinks)
+	size, mtime, ok := res.DstStat.Size, res.DstStat.Mtime, res.HasDstStat
+	if !ok {
+		size, mtime, ok = copyStat(dstPath, f.lopt.FollowSymlinks)
+	}
 	if !ok || (!f.lopt.NoSetModTime && !mtime.Equal(src.ModTime(ctx))) {
 		return nil
 	}

@@ -220,14 +220,19 @@ func TestCopyKnowsHash(t *testing.T) {
 		}
 	}
 	// Hash looks at the file (its size and mtime) to check a known hash,
-	// except once for the copy, whose were read just after the engine
-	// wrote it: that is rclone's verification, which follows at once.
-	looks := 0
+	// except the first time: the engine saw both files as they were once
+	// copied (the source as listed), and that Hash is rclone's
+	// verification, which follows at once. Nor does Copy look the copy up.
+	looks, copyLooks := 0, 0
 	hashStat = func(p string, follow bool, size int64, mtime time.Time) bool {
 		looks++
 		return statMatches(p, follow, size, mtime)
 	}
-	defer func() { hashStat = statMatches }()
+	copyStat = func(p string, follow bool) (int64, time.Time, bool) {
+		copyLooks++
+		return statRegular(p, follow)
+	}
+	defer func() { hashStat, copyStat = statMatches, statRegular }()
 	again, err := f.Copy(ctx, src, "sub/c")
 	if err != nil {
 		t.Fatal(err)
@@ -237,8 +242,35 @@ func TestCopyKnowsHash(t *testing.T) {
 			t.Fatalf("%v: Hash = %q, %v", o, sum, err)
 		}
 	}
-	if looks != 3 {
-		t.Errorf("four Hash calls looked at the files %d times, want 3 (not the copy's first)", looks)
+	if looks != 2 || copyLooks != 0 {
+		t.Errorf("Copy and four Hash calls looked at the files %d and %d times, want 0 and 2 (not the first of each)",
+			copyLooks, looks)
+	}
+
+	// A source that changed after it was listed: the hash of what the
+	// engine read is not the listed file's, so its first Hash looks, and
+	// reads the file (as local would) when it is not as listed.
+	listed, err := f.NewObject(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	grown := []byte("some content to hash, and more")
+	if err := os.WriteFile(filepath.Join(dir, "a"), grown, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	looks = 0
+	if _, err := f.Copy(ctx, listed, "sub/f"); err != nil {
+		t.Fatal(err)
+	}
+	wantGrown := md5.Sum(grown)
+	if sum, err := listed.Hash(ctx, hash.MD5); err != nil || sum != hex.EncodeToString(wantGrown[:]) || looks != 1 {
+		t.Errorf("changed source: Hash = %q, %v after %d looks, want %x after 1", sum, err, looks, wantGrown)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "a"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if src, err = f.NewObject(ctx, "a"); err != nil {
+		t.Fatal(err)
 	}
 
 	// Change the copy: the known hash must not be used any more.
