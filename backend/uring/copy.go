@@ -176,6 +176,9 @@ func (f *Fs) lookFirst(size int64) bool {
 // nameTaken reports whether a NoReplace copy failed because its destination
 // exists (and was left as it was).
 func nameTaken(err error) bool {
+	if err == nil {
+		return false // before fe, which escapes to the heap: Copy asks after every direct copy
+	}
 	var fe *uringsync.FileError
 	return errors.As(err, &fe) && fe.Step == uringsync.StepRename && errors.Is(err, os.ErrExist)
 }
