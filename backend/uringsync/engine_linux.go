@@ -393,6 +393,10 @@ func (e *Engine) CopyTree(ctx context.Context, src, dst string) error {
 // (unfinished pairs then fail with syscall.ECANCELED), or a
 // *CallbackPanicError when a callback panicked (which cancels the call too).
 // Results are nil only when the call could not start.
+//
+// The synchronous engine copies a batch that one of its workers would copy
+// (at most 64 files, none of 1 MiB or more) on the calling thread: no thread
+// switch, and callbacks run there.
 func (e *Engine) CopyFiles(ctx context.Context, pairs []Pair) ([]Result, error) {
 	if len(pairs) == 0 {
 		return nil, nil

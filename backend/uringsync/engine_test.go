@@ -896,7 +896,13 @@ func TestIdleTimeout(t *testing.T) {
 		e := newEngine(t, Options{ForceSync: forceSync, IdleTimeout: 30 * time.Millisecond})
 		before := poolThreads(t)
 		for i := range 2 {
-			if _, err := e.CopyFiles(context.Background(), []Pair{{src, filepath.Join(dir, fmt.Sprint("dst", i))}}); err != nil {
+			// 65 files, two batches: the synchronous engine copies a batch
+			// one worker can copy on the calling thread, without a thread.
+			pairs := []Pair{{src, filepath.Join(dir, fmt.Sprint("dst", i))}}
+			for k := range 64 {
+				pairs = append(pairs, Pair{src, filepath.Join(dir, fmt.Sprint("more", i, "-", k))})
+			}
+			if _, err := e.CopyFiles(context.Background(), pairs); err != nil {
 				t.Fatal(err)
 			}
 			if n := poolThreads(t); n <= before {

@@ -129,7 +129,8 @@ type Options struct {
 	// pattern without '/' matches the name at any depth.
 	Excludes []string
 
-	// Callbacks run on engine threads, one at a time per engine. They must
+	// Callbacks run on engine threads (or the calling goroutine's thread:
+	// see CopyFiles), one at a time per engine. They must
 	// return quickly and must not call the engine except Stats and Cancel.
 	// A callback that panics cancels the call, which then returns a
 	// *CallbackPanicError; the call's later callbacks are not made.

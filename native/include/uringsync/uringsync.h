@@ -337,7 +337,8 @@ typedef struct usync_options {
    * the name at any depth).  Copied by usync_engine_create(). */
   const char *const *excludes;
   size_t exclude_count;
-  /* Optional callbacks, invoked on engine threads, serialised per engine. */
+  /* Optional callbacks, invoked on engine threads (or the calling thread),
+   * serialised per engine. */
   usync_error_fn error_cb;
   usync_file_done_fn file_done_cb;
   usync_progress_fn progress_cb; /* about every progress_interval_ms */
