@@ -100,7 +100,7 @@ func (f *Fs) Copy(ctx context.Context, src fs.Object, remote string) (fs.Object,
 	}
 	req := &request{
 		ctx:  ctx,
-		pair: uringsync.Pair{Src: srcPath, Dst: dstPath},
+		pair: uringsync.Pair{Src: srcPath, Dst: dstPath, Size: src.Size()}, // as listed: no lookup first
 		size: src.Size(),
 		ta:   transferaccounter.Get(ctx),
 	}

@@ -445,6 +445,7 @@ func (e *Engine) CopyFiles(ctx context.Context, pairs []Pair) ([]Result, error) 
 		for k, i := range sent {
 			ps[k].src = put(pairs[i].Src)
 			ps[k].dst = put(pairs[i].Dst)
+			ps[k].size = C.uint64_t(max(pairs[i].Size, 0))
 		}
 		rc = C.usync_copy_files(e.ptr, cpairs, C.size_t(n), cresp)
 		if rc != 0 && rc != -C.EIO && rc != -C.ECANCELED {

@@ -80,11 +80,11 @@ func TestCopyFiles(t *testing.T) {
 			want    []byte
 			wantErr error
 		}{
-			{"replace", Pair{filepath.Join(src, "good"), filepath.Join(dir, "dst", "good")}, good, nil},
-			{"new parents", Pair{filepath.Join(src, "good"), filepath.Join(dir, "dst", "a", "b", "c")}, good, nil},
-			{"empty", Pair{filepath.Join(src, "empty"), filepath.Join(dir, "dst", "empty")}, []byte{}, nil},
-			{"missing source", Pair{filepath.Join(src, "missing"), filepath.Join(dir, "dst", "missing")}, nil, fs.ErrNotExist},
-			{"parent is a file", Pair{filepath.Join(src, "good"), filepath.Join(src, "blocker", "x")}, nil, syscall.ENOTDIR},
+			{"replace", Pair{Src: filepath.Join(src, "good"), Dst: filepath.Join(dir, "dst", "good")}, good, nil},
+			{"new parents", Pair{Src: filepath.Join(src, "good"), Dst: filepath.Join(dir, "dst", "a", "b", "c")}, good, nil},
+			{"empty", Pair{Src: filepath.Join(src, "empty"), Dst: filepath.Join(dir, "dst", "empty")}, []byte{}, nil},
+			{"missing source", Pair{Src: filepath.Join(src, "missing"), Dst: filepath.Join(dir, "dst", "missing")}, nil, fs.ErrNotExist},
+			{"parent is a file", Pair{Src: filepath.Join(src, "good"), Dst: filepath.Join(src, "blocker", "x")}, nil, syscall.ENOTDIR},
 		}
 		pairs := make([]Pair, len(tests))
 		for i, tt := range tests {
@@ -153,6 +153,31 @@ func TestCopyFiles(t *testing.T) {
 	})
 }
 
+// TestCopyFilesWithSizes checks that Pair.Size reaches the engine: a pair
+// with a size is opened without a lookup first, so a missing source fails
+// when opened; the file as opened is copied, whatever size was given.
+func TestCopyFilesWithSizes(t *testing.T) {
+	engines(t, func(t *testing.T, forceSync bool) {
+		dir := t.TempDir()
+		writeFile(t, filepath.Join(dir, "a"), content(9))
+		e := newEngine(t, Options{ForceSync: forceSync})
+		results, err := e.CopyFiles(context.Background(), []Pair{
+			{Src: filepath.Join(dir, "a"), Dst: filepath.Join(dir, "out", "a"), Size: 1},
+			{Src: filepath.Join(dir, "missing"), Dst: filepath.Join(dir, "out", "missing"), Size: 10},
+		})
+		if err == nil || len(results) != 2 {
+			t.Fatalf("CopyFiles = %v, %v; want one failure", results, err)
+		}
+		if got, err := os.ReadFile(filepath.Join(dir, "out", "a")); err != nil || !bytes.Equal(got, content(9)) {
+			t.Errorf("copy = %q, %v", got, err)
+		}
+		var fe *FileError
+		if !errors.As(results[1].Err, &fe) || fe.Step != StepOpenSrc || !errors.Is(fe, fs.ErrNotExist) {
+			t.Errorf("missing source with a size: %v, want ENOENT at %v", results[1].Err, StepOpenSrc)
+		}
+	})
+}
+
 func sameStat(a, b FileStat) bool { return a.Size == b.Size && a.Mtime.Equal(b.Mtime) }
 
 func TestCopyFilesManyWithCallbacks(t *testing.T) {
@@ -165,7 +190,7 @@ func TestCopyFilesManyWithCallbacks(t *testing.T) {
 			s := filepath.Join(dir, "src", fmt.Sprint(i%7), fmt.Sprint(i))
 			writeFile(t, s, content(i))
 			total += int64(len(content(i)))
-			pairs = append(pairs, Pair{s, filepath.Join(dir, "dst", fmt.Sprint(i%7), fmt.Sprint(i))})
+			pairs = append(pairs, Pair{Src: s, Dst: filepath.Join(dir, "dst", fmt.Sprint(i%7), fmt.Sprint(i))})
 		}
 		var mu sync.Mutex
 		done := map[string]int64{}
@@ -337,7 +362,7 @@ func TestCancel(t *testing.T) {
 		for i := range 300 {
 			s := filepath.Join(dir, "src", fmt.Sprint(i))
 			writeFile(t, s, content(i))
-			pairs = append(pairs, Pair{s, filepath.Join(dir, "dst", fmt.Sprint(i))})
+			pairs = append(pairs, Pair{Src: s, Dst: filepath.Join(dir, "dst", fmt.Sprint(i))})
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
@@ -394,7 +419,7 @@ func TestWaitingCallHonoursItsContext(t *testing.T) {
 	}})
 	first := make(chan error, 1)
 	go func() {
-		_, err := e.CopyFiles(context.Background(), []Pair{{src, filepath.Join(dir, "a")}})
+		_, err := e.CopyFiles(context.Background(), []Pair{{Src: src, Dst: filepath.Join(dir, "a")}})
 		first <- err
 	}()
 	select {
@@ -408,7 +433,7 @@ func TestWaitingCallHonoursItsContext(t *testing.T) {
 	defer cancel()
 	waited := make(chan error, 1)
 	go func() {
-		_, err := e.CopyFiles(ctx, []Pair{{src, filepath.Join(dir, "b")}})
+		_, err := e.CopyFiles(ctx, []Pair{{Src: src, Dst: filepath.Join(dir, "b")}})
 		waited <- err
 	}()
 	select {
@@ -444,7 +469,7 @@ func TestConcurrentAndLeaks(t *testing.T) {
 		wg.Go(func() {
 			for i := range 20 {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				_, err := e.CopyFiles(ctx, []Pair{{src, filepath.Join(dir, "dst", fmt.Sprint(g, "-", i))}})
+				_, err := e.CopyFiles(ctx, []Pair{{Src: src, Dst: filepath.Join(dir, "dst", fmt.Sprint(g, "-", i))}})
 				cancel()
 				if err != nil {
 					t.Error(err)
@@ -460,7 +485,7 @@ func TestConcurrentAndLeaks(t *testing.T) {
 	if err := e.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	if _, err := e.CopyFiles(context.Background(), []Pair{{src, src + ".x"}}); err == nil {
+	if _, err := e.CopyFiles(context.Background(), []Pair{{Src: src, Dst: src + ".x"}}); err == nil {
 		t.Error("CopyFiles on a closed engine succeeded")
 	}
 	deadline := time.Now().Add(5 * time.Second)
@@ -505,11 +530,11 @@ func TestNULInPaths(t *testing.T) {
 		})
 	}
 
-	good := Pair{filepath.Join(src, "f"), filepath.Join(dst, "good")}
+	good := Pair{Src: filepath.Join(src, "f"), Dst: filepath.Join(dst, "good")}
 	pairs := []Pair{
-		{filepath.Join(src, "f") + "\x00x", filepath.Join(dst, "nul-src")},
+		{Src: filepath.Join(src, "f") + "\x00x", Dst: filepath.Join(dst, "nul-src")},
 		good,
-		{filepath.Join(src, "f"), filepath.Join(dst, "nul-dst") + "\x00x"},
+		{Src: filepath.Join(src, "f"), Dst: filepath.Join(dst, "nul-dst") + "\x00x"},
 	}
 	var mu sync.Mutex
 	var reported []string
@@ -566,7 +591,7 @@ func TestDryRunHasNoMD5(t *testing.T) {
 				done = append(done, d)
 				mu.Unlock()
 			}})
-		results, err := e.CopyFiles(context.Background(), []Pair{{src, filepath.Join(dir, "b")}})
+		results, err := e.CopyFiles(context.Background(), []Pair{{Src: src, Dst: filepath.Join(dir, "b")}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -608,15 +633,15 @@ func TestCallbackPanic(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.callback+"/"+tt.call, func(t *testing.T) {
 			dst := filepath.Join(dir, fmt.Sprint("dst", i))
-			pairs := []Pair{{filepath.Join(src, "sub", "1"), filepath.Join(dst, "1")}}
+			pairs := []Pair{{Src: filepath.Join(src, "sub", "1"), Dst: filepath.Join(dst, "1")}}
 			if tt.bad {
 				switch tt.call {
 				case "tree": // a file where the copy needs a directory
 					writeFile(t, filepath.Join(dst, "sub"), nil)
 				case "files":
-					pairs = append(pairs, Pair{filepath.Join(src, "missing"), filepath.Join(dst, "missing")})
+					pairs = append(pairs, Pair{Src: filepath.Join(src, "missing"), Dst: filepath.Join(dst, "missing")})
 				case "refused":
-					pairs = append(pairs, Pair{filepath.Join(src, "sub", "2\x00"), filepath.Join(dst, "2")})
+					pairs = append(pairs, Pair{Src: filepath.Join(src, "sub", "2\x00"), Dst: filepath.Join(dst, "2")})
 				}
 			}
 			boom := fmt.Errorf("boom in %s", tt.callback)
@@ -898,9 +923,9 @@ func TestIdleTimeout(t *testing.T) {
 		for i := range 2 {
 			// 65 files, two batches: the synchronous engine copies a batch
 			// one worker can copy on the calling thread, without a thread.
-			pairs := []Pair{{src, filepath.Join(dir, fmt.Sprint("dst", i))}}
+			pairs := []Pair{{Src: src, Dst: filepath.Join(dir, fmt.Sprint("dst", i))}}
 			for k := range 64 {
-				pairs = append(pairs, Pair{src, filepath.Join(dir, fmt.Sprint("more", i, "-", k))})
+				pairs = append(pairs, Pair{Src: src, Dst: filepath.Join(dir, fmt.Sprint("more", i, "-", k))})
 			}
 			if _, err := e.CopyFiles(context.Background(), pairs); err != nil {
 				t.Fatal(err)
@@ -944,7 +969,7 @@ func TestFileMode(t *testing.T) {
 			if err := os.Chmod(p, mode); err != nil {
 				t.Fatal(err)
 			}
-			pairs = append(pairs, Pair{p, filepath.Join(dst, "pairs", name)})
+			pairs = append(pairs, Pair{Src: p, Dst: filepath.Join(dst, "pairs", name)})
 		}
 		e := newEngine(t, Options{ForceSync: forceSync, FileMode: 0o666})
 		if err := e.CopyTree(context.Background(), src, filepath.Join(dst, "tree")); err != nil {
@@ -981,7 +1006,7 @@ func TestAtimeFromMtime(t *testing.T) {
 		}
 		e := newEngine(t, Options{ForceSync: forceSync, AtimeFromMtime: true})
 		dst := filepath.Join(dir, "dst")
-		if _, err := e.CopyFiles(context.Background(), []Pair{{src, dst}}); err != nil {
+		if _, err := e.CopyFiles(context.Background(), []Pair{{Src: src, Dst: dst}}); err != nil {
 			t.Fatal(err)
 		}
 		var st syscall.Stat_t
@@ -1008,7 +1033,7 @@ func TestNoReplace(t *testing.T) {
 		existing, fresh := filepath.Join(dir, "existing"), filepath.Join(dir, "fresh")
 		writeFile(t, existing, []byte("old"))
 		e := newEngine(t, Options{ForceSync: forceSync, NoReplace: true})
-		res, err := e.CopyFiles(context.Background(), []Pair{{src, existing}, {src, fresh}})
+		res, err := e.CopyFiles(context.Background(), []Pair{{Src: src, Dst: existing}, {Src: src, Dst: fresh}})
 		if res == nil {
 			t.Fatalf("CopyFiles: %v", err)
 		}

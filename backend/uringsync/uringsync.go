@@ -150,6 +150,12 @@ type Deletion struct {
 type Pair struct {
 	Src string // a regular file, or a symlink to one
 	Dst string // missing parents are made; an existing file is replaced atomically
+	// Size is 0, or Src's size as the caller last saw it (from a listing):
+	// then the engine does not look Src up before it opens it, and uses the
+	// size only to route the file (small or large); the file as opened is
+	// what is copied. A Src that is then missing or not a regular file fails
+	// at StepOpenSrc or StepChanged instead of StepStat (usync_pair.size).
+	Size int64
 }
 
 // Result is the outcome of one [Pair].

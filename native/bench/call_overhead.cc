@@ -105,7 +105,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usync_engine_create: %s\n", std::strerror(-ret));
     return 1;
   }
-  const usync_pair pair{src.c_str(), dst.c_str()};
+  const usync_pair pair{src.c_str(), dst.c_str(), 0};
   usync_result res{};
   std::vector<double> us;
   us.reserve(static_cast<size_t>(calls));

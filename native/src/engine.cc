@@ -737,8 +737,13 @@ int Engine::copy_files_locked(const usync_pair* pairs, size_t count, usync_resul
       job.report(nullptr, s != nullptr ? s : "", d != nullptr ? d : "", r.error, r.step);
       continue;
     }
+    // A pair with its caller's size is not looked up here (one path walk
+    // fewer per file): the worker's open and fstat decide (usync_pair.size).
+    const bool sized = pairs[i].size != 0 && !cfg_.has(USYNC_DRY_RUN) && !cfg_.has(USYNC_SPARSE);
     struct stat st {};
-    if (stat(s, &st) != 0)
+    if (sized)
+      ;
+    else if (stat(s, &st) != 0)
       r.error = errno;
     else if (!S_ISREG(st.st_mode))
       r.error = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
@@ -763,12 +768,21 @@ int Engine::copy_files_locked(const usync_pair* pairs, size_t count, usync_resul
         made.insert(std::move(parent));
       }
     }
-    t.set_stat(st);
+    if (sized) {
+      // Queued unwalked: its size (for bytes_found) and everything else
+      // come from the opened descriptor (Job::sized); the caller's size
+      // only routes it, small or large.
+      t.walked = false;
+      t.size = pairs[i].size;
+      counters_.files_unsized.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      t.set_stat(st);
+      counters_.bytes_found.fetch_add(t.size, std::memory_order_relaxed);
+    }
     t.pair = static_cast<uint32_t>(i);
     t.replace = true;
     t.exclusive = cfg_.has(USYNC_NO_REPLACE);
     counters_.files_found.fetch_add(1, std::memory_order_relaxed);
-    counters_.bytes_found.fetch_add(t.size, std::memory_order_relaxed);
     tasks.push_back(std::move(t));
   }
   counters_.walk_done.store(1, std::memory_order_relaxed);

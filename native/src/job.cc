@@ -94,8 +94,11 @@ int FileTask::dst_dirfd() const noexcept { return dir != nullptr ? dir->dst.get(
 // O_NONBLOCK: a FIFO or device swapped in after the walker's stat must not
 // block the open (it changes nothing for a regular file); check_source()
 // then refuses it before anything is read.
+// O_NOCTTY: a source queued without a stat (a pair with a size, or a tree's
+// file known by its d_type alone) that became a terminal meanwhile must not
+// become the process's controlling terminal.
 int FileTask::src_open_flags() const noexcept {
-  return O_RDONLY | O_NONBLOCK | O_CLOEXEC | (dir != nullptr && !follow ? O_NOFOLLOW : 0);
+  return O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC | (dir != nullptr && !follow ? O_NOFOLLOW : 0);
 }
 
 void FileTask::set_stat(const struct stat& st) noexcept {
@@ -110,6 +113,9 @@ void FileTask::set_stat(const struct stat& st) noexcept {
 }
 
 int FileTask::check_source(const struct stat& st) noexcept {
+  // A pair queued with its caller's size only: what a stat first would
+  // have said (usync_pair.size).
+  if (!walked && dir == nullptr && !S_ISREG(st.st_mode)) return S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
   if (!S_ISREG(st.st_mode) || (walked && (st.st_dev != dev || st.st_ino != ino))) return ESTALE;
   set_stat(st);
   return 0;

@@ -181,7 +181,7 @@ TEST_F(Adaptive, PairsGetTheSameDigestEitherWay) {
   }
   WriteFile(s[1], Pattern(16 * 1024, 0));  // now f1 holds f0's bytes, cached
   ASSERT_TRUE(resident(s[0]).first == 0) << "f0 must still be out of the cache";
-  usync_pair pairs[2] = {{s[0].c_str(), d[0].c_str()}, {s[1].c_str(), d[1].c_str()}};
+  usync_pair pairs[2] = {{s[0].c_str(), d[0].c_str(), 0}, {s[1].c_str(), d[1].c_str(), 0}};
   usync_result res[2];
   usync_stats st{};
   // The probe's readahead can bring f0 back before the probe is retried

@@ -196,7 +196,7 @@ TEST_P(Durable, PairCopiesSyncTheirDirectory) {
   WriteFile(t / "a", Pattern(70000, 1));
   WriteFile(t / "b", "b");
   const std::string a = t / "a", b = t / "b", d1 = t / "out/a", d2 = t / "out/b";
-  usync_pair pairs[] = {{a.c_str(), d1.c_str()}, {b.c_str(), d2.c_str()}};
+  usync_pair pairs[] = {{a.c_str(), d1.c_str(), 0}, {b.c_str(), d2.c_str(), 0}};
   usync_result res[2];
   usync_engine* e = Make(USYNC_FSYNC);
   ASSERT_NE(e, nullptr);
@@ -213,7 +213,7 @@ TEST_P(Durable, PairCopiesVerifyAndSync) {
   WriteFile(t / "good", Pattern(70000, 1));
   WriteFile(t / "bad", std::string(kMarker) + "pair");
   const std::string g = t / "good", b = t / "bad", d1 = t / "out/good", d2 = t / "out/bad";
-  usync_pair pairs[] = {{g.c_str(), d1.c_str()}, {b.c_str(), d2.c_str()}};
+  usync_pair pairs[] = {{g.c_str(), d1.c_str(), 0}, {b.c_str(), d2.c_str(), 0}};
   usync_result res[2];
   usync_engine* e = Make(USYNC_VERIFY | USYNC_FSYNC);
   ASSERT_NE(e, nullptr);

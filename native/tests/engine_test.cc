@@ -251,7 +251,7 @@ TEST_P(EngineTest, DryRunPairsCarryNoDigest) {
   TempDir t;
   WriteFile(t / "a", "hello\n");
   const std::string s = t / "a", d = t / "b";
-  usync_pair pair{s.c_str(), d.c_str()};
+  usync_pair pair{s.c_str(), d.c_str(), 0};
   usync_result res{};
   res.has_md5 = 7;  // must be overwritten
   usync_engine* e = Make(USYNC_DRY_RUN | USYNC_HASH_MD5);
@@ -274,7 +274,7 @@ TEST_P(EngineTest, PairsReportTheFilesAsCopied) {
   ASSERT_EQ(utimensat(AT_FDCWD, (t / "small").c_str(), old, 0), 0);
   const std::string s1 = t / "small", d1 = t / "out/small", s2 = t / "large", d2 = t / "out/large",
                     s3 = t / "missing", d3 = t / "out/missing";
-  const usync_pair pairs[] = {{s1.c_str(), d1.c_str()}, {s2.c_str(), d2.c_str()}, {s3.c_str(), d3.c_str()}};
+  const usync_pair pairs[] = {{s1.c_str(), d1.c_str(), 0}, {s2.c_str(), d2.c_str(), 0}, {s3.c_str(), d3.c_str(), 0}};
   usync_result res[3]{};
   usync_engine* e = Make();
   EXPECT_EQ(usync_copy_files(e, pairs, 3, res), -EIO);
@@ -312,11 +312,49 @@ TEST_P(EngineTest, PairsReportTheFilesAsCopied) {
   usync_result dry{};
   e = Make(USYNC_DRY_RUN);
   const std::string d4 = t / "dry";
-  const usync_pair pair{s1.c_str(), d4.c_str()};
+  const usync_pair pair{s1.c_str(), d4.c_str(), 0};
   EXPECT_EQ(usync_copy_files(e, &pair, 1, &dry), 0);
   usync_engine_destroy(e);
   EXPECT_EQ(dry.has_src_stat, 0);
   EXPECT_EQ(dry.has_dst_stat, 0);
+}
+
+// A pair with the caller's size is not looked up before it is opened: the
+// size only routes it (small or large), the file as opened is what is
+// copied, and what a stat first would have refused fails when opened.
+TEST_P(EngineTest, PairsWithACallersSizeAreCopiedAsOpened) {
+  TempDir t;
+  const std::string big(3u << 20, 'b');
+  WriteFile(t / "big", big);      // said to be small: copied whole all the same
+  WriteFile(t / "small", "tiny");  // said to be large: the bulk path copies it
+  ASSERT_EQ(mkdir((t / "dir").c_str(), 0755), 0);
+  ASSERT_EQ(mkfifo((t / "fifo").c_str(), 0644), 0);  // opened without blocking, refused
+  const std::string s[] = {t / "big", t / "small", t / "missing", t / "dir", t / "fifo"};
+  const std::string d[] = {t / "out/big", t / "out/small", t / "out/missing", t / "out/dir", t / "out/fifo"};
+  const uint64_t said[] = {1, 5u << 20, 4, 4, 4};
+  std::vector<usync_pair> pairs;
+  for (int i = 0; i < 5; ++i) pairs.push_back({s[i].c_str(), d[i].c_str(), said[i]});
+  usync_result res[5]{};
+  usync_engine* e = Make();
+  EXPECT_EQ(usync_copy_files(e, pairs.data(), pairs.size(), res), -EIO);
+  usync_stats st{};
+  ASSERT_EQ(usync_engine_stats(e, &st, sizeof st), 0);
+  usync_engine_destroy(e);
+  EXPECT_EQ(res[0].error, 0);
+  EXPECT_EQ(res[0].bytes, big.size());
+  EXPECT_EQ(usync::testing::ReadFile(AT_FDCWD, d[0]), big);
+  EXPECT_EQ(res[1].error, 0);
+  EXPECT_EQ(usync::testing::ReadFile(AT_FDCWD, d[1]), "tiny");
+  EXPECT_EQ(res[2].error, ENOENT);
+  EXPECT_EQ(res[2].step, USYNC_STEP_OPEN_SRC) << "looked up before it was opened";
+  EXPECT_EQ(res[3].error, EISDIR);
+  EXPECT_EQ(res[3].step, USYNC_STEP_CHANGED);
+  EXPECT_EQ(res[4].error, EINVAL);
+  EXPECT_EQ(res[4].step, USYNC_STEP_CHANGED);
+  for (int i = 2; i < 5; ++i) EXPECT_FALSE(std::filesystem::exists(d[i])) << d[i];
+  // What was found is what was opened, not what the caller said.
+  EXPECT_EQ(st.bytes_found, big.size() + 4);
+  EXPECT_EQ(st.files_unsized, 0u);
 }
 
 TEST_P(EngineTest, RefusesOverlapAndMissingSource) {
@@ -385,11 +423,11 @@ TEST_P(EngineTest, CopyFilesWithMd5AndPerPairErrors) {
   WriteFile(t / "out/exists", "old");
   const std::string d1 = t / "out/new/sub/hello", d2 = t / "out/exists", d3 = t / "out/x", d4 = t / "out/big";
   const std::string s1 = t / "hello", s3 = t / "missing", s4 = t / "big", d5 = t / "out/mem";
-  usync_pair pairs[] = {{s1.c_str(), d1.c_str()},
-                        {s1.c_str(), d2.c_str()},
-                        {s3.c_str(), d3.c_str()},
-                        {"/proc/self/mem", d5.c_str()},
-                        {s4.c_str(), d4.c_str()}};
+  usync_pair pairs[] = {{s1.c_str(), d1.c_str(), 0},
+                        {s1.c_str(), d2.c_str(), 0},
+                        {s3.c_str(), d3.c_str(), 0},
+                        {"/proc/self/mem", d5.c_str(), 0},
+                        {s4.c_str(), d4.c_str(), 0}};
   usync_result res[5];
   usync_engine* e = Make(USYNC_HASH_MD5 | USYNC_PRESERVE);
   EXPECT_EQ(usync_copy_files(e, pairs, 5, res), -EIO);

@@ -79,7 +79,7 @@ TEST_P(FileMode, PairsReplaceExistingFilesWithTheGivenMode) {
     srcs.push_back(src + "/" + name);
     dsts.push_back(dst + "/" + name);
   }
-  for (size_t i = 0; i < srcs.size(); ++i) pairs.push_back({srcs[i].c_str(), dsts[i].c_str()});
+  for (size_t i = 0; i < srcs.size(); ++i) pairs.push_back({srcs[i].c_str(), dsts[i].c_str(), 0});
   std::vector<usync_result> res(pairs.size());
   const mode_t old = umask(022);
   usync_engine* e = Make(0666);
@@ -138,7 +138,7 @@ TEST_P(FileMode, AtimeFromMtime) {
     srcs.push_back(src + "/" + name);
     dsts.push_back(dst + "/pairs/" + name);
   }
-  for (size_t i = 0; i < srcs.size(); ++i) pairs.push_back({srcs[i].c_str(), dsts[i].c_str()});
+  for (size_t i = 0; i < srcs.size(); ++i) pairs.push_back({srcs[i].c_str(), dsts[i].c_str(), 0});
   std::vector<usync_result> res(pairs.size());
   for (const bool on : {true, false}) {
     std::filesystem::remove_all(dst);

@@ -86,7 +86,7 @@ TEST_P(MetaRace, APairWhoseAttributesFailIsAFailedPair) {
   ASSERT_EQ(mkdir(mnt.c_str(), 0755), 0);
   ASSERT_EQ(mount("none", mnt.c_str(), "ramfs", 0, nullptr), 0) << std::strerror(errno);
   const std::string s1 = t / "src/f", s2 = t / "src/g", d1 = mnt + "/f", d2 = mnt + "/g";
-  usync_pair pairs[] = {{s1.c_str(), d1.c_str()}, {s2.c_str(), d2.c_str()}};
+  usync_pair pairs[] = {{s1.c_str(), d1.c_str(), 0}, {s2.c_str(), d2.c_str(), 0}};
   usync_result res[2];
   usync_options o;
   usync_options_init(&o);

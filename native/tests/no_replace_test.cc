@@ -42,7 +42,7 @@ class NoReplace : public ::testing::TestWithParam<uint32_t> {
       dsts.push_back(dst + "/" + n);
     }
     std::vector<usync_pair> pairs;
-    for (size_t i = 0; i < names.size(); ++i) pairs.push_back({srcs[i].c_str(), dsts[i].c_str()});
+    for (size_t i = 0; i < names.size(); ++i) pairs.push_back({srcs[i].c_str(), dsts[i].c_str(), 0});
     std::vector<usync_result> res(pairs.size());
     EXPECT_EQ(usync_copy_files(e, pairs.data(), pairs.size(), res.data()), want);
     usync_engine_destroy(e);
@@ -158,7 +158,7 @@ TEST_P(NoReplace, BareDestinationNamesAreInTheWorkingDirectory) {
   o.flags = USYNC_NO_REPLACE | GetParam();
   usync_engine* e = nullptr;
   ASSERT_EQ(usync_engine_create(&o, &e), 0);
-  const usync_pair pairs[] = {{src.c_str(), "fresh"}, {src.c_str(), "taken"}};
+  const usync_pair pairs[] = {{src.c_str(), "fresh", 0}, {src.c_str(), "taken", 0}};
   usync_result res[2] = {};
   const int rc = usync_copy_files(e, pairs, 2, res);
   usync_engine_destroy(e);

@@ -178,7 +178,7 @@ class PersistentEngineTest : public ::testing::TestWithParam<bool> {
 
   int CopyOne(usync_engine* e, const std::string& src, const std::string& dst, usync_result* r = nullptr) {
     usync_result local{};
-    const usync_pair p{src.c_str(), dst.c_str()};
+    const usync_pair p{src.c_str(), dst.c_str(), 0};
     return usync_copy_files(e, &p, 1, r != nullptr ? r : &local);
   }
 
@@ -292,7 +292,7 @@ TEST_P(PersistentEngineTest, NoMoreThreadsThanTheBatchCanUse) {
   for (int i = 0; i < 65; ++i) names.push_back(t / ("many/out" + std::to_string(i)));
   std::vector<usync_pair> pairs;
   const std::string small = t / "small";
-  for (const std::string& n : names) pairs.push_back({small.c_str(), n.c_str()});
+  for (const std::string& n : names) pairs.push_back({small.c_str(), n.c_str(), 0});
   std::vector<usync_result> res(pairs.size());
   ASSERT_EQ(usync_copy_files(e, pairs.data(), pairs.size(), res.data()), 0);
   ASSERT_EQ(usync_engine_stats(e, &st, sizeof st), 0);
@@ -368,7 +368,7 @@ TEST_P(PersistentEngineTest, EachCallHasItsOwnStats) {
   EXPECT_EQ(st.files_done, 10u);
   EXPECT_EQ(st.bytes_done, 10000u);
   const std::string one = t / "one", missing = t / "missing", d1 = t / "p/1", d2 = t / "p/2";
-  const usync_pair pairs[] = {{one.c_str(), d1.c_str()}, {missing.c_str(), d2.c_str()}};
+  const usync_pair pairs[] = {{one.c_str(), d1.c_str(), 0}, {missing.c_str(), d2.c_str(), 0}};
   usync_result res[2] = {};
   EXPECT_EQ(usync_copy_files(e, pairs, 2, res), -EIO);
   ASSERT_EQ(usync_engine_stats(e, &st, sizeof st), 0);
@@ -394,7 +394,7 @@ TEST_P(PersistentEngineTest, PairsWithoutAPathFailTheCall) {
   usync_engine* e = Make();
   ASSERT_NE(e, nullptr);
   const std::string one = t / "one", out = t / "out";
-  const usync_pair pairs[] = {{one.c_str(), nullptr}, {"", out.c_str()}, {one.c_str(), out.c_str()}};
+  const usync_pair pairs[] = {{one.c_str(), nullptr, 0}, {"", out.c_str(), 0}, {one.c_str(), out.c_str(), 0}};
   usync_result res[3] = {};
   EXPECT_EQ(usync_copy_files(e, pairs, 3, res), -EIO);
   usync_stats st{};
@@ -424,7 +424,7 @@ TEST_P(PersistentEngineTest, DestroyIsPrompt) {
     std::vector<std::string> names;
     for (int i = 0; i < 65; ++i) names.push_back(t / (prefix + std::to_string(i)));
     std::vector<usync_pair> pairs;
-    for (const std::string& n : names) pairs.push_back({src.c_str(), n.c_str()});
+    for (const std::string& n : names) pairs.push_back({src.c_str(), n.c_str(), 0});
     std::vector<usync_result> res(pairs.size());
     return usync_copy_files(on, pairs.data(), pairs.size(), res.data());
   };
@@ -453,7 +453,7 @@ TEST_P(PersistentEngineTest, DestroyIsPrompt) {
 extern "C" void CopyAgain(void* u, const usync_file_done* d) {
   auto* s = static_cast<Seen*>(u);
   usync_result r{};
-  const usync_pair p{d->src_path, "/nonexistent/never"};
+  const usync_pair p{d->src_path, "/nonexistent/never", 0};
   s->cancel_after = usync_copy_files(s->engine, &p, 1, &r);  // reused as the result
 }
 
@@ -483,7 +483,7 @@ TEST_P(PersistentEngineTest, ForkedChildIsRefused) {
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     usync_result r{};
-    const usync_pair p{src.c_str(), dst.c_str()};
+    const usync_pair p{src.c_str(), dst.c_str(), 0};
     const int ret = usync_copy_files(e, &p, 1, &r);
     usync_engine_destroy(e);  // must not wait for threads the child does not have
     _exit(ret == -ECHILD ? 0 : 1);

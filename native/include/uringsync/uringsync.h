@@ -435,6 +435,16 @@ typedef struct usync_pair {
   const char *src; /* path of a regular file (or a symlink to one) */
   const char *dst; /* destination path; missing parent directories are made;
                       an existing file there is replaced atomically */
+  /* 0, or the source's size as the caller last saw it (from a listing).
+   * With 0 the engine looks the source up (stat) before it queues the pair.
+   * Otherwise it does not: the size only routes the file (small files are
+   * copied 64 to a worker, large ones by the bulk path), and what is copied
+   * is the file as opened.  A source that is missing or not a regular file
+   * then fails at USYNC_STEP_OPEN_SRC (ENOENT, ...) or USYNC_STEP_CHANGED
+   * (EISDIR for a directory, EINVAL for anything else but a regular file)
+   * instead of USYNC_STEP_STAT.  Ignored (looked up) in a dry run and with
+   * USYNC_SPARSE, which decide from the stat. */
+  uint64_t size;
 } usync_pair;
 
 /* A file's size and modification time, as fstat(2) gave them. */
