@@ -2,7 +2,7 @@
 // repeated on one engine (what the Go package and the rclone backend do per
 // file).  A benchmark program, not a test: run it on a quiet machine.
 //
-//   build/bin/usync_call_overhead [--uring|--sync] [--calls N] [--size BYTES] [--dir DIR]
+//   build/bin/usync_call_overhead [--uring|--sync|--auto] [--calls N] [--size BYTES] [--dir DIR]
 //
 // Prints the first call (a cold engine) and the distribution of the others,
 // next to the floor: the same file copied the way the engine does it (open,
@@ -52,7 +52,7 @@ double median(std::vector<double> v) {
 }
 
 int usage() {
-  std::fprintf(stderr, "usage: usync_call_overhead [--uring|--sync] [--calls N] [--size BYTES] [--dir DIR]\n");
+  std::fprintf(stderr, "usage: usync_call_overhead [--uring|--sync|--auto] [--calls N] [--size BYTES] [--dir DIR]\n");
   return 2;
 }
 
@@ -69,6 +69,8 @@ int main(int argc, char** argv) {
       flags = USYNC_FORCE_URING;
     } else if (a == "--sync") {
       flags = USYNC_FORCE_SYNC;
+    } else if (a == "--auto") {
+      flags = 0;  // the engine the source's filesystem gets (adaptive io_uring on a disk filesystem)
     } else if (a == "--calls" && i + 1 < argc) {
       calls = std::atol(argv[++i]);
     } else if (a == "--size" && i + 1 < argc) {

@@ -220,6 +220,38 @@ std::string temp_path_beside(const std::string& path) {
   return slash == std::string::npos ? tmp : s.substr(0, slash + 1) + tmp;
 }
 
+// io_uring, a pair batch that one ring would copy: the calling thread, which
+// only waits otherwise, first copies the files it finds in the page cache,
+// as a ring's thread would (copy_file_sync's probe declines, having done
+// nothing, where it would wait for the device).  From the first file that
+// would wait on, the rest go to the ring, which probes them itself.  Returns
+// how many of feed's first files it finished (copied or failed).
+size_t copy_cached_on_caller(Job& job, std::vector<FileTask>& feed) noexcept {
+  std::unique_ptr<char[]> buf(new (std::nothrow) char[job.chunk]);
+  std::unique_ptr<Md5> md5;
+  std::unique_ptr<Digest> digest;
+  if (job.cfg.has(USYNC_HASH_MD5)) md5.reset(new (std::nothrow) Md5);
+  if (job.cfg.has(USYNC_VERIFY)) digest.reset(new (std::nothrow) Digest);
+  if (!buf || (job.cfg.has(USYNC_HASH_MD5) && (!md5 || !md5->ok())) ||
+      (job.cfg.has(USYNC_VERIFY) && (!digest || !digest->ok())))
+    return 0;  // the ring's thread copies them all
+  size_t n = 0;
+  for (; n < feed.size() && !job.cancelled(); ++n) {
+    FileTask& t = feed[n];
+    if (md5) md5->reset();
+    bool would_block = false;
+    const FileResult r = copy_file_sync(job, t, buf.get(), job.chunk, md5.get(), digest.get(), &would_block);
+    if (would_block) {
+      job.note_probe_miss();
+      t.probed = true;
+      break;
+    }
+    job.counters.files_inline.fetch_add(1, std::memory_order_relaxed);
+    job.finish_file(t, r);
+  }
+  return n;
+}
+
 }  // namespace
 
 int Engine::create(const usync_options* in, Engine** out) noexcept {
@@ -399,6 +431,19 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
                        (root != nullptr ? local_writes(job.dst_root_fd, {})
                                         : feed != nullptr && !feed->empty() && local_writes(-1, (*feed)[0].dst_name));
   job.prefetch_threads = budget.prefetch_threads;
+  // As the synchronous engine does below (on_caller), a batch one ring would
+  // copy is started on the calling thread: what is cached needs no ring
+  // and no thread switch (the adaptive engine; not with USYNC_FORCE_URING,
+  // whose budget has no inline copies).
+  if (uring && feed != nullptr && root == nullptr && job.inline_copies && workers == 1 && large == 0 && small > 0) {
+    const size_t done = copy_cached_on_caller(job, *feed);
+    feed->erase(feed->begin(), feed->begin() + static_cast<std::ptrdiff_t>(done));
+    small -= done;
+    if (feed->empty()) {
+      workers = 0;
+      no_workers = true;
+    }
+  }
   counters_.engine.store(static_cast<uint32_t>(job.engine_kind), std::memory_order_relaxed);
   counters_.workers.store(workers, std::memory_order_relaxed);
   counters_.queue_depth.store(uring ? budget.queue_depth : 0, std::memory_order_relaxed);

@@ -161,6 +161,11 @@ struct FileTask {
   // regular file with nothing at its destination, see Walker::entry), so
   // size, mode, times and identity come from the opened descriptor only.
   bool walked = true;
+  // Probed already: the calling thread found it would wait for the device
+  // (copy_cached_on_caller), so a ring reads it without probing it again.
+  // (The probe started its readahead: a second probe would often find it
+  // cached, and copy it on the ring's thread, serially.)
+  bool probed = false;
 
   int src_dirfd() const noexcept;
   int dst_dirfd() const noexcept;

@@ -215,7 +215,7 @@ class UringWorker {
           job_.finish_file(t, skip);
           continue;
         }
-        if (adaptive_ && probe_now() && copy_inline(t)) continue;
+        if (adaptive_ && !t.probed && probe_now() && copy_inline(t)) continue;
         if (!built_ && !build_late()) {
           copy_blocking(t);
           continue;

@@ -10,9 +10,12 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -167,6 +170,64 @@ TEST_F(Adaptive, ForcedEnginesNeverDecideInline) {
     EXPECT_EQ(st.files_inline, 0u) << "flag " << force;
     EXPECT_EQ(Snapshot(src_), Snapshot(dst));
   }
+}
+
+// A pair batch that one ring would copy starts on the calling thread: the
+// cached files are copied there (no ring, no thread switch), and from the
+// first that would wait for the device on, the files go to the ring, which
+// reads that one without probing it again.
+TEST_F(Adaptive, CachedPairsAreCopiedOnTheCallingThread) {
+  std::vector<std::string> s, d;
+  for (int i : {1, 3, 0, 5}) {  // cached, cached, dropped, cached
+    s.push_back(src_ + "/" + paths_[static_cast<size_t>(i)]);
+    d.push_back(t_ / ("pairs/p" + std::to_string(i)));
+  }
+  ASSERT_EQ(resident(s[2]).first, 0u) << "the third file must be out of the cache";
+  struct Seen {
+    std::mutex mu;
+    std::vector<pid_t> tids;
+  } seen;
+  usync_options o;
+  usync_options_init(&o);
+  o.cb_user = &seen;
+  o.file_done_cb = [](void* u, const usync_file_done*) {
+    auto* sn = static_cast<Seen*>(u);
+    std::lock_guard lk(sn->mu);
+    sn->tids.push_back(static_cast<pid_t>(syscall(SYS_gettid)));
+  };
+  usync_engine* e = nullptr;
+  ASSERT_EQ(usync_engine_create(&o, &e), 0);
+  const pid_t me = static_cast<pid_t>(syscall(SYS_gettid));
+  // The two cached ones alone: both on this thread, no ring started.
+  std::vector<usync_pair> two{{s[0].c_str(), d[0].c_str(), 0}, {s[1].c_str(), d[1].c_str(), 0}};
+  usync_result res[4]{};
+  ASSERT_EQ(usync_copy_files(e, two.data(), two.size(), res), 0);
+  usync_stats st{};
+  ASSERT_EQ(usync_engine_stats(e, &st, sizeof st), 0);
+  EXPECT_EQ(st.engine, static_cast<uint32_t>(USYNC_ENGINE_URING));
+  EXPECT_EQ(st.files_inline, 2u);
+  EXPECT_EQ(st.workers, 0u) << "a ring was started for cached files";
+  {
+    std::lock_guard lk(seen.mu);
+    EXPECT_EQ(seen.tids, (std::vector<pid_t>{me, me}));
+    seen.tids.clear();
+  }
+  // All four: the dropped third goes to the ring, and so does the fourth.
+  for (const std::string& out : {d[0], d[1]}) unlink(out.c_str());
+  std::vector<usync_pair> four;
+  for (size_t i = 0; i < 4; ++i) four.push_back({s[i].c_str(), d[i].c_str(), 0});
+  ASSERT_EQ(usync_copy_files(e, four.data(), four.size(), res), 0);
+  ASSERT_EQ(usync_engine_stats(e, &st, sizeof st), 0);
+  usync_engine_destroy(e);
+  EXPECT_EQ(st.workers, 1u);
+  EXPECT_GE(st.files_inline, 2u);
+  EXPECT_LE(st.files_inline, 3u) << "the dropped file was probed again, and copied inline";
+  {
+    std::lock_guard lk(seen.mu);
+    ASSERT_EQ(seen.tids.size(), 4u);
+    EXPECT_EQ(std::count(seen.tids.begin(), seen.tids.end(), me), 2) << "the two cached files before the dropped one";
+  }
+  for (size_t i = 0; i < 4; ++i) EXPECT_EQ(testing::ReadFile(AT_FDCWD, d[i]), testing::ReadFile(AT_FDCWD, s[i]));
 }
 
 // Pairs with MD5s: a file copied inline and one through the ring carry the
