@@ -394,9 +394,11 @@ func (e *Engine) CopyTree(ctx context.Context, src, dst string) error {
 // *CallbackPanicError when a callback panicked (which cancels the call too).
 // Results are nil only when the call could not start.
 //
-// The synchronous engine copies a batch that one of its workers would copy
-// (at most 64 files, none of 1 MiB or more) on the calling thread: no thread
-// switch, and callbacks run there.
+// A batch that one worker would copy (at most 64 files, none of 1 MiB or
+// more, by Pair.Size where given) starts on the calling thread: the
+// synchronous engine copies it there, the adaptive engine the files it finds
+// in the page cache. No thread switch; callbacks (and OnProgress between
+// files) run there.
 func (e *Engine) CopyFiles(ctx context.Context, pairs []Pair) ([]Result, error) {
 	if len(pairs) == 0 {
 		return nil, nil

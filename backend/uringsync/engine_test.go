@@ -129,8 +129,10 @@ func TestCopyFiles(t *testing.T) {
 					t.Errorf("md5 = %x (has %v), want %x", r.MD5, r.HasMD5, md5.Sum(tt.want))
 				}
 				// The files as the engine saw them: the source once read,
-				// the copy once published (the synchronous engine always
-				// has a descriptor of it; a ring's temporary name may not).
+				// the copy once published (the synchronous engine has a
+				// descriptor of it where the filesystem has O_TMPFILE, as
+				// a test's temporary directory does; a ring's temporary
+				// name has none).
 				si, err := os.Stat(tt.pair.Src)
 				if err != nil {
 					t.Fatal(err)

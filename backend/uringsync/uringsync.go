@@ -155,6 +155,8 @@ type Pair struct {
 	// size only to route the file (small or large); the file as opened is
 	// what is copied. A Src that is then missing or not a regular file fails
 	// at StepOpenSrc or StepChanged instead of StepStat (usync_pair.size).
+	// The first pair into a directory the call has not seen yet, and every
+	// pair of a dry run or with Sparse, are looked up all the same.
 	Size int64
 }
 
@@ -264,7 +266,7 @@ const (
 	StepSymlink
 	StepMknod
 	StepCanceled
-	StepChanged // the source was replaced while being copied (ESTALE): skipped
+	StepChanged // the source was replaced while being copied (ESTALE): skipped; or a Pair with a Size is no regular file (EISDIR, EINVAL)
 	StepOverlap // source and destination overlap (ELOOP): nothing copied
 	StepDelete  // removing an entry for Options.Delete
 	StepVerify  // re-reading a written file (EBADMSG: its bytes differ from the source's)

@@ -78,6 +78,10 @@ struct TestSeams {
   // (the adaptive engine's cached-only attempt included): a test may put
   // another file under the name here.
   void (*before_open_src)(int dirfd, const char* name) = nullptr;
+  // Called with the source's descriptor once all its bytes were read, before
+  // a pair copy's source stat is taken (note_stats), by either engine: a
+  // test may change the file here, as a writer racing the copy would.
+  void (*after_read_src)(int fd) = nullptr;
   // Keeps the destination's creates and writes on the rings (io-wq) even
   // into a local filesystem (Job::dst_ops_inline false): the tests run
   // both ways on this machine's disk.

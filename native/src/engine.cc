@@ -47,14 +47,26 @@ void raise_nofile() noexcept {
   }
 }
 
-// The engine whose copy call runs on this thread (the caller's thread, where
-// progress_cb runs), to refuse a call from its own callback.
-thread_local const Engine* tls_calling = nullptr;
+// The copy calls running on this thread (the caller's thread, where
+// progress_cb runs, and where a batch may be copied), innermost first, to
+// refuse a call from a callback of any of them: engine A's callback may
+// call engine B, whose callback must not call A again (A's run_mu_ is held
+// on this very thread).
+struct CallingScope;
+thread_local const CallingScope* tls_calling = nullptr;
 
 struct CallingScope {
-  explicit CallingScope(const Engine* e) noexcept : outer(tls_calling) { tls_calling = e; }
+  explicit CallingScope(const Engine* e) noexcept : engine(e), outer(tls_calling) { tls_calling = this; }
   ~CallingScope() { tls_calling = outer; }
-  const Engine* outer;  // a call on another engine from a callback nests
+  CallingScope(const CallingScope&) = delete;
+  CallingScope& operator=(const CallingScope&) = delete;
+  static bool running(const Engine* e) noexcept {
+    for (const CallingScope* c = tls_calling; c != nullptr; c = c->outer)
+      if (c->engine == e) return true;
+    return false;
+  }
+  const Engine* engine;
+  const CallingScope* outer;  // a call on another engine from a callback nests
 };
 
 bool env_force_sync() noexcept {
@@ -226,7 +238,7 @@ std::string temp_path_beside(const std::string& path) {
 // nothing, where it would wait for the device).  From the first file that
 // would wait on, the rest go to the ring, which probes them itself.  Returns
 // how many of feed's first files it finished (copied or failed).
-size_t copy_cached_on_caller(Job& job, std::vector<FileTask>& feed) noexcept {
+size_t copy_cached_on_caller(Job& job, std::vector<FileTask>& feed, const std::function<void()>& after_file) noexcept {
   std::unique_ptr<char[]> buf(new (std::nothrow) char[job.chunk]);
   std::unique_ptr<Md5> md5;
   std::unique_ptr<Digest> digest;
@@ -248,6 +260,7 @@ size_t copy_cached_on_caller(Job& job, std::vector<FileTask>& feed) noexcept {
     }
     job.counters.files_inline.fetch_add(1, std::memory_order_relaxed);
     job.finish_file(t, r);
+    after_file();
   }
   return n;
 }
@@ -328,7 +341,7 @@ Engine::~Engine() {
 
 int Engine::refuse_call() const noexcept {
   if (getpid() != pid_) return -ECHILD;
-  if (tls_calling == this || pool_->on_pool_thread()) return -EDEADLK;
+  if (CallingScope::running(this) || pool_->on_pool_thread()) return -EDEADLK;
   return 0;
 }
 
@@ -431,12 +444,26 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
                        (root != nullptr ? local_writes(job.dst_root_fd, {})
                                         : feed != nullptr && !feed->empty() && local_writes(-1, (*feed)[0].dst_name));
   job.prefetch_threads = budget.prefetch_threads;
-  // As the synchronous engine does below (on_caller), a batch one ring would
-  // copy is started on the calling thread: what is cached needs no ring
-  // and no thread switch (the adaptive engine; not with USYNC_FORCE_URING,
-  // whose budget has no inline copies).
-  if (uring && feed != nullptr && root == nullptr && job.inline_copies && workers == 1 && large == 0 && small > 0) {
-    const size_t done = copy_cached_on_caller(job, *feed);
+  // A batch copied on the calling thread (below) has no caller waiting to
+  // report progress: the copying thread does, between files.
+  auto last_progress = std::chrono::steady_clock::now();
+  const std::function<void()> progress_between = [&] {
+    if (cfg_.progress_cb == nullptr) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_progress < std::chrono::milliseconds(cfg_.progress_interval_ms)) return;
+    last_progress = now;
+    usync_stats s{};
+    counters_.snapshot(&s);
+    job.progress_cb(s);
+  };
+  // A pair batch of one worker's files (at most 64 small ones: "small" and
+  // "large" by the caller's size where it gave one, usync_pair.size) starts
+  // on the calling thread, which only waits otherwise.  io_uring: what is
+  // cached needs no ring and no thread switch (the adaptive engine; not with
+  // USYNC_FORCE_URING, whose budget has no inline copies).
+  const bool one_batch = feed != nullptr && root == nullptr && workers == 1 && large == 0 && small > 0 && small <= 64;
+  if (uring && one_batch && job.inline_copies) {
+    const size_t done = copy_cached_on_caller(job, *feed, progress_between);
     feed->erase(feed->begin(), feed->begin() + static_cast<std::ptrdiff_t>(done));
     small -= done;
     if (feed->empty()) {
@@ -522,11 +549,11 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
   // (on a VM ~70 us per call, what copying a dozen small files costs).  Large
   // files keep their threads (and the caller's progress callbacks while they
   // are copied).
-  const bool on_caller = !uring && prefed && root == nullptr && workers == 1 && large == 0 && small > 0;
+  const bool on_caller = !uring && prefed && one_batch;
   bool walker_started = false;
   try {
     if (on_caller) {
-      run_sync_worker(job, job.small_q);  // the one worker (usync_stats.workers 1)
+      run_sync_worker(job, job.small_q, progress_between);  // the one worker (usync_stats.workers 1)
     } else if (uring) {
       for (uint32_t i = 0; i < workers; ++i)
         spawn(
@@ -782,9 +809,19 @@ int Engine::copy_files_locked(const usync_pair* pairs, size_t count, usync_resul
       job.report(nullptr, s != nullptr ? s : "", d != nullptr ? d : "", r.error, r.step);
       continue;
     }
+    // The directory the copy goes into, and whether an earlier pair of this
+    // call made or found it.
+    const std::string_view dst_path(d);
+    const size_t slash = dst_path.rfind('/');
+    std::string parent;
+    if (slash != std::string_view::npos && slash > 0) parent.assign(dst_path.substr(0, slash));
+    const bool parent_known = parent.empty() || made.count(parent) != 0;
     // A pair with its caller's size is not looked up here (one path walk
     // fewer per file): the worker's open and fstat decide (usync_pair.size).
-    const bool sized = pairs[i].size != 0 && !cfg_.has(USYNC_DRY_RUN) && !cfg_.has(USYNC_SPARSE);
+    // Except the first into a directory not known yet: a source that is
+    // gone must not leave the directories made for it behind.
+    const bool sized =
+        pairs[i].size != 0 && parent_known && !cfg_.has(USYNC_DRY_RUN) && !cfg_.has(USYNC_SPARSE);
     struct stat st {};
     if (sized)
       ;
@@ -800,18 +837,14 @@ int Engine::copy_files_locked(const usync_pair* pairs, size_t count, usync_resul
     FileTask t;
     t.src_name = s;
     t.dst_name = d;
-    const size_t slash = t.dst_name.rfind('/');
-    if (slash != std::string::npos && slash > 0) {
-      std::string parent = t.dst_name.substr(0, slash);
-      if (!made.count(parent)) {
-        if (const int err = make_parents(t.dst_name); err != 0) {
-          r.error = err;
-          r.step = USYNC_STEP_MKDIR;
-          job.report(nullptr, s, d, err, r.step);
-          continue;
-        }
-        made.insert(std::move(parent));
+    if (!parent_known) {
+      if (const int err = make_parents(t.dst_name); err != 0) {
+        r.error = err;
+        r.step = USYNC_STEP_MKDIR;
+        job.report(nullptr, s, d, err, r.step);
+        continue;
       }
+      made.insert(std::move(parent));
     }
     if (sized) {
       // Queued unwalked: its size (for bytes_found) and everything else

@@ -439,6 +439,7 @@ FileResult copy_file_sync(const Job& job, FileTask& walked, char* buf, size_t bu
       if (!until_eof && static_cast<size_t>(n) < want) break;  // shrank
     }
   }
+  if (test_seams.after_read_src != nullptr) test_seams.after_read_src(in.get());
   // The source stays open until the copy is published: its xattrs and
   // ACLs are read through it.
   int step = USYNC_STEP_NONE;
@@ -484,7 +485,7 @@ FileResult copy_file_sync(const Job& job, FileTask& walked, char* buf, size_t bu
   return r;
 }
 
-void run_sync_worker(Job& job, WorkQueue<FileTask>& q) noexcept {
+void run_sync_worker(Job& job, WorkQueue<FileTask>& q, const std::function<void()>& after_file) noexcept {
   const size_t size = job.chunk;
   std::unique_ptr<char[]> buf(new (std::nothrow) char[size]);
   std::unique_ptr<Md5> md5;
@@ -510,6 +511,7 @@ void run_sync_worker(Job& job, WorkQueue<FileTask>& q) noexcept {
       }
       if (md5) md5->reset();
       job.finish_file(t, copy_file_sync(job, t, buf.get(), size, md5.get(), digest.get()));
+      if (after_file) after_file();
     }
     batch.clear();
   }

@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstddef>
+#include <functional>
 
 #include "durable.h"
 #include "job.h"
@@ -61,6 +62,6 @@ bool nowait_reads_supported() noexcept;
 
 // A worker thread of the synchronous engine: copies files from q until it is
 // closed and drained (or the job is cancelled).
-void run_sync_worker(Job& job, WorkQueue<FileTask>& q) noexcept;
+void run_sync_worker(Job& job, WorkQueue<FileTask>& q, const std::function<void()>& after_file = {}) noexcept;
 
 }  // namespace usync

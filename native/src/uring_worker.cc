@@ -542,6 +542,7 @@ class UringWorker {
         const bool broken = k > 0 && chain_broken(s, k);
         // With xattrs or ACLs to copy the source stays open until finish()
         // has read them through it (the file whose bytes were copied).
+        if (!broken && test_seams.after_read_src != nullptr) test_seams.after_read_src(s.src_fd);
         if (!broken && !keep_src_ && job_.results != nullptr) s.has_src_stat = stat_of(s.src_fd, &s.src_stat);
         res = broken ? -ECANCELED : (keep_src_ ? 0 : (::close(s.src_fd) == 0 ? 0 : -errno));
       }

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <climits>
 #include <cstring>
 #include <map>
@@ -65,7 +66,10 @@ class EngineTest : public ::testing::TestWithParam<Way> {
  protected:
   bool uring() const { return GetParam() != Way::kSync; }
   void SetUp() override { test_seams.dst_ops_on_ring = GetParam() == Way::kRingCreates; }
-  void TearDown() override { test_seams.dst_ops_on_ring = false; }
+  void TearDown() override {
+    test_seams.dst_ops_on_ring = false;
+    test_seams.after_read_src = nullptr;
+  }
 
   usync_engine* Make(uint32_t flags = 0, std::vector<const char*> excludes = {}, uint32_t chunk = 0) {
     usync_options o;
@@ -291,7 +295,8 @@ TEST_P(EngineTest, PairsReportTheFilesAsCopied) {
     // A ring writes a pair's small file under a temporary name, whose times
     // are set by name: no descriptor of the copy is left to look at.  The
     // synchronous engine and the bulk path (large files) write an anonymous
-    // file and look at it once published.
+    // file where the filesystem has O_TMPFILE (a test's TempDir: ext4 or
+    // tmpfs) and look at it once published.
     if (!uring() || i == 1) {
       ASSERT_EQ(res[i].has_dst_stat, 1);
     }
@@ -319,41 +324,98 @@ TEST_P(EngineTest, PairsReportTheFilesAsCopied) {
   EXPECT_EQ(dry.has_dst_stat, 0);
 }
 
+// The source's stat in a pair's result is taken once its bytes were read: a
+// change made then (a writer racing the copy) shows in it, so that a caller
+// comparing it with what it listed does not take the digest for that file.
+TEST_P(EngineTest, PairSourceStatIsTakenAfterTheRead) {
+  TempDir t;
+  WriteFile(t / "a", "some bytes\n");
+  const std::string s = t / "a", d = t / "out/a";
+  static const timespec later[2] = {{2000000000, 5}, {2000000000, 5}};
+  test_seams.after_read_src = [](int fd) { futimens(fd, later); };
+  const usync_pair p{s.c_str(), d.c_str(), 0};
+  usync_result r{};
+  usync_engine* e = Make(USYNC_HASH_MD5);
+  EXPECT_EQ(usync_copy_files(e, &p, 1, &r), 0);
+  usync_engine_destroy(e);
+  test_seams.after_read_src = nullptr;
+  ASSERT_EQ(r.error, 0);
+  ASSERT_EQ(r.has_src_stat, 1);
+  EXPECT_EQ(r.src_stat.mtime_sec, 2000000000);
+  EXPECT_EQ(r.src_stat.mtime_nsec, 5);
+}
+
+// Progress is reported during a pair batch however it is copied: on a pool
+// thread (the caller waits and reports) or on the calling thread (which
+// reports between files): 64 files of 900 KiB with MD5, 1 ms interval.
+TEST_P(EngineTest, PairBatchesReportProgressWhileCopying) {
+  TempDir t;
+  WriteFile(t / "src", std::string(900u << 10, 'p'));
+  const std::string src = t / "src";
+  std::vector<std::string> names;
+  for (int i = 0; i < 64; ++i) names.push_back(t / ("out/f" + std::to_string(i)));
+  std::vector<usync_pair> pairs;
+  for (const std::string& n : names) pairs.push_back({src.c_str(), n.c_str(), 0});
+  std::vector<usync_result> res(pairs.size());
+  usync_options o;
+  usync_options_init(&o);
+  o.flags = USYNC_HASH_MD5 | (uring() ? USYNC_FORCE_URING : USYNC_FORCE_SYNC);
+  o.progress_cb = CountProgress;
+  o.progress_interval_ms = 1;
+  o.cb_user = &got_;
+  usync_engine* e = nullptr;
+  ASSERT_EQ(usync_engine_create(&o, &e), 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(usync_copy_files(e, pairs.data(), pairs.size(), res.data()), 0);
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  usync_engine_destroy(e);
+  if (ms < 10) GTEST_SKIP() << "the batch took " << ms << " ms: too fast to see progress between its files";
+  EXPECT_GE(got_.progress_calls.load(), 3) << "progress only at the end of a " << ms << " ms batch";
+}
+
 // A pair with the caller's size is not looked up before it is opened: the
 // size only routes it (small or large), the file as opened is what is
-// copied, and what a stat first would have refused fails when opened.
+// copied, and what a stat first would have refused fails when opened.  The
+// first pair into a directory the call does not know yet is looked up all
+// the same: a source that is gone leaves no directory made for it.
 TEST_P(EngineTest, PairsWithACallersSizeAreCopiedAsOpened) {
   TempDir t;
   const std::string big(3u << 20, 'b');
+  WriteFile(t / "seed", "makes out/");
   WriteFile(t / "big", big);      // said to be small: copied whole all the same
   WriteFile(t / "small", "tiny");  // said to be large: the bulk path copies it
   ASSERT_EQ(mkdir((t / "dir").c_str(), 0755), 0);
   ASSERT_EQ(mkfifo((t / "fifo").c_str(), 0644), 0);  // opened without blocking, refused
-  const std::string s[] = {t / "big", t / "small", t / "missing", t / "dir", t / "fifo"};
-  const std::string d[] = {t / "out/big", t / "out/small", t / "out/missing", t / "out/dir", t / "out/fifo"};
-  const uint64_t said[] = {1, 5u << 20, 4, 4, 4};
+  const std::string s[] = {t / "seed", t / "big", t / "small", t / "missing", t / "dir", t / "fifo", t / "missing"};
+  const std::string d[] = {t / "out/seed",  t / "out/big",  t / "out/small", t / "out/missing",
+                           t / "out/dir",   t / "out/fifo", t / "new/deeper/missing"};
+  const uint64_t said[] = {10, 1, 5u << 20, 4, 4, 4, 4};
   std::vector<usync_pair> pairs;
-  for (int i = 0; i < 5; ++i) pairs.push_back({s[i].c_str(), d[i].c_str(), said[i]});
-  usync_result res[5]{};
+  for (int i = 0; i < 7; ++i) pairs.push_back({s[i].c_str(), d[i].c_str(), said[i]});
+  usync_result res[7]{};
   usync_engine* e = Make();
   EXPECT_EQ(usync_copy_files(e, pairs.data(), pairs.size(), res), -EIO);
   usync_stats st{};
   ASSERT_EQ(usync_engine_stats(e, &st, sizeof st), 0);
   usync_engine_destroy(e);
   EXPECT_EQ(res[0].error, 0);
-  EXPECT_EQ(res[0].bytes, big.size());
-  EXPECT_EQ(usync::testing::ReadFile(AT_FDCWD, d[0]), big);
   EXPECT_EQ(res[1].error, 0);
-  EXPECT_EQ(usync::testing::ReadFile(AT_FDCWD, d[1]), "tiny");
-  EXPECT_EQ(res[2].error, ENOENT);
-  EXPECT_EQ(res[2].step, USYNC_STEP_OPEN_SRC) << "looked up before it was opened";
-  EXPECT_EQ(res[3].error, EISDIR);
-  EXPECT_EQ(res[3].step, USYNC_STEP_CHANGED);
-  EXPECT_EQ(res[4].error, EINVAL);
+  EXPECT_EQ(res[1].bytes, big.size());
+  EXPECT_EQ(usync::testing::ReadFile(AT_FDCWD, d[1]), big);
+  EXPECT_EQ(res[2].error, 0);
+  EXPECT_EQ(usync::testing::ReadFile(AT_FDCWD, d[2]), "tiny");
+  EXPECT_EQ(res[3].error, ENOENT);
+  EXPECT_EQ(res[3].step, USYNC_STEP_OPEN_SRC) << "looked up before it was opened";
+  EXPECT_EQ(res[4].error, EISDIR);
   EXPECT_EQ(res[4].step, USYNC_STEP_CHANGED);
-  for (int i = 2; i < 5; ++i) EXPECT_FALSE(std::filesystem::exists(d[i])) << d[i];
+  EXPECT_EQ(res[5].error, EINVAL);
+  EXPECT_EQ(res[5].step, USYNC_STEP_CHANGED);
+  EXPECT_EQ(res[6].error, ENOENT);
+  EXPECT_EQ(res[6].step, USYNC_STEP_STAT) << "the first pair into a new directory is looked up";
+  EXPECT_FALSE(std::filesystem::exists(t / "new")) << "a directory made for a source that is gone";
+  for (int i = 3; i < 6; ++i) EXPECT_FALSE(std::filesystem::exists(d[i])) << d[i];
   // What was found is what was opened, not what the caller said.
-  EXPECT_EQ(st.bytes_found, big.size() + 4);
+  EXPECT_EQ(st.bytes_found, 10 + big.size() + 4);
   EXPECT_EQ(st.files_unsized, 0u);
 }
 

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <future>
 #include <cstring>
 #include <fstream>
 #include <mutex>
@@ -446,6 +447,54 @@ TEST_P(PersistentEngineTest, DestroyIsPrompt) {
   Destroy(e);
   EXPECT_LT(Seconds(t0), 1.0);
   EXPECT_TRUE(PoolThreads().empty());
+}
+
+// Engine A's callback copies with engine B, whose callback copies with A
+// again: all on the calling thread (the synchronous engine copies one-worker
+// batches there), so the inner call on A is refused, not a self-deadlock on
+// A's call lock.
+struct Nested {
+  usync_engine* other = nullptr;
+  std::string src, dst;
+  std::atomic<int> inner{1};
+};
+extern "C" void CopyWithOther(void* u, const usync_file_done*) {
+  auto* n = static_cast<Nested*>(u);
+  if (n->other == nullptr) return;
+  usync_result r{};
+  const usync_pair p{n->src.c_str(), n->dst.c_str(), 0};
+  n->inner = usync_copy_files(n->other, &p, 1, &r);
+}
+
+TEST(NestedCallbacks, AThroughBToAIsRefused) {
+  TempDir t;
+  WriteFile(t / "src", Pattern(100, 5));
+  Nested na, nb;
+  na.src = nb.src = t / "src";
+  na.dst = t / "by-b";  // A's callback has B copy this
+  nb.dst = t / "by-a";  // B's callback has A copy this: refused
+  usync_engine* engines[2] = {nullptr, nullptr};
+  for (int i = 0; i < 2; ++i) {
+    usync_options o;
+    usync_options_init(&o);
+    o.flags = USYNC_FORCE_SYNC;
+    o.file_done_cb = CopyWithOther;
+    o.cb_user = i == 0 ? &na : &nb;
+    ASSERT_EQ(usync_engine_create(&o, &engines[i]), 0);
+  }
+  na.other = engines[1];
+  nb.other = engines[0];
+  const std::string src = t / "src", first = t / "first";
+  const usync_pair p{src.c_str(), first.c_str(), 0};
+  usync_result r{};
+  auto done = std::async(std::launch::async, [&] { return usync_copy_files(engines[0], &p, 1, &r); });
+  ASSERT_EQ(done.wait_for(std::chrono::seconds(20)), std::future_status::ready) << "A -> B -> A hangs";
+  EXPECT_EQ(done.get(), 0);
+  EXPECT_EQ(na.inner.load(), 0) << "B's copy from A's callback";
+  EXPECT_EQ(nb.inner.load(), -EDEADLK) << "A's copy from B's callback, inside A's own call";
+  EXPECT_TRUE(std::filesystem::exists(t / "by-b"));
+  EXPECT_FALSE(std::filesystem::exists(t / "by-a"));
+  for (usync_engine* e : engines) usync_engine_destroy(e);
 }
 
 // A callback may not run a copy on its own engine: that call is refused

@@ -17,10 +17,13 @@
  * are serialised (a second concurrent call waits for the first).  The
  * following may be called from any thread at any time while a copy runs:
  * usync_engine_cancel(), usync_engine_stats().  Callbacks run on engine
- * threads, never concurrently with each other for one engine, and must not
- * call back into the same engine except usync_engine_cancel() and
- * usync_engine_stats() (a copy call from one returns -EDEADLK; destroying
- * the engine from one is undefined).
+ * threads (or on the calling thread, which may copy a small batch itself),
+ * never concurrently with each other for one engine, and must not call back
+ * into the same engine except usync_engine_cancel() and usync_engine_stats()
+ * (a copy call from one returns -EDEADLK, also through another engine's
+ * callback on the same thread; destroying the engine from one is
+ * undefined).  Engines whose callbacks call each other across threads can
+ * deadlock like any cycle of locks.
  *
  * Threads and rings live across calls: an engine starts its threads (the
  * walker, the io_uring rings or synchronous workers, the bulk threads) on
@@ -219,7 +222,9 @@ enum usync_step {
   USYNC_STEP_MKNOD = 12, /* FIFOs, sockets and device nodes */
   USYNC_STEP_CANCELED = 13,
   /* The source entry was replaced while being copied (by a FIFO, a device,
-   * a directory or another file; error ESTALE): it was skipped. */
+   * a directory or another file; error ESTALE): it was skipped.  Also a
+   * usync_copy_files pair given with its size (usync_pair.size) whose source
+   * turned out not to be a regular file when opened (EISDIR, EINVAL). */
   USYNC_STEP_CHANGED = 14,
   /* Source and destination are the same directory, or one contains the
    * other (found by device and inode, so bind mounts and symlinks count;
@@ -443,7 +448,9 @@ typedef struct usync_pair {
    * then fails at USYNC_STEP_OPEN_SRC (ENOENT, ...) or USYNC_STEP_CHANGED
    * (EISDIR for a directory, EINVAL for anything else but a regular file)
    * instead of USYNC_STEP_STAT.  Ignored (looked up) in a dry run and with
-   * USYNC_SPARSE, which decide from the stat. */
+   * USYNC_SPARSE, which decide from the stat, and for the first pair into a
+   * destination directory the call has not seen yet (which it may have to
+   * make: not for a source that is gone). */
   uint64_t size;
 } usync_pair;
 
