@@ -264,6 +264,7 @@ func statsOf(cs *C.usync_stats) Stats {
 		LinksCreated:    uint64(cs.links_created),
 		FilesInline:     uint64(cs.files_inline),
 		FilesUnsized:    uint64(cs.files_unsized),
+		BytesCopied:     uint64(cs.bytes_copied),
 		BufferBytes:     uint64(cs.buffer_bytes),
 	}
 }

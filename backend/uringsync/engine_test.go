@@ -233,7 +233,7 @@ func TestCopyFilesManyWithCallbacks(t *testing.T) {
 			}
 		}
 		st := e.Stats()
-		if sum != total || st.FilesDone != n || st.BytesDone != uint64(total) {
+		if sum != total || st.FilesDone != n || st.BytesDone != uint64(total) || st.BytesCopied != uint64(total) {
 			t.Errorf("sum %d, stats %+v; want %d files, %d bytes", sum, st, n, total)
 		}
 		if st.Engine == KindNone || (forceSync && st.Engine != KindSync) {

@@ -225,7 +225,7 @@ type Stats struct {
 	FilesFound      uint64 // regular files the walker queued
 	BytesFound      uint64 // their sizes, as stat'ed (FilesUnsized are not in it yet)
 	FilesDone       uint64 // regular files copied completely
-	BytesDone       uint64 // bytes written to destination files
+	BytesDone       uint64 // bytes written to destination files (those of a file that failed later too)
 	FilesFailed     uint64 // entries of any type that failed
 	FilesExcluded   uint64 // entries skipped by an exclude pattern
 	DirsCreated     uint64
@@ -245,6 +245,7 @@ type Stats struct {
 	LinksCreated    uint64 // hard links made (Options.HardLinks)
 	FilesInline     uint64 // io_uring engine: files read from the page cache and copied without the ring
 	FilesUnsized    uint64 // of FilesFound, queued without a stat and not opened yet (BytesFound lacks them)
+	BytesCopied     uint64 // the bytes of FilesDone (unlike BytesDone, none of a file that failed)
 }
 
 // Step names the part of a copy that failed.

@@ -62,6 +62,7 @@ json stats_json(const usync_stats& s) {
       {"links_created", s.links_created},
       {"files_inline", s.files_inline},
       {"files_unsized", s.files_unsized},
+      {"bytes_copied", s.bytes_copied},
   };
 }
 

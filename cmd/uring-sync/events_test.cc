@@ -118,13 +118,14 @@ TEST(Events, EndCarriesEveryCounter) {
   s.links_created = 22;
   s.files_inline = 23;
   s.files_unsized = 24;
+  s.bytes_copied = 25;
   const json j = Parse(end(s, 1, 0, ""));
   EXPECT_EQ(j["type"], "end");
   EXPECT_EQ(j["exit_code"], 1);
   EXPECT_EQ(j["result"], "failures");
   EXPECT_FALSE(j.contains("error"));
   const json& st = j["stats"];
-  EXPECT_EQ(st.size(), 24u) << "one field per usync_stats member";
+  EXPECT_EQ(st.size(), 25u) << "one field per usync_stats member";
   const char* counters[] = {"files_found",    "bytes_found",   "files_done",      "bytes_done",     "files_failed",
                             "files_excluded", "dirs_created",  "symlinks_created", "specials_created", "elapsed_ns"};
   for (size_t i = 0; i < std::size(counters); ++i) EXPECT_EQ(st[counters[i]], i + 1) << counters[i];
@@ -136,6 +137,7 @@ TEST(Events, EndCarriesEveryCounter) {
   EXPECT_EQ(st["links_created"], 22);
   EXPECT_EQ(st["files_inline"], 23);
   EXPECT_EQ(st["files_unsized"], 24);
+  EXPECT_EQ(st["bytes_copied"], 25);
   EXPECT_EQ(Parse(progress(s))["stats"], st);
 
   const json e = Parse(end(usync_stats{}, 2, ENOENT, "cannot copy"));

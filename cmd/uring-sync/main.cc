@@ -257,7 +257,7 @@ int main(int argc, char** argv) {
                  "uring-sync: %s%llu files (%s), %llu dirs, %llu symlinks, %llu special; %llu up to date; %llu failed; "
                  "%llu excluded; %.3f s (engine: %s, workers: %u%s)\n",
                  opts.dry_run ? "would copy " : "", static_cast<unsigned long long>(st.files_done),
-                 human_bytes(static_cast<double>(st.bytes_done)).c_str(),
+                 human_bytes(static_cast<double>(st.bytes_copied)).c_str(),
                  static_cast<unsigned long long>(st.dirs_created), static_cast<unsigned long long>(st.symlinks_created),
                  static_cast<unsigned long long>(st.specials_created), static_cast<unsigned long long>(st.files_skipped),
                  static_cast<unsigned long long>(st.files_failed),

@@ -258,7 +258,7 @@ size_t copy_cached_on_caller(Job& job, std::vector<FileTask>& feed, const std::f
       t.probed = true;
       break;
     }
-    job.counters.files_inline.fetch_add(1, std::memory_order_relaxed);
+    if (r.error == 0) job.counters.files_inline.fetch_add(1, std::memory_order_relaxed);
     job.finish_file(t, r);
     after_file();
   }
@@ -665,6 +665,7 @@ int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) 
       if (cfg_.has(USYNC_DRY_RUN)) {
         counters_.files_done.store(1, std::memory_order_relaxed);
         counters_.bytes_done.store(t.size, std::memory_order_relaxed);
+        counters_.bytes_copied.store(t.size, std::memory_order_relaxed);
         job.file_done_cb(nullptr, src, dst, t.size, nullptr, t.mode);
         return finish(job);
       }

@@ -216,6 +216,7 @@ int HardLinks::copy_waiter(const Waiter& w, const Key& key, int* step) noexcept 
     return r.error;
   }
   job_.counters.files_done.fetch_add(1, std::memory_order_relaxed);
+  job_.counters.bytes_copied.fetch_add(r.bytes, std::memory_order_relaxed);
   job_.file_done_cb(t.dir, t.src_name, t.dst_name, r.bytes, r.has_md5 ? r.md5 : nullptr, t.mode);
   return 0;
 }

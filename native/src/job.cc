@@ -49,7 +49,7 @@ mode_t current_umask() noexcept {
 
 void Counters::reset() noexcept {
   for (auto* c : {&files_found, &bytes_found, &files_done, &bytes_done, &files_failed, &files_excluded, &files_skipped, &temps_removed, &entries_deleted,
-                  &files_verified, &bytes_verified, &links_created, &files_inline, &files_unsized, &dirs_created,
+                  &files_verified, &bytes_verified, &links_created, &files_inline, &files_unsized, &bytes_copied, &dirs_created,
                   &symlinks_created, &specials_created, &start_ns, &end_ns})
     c->store(0, std::memory_order_relaxed);
   walk_done.store(0, std::memory_order_relaxed);
@@ -76,6 +76,7 @@ void Counters::snapshot(usync_stats* s) const noexcept {
   s->links_created = ld(links_created);
   s->files_inline = ld(files_inline);
   s->files_unsized = ld(files_unsized);
+  s->bytes_copied = ld(bytes_copied);
   s->dirs_created = ld(dirs_created);
   s->symlinks_created = ld(symlinks_created);
   s->specials_created = ld(specials_created);
@@ -277,6 +278,7 @@ void Job::finish_file(FileTask& t, const FileResult& r) noexcept {
     counters.files_skipped.fetch_add(1, std::memory_order_relaxed);
   } else if (r.error == 0) {
     counters.files_done.fetch_add(1, std::memory_order_relaxed);
+    counters.bytes_copied.fetch_add(r.bytes, std::memory_order_relaxed);
     file_done_cb(t.dir, t.src_name, t.dst_name, r.bytes, r.has_md5 ? r.md5 : nullptr, t.mode);
   } else if (r.step == USYNC_STEP_CANCELED && cancelled()) {
     // Abandoned because the job is stopping: not a failure of this file.

@@ -74,7 +74,7 @@ struct Counters {
   // Written for every file (bytes_done for every write) by every worker:
   // each on a cache line of its own, so that the threads do not take the
   // line from each other (and from the walker) on every file.
-  alignas(64) std::atomic<uint64_t> files_done{0};
+  alignas(64) std::atomic<uint64_t> files_done{0}, bytes_copied{0};  // bytes_copied: of files_done
   alignas(64) std::atomic<uint64_t> bytes_done{0};
   alignas(64) std::atomic<uint64_t> files_skipped{0};
   alignas(64) std::atomic<uint64_t> files_inline{0};

@@ -307,7 +307,7 @@ class UringWorker {
       return false;
     }
     backoff_ = 0;
-    job_.counters.files_inline.fetch_add(1, std::memory_order_relaxed);
+    if (r.error == 0) job_.counters.files_inline.fetch_add(1, std::memory_order_relaxed);
     job_.finish_file(t, r);
     if (active_ > 0 && io_uring_cq_ready(ring_.get()) > 0) reap();
     return true;

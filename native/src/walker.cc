@@ -727,6 +727,7 @@ class Walker {
           }
         }
         job_.counters.files_done.fetch_add(1, std::memory_order_relaxed);
+        job_.counters.bytes_copied.fetch_add(static_cast<uint64_t>(st.st_size), std::memory_order_relaxed);
         job_.add_bytes(static_cast<uint64_t>(st.st_size));
         job_.file_done_cb(d, name, name, static_cast<uint64_t>(st.st_size), nullptr, st.st_mode);
         return;

@@ -282,6 +282,10 @@ TEST_P(EngineTest, PairsReportTheFilesAsCopied) {
   usync_result res[3]{};
   usync_engine* e = Make();
   EXPECT_EQ(usync_copy_files(e, pairs, 3, res), -EIO);
+  usync_stats st{};
+  ASSERT_EQ(usync_engine_stats(e, &st, sizeof st), 0);
+  EXPECT_EQ(st.files_done, 2u);
+  EXPECT_EQ(st.bytes_copied, 6u + (3u << 20) + 5) << "the bytes of the files copied";
   for (int i = 0; i < 2; ++i) {
     SCOPED_TRACE(pairs[i].dst);
     ASSERT_EQ(res[i].error, 0);

@@ -622,6 +622,20 @@ func countUpToDate(stderr string) int {
 	return n
 }
 
+// humanBytes formats n as the CLI's summary does (progress.cc's human_bytes).
+func humanBytes(n float64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
+	u := 0
+	for n >= 1024 && u < len(units)-1 {
+		n /= 1024
+		u++
+	}
+	if u == 0 {
+		return fmt.Sprintf("%.0f B", n)
+	}
+	return fmt.Sprintf("%.1f %s", n, units[u])
+}
+
 // TestNoSpace: when the destination fills up, the files that did not fit are reported (exit 1)
 // and none is left partially written under its final name, nor under a temporary one.
 func TestNoSpace(t *testing.T) {
@@ -663,6 +677,11 @@ func TestNoSpace(t *testing.T) {
 			// Files written concurrently may all hit ENOSPC (and be removed), so 0 copied is fine.
 			if copied == 6 {
 				t.Errorf("all 6 files fit into a 2 MiB tmpfs: the case did not exercise ENOSPC")
+			}
+			// The summary counts the bytes of the files copied, not those written into
+			// files that then failed (it said "2 files (3.9 MiB)" into this 2 MiB tmpfs).
+			if want := fmt.Sprintf(" %d files (%s),", copied, humanBytes(float64(copied*700*kib))); !strings.Contains(r.stderr, want) {
+				t.Errorf("summary does not say %q\n%s", want, r)
 			}
 			// More space, the same command: the copy completes.
 			if err := unix.Mount("tmpfs", mnt, "tmpfs", unix.MS_REMOUNT, "size=64m"); err != nil {

@@ -36,7 +36,8 @@ func (e event) obj(key string) event {
 var statsFields = []string{"files_found", "bytes_found", "files_done", "bytes_done", "files_failed",
 	"files_excluded", "dirs_created", "symlinks_created", "specials_created", "elapsed_ns", "walk_done",
 	"engine", "workers", "queue_depth", "fd_budget", "buffer_bytes", "files_skipped", "temps_removed",
-	"entries_deleted", "files_verified", "bytes_verified", "links_created", "files_inline", "files_unsized"}
+	"entries_deleted", "files_verified", "bytes_verified", "links_created", "files_inline", "files_unsized",
+	"bytes_copied"}
 
 // parseEvents parses every line of r's stdout and checks the stream's shape: valid UTF-8 JSON
 // objects with schema 1 and a known type, "start" first, "end" last and nowhere else, and an end

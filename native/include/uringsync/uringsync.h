@@ -284,7 +284,7 @@ typedef struct usync_stats {
   uint64_t files_done;     /* regular files copied completely */
   uint64_t bytes_done;     /* bytes written to destination files so far, counted
                               as the writes complete (including those of a
-                              file that fails later) */
+                              file that fails later: see bytes_copied) */
   uint64_t files_failed;   /* entries (of any type) that failed */
   uint64_t files_excluded; /* entries skipped by an exclude pattern */
   uint64_t dirs_created;
@@ -305,11 +305,14 @@ typedef struct usync_stats {
   uint64_t bytes_verified;  /* their bytes */
   uint64_t links_created;   /* hard links made (USYNC_HARD_LINKS) */
   uint64_t files_inline;    /* io_uring engine: files whose source was all in the
-                               page cache, copied by a ring's thread with plain
-                               system calls instead of through the ring */
+                               page cache, copied by a ring's thread (or the
+                               calling thread) with plain system calls instead
+                               of through the ring (of files_done) */
   uint64_t files_unsized;   /* of files_found, those queued without a stat
                                whose size is not in bytes_found yet (it is
                                added when a worker opens the file) */
+  uint64_t bytes_copied;    /* bytes of the files_done: unlike bytes_done, not
+                               those of a file that failed after some writes */
 } usync_stats;
 
 enum usync_engine_kind {
