@@ -386,8 +386,9 @@ func (e *Engine) CopyTree(ctx context.Context, src, dst string) error {
 // one Result per pair, in order. Missing parent directories are made and
 // existing destination files are replaced atomically. A pair whose paths
 // contain a NUL byte never reaches the engine: it fails with syscall.EINVAL
-// at StepOpenSrc (and is passed to OnError once the engine is done) while the
-// other pairs are copied.
+// at StepOpenSrc, or StepOpenDst when only Dst has one (and is passed to
+// OnError once the engine is done) while the other pairs are copied. Such
+// pairs are not in Stats, which counts what the engine was given.
 //
 // The error is nil when every pair succeeded, a *CopyError when some failed
 // (see the results), an error wrapping ctx's error when ctx was cancelled
@@ -496,7 +497,11 @@ func (e *Engine) CopyFiles(ctx context.Context, pairs []Pair) ([]Result, error) 
 				k++
 				continue
 			}
-			e.state.reportError(fail(i, StepOpenSrc, syscall.EINVAL))
+			step := StepOpenSrc // the side whose path has the NUL, as the library does for an empty one
+			if !hasNUL(pairs[i].Src) {
+				step = StepOpenDst
+			}
+			e.state.reportError(fail(i, step, syscall.EINVAL))
 		}
 	}
 	if pe := e.state.panicked.Load(); pe != nil {

@@ -550,11 +550,11 @@ func TestNULInPaths(t *testing.T) {
 	if !errors.As(err, &ce) || ce.Failed != 2 || !errors.Is(err, syscall.EINVAL) {
 		t.Fatalf("err = %v, want a *CopyError with 2 failures wrapping EINVAL", err)
 	}
-	for _, i := range []int{0, 2} {
+	for i, step := range map[int]Step{0: StepOpenSrc, 2: StepOpenDst} { // the side with the NUL
 		var fe *FileError
-		if !errors.As(results[i].Err, &fe) || fe.Errno != syscall.EINVAL || fe.Step != StepOpenSrc ||
+		if !errors.As(results[i].Err, &fe) || fe.Errno != syscall.EINVAL || fe.Step != step ||
 			fe.Src != pairs[i].Src || fe.Dst != pairs[i].Dst {
-			t.Errorf("pair %d: err = %#v, want EINVAL at open source naming both paths", i, results[i].Err)
+			t.Errorf("pair %d: err = %#v, want EINVAL at %v naming both paths", i, results[i].Err, step)
 		}
 	}
 	if len(reported) != 2 {

@@ -806,7 +806,8 @@ int Engine::copy_files_locked(const usync_pair* pairs, size_t count, usync_resul
     const char* d = pairs[i].dst;
     if (s == nullptr || d == nullptr || *s == '\0' || *d == '\0') {
       r.error = EINVAL;
-      r.step = USYNC_STEP_OPEN_SRC;
+      // The side that has no path is the one at fault.
+      r.step = s == nullptr || *s == '\0' ? USYNC_STEP_OPEN_SRC : USYNC_STEP_OPEN_DST;
       job.report(nullptr, s != nullptr ? s : "", d != nullptr ? d : "", r.error, r.step);
       continue;
     }

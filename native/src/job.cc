@@ -256,7 +256,15 @@ void note_stats(const Job& job, int src_fd, int dst_fd, FileResult& r) noexcept 
 }
 
 void Job::finish_file(FileTask& t, const FileResult& r) noexcept {
-  if (!t.walked) counters.files_unsized.fetch_sub(1, std::memory_order_relaxed);  // never opened
+  if (!t.walked) {
+    counters.files_unsized.fetch_sub(1, std::memory_order_relaxed);  // never opened
+    // A pair queued with its caller's size whose source was no regular file
+    // (or none at all) when opened: not found, as its stat would have said.
+    const bool none = r.step == USYNC_STEP_CHANGED ||
+                      (r.step == USYNC_STEP_OPEN_SRC && (r.error == ENOENT || r.error == ENOTDIR ||
+                                                         r.error == ELOOP || r.error == ENAMETOOLONG));
+    if (t.dir == nullptr && none) counters.files_found.fetch_sub(1, std::memory_order_relaxed);
+  }
   if (results != nullptr && t.pair < results->size()) {
     usync_result& out = (*results)[t.pair];
     // A copy whose metadata failed (report_metadata) stays a failure.

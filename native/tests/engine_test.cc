@@ -418,7 +418,9 @@ TEST_P(EngineTest, PairsWithACallersSizeAreCopiedAsOpened) {
   EXPECT_EQ(res[6].step, USYNC_STEP_STAT) << "the first pair into a new directory is looked up";
   EXPECT_FALSE(std::filesystem::exists(t / "new")) << "a directory made for a source that is gone";
   for (int i = 3; i < 6; ++i) EXPECT_FALSE(std::filesystem::exists(d[i])) << d[i];
-  // What was found is what was opened, not what the caller said.
+  // What was found is what was opened, not what the caller said: three
+  // regular files, as stats first would have found.
+  EXPECT_EQ(st.files_found, 3u);
   EXPECT_EQ(st.bytes_found, 10 + big.size() + 4);
   EXPECT_EQ(st.files_unsized, 0u);
 }

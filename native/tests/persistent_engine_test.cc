@@ -403,7 +403,9 @@ TEST_P(PersistentEngineTest, PairsWithoutAPathFailTheCall) {
   EXPECT_EQ(st.files_failed, 2u);
   EXPECT_EQ(st.files_done, 1u);
   EXPECT_EQ(res[0].error, EINVAL);
+  EXPECT_EQ(res[0].step, USYNC_STEP_OPEN_DST) << "the destination has no path";
   EXPECT_EQ(res[1].error, EINVAL);
+  EXPECT_EQ(res[1].step, USYNC_STEP_OPEN_SRC);
   EXPECT_EQ(res[2].error, 0);
   EXPECT_EQ(std::count(seen_.errors.begin(), seen_.errors.end(), ';'), 2) << seen_.errors;
   Destroy(e);

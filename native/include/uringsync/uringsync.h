@@ -275,7 +275,8 @@ typedef struct usync_file_done {
 /* Counters of the current (or last) copy call.  Every field is monotonic
  * during a call; all are reset when a copy call starts. */
 typedef struct usync_stats {
-  uint64_t files_found;    /* regular files the walker queued */
+  uint64_t files_found;    /* regular files the walker queued (usync_copy_files:
+                              the pairs whose source is a regular file) */
   uint64_t bytes_found;    /* their sizes as stat'ed: by the walker, or, for
                               files it queued from the directory listing
                               alone (new directories of small files), when
@@ -284,7 +285,8 @@ typedef struct usync_stats {
   uint64_t files_done;     /* regular files copied completely */
   uint64_t bytes_done;     /* bytes written to destination files so far, counted
                               as the writes complete (including those of a
-                              file that fails later: see bytes_copied) */
+                              file that fails later: see bytes_copied); in a
+                              dry run, the bytes a real run would write */
   uint64_t files_failed;   /* entries (of any type) that failed */
   uint64_t files_excluded; /* entries skipped by an exclude pattern */
   uint64_t dirs_created;
