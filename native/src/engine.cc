@@ -249,17 +249,10 @@ size_t copy_cached_on_caller(Job& job, std::vector<FileTask>& feed, const std::f
     return 0;  // the ring's thread copies them all
   size_t n = 0;
   for (; n < feed.size() && !job.cancelled(); ++n) {
-    FileTask& t = feed[n];
-    if (md5) md5->reset();
-    bool would_block = false;
-    const FileResult r = copy_file_sync(job, t, buf.get(), job.chunk, md5.get(), digest.get(), &would_block);
-    if (would_block) {
-      job.note_probe_miss();
-      t.probed = true;
+    if (!copy_if_cached(job, feed[n], buf.get(), job.chunk, md5.get(), digest.get())) {
+      feed[n].probed = true;
       break;
     }
-    if (r.error == 0) job.counters.files_inline.fetch_add(1, std::memory_order_relaxed);
-    job.finish_file(t, r);
     after_file();
   }
   return n;

@@ -485,6 +485,19 @@ FileResult copy_file_sync(const Job& job, FileTask& walked, char* buf, size_t bu
   return r;
 }
 
+bool copy_if_cached(Job& job, FileTask& t, char* buf, size_t bufsize, Md5* md5, Digest* digest) noexcept {
+  if (md5 != nullptr) md5->reset();
+  bool would_block = false;
+  const FileResult r = copy_file_sync(job, t, buf, bufsize, md5, digest, &would_block);
+  if (would_block) {
+    job.note_probe_miss();
+    return false;
+  }
+  if (r.error == 0) job.counters.files_inline.fetch_add(1, std::memory_order_relaxed);
+  job.finish_file(t, r);
+  return true;
+}
+
 void run_sync_worker(Job& job, WorkQueue<FileTask>& q, const std::function<void()>& after_file) noexcept {
   const size_t size = job.chunk;
   std::unique_ptr<char[]> buf(new (std::nothrow) char[size]);

@@ -60,6 +60,13 @@ inline bool tmpfile_refused(int err) noexcept {
 // 5.12+); probed once.
 bool nowait_reads_supported() noexcept;
 
+// The adaptive engine's cheap path: copies t with plain system calls and
+// finishes it (counted in files_inline when copied) if its source is all in
+// the page cache; false, with nothing done and the miss noted
+// (Job::note_probe_miss), where it would wait for the device.  md5 and
+// digest as for copy_file_sync.
+bool copy_if_cached(Job& job, FileTask& t, char* buf, size_t bufsize, Md5* md5, Digest* digest) noexcept;
+
 // A worker thread of the synchronous engine: copies files from q until it is
 // closed and drained (or the job is cancelled).
 void run_sync_worker(Job& job, WorkQueue<FileTask>& q, const std::function<void()>& after_file = {}) noexcept;

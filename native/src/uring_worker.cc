@@ -296,19 +296,12 @@ class UringWorker {
     // What is queued for the ring goes to the kernel before this thread
     // turns to a copy of its own.
     if (built_ && io_uring_sq_ready(ring_.get()) > 0) io_uring_submit(ring_.get());
-    if (inline_md5_) inline_md5_->reset();
-    bool would_block = false;
-    const FileResult r = copy_file_sync(job_, t, inline_buf_.get(), inline_buf_size_, inline_md5_.get(),
-                                        inline_digest_.get(), &would_block);
-    if (would_block) {
-      job_.note_probe_miss();
+    if (!copy_if_cached(job_, t, inline_buf_.get(), inline_buf_size_, inline_md5_.get(), inline_digest_.get())) {
       backoff_ = std::min<uint32_t>(backoff_ == 0 ? 1 : backoff_ * 2, 64);
       skip_ = backoff_ - 1;
       return false;
     }
     backoff_ = 0;
-    if (r.error == 0) job_.counters.files_inline.fetch_add(1, std::memory_order_relaxed);
-    job_.finish_file(t, r);
     if (active_ > 0 && io_uring_cq_ready(ring_.get()) > 0) reap();
     return true;
   }
