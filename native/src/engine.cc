@@ -350,13 +350,16 @@ void Engine::begin() {
   cancel_.store(false, std::memory_order_relaxed);
 }
 
+void Engine::report_progress(Job& job) {
+  if (cfg_.progress_cb == nullptr) return;
+  usync_stats s{};
+  counters_.snapshot(&s);
+  job.progress_cb(s);
+}
+
 int Engine::finish(Job& job) {
   counters_.end_ns.store(now_ns(), std::memory_order_relaxed);
-  if (cfg_.progress_cb != nullptr) {
-    usync_stats s{};
-    counters_.snapshot(&s);
-    job.progress_cb(s);
-  }
+  report_progress(job);
   if (job.user_cancelled()) return -ECANCELED;
   return counters_.files_failed.load(std::memory_order_relaxed) > 0 ? -EIO : 0;
 }
@@ -445,9 +448,7 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
     const auto now = std::chrono::steady_clock::now();
     if (now - last_progress < std::chrono::milliseconds(cfg_.progress_interval_ms)) return;
     last_progress = now;
-    usync_stats s{};
-    counters_.snapshot(&s);
-    job.progress_cb(s);
+    report_progress(job);
   };
   // A pair batch of one worker's files (at most 64 small ones: "small" and
   // "large" by the caller's size where it gave one, usync_pair.size) starts
@@ -595,9 +596,7 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
       if (cv.wait_for(lk, interval, [&] { return running == 0; })) break;
       if (cfg_.progress_cb != nullptr) {
         lk.unlock();
-        usync_stats s{};
-        counters_.snapshot(&s);
-        job.progress_cb(s);
+        report_progress(job);
         lk.lock();
       }
     }

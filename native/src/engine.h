@@ -48,6 +48,8 @@ class Engine {
   int kind_for(const char* path) const noexcept;
   void begin();
   int finish(Job& job);
+  // Calls progress_cb (when set) with the counters as they are now.
+  void report_progress(Job& job);
   // -ECHILD in a forked child, -EDEADLK from one of this engine's own
   // callbacks (a call is running), else 0.
   int refuse_call() const noexcept;

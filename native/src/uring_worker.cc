@@ -363,6 +363,16 @@ class UringWorker {
     advance(i);
   }
 
+  // note_stats for a slot's file: its source through the descriptor while
+  // it is open, else as apply() saw it just before the ring closed it.
+  void note_slot_stats(const Slot& s, int dst_fd, FileResult& r) const noexcept {
+    note_stats(job_, s.src_fd, dst_fd, r);
+    if (s.src_fd < 0 && s.has_src_stat) {
+      r.has_src_stat = true;
+      r.src_stat = s.src_stat;
+    }
+  }
+
   void advance(uint32_t i) noexcept {
     Slot& s = slots_[i];
     OpReq ops[FileCopy::kMaxOps];
@@ -598,10 +608,7 @@ class UringWorker {
                                                  pool_->data(s.buf), job_.chunk, &step, /*synced=*/true);
       const int fd = s.dst_fd;
       s.dst_fd = -1;
-      if (err == 0) {
-        note_stats(job_, s.src_fd, fd, r);
-        if (s.src_fd < 0 && s.has_src_stat) r.has_src_stat = true, r.src_stat = s.src_stat;
-      }
+      if (err == 0) note_slot_stats(s, fd, r);
       if (fd >= 0 && ::close(fd) != 0 && err == 0) {
         err = errno;  // already published: a write-back error of a local filesystem
         step = USYNC_STEP_CLOSE;
@@ -624,8 +631,7 @@ class UringWorker {
         r.error = err2;
         r.step = step;
       } else {
-        note_stats(job_, s.src_fd, -1, r);  // the copy was closed before its times were set
-        if (s.src_fd < 0 && s.has_src_stat) r.has_src_stat = true, r.src_stat = s.src_stat;
+        note_slot_stats(s, -1, r);  // the copy was closed before its times were set
         if (s.md5) {
           s.md5->final(r.md5);
           r.has_md5 = true;
