@@ -362,7 +362,11 @@ func TestKillAtRandomPoints(t *testing.T) {
 			stale := func(rel string) []byte { return Data("stale "+rel, 1000) }
 			rng := newRand(t, "")
 			killed := 0
-			for i := 0; i < 4; i++ {
+			// Four runs, and up to four more while no SIGKILL has landed: the first
+			// (timed) copy can take longer than the later ones, whose delays would
+			// then all fall after their end. A run that finished first shortens
+			// the range the next delays are drawn from to its own length.
+			for i := 0; i < 4 || (killed == 0 && i < 8); i++ {
 				parent := filepath.Join(dir, fmt.Sprintf("run%d", i))
 				if err := os.Mkdir(parent, 0o755); err != nil {
 					t.Fatal(err)
@@ -379,10 +383,13 @@ func TestKillAtRandomPoints(t *testing.T) {
 					old = stale
 				}
 				delay := time.Duration(rng.Int64N(int64(took)*9/10 + 1))
+				began := time.Now()
 				p := startCopy(t, e, runOpts{timeout: 30 * time.Second}, src.Root, dst.Root)
 				time.Sleep(delay)
 				if _, ok := p.signal(syscall.SIGKILL); ok {
 					killed++
+				} else {
+					took = min(took, time.Since(began))
 				}
 				p.wait()
 				what := fmt.Sprintf("SIGKILL after %v", delay.Round(time.Millisecond))
