@@ -17,8 +17,10 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <vector>
 
 #include "durable.h"
+#include "md5_lanes.h"
 #include "unique_fd.h"
 
 namespace usync {
@@ -498,6 +500,67 @@ bool copy_if_cached(Job& job, FileTask& t, char* buf, size_t bufsize, Md5* md5, 
   return true;
 }
 
+namespace {
+
+// The files of a sync worker whose MD5 is left to Md5Lanes: each waits,
+// staged, to be finished with its digest once enough are staged to hash
+// them together (or before anything else is finished, or the worker waits).
+class StagedFiles {
+ public:
+  static constexpr size_t kSlots = 32;
+  static constexpr size_t kSlotBytes = 16 << 10;
+
+  explicit StagedFiles(bool hashing) : hashing_(hashing && Md5Lanes::lanes() > 1) {}
+
+  // Starts md5 for t: staged when t looks small enough (its size as
+  // walked; a file that has grown is hashed as it is read instead).
+  void start(Md5& md5, const FileTask& t) {
+    if (hashing_ && t.size <= kSlotBytes && !lanes_) {
+      lanes_.reset(new (std::nothrow) Md5Lanes(kSlots, kSlotBytes));  // on the first small file
+      if (!lanes_ || !lanes_->ok()) hashing_ = false;  // out of memory: one at a time
+    }
+    if (hashing_ && t.size <= kSlotBytes)
+      md5.reset(lanes_->slot(n_), lanes_->slot_bytes());
+    else
+      md5.reset();
+  }
+  // Finishes t with r, or holds it for its digest; t must stay where it is
+  // until finish_all.
+  void finish(Job& job, FileTask& t, const FileResult& r, const Md5* md5) {
+    if (md5 == nullptr || !md5->staged()) {
+      finish_all(job);  // in order
+      job.finish_file(t, r);
+      return;
+    }
+    lens_[n_] = static_cast<uint32_t>(md5->staged_len());
+    files_[n_++] = {&t, r};
+    if (n_ == kSlots) finish_all(job);
+  }
+  void finish_all(Job& job) {
+    if (n_ == 0) return;
+    uint8_t digests[kSlots][16];
+    lanes_->hash(n_, lens_, digests);
+    for (size_t k = 0; k < n_; ++k) {
+      std::memcpy(files_[k].r.md5, digests[k], 16);
+      job.finish_file(*files_[k].t, files_[k].r);
+    }
+    n_ = 0;
+  }
+
+ private:
+  struct File {
+    FileTask* t = nullptr;
+    FileResult r;
+  };
+  bool hashing_;
+  std::unique_ptr<Md5Lanes> lanes_;
+  size_t n_ = 0;  // files staged
+  uint32_t lens_[kSlots] = {};
+  File files_[kSlots];
+};
+
+}  // namespace
+
 void run_sync_worker(Job& job, WorkQueue<FileTask>& q, const std::function<void()>& after_file) noexcept {
   const size_t size = job.chunk;
   std::unique_ptr<char[]> buf(new (std::nothrow) char[size]);
@@ -505,6 +568,8 @@ void run_sync_worker(Job& job, WorkQueue<FileTask>& q, const std::function<void(
   if (job.cfg.has(USYNC_HASH_MD5)) md5.reset(new (std::nothrow) Md5);
   std::unique_ptr<Digest> digest;
   if (job.cfg.has(USYNC_VERIFY)) digest.reset(new (std::nothrow) Digest);
+  // Small files' digests, many at a time (MD5 costs more than their copy).
+  StagedFiles staged(md5 != nullptr);
   std::vector<FileTask> batch;
   while (q.pop(batch, true)) {
     for (FileTask& t : batch) {
@@ -519,13 +584,14 @@ void run_sync_worker(Job& job, WorkQueue<FileTask>& q, const std::function<void(
       if (t.existing && up_to_date(job, t)) {
         FileResult skip;
         skip.skipped = true;
-        job.finish_file(t, skip);
+        staged.finish(job, t, skip, nullptr);
         continue;
       }
-      if (md5) md5->reset();
-      job.finish_file(t, copy_file_sync(job, t, buf.get(), size, md5.get(), digest.get()));
+      if (md5) staged.start(*md5, t);
+      staged.finish(job, t, copy_file_sync(job, t, buf.get(), size, md5.get(), digest.get()), md5.get());
       if (after_file) after_file();
     }
+    staged.finish_all(job);  // before the batch's tasks go, and before the worker may wait
     batch.clear();
   }
 }

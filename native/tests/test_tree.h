@@ -49,6 +49,14 @@ inline std::string Pattern(size_t n, unsigned seed) {
   return s;
 }
 
+// n bytes as lower-case hex.
+inline std::string Hex(const uint8_t* p, size_t n) {
+  static const char digits[] = "0123456789abcdef";
+  std::string s;
+  for (size_t i = 0; i < n; ++i) s += digits[p[i] >> 4], s += digits[p[i] & 15];
+  return s;
+}
+
 inline void WriteFile(int dirfd, const std::string& name, const std::string& data, mode_t mode = 0644) {
   int fd = openat(dirfd, name.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
   if (fd < 0) std::abort();

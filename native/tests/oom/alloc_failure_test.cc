@@ -54,7 +54,7 @@ TEST_P(AllocFailure, CopyReturnsInsteadOfTerminating) {
   if (pid == 0) {
     usync_options o;
     usync_options_init(&o);
-    o.flags = uring ? USYNC_FORCE_URING : USYNC_FORCE_SYNC;
+    o.flags = USYNC_HASH_MD5 | (uring ? USYNC_FORCE_URING : USYNC_FORCE_SYNC);  // MD5's staging too
     o.file_done_cb = FailFromNowOn;
     usync_engine* e = nullptr;
     if (usync_engine_create(&o, &e) != 0) _exit(10);
