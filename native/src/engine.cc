@@ -247,14 +247,16 @@ size_t copy_cached_on_caller(Job& job, std::vector<FileTask>& feed, const std::f
   if (!buf || (job.cfg.has(USYNC_HASH_MD5) && (!md5 || !md5->ok())) ||
       (job.cfg.has(USYNC_VERIFY) && (!digest || !digest->ok())))
     return 0;  // the ring's thread copies them all
+  StagedFiles staged(md5 != nullptr);  // their MD5s many at a time
   size_t n = 0;
   for (; n < feed.size() && !job.cancelled(); ++n) {
-    if (!copy_if_cached(job, feed[n], buf.get(), job.chunk, md5.get(), digest.get())) {
+    if (!copy_if_cached(job, feed[n], buf.get(), job.chunk, md5.get(), digest.get(), &staged)) {
       feed[n].probed = true;
       break;
     }
     after_file();
   }
+  staged.finish_all(job);  // before the ring takes the rest
   return n;
 }
 

@@ -487,8 +487,14 @@ FileResult copy_file_sync(const Job& job, FileTask& walked, char* buf, size_t bu
   return r;
 }
 
-bool copy_if_cached(Job& job, FileTask& t, char* buf, size_t bufsize, Md5* md5, Digest* digest) noexcept {
-  if (md5 != nullptr) md5->reset();
+bool copy_if_cached(Job& job, FileTask& t, char* buf, size_t bufsize, Md5* md5, Digest* digest,
+                    StagedFiles* staged) noexcept {
+  if (md5 != nullptr) {
+    if (staged != nullptr)
+      staged->start(*md5, t);
+    else
+      md5->reset();
+  }
   bool would_block = false;
   const FileResult r = copy_file_sync(job, t, buf, bufsize, md5, digest, &would_block);
   if (would_block) {
@@ -496,70 +502,45 @@ bool copy_if_cached(Job& job, FileTask& t, char* buf, size_t bufsize, Md5* md5, 
     return false;
   }
   if (r.error == 0) job.counters.files_inline.fetch_add(1, std::memory_order_relaxed);
-  job.finish_file(t, r);
+  if (staged != nullptr)
+    staged->finish(job, t, r, md5);
+  else
+    job.finish_file(t, r);
   return true;
 }
 
-namespace {
-
-// The files of a sync worker whose MD5 is left to Md5Lanes: each waits,
-// staged, to be finished with its digest once enough are staged to hash
-// them together (or before anything else is finished, or the worker waits).
-class StagedFiles {
- public:
-  static constexpr size_t kSlots = 32;
-  static constexpr size_t kSlotBytes = 16 << 10;
-
-  explicit StagedFiles(bool hashing) : hashing_(hashing && Md5Lanes::lanes() > 1) {}
-
-  // Starts md5 for t: staged when t looks small enough (its size as
-  // walked; a file that has grown is hashed as it is read instead).
-  void start(Md5& md5, const FileTask& t) {
-    if (hashing_ && t.size <= kSlotBytes && !lanes_) {
-      lanes_.reset(new (std::nothrow) Md5Lanes(kSlots, kSlotBytes));  // on the first small file
-      if (!lanes_ || !lanes_->ok()) hashing_ = false;  // out of memory: one at a time
-    }
-    if (hashing_ && t.size <= kSlotBytes)
-      md5.reset(lanes_->slot(n_), lanes_->slot_bytes());
-    else
-      md5.reset();
+void StagedFiles::start(Md5& md5, const FileTask& t) noexcept {
+  if (hashing_ && t.size <= kSlotBytes && !lanes_) {
+    lanes_.reset(new (std::nothrow) Md5Lanes(kSlots, kSlotBytes));  // on the first small file
+    if (!lanes_ || !lanes_->ok()) hashing_ = false;                 // out of memory: one at a time
   }
-  // Finishes t with r, or holds it for its digest; t must stay where it is
-  // until finish_all.
-  void finish(Job& job, FileTask& t, const FileResult& r, const Md5* md5) {
-    if (md5 == nullptr || !md5->staged()) {
-      finish_all(job);  // in order
-      job.finish_file(t, r);
-      return;
-    }
-    lens_[n_] = static_cast<uint32_t>(md5->staged_len());
-    files_[n_++] = {&t, r};
-    if (n_ == kSlots) finish_all(job);
-  }
-  void finish_all(Job& job) {
-    if (n_ == 0) return;
-    uint8_t digests[kSlots][16];
-    lanes_->hash(n_, lens_, digests);
-    for (size_t k = 0; k < n_; ++k) {
-      std::memcpy(files_[k].r.md5, digests[k], 16);
-      job.finish_file(*files_[k].t, files_[k].r);
-    }
-    n_ = 0;
-  }
+  if (hashing_ && t.size <= kSlotBytes)
+    md5.reset(lanes_->slot(n_), lanes_->slot_bytes());
+  else
+    md5.reset();
+}
 
- private:
-  struct File {
-    FileTask* t = nullptr;
-    FileResult r;
-  };
-  bool hashing_;
-  std::unique_ptr<Md5Lanes> lanes_;
-  size_t n_ = 0;  // files staged
-  uint32_t lens_[kSlots] = {};
-  File files_[kSlots];
-};
+void StagedFiles::finish(Job& job, FileTask& t, const FileResult& r, const Md5* md5) noexcept {
+  if (md5 == nullptr || !md5->staged()) {
+    finish_all(job);  // in order
+    job.finish_file(t, r);
+    return;
+  }
+  lens_[n_] = static_cast<uint32_t>(md5->staged_len());
+  files_[n_++] = {&t, r};
+  if (n_ == kSlots) finish_all(job);
+}
 
-}  // namespace
+void StagedFiles::finish_all(Job& job) noexcept {
+  if (n_ == 0) return;
+  uint8_t digests[kSlots][16];
+  lanes_->hash(n_, lens_, digests);
+  for (size_t k = 0; k < n_; ++k) {
+    std::memcpy(files_[k].r.md5, digests[k], 16);
+    job.finish_file(*files_[k].t, files_[k].r);
+  }
+  n_ = 0;
+}
 
 void run_sync_worker(Job& job, WorkQueue<FileTask>& q, const std::function<void()>& after_file) noexcept {
   const size_t size = job.chunk;

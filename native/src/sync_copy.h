@@ -10,10 +10,12 @@
 #include <cerrno>
 #include <cstddef>
 #include <functional>
+#include <memory>
 
 #include "durable.h"
 #include "job.h"
 #include "md5.h"
+#include "md5_lanes.h"
 
 namespace usync {
 
@@ -60,12 +62,50 @@ inline bool tmpfile_refused(int err) noexcept {
 // 5.12+); probed once.
 bool nowait_reads_supported() noexcept;
 
+// The files of one thread whose MD5 is left to Md5Lanes: each small file's
+// bytes are staged as they are copied (start), and the file waits, staged,
+// to be finished with its digest (finish) until enough are staged to hash
+// them together, another file is finished, or finish_all: which the thread
+// calls before its tasks go away and before it waits for anything.  On a
+// CPU without vector lanes (Md5Lanes::lanes() 1), every file is hashed
+// and finished at once, as without it.
+class StagedFiles {
+ public:
+  static constexpr size_t kSlots = 32;
+  static constexpr size_t kSlotBytes = 16 << 10;
+
+  explicit StagedFiles(bool hashing) noexcept : hashing_(hashing && Md5Lanes::lanes() > 1) {}
+  StagedFiles(const StagedFiles&) = delete;
+  StagedFiles& operator=(const StagedFiles&) = delete;
+
+  // Starts md5 for t: staged when t looks small enough (its size as
+  // walked; a file that has grown is hashed as it is read instead).
+  void start(Md5& md5, const FileTask& t) noexcept;
+  // Finishes t with r, or holds it for its digest (md5 staged it): t must
+  // stay where it is until finish_all.
+  void finish(Job& job, FileTask& t, const FileResult& r, const Md5* md5) noexcept;
+  void finish_all(Job& job) noexcept;
+
+ private:
+  struct File {
+    FileTask* t = nullptr;
+    FileResult r;
+  };
+  bool hashing_;
+  std::unique_ptr<Md5Lanes> lanes_;  // made for the first small file
+  size_t n_ = 0;                     // files staged
+  uint32_t lens_[kSlots] = {};
+  File files_[kSlots];
+};
+
 // The adaptive engine's cheap path: copies t with plain system calls and
 // finishes it (counted in files_inline when copied) if its source is all in
 // the page cache; false, with nothing done and the miss noted
 // (Job::note_probe_miss), where it would wait for the device.  md5 and
-// digest as for copy_file_sync.
-bool copy_if_cached(Job& job, FileTask& t, char* buf, size_t bufsize, Md5* md5, Digest* digest) noexcept;
+// digest as for copy_file_sync; with staged, t's MD5 may be staged and its
+// finish left to staged.
+bool copy_if_cached(Job& job, FileTask& t, char* buf, size_t bufsize, Md5* md5, Digest* digest,
+                    StagedFiles* staged = nullptr) noexcept;
 
 // A worker thread of the synchronous engine: copies files from q until it is
 // closed and drained (or the job is cancelled).

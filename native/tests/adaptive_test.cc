@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <linux/magic.h>
+#include <openssl/evp.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -176,6 +177,43 @@ TEST_F(Adaptive, ForcedEnginesNeverDecideInline) {
 // cached files are copied there (no ring, no thread switch), and from the
 // first that would wait for the device on, the files go to the ring, which
 // reads that one without probing it again.
+// The calling thread stages the MD5s of the cached files it copies and
+// hashes them together (Md5Lanes) before the ring takes the rest: each
+// file still gets its own digest, the ring's ones too.
+TEST_F(Adaptive, CachedPairsOnTheCallingThreadGetTheirOwnMd5) {
+  std::vector<int> order;
+  for (int i = 1; i < 40; i += 2) order.push_back(i);  // cached
+  order.push_back(0);                                  // dropped: the ring's from here on
+  for (int i = 41; i < 50; i += 2) order.push_back(i);
+  std::vector<std::string> s, d;
+  for (int i : order) {
+    s.push_back(src_ + "/" + paths_[static_cast<size_t>(i)]);
+    d.push_back(t_ / ("pairs/p" + std::to_string(i)));
+  }
+  ASSERT_EQ(resident(s[20]).first, 0u) << "file 0 must be out of the cache";
+  std::vector<usync_pair> pairs;
+  for (size_t k = 0; k < s.size(); ++k) pairs.push_back({s[k].c_str(), d[k].c_str(), 0});
+  std::vector<usync_result> res(pairs.size());
+  usync_engine* e = Make(USYNC_HASH_MD5);
+  ASSERT_NE(e, nullptr);
+  ASSERT_EQ(usync_copy_files(e, pairs.data(), pairs.size(), res.data()), 0);
+  usync_stats st{};
+  ASSERT_EQ(usync_engine_stats(e, &st, sizeof st), 0);
+  usync_engine_destroy(e);
+  EXPECT_EQ(st.engine, static_cast<uint32_t>(USYNC_ENGINE_URING));
+  EXPECT_GE(st.files_inline, 20u) << "the 20 cached files before the dropped one are the calling thread's";
+  for (size_t k = 0; k < order.size(); ++k) {
+    const std::string data = Pattern(16 * 1024, static_cast<unsigned>(order[k]));
+    uint8_t want[16];
+    unsigned int n = 0;
+    EVP_Digest(data.data(), data.size(), want, &n, EVP_md5(), nullptr);
+    ASSERT_EQ(res[k].error, 0) << s[k];
+    EXPECT_EQ(res[k].has_md5, 1) << s[k];
+    EXPECT_EQ(testing::Hex(res[k].md5, 16), testing::Hex(want, 16)) << s[k];
+    EXPECT_EQ(testing::ReadFile(AT_FDCWD, d[k]), data) << d[k];
+  }
+}
+
 TEST_F(Adaptive, CachedPairsAreCopiedOnTheCallingThread) {
   std::vector<std::string> s, d;
   for (int i : {1, 3, 0, 5}) {  // cached, cached, dropped, cached
