@@ -196,6 +196,13 @@ class UringWorker {
 
   void run() noexcept {
     std::vector<FileTask> local;
+    // The cached files this thread copied whose MD5s wait to be hashed
+    // together (StagedFiles) hold pointers into local: finished before it
+    // is cleared, before this thread waits, and when run ends.
+    struct FinishStaged {
+      UringWorker& w;
+      ~FinishStaged() { w.inline_staged_.finish_all(w.job_); }
+    } finish_staged{*this};
     size_t next = 0;
     bool cancel_sent = false;
     for (;;) {
@@ -203,6 +210,7 @@ class UringWorker {
       // needs it).
       while ((!built_ || !free_.empty()) && !job_.cancelled()) {
         if (next == local.size()) {
+          inline_staged_.finish_all(job_);
           local.clear();
           next = 0;
           if (!job_.small_q.pop(local, active_ == 0)) break;
@@ -225,6 +233,7 @@ class UringWorker {
       if (job_.cancelled()) {
         job_.stop();  // closed queues: nothing can arrive after the drain below
         for (; next < local.size(); ++next) job_.abandon_file(local[next]);
+        inline_staged_.finish_all(job_);
         local.clear();
         next = 0;
         while (job_.small_q.pop(local, false)) {
@@ -240,6 +249,7 @@ class UringWorker {
         if (job_.cancelled() || job_.small_q.closed_and_empty()) break;
         continue;  // pop(wait) above blocks for the next batch
       }
+      inline_staged_.finish_all(job_);  // before waiting
       // Wake up now and then even without completions, to see a cancel.
       __kernel_timespec ts{0, 50 * 1000 * 1000};
       io_uring_cqe* cqe = nullptr;
@@ -296,7 +306,8 @@ class UringWorker {
     // What is queued for the ring goes to the kernel before this thread
     // turns to a copy of its own.
     if (built_ && io_uring_sq_ready(ring_.get()) > 0) io_uring_submit(ring_.get());
-    if (!copy_if_cached(job_, t, inline_buf_.get(), inline_buf_size_, inline_md5_.get(), inline_digest_.get())) {
+    if (!copy_if_cached(job_, t, inline_buf_.get(), inline_buf_size_, inline_md5_.get(), inline_digest_.get(),
+                        &inline_staged_)) {
       backoff_ = std::min<uint32_t>(backoff_ == 0 ? 1 : backoff_ * 2, 64);
       skip_ = backoff_ - 1;
       return false;
@@ -811,6 +822,7 @@ class UringWorker {
   uint32_t inline_buf_size_ = 0;
   std::unique_ptr<Md5> inline_md5_;
   std::unique_ptr<Digest> inline_digest_;
+  StagedFiles inline_staged_{cfg_.has(USYNC_HASH_MD5)};  // copy_inline's MD5s, many at a time
 };
 
 // This thread's ring, kept from one job to the next (see RingKit); freed

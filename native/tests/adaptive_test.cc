@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -177,6 +178,42 @@ TEST_F(Adaptive, ForcedEnginesNeverDecideInline) {
 // cached files are copied there (no ring, no thread switch), and from the
 // first that would wait for the device on, the files go to the ring, which
 // reads that one without probing it again.
+// A ring's thread stages the MD5s of the cached files it copies itself
+// (copy_inline) and hashes them together; the files it hands to the ring
+// are hashed as they are read.  Every file gets its own digest either way.
+TEST_F(Adaptive, MixedTreeGivesEveryFileItsOwnMd5) {
+  struct Got {
+    std::mutex mu;
+    std::map<std::string, std::string> md5;  // source path -> digest
+  } got;
+  usync_options o;
+  usync_options_init(&o);
+  o.flags = USYNC_HASH_MD5;
+  o.cb_user = &got;
+  o.file_done_cb = [](void* u, const usync_file_done* d) {
+    auto* g = static_cast<Got*>(u);
+    std::lock_guard lk(g->mu);
+    g->md5[d->src_path] = d->has_md5 ? testing::Hex(d->md5, 16) : "none";
+  };
+  usync_engine* e = nullptr;
+  ASSERT_EQ(usync_engine_create(&o, &e), 0);
+  ASSERT_EQ(usync_copy_tree(e, src_.c_str(), (t_ / "dst").c_str()), 0);
+  usync_stats st{};
+  ASSERT_EQ(usync_engine_stats(e, &st, sizeof st), 0);
+  usync_engine_destroy(e);
+  EXPECT_GE(st.files_inline, 1u) << "no cached file was copied by a ring's thread";
+  EXPECT_LT(st.files_inline, 64u) << "no file went through a ring";
+  std::map<std::string, std::string> want;
+  for (size_t i = 0; i < paths_.size(); ++i) {
+    const std::string data = Pattern(16 * 1024, static_cast<unsigned>(i));
+    uint8_t d[16];
+    unsigned int n = 0;
+    EVP_Digest(data.data(), data.size(), d, &n, EVP_md5(), nullptr);
+    want[src_ + "/" + paths_[i]] = testing::Hex(d, 16);
+  }
+  EXPECT_EQ(got.md5, want);
+}
+
 // The calling thread stages the MD5s of the cached files it copies and
 // hashes them together (Md5Lanes) before the ring takes the rest: each
 // file still gets its own digest, the ring's ones too.
