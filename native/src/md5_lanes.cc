@@ -1,7 +1,5 @@
 #include "md5_lanes.h"
 
-#include <openssl/evp.h>
-
 #include <atomic>
 #include <cstring>
 #include <new>
@@ -10,13 +8,13 @@
 #include <immintrin.h>
 #endif
 
-// MD5 (RFC 1321) itself, for n lanes: the vector code below is compiled
-// twice, for AVX-512 and for AVX2, from md5_lanes_core.inc.  Each lane
-// follows its own message through the staging arena by a 32-bit byte offset
-// (the gathers' indices); a lane whose message ends takes the next one, so
-// messages of different lengths waste little.  The digests are checked
-// against OpenSSL's in native/tests/md5_lanes_test.cc, for every length
-// around the block boundaries and every lane width.
+// MD5 (RFC 1321) itself, for n lanes: the code below is compiled three
+// times from md5_lanes_core.inc, for AVX-512, for AVX2 and for one lane of
+// plain integers.  Each lane follows its own message through the staging
+// arena by a 32-bit byte offset (the gathers' indices); a lane whose message
+// ends takes the next one, so messages of different lengths waste little.
+// The digests are checked against OpenSSL's in native/tests/md5_lanes_test.cc,
+// for every length around the block boundaries and every lane width.
 
 namespace usync {
 namespace {
@@ -64,59 +62,95 @@ struct Work {
 
 #if defined(__x86_64__)
 
-#pragma GCC push_options
-#pragma GCC target("avx512f")
+// Each function below is compiled for its instruction set through a target
+// attribute (GCC and clang both take it), called only when the CPU has it.
+#if defined(__GNUC__) && !defined(__clang__)
 // GCC 12 takes the _mm512_undefined_epi32() inside its own rotate and gather
 // intrinsics for uninitialized variables.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 namespace avx512 {
 namespace {
+#define USYNC_TARGET __attribute__((target("avx512f")))
 constexpr int kLanes = 16;
 using V = __m512i;
-inline V set1(uint32_t x) { return _mm512_set1_epi32(static_cast<int>(x)); }
-inline V add(V a, V b) { return _mm512_add_epi32(a, b); }
-inline V load(const uint32_t* p) { return _mm512_loadu_si512(p); }
-inline void store(uint32_t* p, V v) { _mm512_storeu_si512(p, v); }
-inline V gather(const uint8_t* base, V idx) { return _mm512_i32gather_epi32(idx, base, 1); }
+USYNC_TARGET inline V set1(uint32_t x) { return _mm512_set1_epi32(static_cast<int>(x)); }
+USYNC_TARGET inline V add(V a, V b) { return _mm512_add_epi32(a, b); }
+USYNC_TARGET inline V load(const uint32_t* p) { return _mm512_loadu_si512(p); }
+USYNC_TARGET inline void store(uint32_t* p, V v) { _mm512_storeu_si512(p, v); }
+USYNC_TARGET inline V gather(const uint8_t* base, V idx) { return _mm512_i32gather_epi32(idx, base, 1); }
 // The round functions as truth tables of (b, c, d).
-inline V fF(V b, V c, V d) { return _mm512_ternarylogic_epi32(b, c, d, 0xca); }  // b ? c : d
-inline V fG(V b, V c, V d) { return _mm512_ternarylogic_epi32(b, c, d, 0xe4); }  // d ? b : c
-inline V fH(V b, V c, V d) { return _mm512_ternarylogic_epi32(b, c, d, 0x96); }  // b ^ c ^ d
-inline V fI(V b, V c, V d) { return _mm512_ternarylogic_epi32(b, c, d, 0x39); }  // c ^ (b | ~d)
+USYNC_TARGET inline V fF(V b, V c, V d) { return _mm512_ternarylogic_epi32(b, c, d, 0xca); }  // b ? c : d
+USYNC_TARGET inline V fG(V b, V c, V d) { return _mm512_ternarylogic_epi32(b, c, d, 0xe4); }  // d ? b : c
+USYNC_TARGET inline V fH(V b, V c, V d) { return _mm512_ternarylogic_epi32(b, c, d, 0x96); }  // b ^ c ^ d
+USYNC_TARGET inline V fI(V b, V c, V d) { return _mm512_ternarylogic_epi32(b, c, d, 0x39); }  // c ^ (b | ~d)
 #define USYNC_ROL(x, s) _mm512_rol_epi32((x), (s))
 #include "md5_lanes_core.inc"
 #undef USYNC_ROL
+#undef USYNC_TARGET
 }  // namespace
 }  // namespace avx512
-#pragma GCC diagnostic pop
-#pragma GCC pop_options
 
-#pragma GCC push_options
-#pragma GCC target("avx2")
 namespace avx2 {
 namespace {
+#define USYNC_TARGET __attribute__((target("avx2")))
 constexpr int kLanes = 8;
 using V = __m256i;
-inline V set1(uint32_t x) { return _mm256_set1_epi32(static_cast<int>(x)); }
-inline V add(V a, V b) { return _mm256_add_epi32(a, b); }
-inline V load(const uint32_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
-inline void store(uint32_t* p, V v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v); }
-inline V gather(const uint8_t* base, V idx) { return _mm256_i32gather_epi32(reinterpret_cast<const int*>(base), idx, 1); }
-inline V fF(V b, V c, V d) { return _mm256_xor_si256(d, _mm256_and_si256(b, _mm256_xor_si256(c, d))); }
-inline V fG(V b, V c, V d) { return _mm256_xor_si256(c, _mm256_and_si256(d, _mm256_xor_si256(b, c))); }
-inline V fH(V b, V c, V d) { return _mm256_xor_si256(_mm256_xor_si256(b, c), d); }
-inline V fI(V b, V c, V d) {
+USYNC_TARGET inline V set1(uint32_t x) { return _mm256_set1_epi32(static_cast<int>(x)); }
+USYNC_TARGET inline V add(V a, V b) { return _mm256_add_epi32(a, b); }
+USYNC_TARGET inline V load(const uint32_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+USYNC_TARGET inline void store(uint32_t* p, V v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v); }
+USYNC_TARGET inline V gather(const uint8_t* base, V idx) {
+  return _mm256_i32gather_epi32(reinterpret_cast<const int*>(base), idx, 1);
+}
+USYNC_TARGET inline V fF(V b, V c, V d) { return _mm256_xor_si256(d, _mm256_and_si256(b, _mm256_xor_si256(c, d))); }
+USYNC_TARGET inline V fG(V b, V c, V d) { return _mm256_xor_si256(c, _mm256_and_si256(d, _mm256_xor_si256(b, c))); }
+USYNC_TARGET inline V fH(V b, V c, V d) { return _mm256_xor_si256(_mm256_xor_si256(b, c), d); }
+USYNC_TARGET inline V fI(V b, V c, V d) {
   return _mm256_xor_si256(c, _mm256_or_si256(b, _mm256_xor_si256(d, _mm256_set1_epi32(-1))));
 }
 #define USYNC_ROL(x, s) _mm256_or_si256(_mm256_slli_epi32((x), (s)), _mm256_srli_epi32((x), 32 - (s)))
 #include "md5_lanes_core.inc"
 #undef USYNC_ROL
+#undef USYNC_TARGET
 }  // namespace
 }  // namespace avx2
-#pragma GCC pop_options
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 #endif  // __x86_64__
+
+// One lane: the same code on plain integers, for groups too small to fill a
+// vector (and CPUs without one).  No allocation, unlike OpenSSL's EVP calls.
+namespace one {
+namespace {
+#define USYNC_TARGET
+constexpr int kLanes = 1;
+using V = uint32_t;
+inline V set1(uint32_t x) { return x; }
+inline V add(V a, V b) { return a + b; }
+inline V load(const uint32_t* p) { return *p; }
+inline void store(uint32_t* p, V v) { *p = v; }
+inline V gather(const uint8_t* base, V idx) {
+  const uint8_t* p = base + idx;
+  return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
+}
+inline V fF(V b, V c, V d) { return d ^ (b & (c ^ d)); }
+inline V fG(V b, V c, V d) { return c ^ (d & (b ^ c)); }
+inline V fH(V b, V c, V d) { return b ^ c ^ d; }
+inline V fI(V b, V c, V d) { return c ^ (b | ~d); }
+#define USYNC_ROL(x, s) (((x) << (s)) | ((x) >> (32 - (s))))
+#include "md5_lanes_core.inc"
+#undef USYNC_ROL
+#undef USYNC_TARGET
+}  // namespace
+}  // namespace one
+
+
 
 namespace {
 
@@ -130,13 +164,6 @@ int cpu_lanes() noexcept {
 }
 
 std::atomic<int> lane_limit{0};
-
-void hash_one_by_one(const Work& w, const uint32_t* lens) noexcept {
-  for (size_t k = 0; k < w.n; ++k) {
-    unsigned int len = 0;
-    if (EVP_Digest(w.base + w.off[k], lens[k], w.out[k], &len, EVP_md5(), nullptr) != 1) std::memset(w.out[k], 0, 16);
-  }
-}
 
 }  // namespace
 
@@ -154,7 +181,7 @@ Md5Lanes::Md5Lanes(size_t slots, size_t slot_bytes) noexcept {
   const size_t size = slots * stride + 64;  // and the block idle lanes read
   if (slots == 0 || slot_bytes == 0 || slot_bytes > (1u << 24) || size >= (1u << 31)) return;
   arena_.reset(new (std::nothrow) uint8_t[size]);
-  work_.reset(new (std::nothrow) uint32_t[3 * slots]);
+  work_.reset(new (std::nothrow) uint32_t[2 * slots]);
   if (!arena_ || !work_) {
     arena_.reset();
     return;
@@ -170,22 +197,20 @@ void Md5Lanes::hash(size_t n, const uint32_t* lens, uint8_t (*out)[16]) noexcept
   if (n > slots_) n = slots_;
   uint32_t* off = work_.get();  // no allocation here: hash is called where none may fail
   uint32_t* blocks = off + slots_;
-  uint32_t* len = blocks + slots_;
   for (size_t k = 0; k < n; ++k) {
     off[k] = static_cast<uint32_t>(k * stride_);
-    len[k] = lens[k] <= slot_bytes_ ? lens[k] : static_cast<uint32_t>(slot_bytes_);
-    blocks[k] = pad(slot(k), len[k]);
+    blocks[k] = pad(slot(k), lens[k] <= slot_bytes_ ? lens[k] : static_cast<uint32_t>(slot_bytes_));
   }
   const Work w{arena_.get(), n, off, blocks, static_cast<uint32_t>(slots_ * stride_), out};
   const int width = lanes();
 #if defined(__x86_64__)
-  // A pass over the lanes costs about as much as three messages through
-  // OpenSSL's one-lane code: fewer go that way.
+  // A pass over the vector lanes costs about as much as three messages
+  // on one lane: fewer go one after another.
   if (n >= 3 && width >= 16) return avx512::hash_lanes(w);
   if (n >= 3 && width >= 8) return avx2::hash_lanes(w);
 #endif
   (void)width;
-  hash_one_by_one(w, len);
+  one::hash_lanes(w);
 }
 
 }  // namespace usync

@@ -32,7 +32,7 @@ class Md5Lanes {
   void hash(size_t n, const uint32_t* lens, uint8_t (*out)[16]) noexcept;
 
   // Messages hashed at once by this CPU: 16, 8, or 1 (no vector unit:
-  // OpenSSL, one message after another).
+  // one message after another).
   static int lanes() noexcept;
   // Tests: hash with at most this many lanes (16, 8 or 1) from now on,
   // as a CPU without the wider units would; 0 undoes it.

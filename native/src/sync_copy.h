@@ -65,8 +65,8 @@ bool nowait_reads_supported() noexcept;
 // The files of one thread whose MD5 is left to Md5Lanes: each small file's
 // bytes are staged as they are copied (start), and the file waits, staged,
 // to be finished with its digest (finish) until enough are staged to hash
-// them together, another file is finished, or finish_all: which the thread
-// calls before its tasks go away and before it waits for anything.  On a
+// them together, or finish_all: which the thread calls before its tasks go
+// away and before it waits for anything.  Other files are finished at once.  On a
 // CPU without vector lanes (Md5Lanes::lanes() 1), every file is hashed
 // and finished at once, as without it.
 class StagedFiles {
@@ -75,6 +75,7 @@ class StagedFiles {
   static constexpr size_t kSlotBytes = 16 << 10;
 
   explicit StagedFiles(bool hashing) noexcept : hashing_(hashing && Md5Lanes::lanes() > 1) {}
+  ~StagedFiles();  // gives the thread's arena back; finish_all must have run
   StagedFiles(const StagedFiles&) = delete;
   StagedFiles& operator=(const StagedFiles&) = delete;
 
@@ -92,7 +93,9 @@ class StagedFiles {
     FileResult r;
   };
   bool hashing_;
-  std::unique_ptr<Md5Lanes> lanes_;  // made for the first small file
+  // For the first small file: this thread's arena (kept across calls) or,
+  // when a call further up this thread's stack holds it, one of its own.
+  Md5Lanes* lanes_ = nullptr;
   size_t n_ = 0;                     // files staged
   uint32_t lens_[kSlots] = {};
   File files_[kSlots];

@@ -174,10 +174,6 @@ TEST_F(Adaptive, ForcedEnginesNeverDecideInline) {
   }
 }
 
-// A pair batch that one ring would copy starts on the calling thread: the
-// cached files are copied there (no ring, no thread switch), and from the
-// first that would wait for the device on, the files go to the ring, which
-// reads that one without probing it again.
 // A ring's thread stages the MD5s of the cached files it copies itself
 // (copy_inline) and hashes them together; the files it hands to the ring
 // are hashed as they are read.  Every file gets its own digest either way.
@@ -251,6 +247,10 @@ TEST_F(Adaptive, CachedPairsOnTheCallingThreadGetTheirOwnMd5) {
   }
 }
 
+// A pair batch that one ring would copy starts on the calling thread: the
+// cached files are copied there (no ring, no thread switch), and from the
+// first that would wait for the device on, the files go to the ring, which
+// reads that one without probing it again.
 TEST_F(Adaptive, CachedPairsAreCopiedOnTheCallingThread) {
   std::vector<std::string> s, d;
   for (int i : {1, 3, 0, 5}) {  // cached, cached, dropped, cached

@@ -109,6 +109,18 @@ TEST_P(Md5LanesTest, KnownDigests) {
   for (size_t k = 0; k < lens.size(); ++k) EXPECT_EQ(hex(out[k]), cases[k].second) << '"' << cases[k].first << '"';
 }
 
+// The widest lanes this CPU has are the ones used (CI's machines have
+// AVX-512: the 16-lane code is what runs there).
+TEST(Md5LanesDispatch, TheCpusWidestUnitIsUsed) {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  const int want = __builtin_cpu_supports("avx512f") ? 16 : __builtin_cpu_supports("avx2") ? 8 : 1;
+#else
+  const int want = 1;
+#endif
+  EXPECT_EQ(Md5Lanes::lanes(), want);
+}
+
 INSTANTIATE_TEST_SUITE_P(Widths, Md5LanesTest, ::testing::Values(16, 8, 1),
                          [](const auto& info) { return std::to_string(info.param) + "lanes"; });
 
