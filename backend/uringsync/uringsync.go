@@ -61,7 +61,7 @@ type Options struct {
 	DryRun    bool // walk and report, write nothing
 	ForceSync bool // never use io_uring: use the synchronous thread pool
 	FailFast  bool // stop the whole job at the first per-file error
-	HashMD5   bool // compute the MD5 of each copied file while copying
+	HashMD5   bool // compute the MD5 of each copied file while copying (small files many at a time: see USYNC_HASH_MD5)
 	// IgnoreTimes copies every file; by default CopyTree skips a file whose
 	// destination has the same size and modification time (rsync's quick
 	// check; files keep their modification time in every mode). Update

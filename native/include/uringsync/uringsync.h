@@ -86,7 +86,11 @@ enum usync_flag {
    * each failure). */
   USYNC_FAIL_FAST = 1u << 3,
   /* Compute the MD5 of every copied file while copying it (usync_result.md5,
-   * usync_file_done.md5).  Costs CPU; off by default. */
+   * usync_file_done.md5).  Costs CPU; off by default.  Files of up to 16 KiB
+   * a thread copies from memory are hashed up to 32 at a time (vector lanes,
+   * where the CPU has AVX2 or AVX-512): such a file is finished (its
+   * file_done_cb, its progress count) when its group is hashed, at the
+   * latest before that thread waits or ends its batch. */
   USYNC_HASH_MD5 = 1u << 4,
   /* Deprecated, accepted and ignored: the library prints nothing unless
    * USYNC_ANNOUNCE_FALLBACK asks it to. */
