@@ -17,7 +17,6 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
-#include <vector>
 
 #include "durable.h"
 #include "md5_lanes.h"
@@ -594,7 +593,7 @@ void run_sync_worker(Job& job, WorkQueue<FileTask>& q, const std::function<void(
       if (t.existing && up_to_date(job, t)) {
         FileResult skip;
         skip.skipped = true;
-        staged.finish(job, t, skip, nullptr);
+        job.finish_file(t, skip);
         continue;
       }
       if (md5) staged.start(*md5, t);

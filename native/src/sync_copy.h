@@ -10,7 +10,6 @@
 #include <cerrno>
 #include <cstddef>
 #include <functional>
-#include <memory>
 
 #include "durable.h"
 #include "job.h"
