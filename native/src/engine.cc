@@ -631,7 +631,7 @@ int Engine::copy_tree(const char* src, const char* dst) noexcept {
 int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) {
   begin();
   Job job(cfg_, counters_, cancel_, kind_for(src.c_str()));
-  job.umask_bits = current_umask();
+  job.umask_known = read_umask(&job.umask_bits);
   struct stat st {};
   if (lstat(src.c_str(), &st) != 0) return -errno;
 

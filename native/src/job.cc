@@ -4,9 +4,12 @@
 #include "meta.h"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
 #include <sys/random.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <dirent.h>
@@ -31,20 +34,65 @@ uint64_t now_ns() noexcept {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
-mode_t current_umask() noexcept {
+bool read_umask(mode_t* out) noexcept {
   FILE* f = std::fopen("/proc/self/status", "re");
-  if (f != nullptr) {
-    char line[256];
-    while (std::fgets(line, sizeof line, f) != nullptr) {
-      unsigned m = 0;
-      if (std::sscanf(line, "Umask: %o", &m) == 1) {
-        std::fclose(f);
-        return static_cast<mode_t>(m);
-      }
+  if (f == nullptr) return false;
+  char line[256];
+  bool found = false;
+  while (!found && std::fgets(line, sizeof line, f) != nullptr) {
+    unsigned m = 0;
+    if (std::sscanf(line, "Umask: %o", &m) == 1) {
+      *out = static_cast<mode_t>(m);
+      found = true;
     }
-    std::fclose(f);
   }
-  return 022;
+  std::fclose(f);
+  return found;
+}
+
+mode_t current_umask() noexcept {
+  mode_t m = 022;
+  return read_umask(&m) ? m : 022;
+}
+
+namespace {
+
+// Whether files created in the directory open at dfd get the bits they are
+// created with less the umask, and nothing else decides: a local POSIX
+// filesystem (elsewhere a server, mount options or a FUSE daemon may) and
+// no default ACL, whose entries would take the umask's place.
+bool creates_exact_modes(int dfd) noexcept {
+  struct statfs sf {};
+  if (fstatfs(dfd, &sf) != 0) return false;
+  switch (static_cast<unsigned long>(sf.f_type)) {
+    case TMPFS_MAGIC:
+    case EXT4_SUPER_MAGIC:  // ext2 and ext3 too
+    case XFS_SUPER_MAGIC:
+    case BTRFS_SUPER_MAGIC:
+      break;
+    default:
+      return false;
+  }
+  if (fgetxattr(dfd, "system.posix_acl_default", nullptr, 0) >= 0) return false;
+  return errno == ENODATA || errno == EOPNOTSUPP;
+}
+
+}  // namespace
+
+bool Job::mode_as_created(const FileTask& t) const noexcept {
+  const mode_t want = t.mode & 07777;
+  // Set-id and sticky bits, an umask that takes bits away, a mode not the
+  // source's, ACLs copied onto directories (a default ACL may then appear
+  // while files are created): fchmod, as before.
+  if (t.dir == nullptr || !umask_known || (want & 07000) != 0 || cfg.has(USYNC_ACLS) ||
+      (cfg.create_mode(t.mode) & ~umask_bits) != want)
+    return false;
+  int8_t exact = t.dir->exact_modes.load(std::memory_order_relaxed);
+  if (exact < 0) {
+    exact = creates_exact_modes(t.dst_dirfd()) ? 1 : 0;
+    t.dir->exact_modes.store(exact, std::memory_order_relaxed);
+  }
+  return exact == 1;
 }
 
 void Counters::reset() noexcept {

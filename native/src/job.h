@@ -129,6 +129,9 @@ struct Dir {
   // removed before it gets its name (as --delete would, excluded entries
   // too), and its mode is set as for a new directory.
   bool resumed = false;
+  // Whether a file created here gets exactly the permission bits it is
+  // created with, less the umask (Job::mode_as_created): -1 not known yet.
+  std::atomic<int8_t> exact_modes{-1};
   std::atomic<int> pending{1};
   std::atomic<int> pins{0};  // users of src/dst: queued files, the walker
   // Descriptor cache bookkeeping (walker thread only).
@@ -210,6 +213,7 @@ class Job {
   Counters& counters;
   int engine_kind;  // the engine this job runs on (may differ from the handle's)
   mode_t umask_bits = 022;
+  bool umask_known = false;  // umask_bits was read (a tree copy), not assumed
   std::string src_root, dst_root;
   dev_t dst_root_dev = 0;  // the directory written into, to refuse walking into it
   ino_t dst_root_ino = 0;
@@ -254,6 +258,9 @@ class Job {
 
   bool dry_run() const noexcept { return cfg.has(USYNC_DRY_RUN); }
   bool preserve() const noexcept { return cfg.has(USYNC_PRESERVE); }
+  // A new file of a tree copy, created with t.mode's bits, already has the
+  // mode -p gives it (t.mode & 07777): no fchmod needed.
+  bool mode_as_created(const FileTask& t) const noexcept;
   // The job is stopping: the caller cancelled, or fail-fast saw an error.
   bool cancelled() const noexcept {
     return stop_.load(std::memory_order_relaxed) || cancel_.load(std::memory_order_relaxed);
@@ -409,7 +416,9 @@ std::string dir_temp_name(std::string_view name);
 // The final name of such a temporary directory name, or "" if it is not one.
 std::string_view dir_temp_target(const char* name) noexcept;
 
-// Reads the process umask without changing it.
+// Reads the process umask without changing it; false when it cannot.
+bool read_umask(mode_t* out) noexcept;
+// The process umask, or 022 when it cannot be read.
 mode_t current_umask() noexcept;
 
 uint64_t now_ns() noexcept;

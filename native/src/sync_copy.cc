@@ -63,7 +63,8 @@ int apply_meta(const Job& job, const FileTask& t, int src_fd, int fd, int* step)
       incomplete = true;
     }
   }
-  if ((job.preserve() && fchmod(fd, t.mode & 07777) != 0) || (!incomplete && futimens(fd, ts) != 0)) {
+  if ((job.preserve() && !job.mode_as_created(t) && fchmod(fd, t.mode & 07777) != 0) ||
+      (!incomplete && futimens(fd, ts) != 0)) {
     *step = USYNC_STEP_METADATA;
     return errno;
   }

@@ -3,9 +3,12 @@
 #include <gtest/gtest.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <vector>
 #include <map>
@@ -110,6 +113,62 @@ TEST_P(FileMode, PreserveStillGivesTheSourceMode) {
   usync_engine* e = Make(0666, USYNC_PRESERVE);
   ASSERT_EQ(usync_copy_tree(e, src.c_str(), dst.c_str()), 0);
   usync_engine_destroy(e);
+  for (const auto& [name, mode] : modes) EXPECT_EQ(ModeOf(dst + "/" + name), mode) << name;
+}
+
+// -p without an fchmod per file where the file was created with its mode
+// already (Job::mode_as_created): every bit still comes out exact, the
+// umask's and the set-id and sticky bits included.
+TEST_P(FileMode, PreserveGivesEveryModeExactly) {
+  TempDir t;
+  const std::string src = t / "src", dst = t / "dst";
+  const std::map<std::string, mode_t> modes = {
+      {"rw-r--r--", 0644}, {"group-writable", 0664}, {"private", 0600}, {"exec", 0755}, {"read-only", 0444},
+      {"none", 0000},      {"setuid", 04755},       {"setgid", 02755},  {"sticky", 01644}, {"d/in-subdir", 0644},
+      {"d/big", 0644},     {"d/big-other", 0666}};
+  for (const auto& [name, mode] : modes)
+    WriteFile(src + "/" + name, Pattern(name.starts_with("d/big") ? (3u << 20) : 4096, 3), mode);
+  const mode_t old = umask(022);
+  usync_engine* e = Make(0, USYNC_PRESERVE);
+  const int rc = usync_copy_tree(e, src.c_str(), dst.c_str());
+  usync_engine_destroy(e);
+  umask(old);
+  ASSERT_EQ(rc, 0);
+  for (const auto& [name, mode] : modes) EXPECT_EQ(ModeOf(dst + "/" + name), mode) << name;
+}
+
+// A default ACL on the destination decides a new file's bits instead of the
+// umask: -p must still set the source's (cp -p does).
+TEST_P(FileMode, PreserveUnderADefaultAclStillGivesTheSourceMode) {
+  TempDir t;
+  const std::string src = t / "src", dst = t / "dst";
+  const std::map<std::string, mode_t> modes = {{"a", 0644}, {"d/b", 0644}, {"d/c", 0755}};
+  for (const auto& [name, mode] : modes) WriteFile(src + "/" + name, Pattern(4096, 5), mode);
+  ASSERT_EQ(mkdir(dst.c_str(), 0755), 0);
+  // user::rwx group::--- other::---, as the kernel stores it (version 2).
+  struct Entry {
+    uint16_t tag, perm;
+    uint32_t id;
+  };
+  struct {
+    uint32_t version = 2;
+    Entry e[3] = {{0x01, 7, UINT32_MAX}, {0x04, 0, UINT32_MAX}, {0x20, 0, UINT32_MAX}};
+  } acl;
+  if (setxattr(dst.c_str(), "system.posix_acl_default", &acl, sizeof acl, 0) != 0)
+    GTEST_SKIP() << "no POSIX ACLs on " << dst << ": " << std::strerror(errno);
+  // What the ACL makes of a file created with 0644 (so the copy must chmod).
+  const std::string probe = dst + "/probe";
+  const int fd = open(probe.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  ASSERT_EQ(ModeOf(probe), 0600u);
+  ASSERT_EQ(unlink(probe.c_str()), 0);
+  const mode_t old = umask(022);
+  usync_engine* e = Make(0, USYNC_PRESERVE);
+  const int rc = usync_copy_tree(e, src.c_str(), dst.c_str());
+  usync_engine_destroy(e);
+  umask(old);
+  ASSERT_EQ(rc, 0);
   for (const auto& [name, mode] : modes) EXPECT_EQ(ModeOf(dst + "/" + name), mode) << name;
 }
 
