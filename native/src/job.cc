@@ -81,11 +81,11 @@ bool creates_exact_modes(int dfd) noexcept {
 
 bool Job::mode_as_created(const FileTask& t) const noexcept {
   const mode_t want = t.mode & 07777;
-  // Set-id and sticky bits, an umask that takes bits away, a mode not the
-  // source's, ACLs copied onto directories (a default ACL may then appear
-  // while files are created): fchmod, as before.
-  if (t.dir == nullptr || !umask_known || (want & 07000) != 0 || cfg.has(USYNC_ACLS) ||
-      (cfg.create_mode(t.mode) & ~umask_bits) != want)
+  // Set-id and sticky bits (chown clears them), an umask that takes bits
+  // away, a mode not the source's: fchmod, as before.  -A is no exception:
+  // a directory gets its ACLs when it is settled, after its last file, and
+  // a file's own access ACL (copied before this) encodes the source's mode.
+  if (t.dir == nullptr || !umask_known || (want & 07000) != 0 || (cfg.create_mode(t.mode) & ~umask_bits) != want)
     return false;
   int8_t exact = t.dir->exact_modes.load(std::memory_order_relaxed);
   if (exact < 0) {
