@@ -260,6 +260,58 @@ size_t copy_cached_on_caller(Job& job, std::vector<FileTask>& feed, const std::f
   return n;
 }
 
+// The directories of a call's pairs, each opened once (O_PATH: no
+// permission on the directory itself is needed, as for a path): a file is
+// then opened, created and named relative to its directory's descriptor,
+// one path walk per directory and call instead of three per file.  Pairs
+// come grouped by directory (rclone's batches list a directory at a time),
+// so the last few directories are kept, the newest looked at first; past
+// kMax, or where a directory cannot be opened, a pair keeps its paths.
+// Lives until the call's files are done.
+class PairDirs {
+ public:
+  explicit PairDirs(bool on) noexcept : on_(on) {}
+
+  // The descriptor of path's directory, and in *leaf the offset of its
+  // last component in path; AT_FDCWD and 0 to use the whole path.
+  int dir_of(std::string_view path, uint16_t* leaf) noexcept {
+    *leaf = 0;
+    const size_t slash = path.rfind('/');
+    if (!on_ || slash == std::string_view::npos || slash + 1 > UINT16_MAX) return AT_FDCWD;
+    const std::string_view name = path.substr(slash + 1);
+    // "a/" names the directory itself, "a/." and "a/.." others: left to
+    // the whole path.
+    if (name.empty() || name == "." || name == "..") return AT_FDCWD;
+    const std::string_view dir = slash == 0 ? std::string_view("/") : path.substr(0, slash);
+    for (auto it = dirs_.rbegin(); it != dirs_.rend(); ++it) {
+      if (it->path != dir) continue;
+      if (!it->fd.valid()) return AT_FDCWD;
+      *leaf = static_cast<uint16_t>(slash + 1);
+      return it->fd.get();
+    }
+    if (dirs_.size() >= kMax) return AT_FDCWD;
+    try {
+      Entry e{std::string(dir), UniqueFd()};
+      e.fd.reset(open(e.path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+      dirs_.push_back(std::move(e));
+    } catch (...) {
+      return AT_FDCWD;
+    }
+    if (!dirs_.back().fd.valid()) return AT_FDCWD;
+    *leaf = static_cast<uint16_t>(slash + 1);
+    return dirs_.back().fd.get();
+  }
+
+ private:
+  static constexpr size_t kMax = 16;
+  struct Entry {
+    std::string path;
+    UniqueFd fd;
+  };
+  std::vector<Entry> dirs_;
+  bool on_;
+};
+
 }  // namespace
 
 int Engine::create(const usync_options* in, Engine** out) noexcept {
@@ -794,6 +846,9 @@ int Engine::copy_files_locked(const usync_pair* pairs, size_t count, usync_resul
   std::vector<FileTask> tasks;
   tasks.reserve(count);
   std::unordered_set<std::string> made;  // parent directories known to exist
+  // Destroyed after run(): the files' directory descriptors.  A process
+  // short of descriptors keeps its paths.
+  PairDirs dirs(!cfg_.has(USYNC_DRY_RUN) && nofile_limit() >= 256);
   for (size_t i = 0; i < count; ++i) {
     usync_result& r = res[i];
     const char* s = pairs[i].src;
@@ -842,6 +897,8 @@ int Engine::copy_files_locked(const usync_pair* pairs, size_t count, usync_resul
       }
       made.insert(std::move(parent));
     }
+    t.pair_src_fd = dirs.dir_of(t.src_name, &t.src_leaf);
+    t.pair_dst_fd = dirs.dir_of(t.dst_name, &t.dst_leaf);
     if (sized) {
       // Queued unwalked: its size (for bytes_found) and everything else
       // come from the opened descriptor (Job::sized); the caller's size

@@ -138,8 +138,8 @@ void Counters::snapshot(usync_stats* s) const noexcept {
   s->buffer_bytes = buffer_bytes.load(std::memory_order_relaxed);
 }
 
-int FileTask::src_dirfd() const noexcept { return dir != nullptr ? dir->src.get() : AT_FDCWD; }
-int FileTask::dst_dirfd() const noexcept { return dir != nullptr ? dir->dst.get() : AT_FDCWD; }
+int FileTask::src_dirfd() const noexcept { return dir != nullptr ? dir->src.get() : pair_src_fd; }
+int FileTask::dst_dirfd() const noexcept { return dir != nullptr ? dir->dst.get() : pair_dst_fd; }
 // O_NONBLOCK: a FIFO or device swapped in after the walker's stat must not
 // block the open (it changes nothing for a regular file); check_source()
 // then refuses it before anything is read.
@@ -190,11 +190,12 @@ std::string temp_name() {
 }
 
 std::string FileTask::create_name() const {
-  if (!replace) return dst_name;
+  const std::string_view rel(dst_rel());
+  if (!replace) return std::string(rel);
   const std::string tmp = temp_name();
-  const size_t slash = dst_name.rfind('/');
-  if (slash == std::string::npos) return tmp;
-  return dst_name.substr(0, slash + 1) + tmp;
+  const size_t slash = rel.rfind('/');
+  if (slash == std::string_view::npos) return tmp;
+  return std::string(rel.substr(0, slash + 1)) + tmp;
 }
 
 Job::Job(const Config& c, Counters& k, std::atomic<bool>& cancel, int kind)
@@ -492,7 +493,7 @@ bool up_to_date(const Job& job, const FileTask& t) noexcept {
   if (!t.existing || job.cfg.has(USYNC_IGNORE_TIMES)) return false;
   const int dfd = t.dst_dirfd();
   struct stat d {};
-  if (fstatat(dfd, t.dst_name.c_str(), &d, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(d.st_mode)) return false;
+  if (fstatat(dfd, t.dst_rel(), &d, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(d.st_mode)) return false;
   // Newer in DST: kept, unless a killed run wrote it (its times are the
   // source's only once it is complete).
   if (job.cfg.has(USYNC_UPDATE) && older(t.mtime, d.st_mtim) && !(t.dir != nullptr && t.dir->resumed))
@@ -500,8 +501,8 @@ bool up_to_date(const Job& job, const FileTask& t) noexcept {
   if (static_cast<uint64_t>(d.st_size) != t.size) return false;
   bool same;
   if (job.cfg.has(USYNC_CHECKSUM)) {
-    UniqueFd a(openat(t.src_dirfd(), t.src_name.c_str(), t.src_open_flags()));
-    UniqueFd b(openat(dfd, t.dst_name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+    UniqueFd a(openat(t.src_dirfd(), t.src_rel(), t.src_open_flags()));
+    UniqueFd b(openat(dfd, t.dst_rel(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
     struct stat as {};
     same = a.valid() && b.valid() && fstat(a.get(), &as) == 0 && S_ISREG(as.st_mode) &&
            same_bytes(a.get(), b.get(), t.size);
@@ -509,7 +510,7 @@ bool up_to_date(const Job& job, const FileTask& t) noexcept {
     same = same_time(d.st_mtim, t.mtime);  // files keep their mtime in every mode
   }
   if (same && !job.dry_run()) {  // the bytes are there: bring the metadata along
-    const char* name = t.dst_name.c_str();
+    const char* name = t.dst_rel();
     if (wants_extra_meta(job)) {
       if (const int e = sync_extra_meta(job, t.src_place(), Place{dfd, name}, t.mode, t.uid, t.gid); e != 0)
         report_metadata(job, t.dir, t.dst_name, e);
@@ -672,7 +673,7 @@ int finalize_file(const Job& job, const FileTask& t, const std::string& written,
   // The source (only read for xattrs and ACLs): the file copied, when it is
   // still open.
   const SourceMeta meta{src_fd >= 0 ? Place{src_fd, ""} : t.src_place(), t.uid, t.gid, t.dir, t.dst_name, t.pair};
-  const int err = settle_entry(job, t.dst_dirfd(), written.c_str(), t.replace ? t.dst_name.c_str() : nullptr, t.mode,
+  const int err = settle_entry(job, t.dst_dirfd(), written.c_str(), t.replace ? t.dst_rel() : nullptr, t.mode,
                                job.cfg.file_atime(t.atime, t.mtime), t.mtime, meta, step, t.exclusive);
   return err != 0 ? err : sync_pair_parent(job, t, step);
 }

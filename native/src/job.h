@@ -1,6 +1,7 @@
 // One copy call: the state shared by the walker, the workers and the caller.
 #pragma once
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
@@ -169,9 +170,17 @@ struct FileTask {
   // (The probe started its readahead: a second probe would often find it
   // cached, and copy it on the ring's thread, serially.)
   bool probed = false;
+  // A pair copy's directories, opened once per call (PairDirs): its paths
+  // are then used relative to them, from src_leaf and dst_leaf on (0 and
+  // AT_FDCWD: the whole path).
+  uint16_t src_leaf = 0, dst_leaf = 0;
+  int pair_src_fd = AT_FDCWD, pair_dst_fd = AT_FDCWD;
 
   int src_dirfd() const noexcept;
   int dst_dirfd() const noexcept;
+  // src_name and dst_name relative to src_dirfd() and dst_dirfd().
+  const char* src_rel() const noexcept { return src_name.c_str() + src_leaf; }
+  const char* dst_rel() const noexcept { return dst_name.c_str() + dst_leaf; }
   // Takes the walked stat (size, mode, times, identity).
   void set_stat(const struct stat& st) noexcept;
   // The opened source descriptor's stat: 0 when it is still the regular file
@@ -184,8 +193,9 @@ struct FileTask {
   // (no symlink swapped in); an explicit pair may name a symlink.
   int src_open_flags() const noexcept;
   // The source entry, for its xattrs and ACLs.
-  Place src_place() const noexcept { return Place{src_dirfd(), src_name.c_str(), follow}; }
-  // Name to create: dst_name, or a fresh temporary beside it.
+  Place src_place() const noexcept { return Place{src_dirfd(), src_rel(), follow}; }
+  // Name to create, relative to dst_dirfd(): dst_rel(), or a fresh
+  // temporary beside it.
   std::string create_name() const;
 };
 

@@ -92,7 +92,7 @@ int publish_anonymous(const Job& job, const FileTask& t, int src_fd, int fd, con
     return linkat(AT_FDCWD, proc, dfd, as, AT_SYMLINK_FOLLOW) == 0 ? 0 : errno;
   };
   *step = USYNC_STEP_RENAME;
-  int err = link_as(t.dst_name.c_str());
+  int err = link_as(t.dst_rel());
   if (err == 0) return sync_pair_parent(job, t, step);
   if (err != EEXIST || t.exclusive) return err;  // USYNC_NO_REPLACE: the entry there stays
   std::string tmp;  // the name is taken (an older copy): replace it atomically
@@ -102,7 +102,7 @@ int publish_anonymous(const Job& job, const FileTask& t, int src_fd, int fd, con
     return ENOMEM;
   }
   if ((err = link_as(tmp.c_str())) != 0) return err;
-  if (renameat(dfd, tmp.c_str(), dfd, t.dst_name.c_str()) != 0) {
+  if (renameat(dfd, tmp.c_str(), dfd, t.dst_rel()) != 0) {
     err = errno;
     unlinkat(dfd, tmp.c_str(), 0);
     return err;
@@ -275,15 +275,15 @@ FileResult copy_file_sync(const Job& job, FileTask& walked, char* buf, size_t bu
   };
   UniqueFd in;
   if (t.dir != nullptr && test_seams.before_open_src != nullptr)
-    test_seams.before_open_src(t.src_dirfd(), t.src_name.c_str());
+    test_seams.before_open_src(t.src_dirfd(), t.src_rel());
   if (would_block != nullptr) {
     open_how how{};
     how.flags = static_cast<uint64_t>(t.src_open_flags());
     how.resolve = RESOLVE_CACHED;
-    in.reset(static_cast<int>(syscall(SYS_openat2, t.src_dirfd(), t.src_name.c_str(), &how, sizeof how)));
+    in.reset(static_cast<int>(syscall(SYS_openat2, t.src_dirfd(), t.src_rel(), &how, sizeof how)));
     if (!in.valid()) return decline();
   } else {
-    in.reset(openat(t.src_dirfd(), t.src_name.c_str(), t.src_open_flags()));
+    in.reset(openat(t.src_dirfd(), t.src_rel(), t.src_open_flags()));
   }
   if (!in.valid()) {
     r.error = errno;
@@ -336,19 +336,21 @@ FileResult copy_file_sync(const Job& job, FileTask& walked, char* buf, size_t bu
     // In a directory still under its temporary name (Dir::tmp): the file is
     // made under its own name.  Taken (another run into the same directory):
     // made as any other file, then put in place of that one.
-    out.reset(openat(dfd, t.dst_name.c_str(), access | O_CREAT | O_EXCL | O_CLOEXEC, job.cfg.create_mode(t.mode)));
+    out.reset(openat(dfd, t.dst_rel(), access | O_CREAT | O_EXCL | O_CLOEXEC, job.cfg.create_mode(t.mode)));
     if (!out.valid() && errno == EEXIST) t.replace = true;
   }
   if (t.replace && job.tmpfile_ok.load(std::memory_order_relaxed)) {
-    // A pair's destination is a path: the file is made in its directory.
+    // A pair's destination may be a whole path (dfd AT_FDCWD, see PairDirs):
+    // the file is made in its directory.
     char parent[PATH_MAX];
     const char* in_dir = ".";  // a tree's directory, or a pair's "name" (relative to dfd)
-    const size_t slash = t.dir == nullptr ? t.dst_name.rfind('/') : std::string::npos;
-    if (slash != std::string::npos && slash >= sizeof parent) {
+    const std::string_view rel(t.dst_rel());
+    const size_t slash = t.dir == nullptr ? rel.rfind('/') : std::string_view::npos;
+    if (slash != std::string_view::npos && slash >= sizeof parent) {
       in_dir = nullptr;  // longer than a path can be: the temporary name fails as it should
-    } else if (slash != std::string::npos) {
+    } else if (slash != std::string_view::npos) {
       const size_t len = slash == 0 ? 1 : slash;  // "/name": the root
-      std::memcpy(parent, t.dst_name.data(), len);
+      std::memcpy(parent, rel.data(), len);
       parent[len] = '\0';
       in_dir = parent;
     }
@@ -383,9 +385,9 @@ FileResult copy_file_sync(const Job& job, FileTask& walked, char* buf, size_t bu
       // file (another run that took the directory over may have put its
       // complete copy there meanwhile).
       struct stat mine {}, there {};
-      if (fstat(out.get(), &mine) == 0 && fstatat(dfd, t.dst_name.c_str(), &there, AT_SYMLINK_NOFOLLOW) == 0 &&
+      if (fstat(out.get(), &mine) == 0 && fstatat(dfd, t.dst_rel(), &there, AT_SYMLINK_NOFOLLOW) == 0 &&
           mine.st_dev == there.st_dev && mine.st_ino == there.st_ino)
-        unlinkat(dfd, t.dst_name.c_str(), 0);
+        unlinkat(dfd, t.dst_rel(), 0);
       out.reset();
       return r;
     }

@@ -446,8 +446,8 @@ class UringWorker {
     switch (op.kind) {
       case OpKind::kOpenSrc:
         if (s.task.dir != nullptr && test_seams.before_open_src != nullptr)
-          test_seams.before_open_src(s.task.src_dirfd(), s.task.src_name.c_str());
-        io_uring_prep_openat(sqe, s.task.src_dirfd(), s.task.src_name.c_str(), s.task.src_open_flags(), 0);
+          test_seams.before_open_src(s.task.src_dirfd(), s.task.src_rel());
+        io_uring_prep_openat(sqe, s.task.src_dirfd(), s.task.src_rel(), s.task.src_open_flags(), 0);
         break;
       case OpKind::kRead:
         if (fixed_bufs_)

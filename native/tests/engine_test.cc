@@ -18,6 +18,7 @@
 #include <chrono>
 #include <climits>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <set>
@@ -327,6 +328,76 @@ TEST_P(EngineTest, PairsReportTheFilesAsCopied) {
   usync_engine_destroy(e);
   EXPECT_EQ(dry.has_src_stat, 0);
   EXPECT_EQ(dry.has_dst_stat, 0);
+}
+
+// Pairs are copied relative to their directories, each opened once per call
+// (PairDirs): more directories than it keeps, paths with doubled slashes
+// and "." components, a relative path, a symlinked directory, a directory
+// that is missing and a file that is, all come out as with whole paths, and
+// errors name the whole path.
+TEST_P(EngineTest, PairsInManyDirectoriesAndOddPathsAreCopied) {
+  TempDir t;
+  std::vector<std::string> srcs, dsts;
+  for (int d = 0; d < 40; ++d)
+    for (int f = 0; f < 3; ++f) {
+      const std::string rel = "d" + std::to_string(d) + "/f" + std::to_string(f);
+      WriteFile(t / ("src/" + rel), Pattern(100 + d * 10 + f, d * 3 + f));
+      // Back and forth between directories, as no batch of rclone's is.
+      srcs.push_back(t / ("src/" + rel));
+      dsts.push_back(t / ("out/" + rel));
+    }
+  ASSERT_EQ(symlink((t / "out/d1").c_str(), (t / "link").c_str()), 0) << std::strerror(errno);
+  WriteFile(t / "src/d0/odd", "odd paths\n");
+  const std::vector<std::pair<std::string, std::string>> odd = {
+      {t.path() + "//src/./d0//odd", t.path() + "/out//d2/./odd"},
+      {t / "src/d0/odd", t / "link/odd"},          // into out/d1 through the link
+      {t / "src/d0/odd", t / "out/new/deeper/odd"},  // parents made first
+  };
+  for (const auto& [s, d] : odd) {
+    srcs.push_back(s);
+    dsts.push_back(d);
+  }
+  const size_t first_odd = srcs.size() - odd.size();
+  srcs.push_back(t / "src/nodir/x");  // its directory is missing
+  dsts.push_back(t / "out/d3/x");
+  srcs.push_back(t / "src/d4/none");  // its directory is there, the file not
+  dsts.push_back(t / "out/d4/none");
+  std::vector<usync_pair> pairs;
+  for (size_t i = 0; i < srcs.size(); ++i) pairs.push_back({srcs[i].c_str(), dsts[i].c_str(), i % 2 ? 0u : 100u});
+  std::vector<usync_result> res(pairs.size());
+  usync_engine* e = Make();
+  EXPECT_EQ(usync_copy_files(e, pairs.data(), pairs.size(), res.data()), -EIO);
+  // A relative pair, from the temporary directory as the working one.
+  const std::string cwd = std::filesystem::current_path();
+  ASSERT_EQ(chdir(t.path().c_str()), 0);
+  const usync_pair rel{"src/d5/f1", "out/rel/f1", 0};
+  usync_result rel_res{};
+  EXPECT_EQ(usync_copy_files(e, &rel, 1, &rel_res), 0);
+  ASSERT_EQ(chdir(cwd.c_str()), 0);
+  usync_engine_destroy(e);
+  for (size_t i = 0; i + 2 < srcs.size(); ++i) {
+    SCOPED_TRACE(dsts[i]);
+    EXPECT_EQ(res[i].error, 0);
+    EXPECT_EQ(testing::ReadFile(AT_FDCWD, dsts[i]), testing::ReadFile(AT_FDCWD, srcs[i]));
+  }
+  EXPECT_EQ(testing::ReadFile(AT_FDCWD, t / "out/d1/odd"), "odd paths\n");
+  EXPECT_EQ(testing::ReadFile(AT_FDCWD, t / "out/d2/odd"), "odd paths\n");
+  EXPECT_EQ(rel_res.error, 0);
+  EXPECT_EQ(testing::ReadFile(AT_FDCWD, t / "out/rel/f1"), testing::ReadFile(AT_FDCWD, t / "src/d5/f1"));
+  EXPECT_GT(first_odd, 16u) << "more directories than PairDirs keeps";
+  for (size_t i = srcs.size() - 2; i < srcs.size(); ++i) {
+    EXPECT_EQ(res[i].error, ENOENT) << srcs[i];
+    struct stat st {};
+    EXPECT_NE(lstat(dsts[i].c_str(), &st), 0) << dsts[i];
+  }
+  std::lock_guard lk(got_.mu);
+  ASSERT_EQ(got_.errors.size(), 2u);
+  std::sort(got_.errors.begin(), got_.errors.end());
+  EXPECT_NE(got_.errors[0].find(":" + t / "src/d4/none"), std::string::npos) << got_.errors[0];
+  EXPECT_NE(got_.errors[1].find(":" + t / "src/nodir/x"), std::string::npos) << got_.errors[1];
+  // Nothing left beside the copies: no temporaries.
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(t / "out"))
+    EXPECT_EQ(entry.path().filename().string().rfind(".usync-", 0), std::string::npos) << entry.path();
 }
 
 // The source's stat in a pair's result is taken once its bytes were read: a
