@@ -193,13 +193,13 @@ int copy_sparse(const Job& job, const FileTask& t, int in, int out, char* buf, s
 
 }  // namespace
 
-int copy_in_kernel(const Job& job, const FileTask& t, int in, int out, uint64_t* done, CopyRangeFn cfr) noexcept {
-  if (ioctl(out, FICLONE, in) == 0) {
-    struct stat st {};
-    if (fstat(out, &st) == 0) *done = static_cast<uint64_t>(st.st_size);
-    job.add_bytes(*done);
-    return 1;
-  }
+namespace {
+
+// One kernel-side way of copying, from both descriptors' file offsets: the
+// file in pieces until t.size (or until the source ends).  Returns as
+// copy_in_kernel does, 0 when this way does not copy here.
+template <typename Copy>
+int copy_pieces(const Job& job, const FileTask& t, uint64_t* done, Copy copy) noexcept {
   while (*done < t.size) {
     if (job.cancelled()) {
       errno = ECANCELED;
@@ -207,7 +207,7 @@ int copy_in_kernel(const Job& job, const FileTask& t, int in, int out, uint64_t*
     }
     // 8 MiB at a time keeps bytes_done (live progress) moving on big files.
     const size_t want = static_cast<size_t>(std::min<uint64_t>(8u << 20, t.size - *done));
-    const ssize_t n = cfr(in, nullptr, out, nullptr, want, 0);
+    const ssize_t n = copy(want);
     if (n > 0) {
       *done += static_cast<uint64_t>(n);
       job.add_bytes(static_cast<uint64_t>(n));
@@ -223,6 +223,26 @@ int copy_in_kernel(const Job& job, const FileTask& t, int in, int out, uint64_t*
     return -1;
   }
   return 1;
+}
+
+}  // namespace
+
+int copy_in_kernel(const Job& job, const FileTask& t, int in, int out, uint64_t* done, CopyRangeFn cfr,
+                   SendFileFn sf) noexcept {
+  if (ioctl(out, FICLONE, in) == 0) {
+    struct stat st {};
+    if (fstat(out, &st) == 0) *done = static_cast<uint64_t>(st.st_size);
+    job.add_bytes(*done);
+    return 1;
+  }
+  const int ret = copy_pieces(job, t, done, [&](size_t n) { return cfr(in, nullptr, out, nullptr, n, 0); });
+  if (ret != 0) return ret;
+  // Nothing copied, so both offsets are still 0.  Between filesystems
+  // copy_file_range refuses (EXDEV); sendfile splices the source's cached
+  // pages into the destination: one copy of the bytes instead of
+  // read/write's two (1 GiB from ext4's page cache into a tmpfs: 0.44 s of
+  // CPU against 0.51).
+  return copy_pieces(job, t, done, [&](size_t n) { return sf(out, in, nullptr, n); });
 }
 
 bool nowait_reads_supported() noexcept {

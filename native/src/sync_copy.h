@@ -5,6 +5,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <sys/sendfile.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -19,12 +20,16 @@
 namespace usync {
 
 // The kernel-side copy of a large file (t.size bytes as opened): FICLONE,
-// then copy_file_range (cfr, a parameter so tests can play a filesystem that
-// copies nothing).  Returns 1 when copied (*done bytes), 0 to fall back to
-// read/write (nothing written), -1 on an error (errno set).
+// then copy_file_range, then (between filesystems, where copy_file_range
+// says EXDEV) sendfile, which moves the source's page cache pages into the
+// destination with one copy where read and write make two.  cfr and sf are
+// parameters so tests can play a filesystem that copies nothing.  Returns 1
+// when copied (*done bytes), 0 to fall back to read/write (nothing
+// written), -1 on an error (errno set).
 using CopyRangeFn = ssize_t (*)(int, loff_t*, int, loff_t*, size_t, unsigned int);
+using SendFileFn = ssize_t (*)(int, int, off_t*, size_t);
 int copy_in_kernel(const Job& job, const FileTask& t, int in, int out, uint64_t* done,
-                   CopyRangeFn cfr = ::copy_file_range) noexcept;
+                   CopyRangeFn cfr = ::copy_file_range, SendFileFn sf = ::sendfile) noexcept;
 
 // buf: a scratch buffer of bufsize bytes.  md5: non-null to hash while copying
 // (forces read/write, since the kernel-side copies never show the data).

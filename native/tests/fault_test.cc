@@ -227,6 +227,14 @@ INSTANTIATE_TEST_SUITE_P(Engines, Fault, ::testing::Values(Way::kRing, Way::kRin
                          });
 
 ssize_t CopiesNothing(int, loff_t*, int, loff_t*, size_t, unsigned) { return 0; }
+ssize_t CrossesDevices(int, loff_t*, int, loff_t*, size_t, unsigned) {
+  errno = EXDEV;
+  return -1;
+}
+ssize_t SendsNothing(int, int, off_t*, size_t) {
+  errno = EINVAL;
+  return -1;
+}
 
 TEST(FaultKernelCopy, CopyFileRangeOfNothingFallsBack) {
   TempDir t;
@@ -243,11 +251,40 @@ TEST(FaultKernelCopy, CopyFileRangeOfNothingFallsBack) {
   task.size = 2 << 20;
   uint64_t done = 0;
   // FICLONE fails on tmpfs and ext4 alike; then a copy_file_range that
-  // returns 0 at offset 0 must mean "not here", never "copied".
-  EXPECT_EQ(copy_in_kernel(job, task, in, out, &done, CopiesNothing), 0);
+  // returns 0 at offset 0 must mean "not here", never "copied", and so
+  // must a sendfile that cannot either.
+  EXPECT_EQ(copy_in_kernel(job, task, in, out, &done, CopiesNothing, SendsNothing), 0);
   EXPECT_EQ(done, 0u);
   close(in);
   close(out);
+}
+
+// Between filesystems copy_file_range says EXDEV: sendfile copies the file
+// instead, whole and from its start.
+TEST(FaultKernelCopy, CrossDeviceCopiesBySendfile) {
+  TempDir t;
+  const std::string data = Pattern((3 << 20) + 12345, 9);
+  WriteFile(t / "big", data);
+  for (const auto cfr : {CrossesDevices, CopiesNothing}) {
+    std::filesystem::remove(t / "out");
+    const int in = open((t / "big").c_str(), O_RDONLY | O_CLOEXEC);
+    const int out = open((t / "out").c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    ASSERT_GE(in, 0);
+    ASSERT_GE(out, 0);
+    Config cfg;
+    Counters counters;
+    std::atomic<bool> cancel{false};
+    Job job(cfg, counters, cancel, USYNC_ENGINE_SYNC);
+    FileTask task;
+    task.size = data.size();
+    uint64_t done = 0;
+    EXPECT_EQ(copy_in_kernel(job, task, in, out, &done, cfr), 1);
+    EXPECT_EQ(done, data.size());
+    EXPECT_EQ(counters.bytes_done.load(), data.size());
+    close(in);
+    close(out);
+    EXPECT_EQ(testing::ReadFile(AT_FDCWD, t / "out"), data);
+  }
 }
 
 // Runs fn in a child process (so that limits and seccomp filters stay
