@@ -428,7 +428,13 @@ FileResult copy_file_sync(const Job& job, FileTask& walked, char* buf, size_t bu
     if (err == 0) kernel = 1;  // done; -1: copied whole below
   }
   // The kernel-side copies never show the bytes: hashing reads and writes.
-  if (kernel == 0 && md5 == nullptr && digest == nullptr && t.size >= job.cfg.large_threshold) {
+  // Not only large files: from 64 KiB on, one copy of the bytes in the
+  // kernel (copy_file_range within a filesystem, sendfile between two)
+  // beats read/write's two (2000 x 256 KiB, page cache or tmpfs into a
+  // tmpfs: 0.14 -> 0.12 s; 6000 x 64 KiB: 0.15 -> 0.13 s).
+  constexpr uint64_t kKernelCopyFrom = 64u << 10;
+  if (kernel == 0 && md5 == nullptr && digest == nullptr &&
+      t.size >= std::min<uint64_t>(job.cfg.large_threshold, kKernelCopyFrom)) {
     kernel = copy_in_kernel(job, t, in.get(), out.get(), &r.bytes);
     if (kernel < 0) return fail(errno == ECANCELED ? USYNC_STEP_CANCELED : USYNC_STEP_WRITE);
   }

@@ -110,6 +110,48 @@ class EngineTest : public ::testing::TestWithParam<Way> {
   Collected got_;
 };
 
+// Files from 64 KiB on are copied in the kernel (copy_file_range, or
+// sendfile between filesystems) unless hashed; both ways give every byte,
+// at and around the boundary and the chunk, in a tree and as pairs, into
+// the test's filesystem and into a tmpfs where one is at hand.
+TEST_P(EngineTest, MidSizeFilesAreCopiedWholeInTheKernelOrNot) {
+  TempDir t;
+  const std::string src = t / "src";
+  const std::vector<size_t> sizes = {(64u << 10) - 1, 64u << 10, (64u << 10) + 1, (128u << 10) + 7,
+                                     (512u << 10) + 3, (1u << 20) - 1};
+  for (size_t i = 0; i < sizes.size(); ++i) WriteFile(src + "/f" + std::to_string(i), Pattern(sizes[i], 40 + i));
+  std::vector<std::string> dirs = {t / "out"};
+  if (access("/dev/shm", W_OK) == 0) {
+    char tmpl[] = "/dev/shm/usync-mid-XXXXXX";
+    if (mkdtemp(tmpl) != nullptr) dirs.push_back(tmpl);
+  }
+  for (const std::string& base : dirs) {
+    for (const uint32_t flags : {0u, static_cast<uint32_t>(USYNC_HASH_MD5)}) {
+      SCOPED_TRACE(base + (flags != 0 ? " md5" : ""));
+      const std::string dst = base + "/tree" + std::to_string(flags);
+      usync_engine* e = Make(flags);
+      ASSERT_NE(e, nullptr);
+      EXPECT_EQ(usync_copy_tree(e, src.c_str(), dst.c_str()), 0);
+      std::vector<std::string> srcs, dsts;
+      for (size_t i = 0; i < sizes.size(); ++i) {
+        srcs.push_back(src + "/f" + std::to_string(i));
+        dsts.push_back(base + "/pairs" + std::to_string(flags) + "/f" + std::to_string(i));
+      }
+      std::vector<usync_pair> pairs;
+      for (size_t i = 0; i < srcs.size(); ++i) pairs.push_back({srcs[i].c_str(), dsts[i].c_str(), sizes[i]});
+      std::vector<usync_result> res(pairs.size());
+      EXPECT_EQ(usync_copy_files(e, pairs.data(), pairs.size(), res.data()), 0);
+      usync_engine_destroy(e);
+      EXPECT_EQ(Snapshot(src), Snapshot(dst));
+      for (size_t i = 0; i < sizes.size(); ++i) {
+        EXPECT_EQ(res[i].bytes, sizes[i]) << dsts[i];
+        EXPECT_EQ(testing::ReadFile(AT_FDCWD, dsts[i]), testing::ReadFile(AT_FDCWD, srcs[i])) << dsts[i];
+      }
+    }
+    if (base != dirs.front()) std::filesystem::remove_all(base);
+  }
+}
+
 TEST_P(EngineTest, CopiesTreeExactly) {
   TempDir t;
   const std::string src = t / "src", dst = t / "dst";
