@@ -498,7 +498,11 @@ typedef struct usync_result {
  * (count entries, caller-allocated) receives each pair's outcome in order.
  * Returns 0 when every pair succeeded, -EIO when some failed (see results),
  * -ECANCELED after cancel (unfinished pairs get error ECANCELED), or another
- * negative errno (-EDEADLK and -ECHILD as for usync_copy_tree()). */
+ * negative errno (-EDEADLK and -ECHILD as for usync_copy_tree()).
+ * The call opens the directories its pairs name (O_PATH, at most 16 at a
+ * time, only where RLIMIT_NOFILE is 256 or more) and works relative to
+ * them until it returns: a directory renamed during the call still
+ * receives the call's files. */
 USYNC_API int usync_copy_files(usync_engine *engine, const usync_pair *pairs, size_t count, usync_result *results);
 
 #ifdef __cplusplus
