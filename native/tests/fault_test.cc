@@ -236,27 +236,40 @@ ssize_t SendsNothing(int, int, off_t*, size_t) {
   return -1;
 }
 
+// copy_in_kernel of size bytes from t/big into a new t/out with these
+// stand-ins for copy_file_range and sendfile: its result, and in *done and
+// *counted what it copied and what the job counted.
+int KernelCopy(const TempDir& t, uint64_t size, CopyRangeFn cfr, SendFileFn sf, uint64_t* done, uint64_t* counted) {
+  std::filesystem::remove(t / "out");
+  const int in = open((t / "big").c_str(), O_RDONLY | O_CLOEXEC);
+  const int out = open((t / "out").c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  int rc = -2;
+  if (in >= 0 && out >= 0) {
+    Config cfg;
+    Counters counters;
+    std::atomic<bool> cancel{false};
+    Job job(cfg, counters, cancel, USYNC_ENGINE_SYNC);
+    FileTask task;
+    task.size = size;
+    *done = 0;
+    rc = copy_in_kernel(job, task, in, out, done, cfr, sf);
+    *counted = counters.bytes_done.load();
+  }
+  if (in >= 0) close(in);
+  if (out >= 0) close(out);
+  return rc;
+}
+
 TEST(FaultKernelCopy, CopyFileRangeOfNothingFallsBack) {
   TempDir t;
   WriteFile(t / "big", Pattern(2 << 20, 4));
-  const int in = open((t / "big").c_str(), O_RDONLY | O_CLOEXEC);
-  const int out = open((t / "out").c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  ASSERT_GE(in, 0);
-  ASSERT_GE(out, 0);
-  Config cfg;
-  Counters counters;
-  std::atomic<bool> cancel{false};
-  Job job(cfg, counters, cancel, USYNC_ENGINE_SYNC);
-  FileTask task;
-  task.size = 2 << 20;
-  uint64_t done = 0;
+  uint64_t done = 1, counted = 1;
   // FICLONE fails on tmpfs and ext4 alike; then a copy_file_range that
   // returns 0 at offset 0 must mean "not here", never "copied", and so
   // must a sendfile that cannot either.
-  EXPECT_EQ(copy_in_kernel(job, task, in, out, &done, CopiesNothing, SendsNothing), 0);
+  EXPECT_EQ(KernelCopy(t, 2 << 20, CopiesNothing, SendsNothing, &done, &counted), 0);
   EXPECT_EQ(done, 0u);
-  close(in);
-  close(out);
+  EXPECT_EQ(counted, 0u);
 }
 
 // Between filesystems copy_file_range says EXDEV: sendfile copies the file
@@ -266,23 +279,10 @@ TEST(FaultKernelCopy, CrossDeviceCopiesBySendfile) {
   const std::string data = Pattern((3 << 20) + 12345, 9);
   WriteFile(t / "big", data);
   for (const auto cfr : {CrossesDevices, CopiesNothing}) {
-    std::filesystem::remove(t / "out");
-    const int in = open((t / "big").c_str(), O_RDONLY | O_CLOEXEC);
-    const int out = open((t / "out").c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    ASSERT_GE(in, 0);
-    ASSERT_GE(out, 0);
-    Config cfg;
-    Counters counters;
-    std::atomic<bool> cancel{false};
-    Job job(cfg, counters, cancel, USYNC_ENGINE_SYNC);
-    FileTask task;
-    task.size = data.size();
-    uint64_t done = 0;
-    EXPECT_EQ(copy_in_kernel(job, task, in, out, &done, cfr), 1);
+    uint64_t done = 0, counted = 0;
+    EXPECT_EQ(KernelCopy(t, data.size(), cfr, ::sendfile, &done, &counted), 1);
     EXPECT_EQ(done, data.size());
-    EXPECT_EQ(counters.bytes_done.load(), data.size());
-    close(in);
-    close(out);
+    EXPECT_EQ(counted, data.size());
     EXPECT_EQ(testing::ReadFile(AT_FDCWD, t / "out"), data);
   }
 }

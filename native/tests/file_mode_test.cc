@@ -48,6 +48,16 @@ class FileMode : public ::testing::TestWithParam<uint32_t> {
     return modes;
   }
 
+  // usync_copy_tree with flags (file_mode 0) under this umask.
+  int CopyTreeUnderUmask(mode_t mask, uint32_t flags, const std::string& src, const std::string& dst) {
+    const mode_t old = umask(mask);
+    usync_engine* e = Make(0, flags);
+    const int rc = usync_copy_tree(e, src.c_str(), dst.c_str());
+    usync_engine_destroy(e);
+    umask(old);
+    return rc;
+  }
+
   static mode_t ModeOf(const std::string& path) {
     struct stat st {};
     EXPECT_EQ(lstat(path.c_str(), &st), 0) << path;
@@ -128,12 +138,7 @@ TEST_P(FileMode, PreserveGivesEveryModeExactly) {
       {"d/big", 0644},     {"d/big-other", 0666}};
   for (const auto& [name, mode] : modes)
     WriteFile(src + "/" + name, Pattern(name.starts_with("d/big") ? (3u << 20) : 4096, 3), mode);
-  const mode_t old = umask(022);
-  usync_engine* e = Make(0, USYNC_PRESERVE);
-  const int rc = usync_copy_tree(e, src.c_str(), dst.c_str());
-  usync_engine_destroy(e);
-  umask(old);
-  ASSERT_EQ(rc, 0);
+  ASSERT_EQ(CopyTreeUnderUmask(022, USYNC_PRESERVE, src, dst), 0);
   for (const auto& [name, mode] : modes) EXPECT_EQ(ModeOf(dst + "/" + name), mode) << name;
 }
 
@@ -163,12 +168,7 @@ TEST_P(FileMode, PreserveUnderADefaultAclStillGivesTheSourceMode) {
   close(fd);
   ASSERT_EQ(ModeOf(probe), 0600u);
   ASSERT_EQ(unlink(probe.c_str()), 0);
-  const mode_t old = umask(022);
-  usync_engine* e = Make(0, USYNC_PRESERVE);
-  const int rc = usync_copy_tree(e, src.c_str(), dst.c_str());
-  usync_engine_destroy(e);
-  umask(old);
-  ASSERT_EQ(rc, 0);
+  ASSERT_EQ(CopyTreeUnderUmask(022, USYNC_PRESERVE, src, dst), 0);
   for (const auto& [name, mode] : modes) EXPECT_EQ(ModeOf(dst + "/" + name), mode) << name;
 }
 
