@@ -50,11 +50,6 @@ bool read_umask(mode_t* out) noexcept {
   return found;
 }
 
-mode_t current_umask() noexcept {
-  mode_t m = 022;
-  return read_umask(&m) ? m : 022;
-}
-
 namespace {
 
 // Whether files created in the directory open at dfd get the bits they are

@@ -426,10 +426,9 @@ std::string dir_temp_name(std::string_view name);
 // The final name of such a temporary directory name, or "" if it is not one.
 std::string_view dir_temp_target(const char* name) noexcept;
 
-// Reads the process umask without changing it; false when it cannot.
+// Reads the process umask without changing it into *out; false (and *out
+// untouched) when it cannot.
 bool read_umask(mode_t* out) noexcept;
-// The process umask, or 022 when it cannot be read.
-mode_t current_umask() noexcept;
 
 uint64_t now_ns() noexcept;
 
