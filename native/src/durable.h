@@ -82,6 +82,17 @@ struct TestSeams {
   // a pair copy's source stat is taken (note_stats), by either engine: a
   // test may change the file here, as a writer racing the copy would.
   void (*after_read_src)(int fd) = nullptr;
+  // Called with a ring's source descriptor once it was checked (the
+  // regular file the walker saw, its size taken), before its first read: a
+  // test may append to the file here, as a writer racing the copy would.
+  void (*after_check_src)(int fd) = nullptr;
+  // Reads every source through the page cache: the adaptive engine's ring
+  // otherwise reads uncached files with O_DIRECT (UringWorker::read_direct).
+  bool no_direct_reads = false;
+  // Taken off the length of every direct read: a test makes the filesystem
+  // refuse them (EINVAL: not whole blocks), as one that offers direct I/O
+  // and then refuses it would.
+  uint32_t direct_read_trim = 0;
   // Keeps the destination's creates and writes on the rings (io-wq) even
   // into a local filesystem (Job::dst_ops_inline false): the tests run
   // both ways on this machine's disk.

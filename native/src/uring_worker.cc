@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -32,6 +33,7 @@ struct Slot {
   int dst_fd = -1;   // the written file's plain descriptor: anonymous (kInstallDst), or dst_inline_
   bool anon = false;  // written as an anonymous file (O_TMPFILE), named by linkat in finish()
   bool bulk = false;  // queued unwalked, found large: finish() copies it as the bulk path does
+  bool direct = false;  // the source is read with O_DIRECT (UringWorker::read_direct)
   // A pair copy's source once read, taken just before the ring's close of it
   // (note_stats in finish() has no descriptor left then).
   bool has_src_stat = false;
@@ -47,6 +49,34 @@ struct Slot {
 };
 
 constexpr uint64_t kCancelTag = ~uint64_t{0};  // user_data of ASYNC_CANCEL
+
+// fstat of fd; with align, by statx, which also says the alignment the
+// file's direct I/O needs (the larger of memory and offset), or 0 when it
+// has none (the filesystem's, or this file's: ext4 inline data, say).
+int stat_source(int fd, struct stat* st, uint32_t* align) noexcept {
+  if (align == nullptr) return fstat(fd, st);
+  *align = 0;
+  struct statx sx {};
+  if (statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS | STATX_DIOALIGN, &sx) != 0) return -1;
+  if ((sx.stx_mask & STATX_BASIC_STATS) != STATX_BASIC_STATS) return fstat(fd, st);
+  *st = {};
+  st->st_dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
+  st->st_ino = sx.stx_ino;
+  st->st_mode = sx.stx_mode;
+  st->st_nlink = sx.stx_nlink;
+  st->st_uid = sx.stx_uid;
+  st->st_gid = sx.stx_gid;
+  st->st_rdev = makedev(sx.stx_rdev_major, sx.stx_rdev_minor);
+  st->st_size = static_cast<off_t>(sx.stx_size);
+  st->st_blksize = static_cast<blksize_t>(sx.stx_blksize);
+  st->st_blocks = static_cast<blkcnt_t>(sx.stx_blocks);
+  st->st_atim = {sx.stx_atime.tv_sec, sx.stx_atime.tv_nsec};
+  st->st_mtim = {sx.stx_mtime.tv_sec, sx.stx_mtime.tv_nsec};
+  st->st_ctim = {sx.stx_ctime.tv_sec, sx.stx_ctime.tv_nsec};
+  if ((sx.stx_mask & STATX_DIOALIGN) != 0 && sx.stx_dio_mem_align != 0 && sx.stx_dio_offset_align != 0)
+    *align = std::max(sx.stx_dio_mem_align, sx.stx_dio_offset_align);
+  return 0;
+}
 
 // What a ring worker keeps between copy calls on its pool thread: the ring
 // (SINGLE_ISSUER ties it to this thread), its registered buffers and the
@@ -329,6 +359,25 @@ class UringWorker {
                                        inline_digest_.get()));
   }
 
+  // Whether a checked source of the ring (adaptive engine) is to be read
+  // with O_DIRECT, and if so its descriptor switched to it.  These are the
+  // files the adaptive engine found, or took to be, not in the page cache:
+  // a buffered read would put every byte there (page allocation, LRU,
+  // readahead) and then copy it out again to the ring's buffer; a direct
+  // read lands it in the buffer itself, which is one copy of every byte
+  // less and no cache filled with a tree that is read once.  Measured on
+  // the mixed set cold into a tmpfs (bench run 21): 6.4 s and 5.0 s of
+  // system time, against 8.8 s and 15.3 s with every read buffered.
+  // align: what statx said the file's direct I/O needs (0: none); the
+  // buffers are page-aligned and reads start at multiples of the chunk, so
+  // an alignment up to kDirectAlign is met.  The switch also drops
+  // O_NONBLOCK (the open's guard against FIFOs, done with now): io_uring
+  // would return EAGAIN for a direct read on a full device queue rather
+  // than wait for it.
+  bool read_direct(int fd, uint32_t align) noexcept {
+    return align != 0 && align <= kDirectAlign && fcntl(fd, F_SETFL, O_DIRECT) == 0;
+  }
+
   bool send_cancel() noexcept {
     io_uring_sqe* sqe = ring_.sqe();
     if (sqe == nullptr) return false;
@@ -344,6 +393,7 @@ class UringWorker {
     s.task = std::move(t);
     s.active = true;
     s.bulk = false;
+    s.direct = false;
     s.src_fd = -1;
     s.dst_fd = -1;
     // A tree's file is written as an anonymous file where the destination
@@ -449,12 +499,17 @@ class UringWorker {
           test_seams.before_open_src(s.task.src_dirfd(), s.task.src_rel());
         io_uring_prep_openat(sqe, s.task.src_dirfd(), s.task.src_rel(), s.task.src_open_flags(), 0);
         break;
-      case OpKind::kRead:
+      case OpKind::kRead: {
+        // O_DIRECT reads whole blocks: the tail's is rounded up (the file
+        // ends there, or apply() cuts what it grew by since).
+        const uint32_t len =
+            s.direct ? ((op.len + kDirectAlign - 1) & ~(kDirectAlign - 1)) - test_seams.direct_read_trim : op.len;
         if (fixed_bufs_)
-          io_uring_prep_read_fixed(sqe, s.src_fd, buf, op.len, op.offset, static_cast<int>(s.buf));
+          io_uring_prep_read_fixed(sqe, s.src_fd, buf, len, op.offset, static_cast<int>(s.buf));
         else
-          io_uring_prep_read(sqe, s.src_fd, buf, op.len, op.offset);
+          io_uring_prep_read(sqe, s.src_fd, buf, len, op.offset);
         break;
+      }
       case OpKind::kCloseSrc: return -EINVAL;  // never submitted: advance() defers it to apply()
       case OpKind::kOpenDst:
         if (s.anon)  // readable too when it is to be read back (verify)
@@ -560,6 +615,17 @@ class UringWorker {
         if (!broken && !keep_src_ && job_.results != nullptr) s.has_src_stat = stat_of(s.src_fd, &s.src_stat);
         res = broken ? -ECANCELED : (keep_src_ ? 0 : (::close(s.src_fd) == 0 ? 0 : -errno));
       }
+      if (kind == OpKind::kRead && s.direct) {
+        if (res > static_cast<int>(s.lens[k])) {
+          res = static_cast<int>(s.lens[k]);  // the file grew into the rounded-up tail: copied as it was
+        } else if (res == -EINVAL) {
+          // The filesystem refused this direct read after all: the same read
+          // again, through the page cache (the state machine never saw it).
+          s.direct = false;
+          if (fcntl(s.src_fd, F_SETFL, 0) == 0) continue;
+        }
+        s.res[k] = res;
+      }
       if (kind == OpKind::kRead && res > 0 && s.md5) s.md5->update(pool_->data(s.buf), static_cast<size_t>(res));
       if (kind == OpKind::kRead && res > 0 && s.digest) s.digest->update(pool_->data(s.buf), static_cast<size_t>(res));
       if (kind == OpKind::kFsyncDst && res == 0 && test_seams.on_fsync != nullptr) test_seams.on_fsync(false);
@@ -570,7 +636,8 @@ class UringWorker {
       if (kind == OpKind::kOpenSrc && res >= 0) {
         s.src_fd = res;
         struct stat st {};
-        const int err = fstat(res, &st) != 0 ? errno : s.task.check_source(st);
+        uint32_t dio_align = 0;
+        const int err = stat_source(res, &st, direct_ok_ ? &dio_align : nullptr) != 0 ? errno : s.task.check_source(st);
         if (err == 0 && !s.task.walked && s.task.size >= cfg_.large_threshold) {
           // Queued from the listing alone, its size unknown to the walker:
           // a large file is not the ring's (no FICLONE or copy_file_range
@@ -580,6 +647,8 @@ class UringWorker {
         } else if (err == 0) {
           job_.sized(s.task);
           s.fc.source_checked(s.task.size);
+          s.direct = s.task.size > 0 && read_direct(res, dio_align);
+          if (test_seams.after_check_src != nullptr) test_seams.after_check_src(res);
         } else {
           s.fc.source_changed(err);
         }
@@ -816,6 +885,13 @@ class UringWorker {
   // read-back needs the file opened for reading.
   const bool dst_inline_ = job_.dst_ops_inline && !cfg_.has(USYNC_FSYNC) && !cfg_.has(USYNC_VERIFY);
   const bool keep_src_ = wants_extra_meta(job_);  // sources stay open until finish()
+  // Sources read around the page cache (read_direct): only the adaptive
+  // engine's, whose ring gets the uncached files (a forced ring gets every
+  // file, cached or not), and only with reads unlinked from the writes
+  // (dst_inline_): a rounded-up tail read comes back short, which would
+  // break a linked chain.
+  static constexpr uint32_t kDirectAlign = 4096;
+  const bool direct_ok_ = adaptive_ && dst_inline_ && job_.chunk % kDirectAlign == 0 && !test_seams.no_direct_reads;
   uint32_t backoff_ = 0;  // files between probes after the last miss (probe_now)
   uint32_t skip_ = 0;     // files still to send to the ring unprobed
   std::unique_ptr<char[]> inline_buf_;
