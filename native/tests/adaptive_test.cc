@@ -51,14 +51,15 @@ class Adaptive : public ::testing::Test {
     Build(src_, [](int i) { return i % 2 == 0; });
   }
 
-  // 64 files of 16 KiB under root (d0..d3/fI); those for which evict(i)
-  // holds are synced and dropped from the page cache, the others cached.
+  // 64 files of 16 KiB (or size) under root (d0..d3/fI); those for which
+  // evict(i) holds are synced and dropped from the page cache, the others
+  // cached.
   template <typename Pred>
-  void Build(const std::string& root, Pred evict_it) {
+  void Build(const std::string& root, Pred evict_it, size_t size = 16 * 1024) {
     paths_.clear();
     for (int i = 0; i < 64; ++i) {
       const std::string rel = "d" + std::to_string(i % 4) + "/f" + std::to_string(i);
-      WriteFile(root + "/" + rel, Pattern(16 * 1024, static_cast<unsigned>(i)));
+      WriteFile(root + "/" + rel, Pattern(size, static_cast<unsigned>(i)));
       paths_.push_back(rel);
     }
     for (int i = 0; i < 64; ++i) {
@@ -149,11 +150,12 @@ TEST_F(Adaptive, UncachedTreeGoesThroughTheRing) {
   EXPECT_LE(Copy(root, t_ / "dst").files_inline, 4u);
 }
 
-// The ring reads the files that are not in the page cache with O_DIRECT
-// (UringWorker::read_direct): they stay out of it.  A probe that missed
-// started its file's readahead (see above), so a few are partly cached; the
-// rest have not one page in memory.  Read through the page cache instead
-// (the seam), every file ends up there.
+// The ring reads the files of 64 KiB and more that are not in the page
+// cache with O_DIRECT (UringWorker::read_direct): they stay out of it.  A
+// probe that missed started its file's readahead (see above), so a few are
+// partly cached; the rest have not one page in memory.  Read through the
+// page cache instead (the seam, or files below 64 KiB), every file ends up
+// there.
 TEST_F(Adaptive, UncachedFilesAreReadAroundThePageCache) {
   const std::string root = t_ / "cold";
   auto untouched = [&] {
@@ -162,7 +164,7 @@ TEST_F(Adaptive, UncachedFilesAreReadAroundThePageCache) {
     return n;
   };
   for (const bool direct : {true, false}) {
-    Build(root, [](int) { return true; });
+    Build(root, [](int) { return true; }, 96 * 1024);
     if (IsSkipped() || HasFatalFailure()) return;
     const std::string dst = t_ / (direct ? "dst1" : "dst2");
     test_seams.no_direct_reads = !direct;
@@ -177,6 +179,14 @@ TEST_F(Adaptive, UncachedFilesAreReadAroundThePageCache) {
       EXPECT_EQ(untouched(), 0u);
     EXPECT_EQ(Snapshot(root), Snapshot(dst));  // this reads the sources: after the count
   }
+  // Small files: read through the page cache.
+  Build(root, [](int) { return true; });
+  if (IsSkipped() || HasFatalFailure()) return;
+  usync_engine* e = Make(0);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(usync_copy_tree(e, root.c_str(), (t_ / "dst3").c_str()), 0);
+  usync_engine_destroy(e);
+  EXPECT_EQ(untouched(), 0u) << "16 KiB files were read around the page cache";
 }
 
 // Appends 3000 bytes to a source whose name starts with "grow", through
@@ -197,7 +207,8 @@ void GrowChecked(int fd) {
 }
 
 // Direct reads are of whole blocks: the last one of a file is rounded up.
-// Files of every size around a block and the chunk come out exact; a file
+// Files of every size around a block and the chunk (and below 64 KiB, read
+// through the page cache) come out exact; a file
 // that grew after it was checked is copied as it was then (its rounded-up
 // read returns some of the new bytes: they are cut off); and when the
 // filesystem refuses a direct read (made to here by asking one byte less
@@ -206,7 +217,7 @@ TEST_F(Adaptive, DirectReadsCopyEverySizeExactly) {
   const std::string root = t_ / "sizes";
   std::map<std::string, std::string> want;
   int i = 0;
-  for (const size_t size : {1ul, 511ul, 4095ul, 4096ul, 4097ul, 5000ul, 131071ul, 131072ul, 131073ul, 300000ul}) {
+  for (const size_t size : {1ul, 5000ul, 65535ul, 65536ul, 65537ul, 69631ul, 131071ul, 131072ul, 131073ul, 300000ul}) {
     for (const char* prefix : {"f", "grow"}) {
       const std::string name = prefix + std::to_string(size);
       want[name] = Pattern(size, static_cast<unsigned>(++i));
