@@ -57,8 +57,11 @@ int stat_source(int fd, struct stat* st, uint32_t* align) noexcept {
   if (align == nullptr) return fstat(fd, st);
   *align = 0;
   struct statx sx {};
-  if (statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS | STATX_DIOALIGN, &sx) != 0) return -1;
-  if ((sx.stx_mask & STATX_BASIC_STATS) != STATX_BASIC_STATS) return fstat(fd, st);
+  // A statx refused (a seccomp filter may answer EPERM) or short of the
+  // basic fields: what fstat says, and no direct reads.
+  if (statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS | STATX_DIOALIGN, &sx) != 0 ||
+      (sx.stx_mask & STATX_BASIC_STATS) != STATX_BASIC_STATS)
+    return fstat(fd, st);
   *st = {};
   st->st_dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
   st->st_ino = sx.stx_ino;
