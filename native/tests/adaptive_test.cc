@@ -189,48 +189,57 @@ TEST_F(Adaptive, UncachedFilesAreReadAroundThePageCache) {
   EXPECT_EQ(untouched(), 0u) << "16 KiB files were read around the page cache";
 }
 
-// Appends 3000 bytes to a source whose name starts with "grow", through
-// its descriptor's path, once the ring has checked it (its size taken).
-void GrowChecked(int fd) {
+// Once the ring has checked a source (its size taken), through its
+// descriptor's path: appends 3000 bytes to one whose name starts with
+// "grow", cuts one whose name starts with "shrink" to half its size.
+void ChangeChecked(int fd) {
   char link[64], path[4096];
   std::snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
   const ssize_t n = readlink(link, path, sizeof path - 1);
   if (n <= 0) return;
   path[n] = '\0';
   const char* base = std::strrchr(path, '/');
-  if (base == nullptr || std::strncmp(base + 1, "grow", 4) != 0) return;
-  const int w = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
-  if (w < 0) return;
-  const std::string more(3000, 'x');
-  EXPECT_EQ(write(w, more.data(), more.size()), static_cast<ssize_t>(more.size()));
-  close(w);
+  if (base == nullptr) return;
+  if (std::strncmp(base + 1, "grow", 4) == 0) {
+    const int w = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (w < 0) return;
+    const std::string more(3000, 'x');
+    EXPECT_EQ(write(w, more.data(), more.size()), static_cast<ssize_t>(more.size()));
+    close(w);
+  } else if (std::strncmp(base + 1, "shrink", 6) == 0) {
+    struct stat st {};
+    EXPECT_EQ(stat(path, &st), 0);
+    EXPECT_EQ(truncate(path, st.st_size / 2), 0);
+  }
 }
 
 // Direct reads are of whole blocks: the last one of a file is rounded up.
 // Files of every size around a block and the chunk (and below 64 KiB, read
-// through the page cache) come out exact; a file
-// that grew after it was checked is copied as it was then (its rounded-up
-// read returns some of the new bytes: they are cut off); and when the
+// through the page cache) come out exact; a file that grew after it was
+// checked is copied as it was then (its rounded-up read returns some of the
+// new bytes: they are cut off), one that shrank to its new end; and when the
 // filesystem refuses a direct read (made to here by asking one byte less
 // than whole blocks), the file is read again through the page cache.
 TEST_F(Adaptive, DirectReadsCopyEverySizeExactly) {
   const std::string root = t_ / "sizes";
-  std::map<std::string, std::string> want;
+  std::map<std::string, std::string> want;  // as written
+  std::map<std::string, std::string> copy;  // as it is to be copied
   int i = 0;
   for (const size_t size : {1ul, 5000ul, 65535ul, 65536ul, 65537ul, 69631ul, 131071ul, 131072ul, 131073ul, 300000ul}) {
-    for (const char* prefix : {"f", "grow"}) {
+    for (const char* prefix : {"f", "grow", "shrink"}) {
       const std::string name = prefix + std::to_string(size);
       want[name] = Pattern(size, static_cast<unsigned>(++i));
+      copy[name] = name.rfind("shrink", 0) == 0 ? want[name].substr(0, size / 2) : want[name];
       WriteFile(root + "/" + name, want[name]);
     }
   }
   for (const uint32_t trim : {0u, 1u}) {
     for (const auto& [name, data] : want) {
-      if (name.rfind("grow", 0) == 0) WriteFile(root + "/" + name, data);  // back to its size
+      if (name.rfind("f", 0) != 0) WriteFile(root + "/" + name, data);  // back to its size
       if (!evict(root + "/" + name)) GTEST_SKIP() << "this filesystem keeps the pages of " << name;
     }
     const std::string dst = t_ / ("dst" + std::to_string(trim));
-    test_seams.after_check_src = GrowChecked;
+    test_seams.after_check_src = ChangeChecked;
     test_seams.direct_read_trim = trim;
     usync_engine* e = Make(0);
     ASSERT_NE(e, nullptr);
@@ -242,14 +251,17 @@ TEST_F(Adaptive, DirectReadsCopyEverySizeExactly) {
     test_seams.direct_read_trim = 0;
     EXPECT_EQ(st.files_failed, 0u) << "trim " << trim;
     EXPECT_LT(st.files_inline, want.size()) << "no file went through the ring";
-    size_t grown = 0;
-    for (const auto& [name, data] : want) {
+    size_t grown = 0, shrunk = 0;
+    for (const auto& [name, data] : copy) {
       const std::string got = testing::ReadFile(AT_FDCWD, dst + "/" + name);
       EXPECT_TRUE(got == data) << name << ", trim " << trim << ": " << got.size() << " bytes, not the " << data.size()
-                               << " it had when checked";
-      grown += testing::ReadFile(AT_FDCWD, root + "/" + name).size() > data.size() ? 1 : 0;
+                               << " it had when checked (grown) or after (shrunk)";
+      const size_t now = testing::ReadFile(AT_FDCWD, root + "/" + name).size();
+      grown += now > want[name].size() ? 1 : 0;
+      shrunk += now < want[name].size() ? 1 : 0;
     }
     EXPECT_GT(grown, 0u) << "no source grew during its copy";
+    EXPECT_GT(shrunk, 0u) << "no source shrank during its copy";
   }
 }
 
