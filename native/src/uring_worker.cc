@@ -370,7 +370,10 @@ class UringWorker {
   // read lands it in the buffer itself, which is one copy of every byte
   // less and no cache filled with a tree that is read once.  Measured on
   // the mixed set cold into a tmpfs (bench run 21): 6.4 s and 5.0 s of
-  // system time, against 8.8 s and 15.3 s with every read buffered.
+  // system time, against 8.8 s and 15.3 s with every read buffered; but in
+  // run 23, where other tools had read the set just before, 6.1 s against
+  // 5.2 s: whole-file readahead gains when the disk answers faster than
+  // its 128 KiB reads do (README, Known limits).
   // align: what statx said the file's direct I/O needs (0: none); the
   // buffers are page-aligned and reads start at multiples of the chunk, so
   // an alignment up to kDirectAlign is met.  The switch also drops
