@@ -3,10 +3,6 @@
 // synchronous engine by itself, say so once on stderr, and copy correctly.
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
-#include <stddef.h>
-#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,17 +15,6 @@
 
 namespace usync {
 namespace {
-
-bool DenyIoUring() {
-  sock_filter filter[] = {
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-  };
-  sock_fprog prog{static_cast<unsigned short>(sizeof filter / sizeof filter[0]), filter};
-  return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0;
-}
 
 // Child exit codes.
 enum { kOk = 0, kNoSeccomp = 10, kNotSync = 11, kCopyFailed = 12, kCreateFailed = 13 };
@@ -45,7 +30,7 @@ TEST(Fallback, SeccompDeniedIoUringUsesSyncEngine) {
   if (pid == 0) {
     dup2(pipefd[1], STDERR_FILENO);
     close(pipefd[0]);
-    if (!DenyIoUring()) _exit(kNoSeccomp);
+    if (!testing::DenySyscall(__NR_io_uring_setup)) _exit(kNoSeccomp);
     usync_engine* e = nullptr;
     usync_options o;
     usync_options_init(&o);

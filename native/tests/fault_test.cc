@@ -6,22 +6,18 @@
 // about options it does not know and process state it must not touch.
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <linux/filter.h>
 #include <linux/magic.h>
-#include <linux/seccomp.h>
-#include <stddef.h>
 #include <sys/mount.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <cstddef>
 #include <chrono>
 #include <cstring>
 #include <future>
@@ -37,7 +33,9 @@
 namespace usync {
 namespace {
 
+using testing::DenySyscall;
 using testing::evict;
+using testing::InChild;
 using testing::Pattern;
 using testing::Snapshot;
 using testing::TempDir;
@@ -287,17 +285,6 @@ TEST(FaultKernelCopy, CrossDeviceCopiesBySendfile) {
   }
 }
 
-// Runs fn in a child process (so that limits and seccomp filters stay
-// there); returns its exit status.
-template <typename Fn>
-int InChild(Fn fn) {
-  const pid_t pid = fork();
-  if (pid == 0) _exit(fn());
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 usync_engine* MakeEngine(uint32_t flags, uint32_t workers = 0) {
   usync_options o;
   usync_options_init(&o);
@@ -414,17 +401,6 @@ TEST(FaultAbi, LibraryLeavesTheDescriptorLimitAlone) {
   EXPECT_EQ(code, 0);
 }
 
-bool Deny(int nr) {
-  sock_filter filter[] = {
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, static_cast<unsigned>(nr), 0, 1),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-  };
-  sock_fprog prog{static_cast<unsigned short>(sizeof filter / sizeof filter[0]), filter};
-  return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0;
-}
-
 class RefusedMidRun : public ::testing::TestWithParam<int> {};
 
 // The engine was made while io_uring worked; then the kernel refuses it:
@@ -441,7 +417,7 @@ TEST_P(RefusedMidRun, CopyCompletes) {
     usync_engine* e = MakeEngine(USYNC_FORCE_URING);
     if (e == nullptr) return 10;
     if (usync_engine_kind(e) != USYNC_ENGINE_URING) return 20;
-    if (!Deny(nr)) return 21;
+    if (!DenySyscall(nr)) return 21;
     const int ret = usync_copy_tree(e, src.c_str(), dst.c_str());
     usync_engine_destroy(e);
     return ret == 0 ? 0 : 12;
@@ -470,7 +446,7 @@ TEST(RefusedLate, AdaptiveCopyCompletes) {
     usync_engine* e = MakeEngine(0);
     if (e == nullptr) return 10;
     if (usync_engine_kind(e) != USYNC_ENGINE_URING) return 20;
-    if (!Deny(__NR_io_uring_setup)) return 21;
+    if (!DenySyscall(__NR_io_uring_setup)) return 21;
     const int ret = usync_copy_tree(e, src.c_str(), dst.c_str());
     usync_stats st{};
     usync_engine_stats(e, &st, sizeof st);
