@@ -29,7 +29,9 @@
 namespace usync {
 namespace {
 
+using testing::DenySyscall;
 using testing::evict;
+using testing::InChild;
 using testing::Pattern;
 using testing::resident;
 using testing::RingFds;
@@ -187,6 +189,35 @@ TEST_F(Adaptive, UncachedFilesAreReadAroundThePageCache) {
   EXPECT_EQ(usync_copy_tree(e, root.c_str(), (t_ / "dst3").c_str()), 0);
   usync_engine_destroy(e);
   EXPECT_EQ(untouched(), 0u) << "16 KiB files were read around the page cache";
+}
+
+// Where statx is refused (a container's seccomp policy may answer EPERM),
+// the ring takes the source's size from fstat and reads it through the page
+// cache (stat_source): every file is copied, none fails, and all of them
+// end up in the page cache.
+TEST_F(Adaptive, RefusedStatxMeansBufferedReads) {
+  const std::string root = t_ / "cold";
+  Build(root, [](int) { return true; }, 96 * 1024);
+  if (IsSkipped() || HasFatalFailure()) return;
+  const std::string dst = t_ / "dst";
+  const int code = InChild([&] {
+    if (!DenySyscall(__NR_statx)) return 21;
+    usync_engine* e = Make(0);
+    if (e == nullptr) return 10;
+    const int ret = usync_copy_tree(e, root.c_str(), dst.c_str());
+    usync_stats st{};
+    usync_engine_stats(e, &st, sizeof st);
+    usync_engine_destroy(e);
+    if (ret != 0 || st.files_done != 64 || st.files_failed != 0) return 12;
+    return st.files_inline <= 4 ? 0 : 13;
+  });
+  if (code == 21) GTEST_SKIP() << "cannot install a seccomp filter here";
+  ASSERT_NE(code, 13) << "the files were taken to be cached: the ring's check was not reached";
+  ASSERT_EQ(code, 0) << "the copy under a filter that refuses statx failed";
+  size_t uncached = 0;
+  for (const std::string& rel : paths_) uncached += resident(root + "/" + rel).first == 0 ? 1 : 0;
+  EXPECT_EQ(uncached, 0u) << "files were read around the page cache without statx's DIOALIGN";
+  EXPECT_EQ(Snapshot(root), Snapshot(dst));
 }
 
 // Once the ring has checked a source (its size taken), through its
