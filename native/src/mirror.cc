@@ -51,9 +51,13 @@ int read_names(int fd, Out* out) noexcept {
 }
 
 // Removes entries below one directory of the walk, d, reporting each.
+// protect: entries an exclude pattern matches stay, wherever they are in a
+// removed tree (rsync's rule), and so do the directories that lead to them.
+// rel: d's root-relative path, for the patterns.
 class Remover {
  public:
-  Remover(Job& job, const Dir* d, uint64_t root_mnt) : job_(job), d_(d), root_mnt_(root_mnt) {
+  Remover(Job& job, const Dir* d, const std::string& rel, uint64_t root_mnt, bool protect)
+      : job_(job), d_(d), rel_(rel), root_mnt_(root_mnt), protect_(protect) {
     // Descriptors held open while descending (the walker's budget allows
     // about four per cached directory pair); deeper levels reopen through "..".
     keep_open_ = std::clamp<size_t>(job.dir_pairs / 4, 1, 32);  // reserved by plan_budget
@@ -77,7 +81,8 @@ class Remover {
     std::string path;  // below d_, for messages
     std::vector<std::string> names;
     size_t next = 0;
-    bool failed = false;  // something in it stays: it cannot be removed
+    bool failed = false;  // something in it could not be removed: neither can it
+    bool kept = false;    // something in it is excluded, and stays: so does it
     bool opened_up = false;  // given its owner's rwx to be emptied (open_up_dir)
   };
 
@@ -122,7 +127,7 @@ class Remover {
     // be emptied (its mode is put back if something in it stays).
     if (!opened_up && !job_.dry_run()) opened_up = open_up_dir(fd.get(), &before);
     const mode_t mode = opened_up ? (now.st_mode & S_IFMT) | before : now.st_mode;
-    Frame f{std::move(fd), now.st_dev, now.st_ino, mode, name, path, {}, 0, false, opened_up};
+    Frame f{std::move(fd), now.st_dev, now.st_ino, mode, name, path, {}, 0, false, false, opened_up};
     if (const int err = read_names(f.fd.get(), &f.names); err != 0) {
       fail(path, err);
       return false;
@@ -159,6 +164,10 @@ class Remover {
           }
           continue;
         }
+        if (protect_ && job_.cfg.filter.excluded(rel_.empty() ? path : rel_ + "/" + path, n, S_ISDIR(cst.st_mode))) {
+          f.kept = true;
+          continue;
+        }
         if (!S_ISDIR(cst.st_mode)) {
           if (!unlink_one(f.fd.get(), n.c_str(), path, cst.st_mode, 0)) f.failed = true;
           continue;
@@ -190,18 +199,21 @@ class Remover {
         }
         pfd = p.fd.get();
       }
-      if (done.failed && done.opened_up && done.fd.valid()) fchmod(done.fd.get(), done.mode & 07777);
+      const bool stays = done.failed || done.kept;
+      if (stays && done.opened_up && done.fd.valid()) fchmod(done.fd.get(), done.mode & 07777);
       done.fd.reset();
-      const bool gone = !done.failed && unlink_one(pfd, done.name.c_str(), done.path, done.mode, AT_REMOVEDIR);
-      if (!gone && !done.failed && done.opened_up)  // emptied, yet not removed: its mode back
+      const bool gone = !stays && unlink_one(pfd, done.name.c_str(), done.path, done.mode, AT_REMOVEDIR);
+      if (!gone && !stays && done.opened_up)  // emptied, yet not removed: its mode back
         if (UniqueFd again(openat(pfd, done.name.c_str(), kDirFlags)); again.valid()) fchmod(again.get(), done.mode & 07777);
-      if (!gone && !frames_.empty()) frames_.back().failed = true;
+      if (!gone && !frames_.empty()) (done.kept && !done.failed ? frames_.back().kept : frames_.back().failed) = true;
     }
   }
 
   Job& job_;
   const Dir* d_;
+  const std::string& rel_;
   uint64_t root_mnt_;
+  bool protect_;
   size_t keep_open_ = 1;
   std::vector<Frame> frames_;
 };
@@ -241,7 +253,7 @@ void delete_extras(Job& job, const Dir* d, std::vector<SourceName>& names, const
       if (const auto it = src.find(h.name); it != src.end()) names[it->second].in_dst = true;
     const bool filtering = !job.cfg.filter.empty();
     const bool delete_excluded = everything || job.cfg.has(USYNC_DELETE_EXCLUDED);
-    Remover remover(job, d, root_mnt);
+    Remover remover(job, d, rel, root_mnt, filtering && !delete_excluded);
     for (const SourceName& h : have) {
       const std::string& n = h.name;
       if (job.cancelled()) return;

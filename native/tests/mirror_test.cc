@@ -134,6 +134,39 @@ TEST_P(MirrorTest, ExcludedEntriesAreKeptUnlessDeleteExcluded) {
   EXPECT_EQ(stats_.entries_deleted, 3u);  // notes.tmp, keep/k, keep
 }
 
+// As rsync: an excluded entry is protected wherever it is, also inside a
+// directory the source lacks (or has as a file): that directory keeps it
+// and stays, with nothing reported as failed, and the rest of it goes.  A
+// directory pattern protects a directory as deep.
+TEST_P(MirrorTest, ExcludedEntriesInsideExtraDirectoriesAreKept) {
+  TempDir t;
+  Build(t);
+  WriteFile(dst_ + "/extra/deep/important.keep", "precious");
+  WriteFile(dst_ + "/was_dir/x/kept.keep", "precious too");
+  WriteFile(dst_ + "/extra/newcache/cache/q", "a cached q");
+  for (const bool dry : {true, false}) {
+    seen_.Clear();
+    const int ret = Copy(src_, dst_, USYNC_DELETE | (dry ? USYNC_DRY_RUN : 0), {"*.keep", "cache/"});
+    EXPECT_EQ(testing::ReadFile(AT_FDCWD, dst_ + "/extra/deep/important.keep"), "precious");
+    EXPECT_EQ(testing::ReadFile(AT_FDCWD, dst_ + "/was_dir/x/kept.keep"), "precious too");
+    EXPECT_EQ(testing::ReadFile(AT_FDCWD, dst_ + "/extra/newcache/cache/q"), "a cached q");
+    if (!dry) {
+      EXPECT_FALSE(fs::exists(dst_ + "/extra/deep/er")) << "what is not excluded still goes";
+    }
+    for (const std::string& d : seen_.deleted) {
+      EXPECT_EQ(d.find(".keep"), std::string::npos) << d << " reported as deleted";
+      EXPECT_NE(d, dst_ + "/extra") << "a directory that keeps an entry reported as deleted";
+      EXPECT_NE(d, dst_ + "/extra/deep");
+    }
+    // extra/deep/er/z, extra/deep/er (kept: extra, extra/deep, extra/newcache
+    // and its cache); was_dir/x/y (was_dir stays: the file cannot take its
+    // place, the one error); was_file; a/old; a/link; a/b/notes.tmp
+    EXPECT_EQ(stats_.entries_deleted, 7u) << ::testing::PrintToString(seen_.deleted);
+    EXPECT_EQ(ret, dry ? 0 : -EIO);
+    EXPECT_EQ(seen_.errors.size(), dry ? 0u : 1u) << ::testing::PrintToString(seen_.errors);
+  }
+}
+
 TEST_P(MirrorTest, DryRunReportsAndRemovesNothing) {
   TempDir t;
   Build(t);
