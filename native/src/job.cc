@@ -521,15 +521,26 @@ bool up_to_date(const Job& job, const FileTask& t) noexcept {
   return same;
 }
 
-bool is_temporary(const char* name) noexcept {
-  const size_t n = std::strlen(name);
-  return n > 11 && std::strncmp(name, ".usync-", 7) == 0 && std::strcmp(name + n - 4, ".tmp") == 0;
-}
-
 namespace {
+constexpr std::string_view kTempPrefix = ".usync-";
 constexpr std::string_view kDirTempPrefix = ".usync-dir-";
 constexpr std::string_view kTempSuffix = ".tmp";
 }  // namespace
+
+bool is_temporary(const char* name) noexcept {
+  if (!dir_temp_target(name).empty()) return true;
+  // temp_name's form: .usync-<16 lowercase hex digits>-<decimal>.tmp
+  const std::string_view n(name);
+  if (!n.starts_with(kTempPrefix) || !n.ends_with(kTempSuffix)) return false;
+  const std::string_view mid = n.substr(kTempPrefix.size(), n.size() - kTempPrefix.size() - kTempSuffix.size());
+  if (mid.size() < 18 || mid[16] != '-') return false;
+  for (size_t i = 0; i < mid.size(); ++i) {
+    const char c = mid[i];
+    const bool ok = i < 16 ? (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') : i == 16 || (c >= '0' && c <= '9');
+    if (!ok) return false;
+  }
+  return true;
+}
 
 std::string dir_temp_name(std::string_view name) {
   if (kDirTempPrefix.size() + name.size() + kTempSuffix.size() > NAME_MAX) return {};
@@ -582,20 +593,18 @@ bool remove_entry(int dfd, const char* name, int depth) noexcept {
 
 }  // namespace
 
-void remove_temporaries(const Job& job, int dfd, const std::function<bool(const char*)>& keep) noexcept {
+void remove_temporaries(const Job& job, int dfd, const std::function<bool(const char*, const char*)>& keep) noexcept {
   for_each_name(dfd, [&](const char* name) {
     if (!is_temporary(name)) return;
     if (keep) {
+      std::string final_name;
       const std::string_view target = dir_temp_target(name);
-      if (!target.empty()) {
-        std::string final_name;
-        try {
-          final_name = target;
-        } catch (...) {
-          return;  // keep it: this run may take it over
-        }
-        if (keep(final_name.c_str())) return;
+      try {
+        final_name = target;
+      } catch (...) {
+        return;  // keep it: this run may take it over
       }
+      if (keep(name, target.empty() ? nullptr : final_name.c_str())) return;
     }
     if (remove_entry(dfd, name, 0))
       job.counters.temps_removed.fetch_add(1, std::memory_order_relaxed);

@@ -385,11 +385,13 @@ int rename_noreplace(int dfd, const char* from, const char* to) noexcept;
 // mode) differs gets it.  May read both files (--checksum).
 bool up_to_date(const Job& job, const FileTask& t) noexcept;
 
-// Removes temporaries (".usync-*.tmp") that killed runs left in the
-// destination directory dfd; those that are directories, recursively.  A
-// directory built under its temporary name (dir_temp_name) is kept when
-// keep(its final name) says the walk will take it over.
-void remove_temporaries(const Job& job, int dfd, const std::function<bool(const char*)>& keep = {}) noexcept;
+// Removes temporaries (is_temporary) that killed runs left in the
+// destination directory dfd; those that are directories, recursively.  One
+// stays when keep(its name, the final name of a directory built under it
+// (dir_temp_name) or nullptr) says so: the source has that very name, or
+// the walk will take the directory over.
+void remove_temporaries(const Job& job, int dfd,
+                        const std::function<bool(const char*, const char*)>& keep = {}) noexcept;
 
 // Applies -p metadata to a finished destination file and moves a temporary
 // into place; on failure removes what was written.  src_fd: the source file
@@ -416,7 +418,8 @@ bool open_up_dir_at(int dfd, const char* name, mode_t* before) noexcept;
 
 // A fresh temporary name: ".usync-<random>-<seq>.tmp".
 std::string temp_name();
-// Whether name is one of ours (a temporary of this or another run).
+// Whether name has the form of one of ours (a temporary of this or another
+// run): temp_name's, or dir_temp_name's.
 bool is_temporary(const char* name) noexcept;
 // The temporary name a new directory `name` is built under:
 // ".usync-dir-<name>.tmp", the same in every run, so that a re-run finds

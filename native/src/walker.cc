@@ -158,18 +158,25 @@ class Walker {
   void clean(Dir* d) {
     if (begin_alone()) {
       const int sfd = d->src.get(), dfd = d->dst.get();
-      remove_temporaries(job_, dfd, [&](const char* name) {
+      remove_temporaries(job_, dfd, [&](const char* temp, const char* name) {
+        struct stat st {};
+        // Named so in the source too: a copy (or the source cannot tell).
+        if (sfd >= 0 && (fstatat(sfd, temp, &st, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT)) return true;
+        // An exclude pattern covers it: it is not this run's to touch.
+        if (!job_.cfg.filter.empty()) {
+          const bool is_dir = fstatat(dfd, temp, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+          if (job_.cfg.filter.excluded(job_.rel_path(d, temp), temp, is_dir)) return true;
+        }
+        if (name == nullptr) return false;  // a file's: stale
         // Another run's new root (each run holds a shared lock on its root):
         // a destination nested in this one.
-        UniqueFd in_use(openat(dfd, dir_temp_name(name).c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        UniqueFd in_use(openat(dfd, temp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
         if (in_use.valid() && flock(in_use.get(), LOCK_EX | LOCK_NB) != 0) return true;
         in_use.reset();
         if (!hiding() || sfd < 0) return false;
-        struct stat st {};
         if (fstatat(sfd, name, &st, follow_ ? 0 : AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode)) return false;
         if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT) return false;
-        if (fstatat(dfd, dir_temp_name(name).c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode))
-          return false;
+        if (fstatat(dfd, temp, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode)) return false;
         if (job_.cfg.filter.empty()) return true;
         const std::string rel = job_.rel_path(d, name);
         return !job_.cfg.filter.excluded(rel, name, true);
@@ -475,6 +482,10 @@ class Walker {
       if (!parent->hidden && hiding()) {
         tmp = dir_temp_name(p.name);
         struct stat there {};
+        // The source has an entry of that very name (whose copy is not a
+        // leftover to take over): this one is made under its own name.
+        if (!tmp.empty() && (fstatat(parent->src.get(), tmp.c_str(), &there, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT))
+          tmp.clear();
         // Into a directory that existed, the name may be taken: merge.
         if (!tmp.empty() && !parent->fresh && fstatat(pfd, p.name.c_str(), &there, AT_SYMLINK_NOFOLLOW) == 0)
           tmp.clear();

@@ -990,6 +990,55 @@ TEST_P(EngineTest, NewRootAppearsOnlyWholeAndIsTakenOver) {
     EXPECT_NE(entry.path().filename().string().rfind(".usync-", 0), 0u) << entry.path();
 }
 
+// The cleaner removes only what is ours: names of the two forms temporaries
+// are made with (.usync-<16 hex digits>-<n>.tmp, .usync-dir-<name>.tmp),
+// never an entry the source has under that very name (it is a copy), nor
+// one an exclude pattern matches.  A source whose listing has such names
+// is copied as any other and a re-run leaves it alone.  A new directory
+// whose temporary name the source also has is made under its own name.
+TEST_P(EngineTest, OnlyOurTemporariesAreRemoved) {
+  TempDir t;
+  const std::string src = t / "src", dst = t / "dst";
+  WriteFile(src + "/a", "a");
+  WriteFile(src + "/.usync-0123456789abcdef-9.tmp", "a source file named like a temporary");
+  WriteFile(src + "/.usync-dir-q.tmp/f", "a source directory named like one");
+  WriteFile(src + "/photos/img", "the photo");
+  WriteFile(src + "/.usync-dir-photos.tmp/other", "not the photo");
+  WriteFile(src + "/sub/.usync-dir-new.tmp/g", "g");
+  WriteFile(src + "/sub/new/h", "h");
+  for (const bool rerun : {false, true}) {
+    const usync_stats st = CopyTree(src, dst);
+    EXPECT_TRUE(got_.errors.empty()) << got_.errors.front();
+    EXPECT_EQ(Snapshot(src), Snapshot(dst)) << (rerun ? "re-run" : "first run");
+    EXPECT_EQ(st.temps_removed, 0u);
+    if (rerun) {
+      EXPECT_EQ(st.files_skipped, 7u) << "a re-run copied again";
+    }
+  }
+  // Not ours: another form, or excluded.  Ours: removed.
+  WriteFile(dst + "/.usync-foo.tmp", "precious");
+  WriteFile(dst + "/.usync-report-final.tmp", "p2");
+  WriteFile(dst + "/.usync-0123456789abcdef-x.tmp", "p3");
+  WriteFile(dst + "/.usync-fedcba9876543210-3.tmp", "left by a killed run");
+  WriteFile(dst + "/sub/.usync-dir-gone.tmp/y", "left by a killed run");
+  WriteFile(dst + "/.usync-00000000000000aa-1.tmp", "excluded");
+  usync_engine* e = Make(0, {".usync-00*"});
+  ASSERT_NE(e, nullptr);
+  ASSERT_EQ(usync_copy_tree(e, src.c_str(), dst.c_str()), 0);
+  usync_stats st{};
+  EXPECT_EQ(usync_engine_stats(e, &st, sizeof st), 0);
+  usync_engine_destroy(e);
+  EXPECT_EQ(st.temps_removed, 2u);
+  EXPECT_EQ(testing::ReadFile(AT_FDCWD, dst + "/.usync-foo.tmp"), "precious");
+  EXPECT_EQ(testing::ReadFile(AT_FDCWD, dst + "/.usync-report-final.tmp"), "p2");
+  EXPECT_EQ(testing::ReadFile(AT_FDCWD, dst + "/.usync-0123456789abcdef-x.tmp"), "p3");
+  EXPECT_EQ(testing::ReadFile(AT_FDCWD, dst + "/.usync-00000000000000aa-1.tmp"), "excluded");
+  EXPECT_FALSE(std::filesystem::exists(dst + "/.usync-fedcba9876543210-3.tmp"));
+  EXPECT_FALSE(std::filesystem::exists(dst + "/sub/.usync-dir-gone.tmp"));
+  EXPECT_EQ(testing::ReadFile(AT_FDCWD, dst + "/photos/img"), "the photo");
+  EXPECT_EQ(testing::ReadFile(AT_FDCWD, dst + "/.usync-dir-q.tmp/f"), "a source directory named like one");
+}
+
 // --update keeps a destination file newer than its source; not in a
 // directory a killed run was building: a partial file there is newer too.
 TEST_P(EngineTest, TakenOverDirectoryIgnoresUpdatesNewerRule) {
