@@ -888,7 +888,7 @@ int Engine::copy_files_locked(const usync_pair* pairs, size_t count, usync_resul
     FileTask t;
     t.src_name = s;
     t.dst_name = d;
-    if (!parent_known) {
+    if (!parent_known && !cfg_.has(USYNC_DRY_RUN)) {  // a dry run makes nothing
       if (const int err = make_parents(t.dst_name); err != 0) {
         r.error = err;
         r.step = USYNC_STEP_MKDIR;

@@ -310,6 +310,25 @@ TEST_P(EngineTest, DryRunPairsCarryNoDigest) {
   EXPECT_FALSE(std::filesystem::exists(d));
 }
 
+// A dry run creates nothing, not even the parents a pair's destination
+// would need (nor those of a one-file tree copy).
+TEST_P(EngineTest, DryRunPairsMakeNoDirectories) {
+  TempDir t;
+  WriteFile(t / "a", "hello\n");
+  const std::string s = t / "a", d1 = t / "new/b/c/file", d2 = t / "new/b/other", d3 = t / "tree/x/file";
+  const usync_pair pairs[] = {{s.c_str(), d1.c_str(), 0}, {s.c_str(), d2.c_str(), 6}};
+  usync_result res[2]{};
+  usync_engine* e = Make(USYNC_DRY_RUN);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(usync_copy_files(e, pairs, 2, res), 0);
+  EXPECT_EQ(usync_copy_tree(e, s.c_str(), d3.c_str()), 0);
+  usync_engine_destroy(e);
+  EXPECT_EQ(res[0].error, 0);
+  EXPECT_EQ(res[1].error, 0);
+  EXPECT_FALSE(std::filesystem::exists(t / "new")) << "a dry run made the pairs' directories";
+  EXPECT_FALSE(std::filesystem::exists(t / "tree"));
+}
+
 // usync_copy_files reports the source (after it was read) and the copy (as
 // published, times set) as fstat showed them: what the caller would
 // otherwise look up by path.  A small file with an old mtime and a large
