@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <new>
 #include <vector>
@@ -408,8 +409,12 @@ class UringWorker {
     // up again (measured: rename was 12% of a cold copy's CPU).
     // A file in a directory still under its temporary name is made under
     // its own name instead (FileTask::replace false): no link to make.
-    s.anon = (fd_install_ || dst_inline_) && s.task.dir != nullptr && s.task.replace &&
-             job_.tmpfile_ok.load(std::memory_order_relaxed);
+    // So is a pair's (usync_copy_files) whose directory the task holds
+    // (PairDirs: dst_rel() is then a name in dst_dirfd()): a killed call
+    // leaves nothing, where a temporary name would stay (no walk of a
+    // pair's directory would remove it).
+    s.anon = (fd_install_ || dst_inline_) && s.task.replace && job_.tmpfile_ok.load(std::memory_order_relaxed) &&
+             (s.task.dir != nullptr || std::strchr(s.task.dst_rel(), '/') == nullptr);
     s.buf = pool_->acquire();
     if (s.md5) s.md5->reset();
     if (s.digest) s.digest->reset();
