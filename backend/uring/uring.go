@@ -178,17 +178,19 @@ func NewFs(ctx context.Context, name, root string, m configmap.Mapper) (fs.Fs, e
 	if err := configstruct.Set(m, &opt); err != nil {
 		return nil, err
 	}
-	if opt.BatchSize <= 0 {
-		opt.BatchSize = 1
-	}
 	// What the engine would refuse is refused here, naming the option,
-	// instead of turning the engine off for the whole run.
+	// instead of turning the engine off for the whole run; and a batch
+	// size below 1 is not quietly taken as 1 (the slowest setting).
 	for _, o := range []struct {
-		name     string
-		val, max int
-	}{{"workers", opt.Workers, 1024}, {"queue_depth", opt.QueueDepth, 4096}, {"sync_below", opt.SyncBelow, math.MaxInt32}} {
-		if o.val < 0 || o.val > o.max {
-			return nil, fmt.Errorf("uring: %s %d: want 0 (the default) to %d", o.name, o.val, o.max)
+		name          string
+		val, min, max int
+	}{{"workers", opt.Workers, 0, 1024}, {"queue_depth", opt.QueueDepth, 0, 4096},
+		{"sync_below", opt.SyncBelow, 0, math.MaxInt32}, {"batch_size", opt.BatchSize, 1, math.MaxInt32}} {
+		if o.val < o.min || o.val > o.max {
+			if o.min == 0 {
+				return nil, fmt.Errorf("uring: %s %d: want 0 (the default) to %d", o.name, o.val, o.max)
+			}
+			return nil, fmt.Errorf("uring: %s %d: want %d to %d", o.name, o.val, o.min, o.max)
 		}
 	}
 	lopt := localOptions{}

@@ -805,14 +805,14 @@ func TestOsRootOf(t *testing.T) {
 func TestBadEngineOptions(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	for _, opt := range []string{"queue_depth=100000", "workers=-5", "sync_below=-1"} {
+	for _, opt := range []string{"queue_depth=100000", "workers=-5", "sync_below=-1", "batch_size=0", "batch_size=-5"} {
 		_, err := fs.NewFs(ctx, ":uring,"+opt+":"+dir)
 		name, _, _ := strings.Cut(opt, "=")
 		if err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("%s: err = %v, want one naming %s", opt, err, name)
 		}
 	}
-	if _, err := fs.NewFs(ctx, ":uring,queue_depth=64,workers=2:"+dir); err != nil {
+	if _, err := fs.NewFs(ctx, ":uring,queue_depth=64,workers=2,batch_size=1:"+dir); err != nil {
 		t.Errorf("good options refused: %v", err)
 	}
 }
