@@ -196,7 +196,22 @@ int main(int argc, char** argv) {
   usync_engine* engine = nullptr;
   if (int ret = usync_engine_create(&eo, &engine); ret < 0) {
     if (opts.json) out(&ctx, events::start(opts, eo, 0), true);
-    return fail_to_start(-ret, ret == -EINVAL ? "invalid option or exclude pattern" : std::strerror(-ret));
+    std::string why = ret == -EINVAL ? "invalid option" : std::strerror(-ret);
+    if (ret == -EINVAL)  // which pattern, if one: each alone, as the engine would take it
+      for (const std::string& p : opts.excludes) {
+        usync_options one;
+        usync_options_init(&one);
+        const char* pattern = p.c_str();
+        one.excludes = &pattern;
+        one.exclude_count = 1;
+        usync_engine* probe = nullptr;
+        if (usync_engine_create(&one, &probe) == -EINVAL) {
+          why = "invalid --exclude pattern '" + p + "': empty (but for its slashes), an unclosed '[', or a lone '\\' at its end";
+          break;
+        }
+        usync_engine_destroy(probe);
+      }
+    return fail_to_start(-ret, why);
   }
   if (opts.json) out(&ctx, events::start(opts, eo, usync_engine_kind(engine)), true);
   if (opts.engine == "uring" && usync_engine_kind(engine) != USYNC_ENGINE_URING) {

@@ -56,6 +56,10 @@ func TestUsageErrors(t *testing.T) {
 		"bad queue depth":    {"-q", "-5", src.Root, dst},
 		"bad engine":         {"--engine=warp", src.Root, dst},
 		"missing option arg": {src.Root, dst, "--exclude"},
+		"bad exclude /":      {"--exclude", "*.tmp", "--exclude", "/", src.Root, dst},
+		"bad exclude empty":  {"--exclude", "", src.Root, dst},
+		"bad exclude a\\":    {"--exclude", `a\`, src.Root, dst},
+		"bad exclude [abc":   {"--exclude", "[abc", src.Root, dst},
 	}
 	for name, args := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -65,6 +69,15 @@ func TestUsageErrors(t *testing.T) {
 			}
 			if strings.TrimSpace(r.stderr) == "" {
 				t.Errorf("usage error without a message on stderr\n%s", r)
+			}
+			// A bad pattern is named, quoted, among good ones.
+			if bad, ok := strings.CutPrefix(name, "bad exclude "); ok {
+				if bad == "empty" {
+					bad = ""
+				}
+				if want := "--exclude pattern '" + bad + "'"; !strings.Contains(r.stderr, want) {
+					t.Errorf("stderr does not name %q\n%s", want, r)
+				}
 			}
 			if _, err := os.Lstat(dst); err == nil {
 				t.Fatalf("usage error still created %s\n%s", dst, r)
