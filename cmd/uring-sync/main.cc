@@ -247,7 +247,9 @@ int main(int argc, char** argv) {
     out(&ctx, events::end(st, code, code == kExitUsage ? -ret : 0, message), true);
     return code;
   }
-  if (code == kExitInterrupted) std::fprintf(stderr, "uring-sync: interrupted\n");
+  if (code == kExitInterrupted)
+    std::fprintf(stderr, "uring-sync: %s\n",
+                 ctx.stdout_broken ? "stopped: stdout was closed (every file under its name is complete)" : "interrupted");
   if (code == kExitUsage) {
     if (!ctx.refused)  // else the error callback explained it
       std::fprintf(stderr, "uring-sync: cannot copy '%s' to '%s': %s\n", usync::cli::quote_name(opts.src).c_str(),

@@ -769,3 +769,36 @@ func TestVerboseListsEveryEntryOnOneLine(t *testing.T) {
 		})
 	}
 }
+
+// TestClosedStdout: `uring-sync -v … | head -1` stops the copy cleanly and says that stdout was
+// closed, not that it was interrupted; every file under its name is complete.
+func TestClosedStdout(t *testing.T) {
+	dir := tempDir(t)
+	src := NewTree(t, filepath.Join(dir, "src"))
+	buildMany(10000, 100)(t, src) // stdout is a pipe: lines come out 4 KiB at a time
+	dst := filepath.Join(dir, "dst")
+	cmd := exec.Command(binary(t), "-v", src.Root, dst)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	timer := time.AfterFunc(20*time.Second, func() { _ = cmd.Process.Kill() })
+	defer timer.Stop()
+	if _, err := bufio.NewReader(stdout).ReadString('\n'); err != nil {
+		t.Fatalf("no first line: %v", err)
+	}
+	_ = stdout.Close()
+	_ = cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 0 && !strings.Contains(stderr.String(), "stdout was closed") {
+		t.Errorf("exit %d without saying stdout was closed:\n%s", code, clip(stderr.String()))
+	}
+	if strings.Contains(stderr.String(), "interrupted\n") && !strings.Contains(stderr.String(), "left by interrupted") {
+		t.Errorf("a closed stdout reported as an interruption:\n%s", clip(stderr.String()))
+	}
+	requireCompleteOrAbsent(t, src, &Tree{t: t, Root: dst}, nil, "after stdout was closed")
+}
