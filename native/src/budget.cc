@@ -4,21 +4,26 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 namespace usync {
 
 Budget plan_budget(const Config& cfg, bool uring, uint32_t want_workers, uint64_t limit, uint64_t in_use,
-                   uint32_t max_bulk) noexcept {
+                   uint32_t max_bulk, uint32_t held_pairs) noexcept {
   Budget b;
-  // A little slack for what the walker opens for a moment (a listing of
-  // /proc/self/fd, a reopened directory before its pair is counted).
+  // A little slack for what the walker opens for a moment (the parent of a
+  // directory it may clean up, a listing of one).
   constexpr uint64_t kSlack = 2;
   const uint64_t avail = limit > in_use + kSlack ? limit - in_use - kSlack : 0;
   b.fd_budget = avail;
-  // Directories: half of what is available, at least 4 pairs (the root, a
-  // parent and a child being opened, one being settled), at most 4096.
-  const uint64_t dir_fds = std::clamp<uint64_t>(avail / 2, 8, 8192);
-  b.dir_pairs = static_cast<size_t>(dir_fds / 2);
+  // Directories: a quarter of what is available in pairs, at most 4096 in
+  // all.  Those the caller holds (a tree's root) are open already, counted
+  // in in_use; the cache may open at least 3 more (a parent and a child
+  // being opened, one being settled).
+  held_pairs = std::min<uint32_t>(held_pairs, 4096 - 3);
+  const uint64_t more_pairs = std::clamp<uint64_t>(avail / 4, 3, 4096 - held_pairs);
+  b.dir_pairs = static_cast<size_t>(held_pairs + more_pairs);
+  const uint64_t dir_fds = 2 * more_pairs;
   // Beside the directory cache: --delete's remover keeps a few directories
   // of the tree it removes open (mirror.cc: a quarter of the pairs, 1 to
   // 32), and -H opens the leader's directory for each link it makes.
@@ -28,7 +33,9 @@ Budget plan_budget(const Config& cfg, bool uring, uint32_t want_workers, uint64_
   const uint64_t reserve = (cfg.has(USYNC_DELETE) ? std::clamp<uint64_t>(b.dir_pairs / 4, 1, 32) : 0) +
                            (cfg.has(USYNC_HARD_LINKS) ? 1 : 0) + (b.prefetch_threads > 0 ? b.prefetch_threads + 1 : 0);
   const uint64_t taken = dir_fds + reserve;
-  const uint64_t file_fds = std::max<uint64_t>(avail > taken ? avail - taken : 0, 3);
+  // What is left for the files in flight, which is all there is: below one
+  // thread's (or ring's) worth the call still runs one, on the slack.
+  const uint64_t file_fds = avail > taken ? avail - taken : 0;
   want_workers = std::max(1u, want_workers);
   // Every thread owns at least one 4 KiB buffer: a buffer budget below
   // that for all of them shrinks the threads (bulk threads first, then the
@@ -56,7 +63,9 @@ Budget plan_budget(const Config& cfg, bool uring, uint32_t want_workers, uint64_
   // (Job::dst_ops_inline); when adaptive, two more for the cached file its
   // thread copies itself; a bulk thread costs two.
   // With too few descriptors for even one ring, one bulk thread and that
-  // copy, the rings copy everything (as --engine=uring).
+  // copy, the rings copy everything (as --engine=uring); with too few for
+  // one ring and one bulk thread, the ring takes the large files too, and
+  // its thread copies them as a bulk thread would (Job::large_on_rings).
   uint64_t own = cfg.has(USYNC_FORCE_URING) ? 1 : 3;
   if (own == 3 && file_fds < (own + 2) + 2) own = 1;
   b.inline_copies = own == 3;
@@ -67,6 +76,7 @@ Budget plan_budget(const Config& cfg, bool uring, uint32_t want_workers, uint64_
   };
   while (need(w, bulk) > file_fds && bulk > 1) --bulk;
   while (need(w, bulk) > file_fds && w > 1) --w;
+  if (need(w, bulk) > file_fds) bulk = 0;
   while (uint64_t{w} + bulk > min_buffers && bulk > 1) --bulk;
   while (uint64_t{w} + bulk > min_buffers && w > 1) --w;
   const uint64_t per_ring = file_fds > uint64_t{bulk} * 2 ? (file_fds - uint64_t{bulk} * 2) / w : 0;
@@ -88,14 +98,18 @@ uint64_t nofile_limit() noexcept {
   return static_cast<uint64_t>(rl.rlim_cur);
 }
 
-uint64_t open_fd_count() noexcept {
+uint64_t open_fd_count(uint64_t below) noexcept {
   DIR* d = opendir("/proc/self/fd");
   if (d == nullptr) return 64;  // no /proc: assume a busy process
+  const int own = dirfd(d);
   uint64_t n = 0;
-  while (const dirent* e = readdir(d))
-    if (e->d_name[0] != '.') ++n;
+  while (const dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    const uint64_t fd = std::strtoull(e->d_name, nullptr, 10);
+    if (fd != static_cast<uint64_t>(own) && fd < below) ++n;
+  }
   closedir(d);
-  return n > 0 ? n - 1 : 0;  // less the listing's own descriptor
+  return n;
 }
 
 }  // namespace usync

@@ -12,7 +12,7 @@ namespace usync {
 
 struct Budget {
   uint32_t workers = 1;       // rings (io_uring) or threads (sync)
-  uint32_t bulk_threads = 0;  // io_uring: threads copying large files
+  uint32_t bulk_threads = 0;  // io_uring: threads copying large files (0: the rings do)
   uint32_t queue_depth = 1;   // io_uring: files in flight per ring
   size_t dir_pairs = 4;       // directories whose (src, dst) descriptors may be open
   uint64_t fd_budget = 0;     // descriptors this call allows itself
@@ -24,13 +24,18 @@ struct Budget {
 
 // limit: the RLIMIT_NOFILE soft limit; in_use: descriptors open now (the
 // caller's).  want_workers: rings or threads asked for; max_bulk: most bulk
-// threads (io_uring) the call can use.
+// threads (io_uring) the call can use; held_pairs: directory pairs already
+// open among in_use that the walker's cache counts as its own (a tree's
+// root).  A budget of 0 bulk threads on the rings: there was no room for
+// one beside a ring, and the rings copy the large files.
 Budget plan_budget(const Config& cfg, bool uring, uint32_t want_workers, uint64_t limit, uint64_t in_use,
-                   uint32_t max_bulk = UINT32_MAX) noexcept;
+                   uint32_t max_bulk = UINT32_MAX, uint32_t held_pairs = 0) noexcept;
 
 // The current soft RLIMIT_NOFILE (a large number when unlimited) and the
-// number of descriptors this process has open.
+// number of descriptors this process has open with numbers below `below`
+// (the limit bounds the numbers a new descriptor may get: one numbered
+// above it, inherited say, takes none of them).
 uint64_t nofile_limit() noexcept;
-uint64_t open_fd_count() noexcept;
+uint64_t open_fd_count(uint64_t below = UINT64_MAX) noexcept;
 
 }  // namespace usync

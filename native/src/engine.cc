@@ -484,7 +484,16 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
     if (cancel_.load(std::memory_order_relaxed)) job.stop();
   }
   // Fit descriptors and pinned memory to what this process has.
-  const Budget budget = plan_budget(cfg_, uring, workers, nofile_limit(), open_fd_count(), max_bulk);
+  // A tree's root pair is open already (and counted among those in use):
+  // the walker's cache counts it as one of its pairs.
+  const uint64_t limit = nofile_limit();
+  const Budget budget =
+      plan_budget(cfg_, uring, workers, limit, open_fd_count(limit), max_bulk, root != nullptr ? 1 : 0);
+  // No room for a bulk thread beside a ring: the ring takes the large files
+  // too (and so is needed for a batch of nothing else).
+  const bool bulk_path = uring && budget.bulk_threads > 0;
+  job.large_on_rings = uring && !bulk_path && max_bulk > 0;
+  if (job.large_on_rings && large > 0) no_workers = false;
   workers = no_workers ? 0 : budget.workers;
   job.dir_pairs = budget.dir_pairs;
   job.ring_depth = budget.queue_depth;
@@ -573,7 +582,7 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
         batch.push_back(std::move(t));  // strong guarantee: t stays if this throws
         ++next;
         // Large files one per batch, so that threads share them out.
-        if (big || batch.size() >= 64) flush(batch, big && uring ? job.large_q : job.small_q);
+        if (big || batch.size() >= 64) flush(batch, big && bulk_path ? job.large_q : job.small_q);
       }
       flush(small, job.small_q);
     } catch (...) {
@@ -588,8 +597,8 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
   };
   // A batch that fits the queues is queued before the threads start: they
   // find their files at once instead of being woken for them.
-  const bool prefed = feed != nullptr && (uring ? small <= job.small_q.capacity() && large <= job.large_q.capacity()
-                                                : small + large <= job.small_q.capacity());
+  const bool prefed = feed != nullptr && (bulk_path ? small <= job.small_q.capacity() && large <= job.large_q.capacity()
+                                                    : small + large <= job.small_q.capacity());
   if (prefed) queue_feed();
   // A batch of small files that one synchronous worker would copy is copied
   // on the calling thread, which only waits otherwise: handing it to a pool
@@ -620,7 +629,7 @@ int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
       for (uint32_t i = 0; i < workers; ++i) spawn([&] { run_sync_worker(job, job.small_q); });
     }
     if (root != nullptr) {
-      spawn([&] { run_walker(job, root, uring); });
+      spawn([&] { run_walker(job, root, bulk_path); });
       walker_started = true;
     }
   } catch (...) {

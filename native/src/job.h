@@ -231,6 +231,10 @@ class Job {
   uint32_t ring_depth = 128;  // io_uring: files in flight per ring (budgeted)
   uint32_t chunk = 128 * 1024;  // bytes per I/O buffer (budgeted)
   bool inline_copies = false;   // io_uring: cached files copied by the rings' threads (budgeted)
+  // io_uring without bulk threads (no room for one beside a ring: budgeted):
+  // large files (and -S sparse ones) come to the rings, whose threads copy
+  // them as a bulk thread would (UringWorker::apply).
+  bool large_on_rings = false;
   // io_uring: the destination's creates and writes may be plain system
   // calls on the rings' threads, only the source's opens and reads going
   // through the rings (Engine::run: a local destination; the rings keep

@@ -649,10 +649,13 @@ class UringWorker {
         struct stat st {};
         uint32_t dio_align = 0;
         const int err = stat_source(res, &st, direct_ok_ ? &dio_align : nullptr) != 0 ? errno : s.task.check_source(st);
-        if (err == 0 && !s.task.walked && s.task.size >= cfg_.large_threshold) {
-          // Queued from the listing alone, its size unknown to the walker:
-          // a large file is not the ring's (no FICLONE or copy_file_range
-          // here).  The source is closed and finish() copies it.
+        if (err == 0 && ((s.task.size >= cfg_.large_threshold && (!s.task.walked || job_.large_on_rings)) ||
+                         (job_.large_on_rings && sparse_source(st)))) {
+          // Queued from the listing alone, its size unknown to the walker,
+          // or with no bulk thread to take it (Job::large_on_rings): a large
+          // file is not the ring's (no FICLONE or copy_file_range here), nor
+          // a sparse one under -S (no holes).  The source is closed and
+          // finish() copies it, as a bulk thread would.
           s.bulk = true;
           s.fc.source_changed(EFBIG);
         } else if (err == 0) {
@@ -666,6 +669,11 @@ class UringWorker {
       }
     }
     s.nops = 0;
+  }
+
+  // -S: a source with holes, which copy_file_sync copies segment by segment.
+  bool sparse_source(const struct stat& st) const noexcept {
+    return cfg_.has(USYNC_SPARSE) && static_cast<uint64_t>(st.st_blocks) * 512 < static_cast<uint64_t>(st.st_size);
   }
 
   // Whether the ops before op k did not all run through: one failed, was

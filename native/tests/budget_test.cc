@@ -60,6 +60,41 @@ TEST(Budget, TooFewDescriptorsLeaveEverythingToTheRing) {
   EXPECT_GE(b.queue_depth, 1u);
 }
 
+// The smallest limits: 16 and up, with stdin, stdout, stderr, the tree's
+// root pair (held, counted in use) and up to two more descriptors open.
+// Everything the call may hold at once fits under the limit: the directory
+// cache beside the root, the rings (when one ring and a bulk thread do not
+// both fit, no bulk thread: the ring takes the large files), the threads.
+TEST(Budget, SmallLimitsFitEverythingBesideTheRoot) {
+  for (uint64_t limit = 16; limit <= 24; ++limit) {
+    for (const uint64_t in_use : {5, 6, 7}) {
+      for (const uint32_t flags : {0u, uint32_t{USYNC_FORCE_URING}}) {
+        for (const bool uring : {true, false}) {
+          for (const uint32_t want : {1u, 2u, 8u}) {
+            const Budget b = plan_budget(Defaults(flags), uring, want, limit, in_use, UINT32_MAX, 1);
+            const uint64_t files = uring ? RingFiles(b, b.inline_copies) : uint64_t{b.workers} * 2;
+            const uint64_t peak = in_use + (b.dir_pairs - 1) * 2 + files;
+            EXPECT_LE(peak, limit) << "limit " << limit << " in use " << in_use << " flags " << flags << " uring "
+                                   << uring << " want " << want;
+            EXPECT_GE(b.dir_pairs, 4u) << "the root, a parent and a child being opened, one being settled";
+            EXPECT_GE(b.workers, 1u);
+            EXPECT_GE(b.queue_depth, 1u);
+            // Beside the 5 the call cannot do without, the walker's slack too.
+            if (in_use == 5) {
+              EXPECT_LE(peak + 2, limit) << "limit " << limit << " flags " << flags << " uring " << uring;
+            }
+          }
+        }
+      }
+    }
+  }
+  // At 16 with 7 in use: one ring with one file in flight, no bulk thread.
+  const Budget b = plan_budget(Defaults(USYNC_FORCE_URING), true, 2, 16, 7, UINT32_MAX, 1);
+  EXPECT_EQ(b.workers, 1u);
+  EXPECT_EQ(b.queue_depth, 1u);
+  EXPECT_EQ(b.bulk_threads, 0u);
+}
+
 // --buffer-memory bounds the buffers of the whole call: below one 4 KiB
 // buffer per thread the threads (bulk threads first, then rings) shrink to
 // fit, down to one thread (and, on the rings, one bulk thread).

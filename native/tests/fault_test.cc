@@ -15,6 +15,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstddef>
@@ -333,6 +334,86 @@ INSTANTIATE_TEST_SUITE_P(Limits, LowLimit,
                            return std::string(std::get<0>(info.param) ? "IoUring" : "Sync") + "_nofile" +
                                   std::to_string(std::get<1>(info.param)) + "_j" +
                                   std::to_string(std::get<2>(info.param));
+                         });
+
+// engine (kEngineFlags), -j, whether -a (USYNC_ARCHIVE: xattrs, ACLs, -H, -S).
+class LowLimitWide : public ::testing::TestWithParam<std::tuple<uint32_t, int, bool>> {};
+
+// A wide tree at RLIMIT_NOFILE 16 in a process that has two descriptors
+// open beside stdin, stdout and stderr (as a shell or a test runner may
+// leave them): directories of small files, a large file each (the bulk
+// threads' when there is room for them), a sparse one, and a third of the
+// files out of the page cache, so that the adaptive engine's rings read
+// them while its threads copy the rest.  Every file arrives, none fails
+// with EMFILE.
+TEST_P(LowLimitWide, WideTreeCompletes) {
+  const auto [flags, workers, archive] = GetParam();
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "ASan/UBSan need descriptors of their own under RLIMIT_NOFILE=16";
+#endif
+  TempDir t;
+  const std::string src = t / "src", dst = t / "dst";
+  std::vector<std::string> cold;
+  for (int d = 0; d < 6; ++d) {
+    const std::string dir = src + "/d" + std::to_string(d);
+    for (int f = 0; f < 24; ++f) {
+      const std::string name = dir + (f % 3 == 1 ? "/e/f" : "/f") + std::to_string(f);
+      WriteFile(name, Pattern(4096 + static_cast<size_t>(f) * 700, static_cast<unsigned>(d * 100 + f)));
+      if (f % 3 == 0) cold.push_back(name);
+    }
+    WriteFile(dir + "/big", Pattern((1u << 20) + 4096 + static_cast<size_t>(d), static_cast<unsigned>(d)));
+    cold.push_back(dir + "/big");
+    // A hole of 1 MiB before 4 KiB of data (-S keeps it).
+    const int fd = open((dir + "/sparse").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    ASSERT_GE(fd, 0);
+    const std::string tail = Pattern(4096, static_cast<unsigned>(d + 7));
+    ASSERT_EQ(pwrite(fd, tail.data(), tail.size(), 1 << 20), static_cast<ssize_t>(tail.size()));
+    close(fd);
+  }
+  bool evicted = true;
+  for (const std::string& p : cold) evicted = testing::evict(p) && evicted;
+  const int code = InChild([&, flags = flags, workers = workers, archive = archive] {
+    // Exactly stdin, stdout, stderr and two more, whatever this process inherited.
+    for (int fd = 3; fd < 1024; ++fd) close(fd);
+    if (open("/dev/null", O_RDONLY | O_CLOEXEC) != 3 || open("/dev/null", O_RDONLY | O_CLOEXEC) != 4) return 9;
+    rlimit rl{16, 16};
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) return 10;
+    usync_engine* e = MakeEngine(flags | (archive ? uint32_t{USYNC_ARCHIVE} : 0u), static_cast<uint32_t>(workers));
+    if (e == nullptr) return 11;
+    const int ret = usync_copy_tree(e, src.c_str(), dst.c_str());
+    usync_stats st{};
+    usync_engine_stats(e, &st, sizeof st);
+    usync_engine_destroy(e);
+    if (ret != 0) return static_cast<int>(std::min<uint64_t>(100 + st.files_failed, 250));
+    return 0;
+  });
+  EXPECT_EQ(code, 0) << (code > 100 ? std::to_string(code - 100) + " files failed" : "exit code");
+  const auto want = Snapshot(src), have = Snapshot(dst);
+  size_t wrong = 0;
+  for (const auto& [path, entry] : want) {
+    const auto it = have.find(path);
+    wrong += it == have.end() || !(it->second == entry);
+  }
+  EXPECT_EQ(wrong, 0u) << "of " << want.size() << " entries";
+  EXPECT_EQ(have.size(), want.size());
+  // -S keeps the holes, whichever thread copied the file.
+  for (int d = 0; archive && d < 6; ++d) {
+    struct stat s {}, c {};
+    const std::string rel = "/d" + std::to_string(d) + "/sparse";
+    if (stat((src + rel).c_str(), &s) == 0 && s.st_blocks * 512 < s.st_size && stat((dst + rel).c_str(), &c) == 0) {
+      EXPECT_LT(c.st_blocks * 512, c.st_size) << rel;
+    }
+  }
+  if (!evicted) std::printf("note: some source files could not be dropped from the page cache\n");
+}
+
+INSTANTIATE_TEST_SUITE_P(Nofile16, LowLimitWide,
+                         ::testing::Combine(::testing::ValuesIn(testing::kEngineFlags), ::testing::Values(0, 8),
+                                            ::testing::Bool()),
+                         [](const auto& info) {
+                           return testing::EngineName(std::get<0>(info.param)) + "_j" +
+                                  std::to_string(std::get<1>(info.param)) +
+                                  (std::get<2>(info.param) ? "_archive" : "");
                          });
 
 TEST(FaultBudget, PinnedBuffersStayWithinTheBudget) {
