@@ -346,9 +346,13 @@ class Walker {
         struct stat now {};
         bool known = !d->fresh && fstat(d->dst.get(), &now) == 0;
         if (wants_extra_meta(job_)) {
-          const int err = sync_extra_meta(job_, Place{d->src.get(), ""}, Place{d->dst.get(), ""}, d->mode, d->uid,
-                                          d->gid);
-          if (err != 0) job_.report(d, "", "", err, USYNC_STEP_METADATA);
+          // The source is read for them: one that could not be reopened
+          // (err says why) has none to give, and its descriptor is not there
+          // to be read through.
+          const int e = !d->src.valid() ? (err != 0 ? err : EBADF)
+                                        : sync_extra_meta(job_, Place{d->src.get(), ""}, Place{d->dst.get(), ""},
+                                                          d->mode, d->uid, d->gid);
+          if (e != 0) job_.report(d, "", "", e, USYNC_STEP_METADATA);
           known = fstat(d->dst.get(), &now) == 0;  // an ACL sets group bits
         }
         const mode_t have = known ? now.st_mode & 07777 : (d->fresh ? d->mode_made : ~want);
