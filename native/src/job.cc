@@ -484,6 +484,23 @@ bool same_bytes(int a, int b, uint64_t size) noexcept {
 
 }  // namespace
 
+bool wait_for_descriptor(const Job& job, int err, uint32_t* waited_ms) noexcept {
+  constexpr uint32_t kMaxWaitMs = 5'000;
+  if ((err != EMFILE && err != ENFILE) || job.cancelled() || job.fd_wait_gave_up.load(std::memory_order_relaxed))
+    return false;
+  if (*waited_ms >= kMaxWaitMs) {
+    job.fd_wait_gave_up.store(true, std::memory_order_relaxed);
+    return false;
+  }
+  uint32_t ms = 1;
+  while (ms < 50 && ms * 2 <= *waited_ms) ms *= 2;
+  ms = std::min<uint32_t>(ms, 50);
+  const timespec ts{0, static_cast<long>(ms) * 1'000'000};
+  nanosleep(&ts, nullptr);
+  *waited_ms += ms;
+  return true;
+}
+
 bool up_to_date(const Job& job, const FileTask& t) noexcept {
   if (!t.existing || job.cfg.has(USYNC_IGNORE_TIMES)) return false;
   const int dfd = t.dst_dirfd();

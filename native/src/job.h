@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -260,6 +261,11 @@ class Job {
   // The destination makes anonymous files (O_TMPFILE); false after the first
   // refusal, then files get temporary names.
   mutable std::atomic<bool> tmpfile_ok{true};
+  // An open waited the longest wait_for_descriptor allows and still found
+  // none: descriptors are not coming back (the process holds more than the
+  // budget was told of), and the opens after it fail at once rather than
+  // each wait as long.
+  mutable std::atomic<bool> fd_wait_gave_up{false};
   // A file queued unwalked turned out large (Job::sized): the walker goes
   // back to stat'ing the first files of each directory in full (Walker::entry).
   mutable std::atomic<bool> unwalked_large{false};
@@ -388,6 +394,32 @@ int rename_noreplace(int dfd, const char* from, const char* to) noexcept;
 // is kept; --ignore-times: never).  A matching file whose time (or, with -p,
 // mode) differs gets it.  May read both files (--checksum).
 bool up_to_date(const Job& job, const FileTask& t) noexcept;
+
+// An open refused for want of a descriptor (EMFILE, ENFILE).  The budget
+// (budget.h) leaves that only to what it cannot foresee: a descriptor
+// another thread of the caller's process opens meanwhile, one the kernel
+// lets go of a moment late.  So the open waits for one to be closed, as
+// every thread of the call closes its own soon: waits a little (1 ms,
+// doubling up to 50 ms) and says whether to try again, for up to 5 s in
+// all (*waited_ms counts), never once the job is cancelled, nor after an
+// open of this job waited that long in vain (Job::fd_wait_gave_up).
+bool wait_for_descriptor(const Job& job, int err, uint32_t* waited_ms) noexcept;
+
+// open() (a descriptor, or -1 and errno), tried again while
+// wait_for_descriptor says so.
+template <typename Open>
+int open_waiting(const Job& job, Open&& open) noexcept {
+  uint32_t waited_ms = 0;
+  for (;;) {
+    const int fd = open();
+    if (fd >= 0) return fd;
+    const int err = errno;
+    if (!wait_for_descriptor(job, err, &waited_ms)) {
+      errno = err;
+      return fd;
+    }
+  }
+}
 
 // Removes temporaries (is_temporary) that killed runs left in the
 // destination directory dfd; those that are directories, recursively.  One

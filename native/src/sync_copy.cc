@@ -303,7 +303,7 @@ FileResult copy_file_sync(const Job& job, FileTask& walked, char* buf, size_t bu
     in.reset(static_cast<int>(syscall(SYS_openat2, t.src_dirfd(), t.src_rel(), &how, sizeof how)));
     if (!in.valid()) return decline();
   } else {
-    in.reset(openat(t.src_dirfd(), t.src_rel(), t.src_open_flags()));
+    in.reset(open_waiting(job, [&] { return openat(t.src_dirfd(), t.src_rel(), t.src_open_flags()); }));
   }
   if (!in.valid()) {
     r.error = errno;
@@ -356,7 +356,9 @@ FileResult copy_file_sync(const Job& job, FileTask& walked, char* buf, size_t bu
     // In a directory still under its temporary name (Dir::tmp): the file is
     // made under its own name.  Taken (another run into the same directory):
     // made as any other file, then put in place of that one.
-    out.reset(openat(dfd, t.dst_rel(), access | O_CREAT | O_EXCL | O_CLOEXEC, job.cfg.create_mode(t.mode)));
+    out.reset(open_waiting(job, [&] {
+      return openat(dfd, t.dst_rel(), access | O_CREAT | O_EXCL | O_CLOEXEC, job.cfg.create_mode(t.mode));
+    }));
     if (!out.valid() && errno == EEXIST) t.replace = true;
   }
   if (t.replace && job.tmpfile_ok.load(std::memory_order_relaxed)) {
@@ -375,7 +377,8 @@ FileResult copy_file_sync(const Job& job, FileTask& walked, char* buf, size_t bu
       in_dir = parent;
     }
     if (in_dir != nullptr) {
-      out.reset(openat(dfd, in_dir, O_TMPFILE | access | O_CLOEXEC, job.cfg.create_mode(t.mode)));
+      out.reset(open_waiting(
+          job, [&] { return openat(dfd, in_dir, O_TMPFILE | access | O_CLOEXEC, job.cfg.create_mode(t.mode)); }));
       if (!out.valid() && tmpfile_refused(errno))
         job.tmpfile_ok.store(false, std::memory_order_relaxed);
     }
@@ -390,7 +393,9 @@ FileResult copy_file_sync(const Job& job, FileTask& walked, char* buf, size_t bu
       r.step = USYNC_STEP_OPEN_DST;
       return r;
     }
-    out.reset(openat(dfd, name.c_str(), access | O_CREAT | O_EXCL | O_CLOEXEC, job.cfg.create_mode(t.mode)));
+    out.reset(open_waiting(job, [&] {
+      return openat(dfd, name.c_str(), access | O_CREAT | O_EXCL | O_CLOEXEC, job.cfg.create_mode(t.mode));
+    }));
   }
   if (!out.valid()) {
     r.error = errno;

@@ -759,6 +759,11 @@ class UringWorker {
         job_.tmpfile_ok.store(false, std::memory_order_relaxed);
         again = true;
       }
+      // Short of descriptors for a moment (the source's open, the
+      // destination's, an install): nothing of it is left under any name
+      // (removed above, or anonymous), and copy_file_sync waits for a
+      // descriptor where it opens (open_waiting).
+      if ((r.error == EMFILE || r.error == ENFILE) && !job_.cancelled()) again = true;
     }
     if (s.dst_fd >= 0) {  // an anonymous file that failed: it goes with its last descriptor
       ::close(s.dst_fd);
@@ -793,7 +798,7 @@ class UringWorker {
     if (!s.digest) return 0;
     const int dfd = s.task.dst_dirfd();
     const char* name = s.name.c_str();
-    UniqueFd fd(openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    UniqueFd fd(open_waiting(job_, [&] { return openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC); }));
     if (!fd.valid() && errno == EACCES) {
       // Created with a mode its owner may not read (0044: readable to
       // others only, as the source was): lend the owner the read bit for

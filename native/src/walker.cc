@@ -257,10 +257,11 @@ class Walker {
 
   // Opens name in parent fd as a directory and checks that it is (dev, ino)
   // when want_ino != 0.  follow: a symlink there is followed (-L sources).
+  // Short of descriptors for a moment, waits for one (open_waiting).
   // Returns the fd or -errno.
-  static int open_dir_at(int pfd, const char* name, dev_t* dev, ino_t* ino, bool follow = false) noexcept {
+  int open_dir_at(int pfd, const char* name, dev_t* dev, ino_t* ino, bool follow = false) const noexcept {
     if (pfd < 0) return -EBADF;
-    const int fd = openat(pfd, name, follow ? kDirFlags & ~O_NOFOLLOW : kDirFlags);
+    const int fd = open_waiting(job_, [&] { return openat(pfd, name, follow ? kDirFlags & ~O_NOFOLLOW : kDirFlags); });
     if (fd < 0) return -(errno == ELOOP ? ENOTDIR : errno);
     struct stat st {};
     if (fstat(fd, &st) != 0) {
