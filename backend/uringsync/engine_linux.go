@@ -4,32 +4,38 @@ package uringsync
 
 /*
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uringsync/uringsync.h>
 
 // Exported from callbacks_linux.go (keep in step with it). The first
-// argument is the engine's runtime/cgo.Handle, an integer, never a pointer.
-extern void usyncGoError(uintptr_t handle, usync_file_error *err);
-extern void usyncGoFileDone(uintptr_t handle, usync_file_done *done);
-extern void usyncGoProgress(uintptr_t handle, usync_stats *stats);
-extern void usyncGoDelete(uintptr_t handle, usync_deletion *del);
+// argument is the engine's runtime/cgo.Handle, an integer, never a pointer;
+// the second the thread the callback runs on (usync_go_thread).
+extern void usyncGoError(uintptr_t handle, uintptr_t thread, usync_file_error *err);
+extern void usyncGoFileDone(uintptr_t handle, uintptr_t thread, usync_file_done *done);
+extern void usyncGoProgress(uintptr_t handle, uintptr_t thread, usync_stats *stats);
+extern void usyncGoDelete(uintptr_t handle, uintptr_t thread, usync_deletion *del);
+
+// The calling thread, as an integer: unique among the threads alive (see
+// callbackThreads in callbacks_linux.go).
+static uintptr_t usync_go_thread(void) { return (uintptr_t)pthread_self(); }
 
 // Trampolines of the library's callback types: they hand cb_user back to Go
-// as the integer it was made from.
+// as the integer it was made from, with the thread they run on.
 static void usync_go_error(void *user, const usync_file_error *err) {
-	usyncGoError((uintptr_t)user, (usync_file_error *)err);
+	usyncGoError((uintptr_t)user, usync_go_thread(), (usync_file_error *)err);
 }
 static void usync_go_file_done(void *user, const usync_file_done *done) {
-	usyncGoFileDone((uintptr_t)user, (usync_file_done *)done);
+	usyncGoFileDone((uintptr_t)user, usync_go_thread(), (usync_file_done *)done);
 }
 static void usync_go_progress(void *user, const usync_stats *stats) {
-	usyncGoProgress((uintptr_t)user, (usync_stats *)stats);
+	usyncGoProgress((uintptr_t)user, usync_go_thread(), (usync_stats *)stats);
 }
 
 static void usync_go_delete(void *user, const usync_deletion *del) {
-	usyncGoDelete((uintptr_t)user, (usync_deletion *)del);
+	usyncGoDelete((uintptr_t)user, usync_go_thread(), (usync_deletion *)del);
 }
 
 // Store the handle in cb_user (a void * the library only passes back) and
@@ -50,6 +56,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"runtime"
 	"runtime/cgo"
 	"strings"
 	"sync"
@@ -78,6 +85,27 @@ type callState struct {
 	mu       sync.Mutex
 	errs     []*FileError // first failures of the running call
 	failed   uint64
+	// waitsFor is the engine that a callback of this engine's running call
+	// is calling (waiting for its turn, or inside its call), or nil; guarded
+	// by waits. See Engine.acquire.
+	waitsFor *callState
+}
+
+// waits guards every callState.waitsFor: a call from a callback checks the
+// chain and links itself in one step.
+var waits sync.Mutex
+
+// currentThread returns the thread the goroutine runs on, in the terms of
+// callbackThreads. The caller must be locked to its thread (or be sure it
+// runs inside a callback) for the answer to stay true.
+func currentThread() uintptr { return uintptr(C.usync_go_thread()) }
+
+// callingState returns the engine whose callback the calling goroutine runs
+// in (the innermost one), or nil. See callbackThreads for why this holds.
+func callingState() *callState {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	return callbackOn(currentThread())
 }
 
 // Version returns the version of the linked library ("MAJOR.MINOR.PATCH").
@@ -192,10 +220,15 @@ func boolInt(b bool) C.int {
 func errnoOf(rc C.int) syscall.Errno { return syscall.Errno(-rc) }
 
 // Close destroys the engine, waiting for a running copy call to return.
-// Closing twice is a no-op.
+// Closing twice is a no-op. Close from a callback of the engine's running
+// call (which it would wait for forever) returns an error wrapping
+// syscall.EDEADLK and closes nothing.
 func (e *Engine) Close() error {
-	e.turn <- struct{}{}
-	defer func() { <-e.turn }()
+	release, err := e.acquire(context.Background())
+	if err != nil {
+		return fmt.Errorf("uringsync: close: %w", err)
+	}
+	defer release()
 	e.life.Lock()
 	defer e.life.Unlock()
 	if e.ptr == nil {
@@ -269,19 +302,67 @@ func statsOf(cs *C.usync_stats) Stats {
 	}
 }
 
-// begin locks the engine for one copy call and arranges for ctx's
-// cancellation to reach the engine; end undoes both.
-func (e *Engine) begin(ctx context.Context) (end func(), err error) {
-	// Waiting for another call's turn ends with ctx, as the call would.
-	if err := ctx.Err(); err != nil {
-		return nil, err
+// acquire waits for the engine's turn (held by one copy call or Close at a
+// time) until ctx ends; release gives it back.
+//
+// A call from inside a callback would wait forever for the turn of the call
+// the callback belongs to (which cannot end before the callback returns): it
+// is refused with syscall.EDEADLK, as the C library refuses a copy call from
+// one of its engine's callbacks, but before waiting, where the library's
+// check would come too late. So is a call on engine E from a callback of
+// engine S when E's running call waits, through a chain of callbacks each
+// calling the next engine, for S's call: A's callback calling B whose
+// callback calls A, on one thread or (which the C library cannot see) on B's
+// own. Each link is recorded while it waits or runs (callState.waitsFor),
+// so two callbacks calling each other's engine at once are found too; a
+// link that would close a cycle is refused, so the walk ends. Calls from
+// other goroutines, which hold no turn, wait as before.
+func (e *Engine) acquire(ctx context.Context) (release func(), err error) {
+	caller := callingState()
+	if caller != nil {
+		waits.Lock()
+		for s := e.state; s != nil; s = s.waitsFor {
+			if s == caller {
+				waits.Unlock()
+				return nil, syscall.EDEADLK
+			}
+		}
+		caller.waitsFor = e.state
+		waits.Unlock()
+	}
+	unlink := func() {
+		if caller != nil {
+			waits.Lock()
+			caller.waitsFor = nil
+			waits.Unlock()
+		}
 	}
 	select {
 	case e.turn <- struct{}{}:
 	case <-ctx.Done():
+		unlink()
 		return nil, ctx.Err()
 	}
-	unlock := func() { <-e.turn }
+	return func() {
+		unlink()
+		<-e.turn
+	}, nil
+}
+
+// begin locks the engine for one copy call and arranges for ctx's
+// cancellation to reach the engine; end undoes both. op and path make the
+// error of a call refused from a callback, as finish makes the library's.
+func (e *Engine) begin(ctx context.Context, op, path string) (end func(), err error) {
+	// Waiting for another call's turn ends with ctx, as the call would.
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	unlock, err := e.acquire(ctx)
+	if errors.Is(err, syscall.EDEADLK) {
+		return nil, startError(op, path, syscall.EDEADLK)
+	} else if err != nil {
+		return nil, err
+	}
 	if e.ptr == nil {
 		unlock()
 		return nil, errClosed
@@ -347,8 +428,13 @@ func (e *Engine) finish(ctx context.Context, op, path string, rc C.int) error {
 		}
 		return &CopyError{Op: op, Failed: failed, Errors: e.state.errs}
 	default:
-		return &os.PathError{Op: op, Path: path, Err: errnoOf(rc)}
+		return startError(op, path, errnoOf(rc))
 	}
+}
+
+// startError is the error of a copy call that could not start.
+func startError(op, path string, errno syscall.Errno) error {
+	return &os.PathError{Op: op, Path: path, Err: errno}
 }
 
 // CopyTree copies the tree at src so that dst becomes a copy of it (like
@@ -370,7 +456,7 @@ func (e *Engine) CopyTree(ctx context.Context, src, dst string) error {
 			return &os.PathError{Op: "copy tree", Path: p, Err: syscall.EINVAL}
 		}
 	}
-	end, err := e.begin(ctx)
+	end, err := e.begin(ctx, "copy tree", src)
 	if err != nil {
 		return err
 	}
@@ -405,7 +491,7 @@ func (e *Engine) CopyFiles(ctx context.Context, pairs []Pair) ([]Result, error) 
 	if len(pairs) == 0 {
 		return nil, nil
 	}
-	end, err := e.begin(ctx)
+	end, err := e.begin(ctx, "copy files", pairs[0].Src)
 	if err != nil {
 		return nil, err
 	}
@@ -491,6 +577,12 @@ func (e *Engine) CopyFiles(ctx context.Context, pairs []Pair) ([]Result, error) 
 		}
 	}
 	if n < len(pairs) {
+		// OnError runs here on the caller's goroutine, which holds the
+		// turn: as a callback, locked to its thread, so that a call from it
+		// is refused rather than wait for this one.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		thread := currentThread()
 		k := 0 // pairs[sent[k]] is the next pair the engine had
 		for i := range pairs {
 			if k < n && sent[k] == i {
@@ -501,7 +593,7 @@ func (e *Engine) CopyFiles(ctx context.Context, pairs []Pair) ([]Result, error) 
 			if !hasNUL(pairs[i].Src) {
 				step = StepOpenDst
 			}
-			e.state.reportError(fail(i, step, syscall.EINVAL))
+			e.state.reportError(thread, fail(i, step, syscall.EINVAL))
 		}
 	}
 	if pe := e.state.panicked.Load(); pe != nil {

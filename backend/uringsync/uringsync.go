@@ -131,7 +131,14 @@ type Options struct {
 
 	// Callbacks run on engine threads (or the calling goroutine's thread:
 	// see CopyFiles), one at a time per engine. They must
-	// return quickly and must not call the engine except Stats and Cancel.
+	// return quickly and must not call the engine except Stats and Cancel:
+	// a copy call or Close from one would wait for the call the callback
+	// belongs to, and returns an error wrapping syscall.EDEADLK instead
+	// (as the C library's copy calls do). So does a call on another engine
+	// whose running call waits for this one, through callbacks each calling
+	// the next engine (A's callback calls B, whose callback calls A).
+	// Goroutines a callback starts are not inside it: their calls wait for
+	// their turn, so a callback must not wait for them.
 	// A callback that panics cancels the call, which then returns a
 	// *CallbackPanicError; the call's later callbacks are not made.
 	OnError    func(*FileError) // each failed entry
