@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/rclone/rclone/fs"
@@ -711,6 +712,12 @@ func (l *lane) run(batch []*request, syncBelow int) {
 			}
 		} else {
 			req.res = results[i]
+			if errors.Is(req.res.Err, syscall.ECANCELED) && req.ctx.Err() != nil {
+				// Not copied because every caller gave up (a batch whose
+				// context ended before the engine started, or while it
+				// waited, has every pair so): this one's own error.
+				req.err = req.ctx.Err()
+			}
 			if req.res.Err == nil && req.accounted < req.res.Bytes {
 				req.ta.Add(req.res.Bytes - req.accounted)
 			}

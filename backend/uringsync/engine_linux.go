@@ -352,24 +352,26 @@ func (e *Engine) acquire(ctx context.Context) (release func(), err error) {
 // begin locks the engine for one copy call and arranges for ctx's
 // cancellation to reach the engine; end undoes both. op and path make the
 // error of a call refused from a callback, as finish makes the library's.
+// A ctx that has ended, or ends while the call waits for its turn, gives
+// the error of a call cancelled while it runs (canceledError).
 func (e *Engine) begin(ctx context.Context, op, path string) (end func(), err error) {
 	// Waiting for another call's turn ends with ctx, as the call would.
-	if err := ctx.Err(); err != nil {
-		return nil, err
+	if ctx.Err() != nil {
+		return nil, canceledError(ctx, op)
 	}
 	unlock, err := e.acquire(ctx)
 	if errors.Is(err, syscall.EDEADLK) {
 		return nil, startError(op, path, syscall.EDEADLK)
 	} else if err != nil {
-		return nil, err
+		return nil, canceledError(ctx, op)
 	}
 	if e.ptr == nil {
 		unlock()
 		return nil, errClosed
 	}
-	if err := ctx.Err(); err != nil {
+	if ctx.Err() != nil {
 		unlock()
-		return nil, err
+		return nil, canceledError(ctx, op)
 	}
 	e.state.mu.Lock()
 	e.state.errs, e.state.failed = nil, 0
@@ -418,7 +420,7 @@ func (e *Engine) finish(ctx context.Context, op, path string, rc C.int) error {
 	case rc == 0:
 		return nil
 	case rc == -C.ECANCELED && ctx.Err() != nil:
-		return fmt.Errorf("uringsync: %s canceled: %w (%w)", op, context.Cause(ctx), syscall.ECANCELED)
+		return canceledError(ctx, op)
 	case rc == -C.EIO:
 		e.state.mu.Lock()
 		defer e.state.mu.Unlock()
@@ -430,6 +432,17 @@ func (e *Engine) finish(ctx context.Context, op, path string, rc C.int) error {
 	default:
 		return startError(op, path, errnoOf(rc))
 	}
+}
+
+// canceledError is the error of a call whose ctx ended, before the engine
+// started it or while it ran: it wraps ctx.Err(), the cause the context was
+// cancelled with, if another (context.Cause), and syscall.ECANCELED.
+func canceledError(ctx context.Context, op string) error {
+	err, cause := ctx.Err(), context.Cause(ctx)
+	if cause == nil || cause == err {
+		return fmt.Errorf("uringsync: %s canceled: %w (%w)", op, err, syscall.ECANCELED)
+	}
+	return fmt.Errorf("uringsync: %s canceled: %w (%w, %w)", op, cause, err, syscall.ECANCELED)
 }
 
 // startError is the error of a copy call that could not start.
@@ -446,8 +459,10 @@ func startError(op, path string, errno syscall.Errno) error {
 // what a killed one left so.
 //
 // It returns nil when everything was copied, a *CopyError when entries
-// failed, an error wrapping ctx's error (and syscall.ECANCELED) when ctx was
-// cancelled, a *CallbackPanicError when a callback panicked, or an
+// failed, an error wrapping ctx's error (its cause too, context.Cause, and
+// syscall.ECANCELED) when ctx ended before or during the call (also while
+// it waited for another call's turn), a *CallbackPanicError when a callback
+// panicked, or an
 // *os.PathError when the copy could not start (wrapping syscall.EINVAL for a
 // path that contains a NUL byte, as the os package does).
 func (e *Engine) CopyTree(ctx context.Context, src, dst string) error {
@@ -477,10 +492,14 @@ func (e *Engine) CopyTree(ctx context.Context, src, dst string) error {
 // pairs are not in Stats, which counts what the engine was given.
 //
 // The error is nil when every pair succeeded, a *CopyError when some failed
-// (see the results), an error wrapping ctx's error when ctx was cancelled
-// (unfinished pairs then fail with syscall.ECANCELED), or a
-// *CallbackPanicError when a callback panicked (which cancels the call too).
-// Results are nil only when the call could not start.
+// (see the results), an error wrapping ctx's error (its cause too,
+// context.Cause, and syscall.ECANCELED) when ctx ended before or during the
+// call, or a *CallbackPanicError when a callback panicked (which cancels
+// the call too). Pairs a cancelled call did not copy fail with
+// syscall.ECANCELED at StepCanceled: all of them (but those with a NUL
+// byte) when ctx ended before the engine started, also while the call
+// waited for another call's turn; no callback runs then. Results are nil
+// only when the call could not start for another reason.
 //
 // A batch that one worker would copy (at most 64 files, none of 1 MiB or
 // more, by Pair.Size where given) starts on the calling thread: the
@@ -493,6 +512,18 @@ func (e *Engine) CopyFiles(ctx context.Context, pairs []Pair) ([]Result, error) 
 	}
 	end, err := e.begin(ctx, "copy files", pairs[0].Src)
 	if err != nil {
+		if ctx.Err() != nil && errors.Is(err, syscall.ECANCELED) {
+			// As a call cancelled before it copied anything.
+			results := make([]Result, len(pairs))
+			for i, p := range pairs {
+				fe := &FileError{Src: p.Src, Dst: p.Dst, Step: StepCanceled, Errno: syscall.ECANCELED}
+				if hasNUL(p.Src) || hasNUL(p.Dst) {
+					fe.Step, fe.Errno = nulStep(p), syscall.EINVAL
+				}
+				results[i].Err = fe
+			}
+			return results, err
+		}
 		return nil, err
 	}
 	defer end()
@@ -589,11 +620,7 @@ func (e *Engine) CopyFiles(ctx context.Context, pairs []Pair) ([]Result, error) 
 				k++
 				continue
 			}
-			step := StepOpenSrc // the side whose path has the NUL, as the library does for an empty one
-			if !hasNUL(pairs[i].Src) {
-				step = StepOpenDst
-			}
-			e.state.reportError(thread, fail(i, step, syscall.EINVAL))
+			e.state.reportError(thread, fail(i, nulStep(pairs[i]), syscall.EINVAL))
 		}
 	}
 	if pe := e.state.panicked.Load(); pe != nil {
@@ -608,6 +635,15 @@ func (e *Engine) CopyFiles(ctx context.Context, pairs []Pair) ([]Result, error) 
 // hasNUL reports whether s would reach C cut short: C strings end at the
 // first NUL byte.
 func hasNUL(s string) bool { return strings.IndexByte(s, 0) >= 0 }
+
+// nulStep is the step a pair with a NUL byte fails at: the side whose path
+// has it, as the library blames an empty one.
+func nulStep(p Pair) Step {
+	if hasNUL(p.Src) {
+		return StepOpenSrc
+	}
+	return StepOpenDst
+}
 
 // fileStat converts the library's file stat.
 func fileStat(s *C.usync_file_stat) FileStat {

@@ -1,0 +1,146 @@
+//go:build linux && cgo
+
+package uringsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// checkCanceled checks the error and results of a call whose context ended
+// before the engine started it: as from one cancelled while it runs, the
+// error wraps ctx's error, its cause and ECANCELED, and CopyFiles gives
+// every pair a result (ECANCELED at StepCanceled; EINVAL for one it
+// refuses for a NUL byte).
+func checkCanceled(t *testing.T, ctx context.Context, err error, pairs []Pair, results []Result) {
+	t.Helper()
+	if !errors.Is(err, ctx.Err()) || !errors.Is(err, context.Cause(ctx)) || !errors.Is(err, syscall.ECANCELED) {
+		t.Errorf("err = %v, want one wrapping %v, %v and ECANCELED", err, ctx.Err(), context.Cause(ctx))
+	}
+	if pairs == nil {
+		return
+	}
+	if len(results) != len(pairs) {
+		t.Errorf("%d results for %d pairs", len(results), len(pairs))
+		return
+	}
+	for i, r := range results {
+		var fe *FileError
+		want, step := syscall.ECANCELED, StepCanceled
+		if hasNUL(pairs[i].Src) {
+			want, step = syscall.EINVAL, StepOpenSrc
+		}
+		if !errors.As(r.Err, &fe) || fe.Errno != want || fe.Step != step || fe.Src != pairs[i].Src || fe.Dst != pairs[i].Dst {
+			t.Errorf("pair %d: result %+v, want a *FileError %v at %v", i, r, want, step)
+		}
+		if _, err := os.Lstat(pairs[i].Dst); err == nil {
+			t.Errorf("pair %d was copied", i)
+		}
+	}
+}
+
+// TestCanceledBeforeTheCall: a context that ended before the call (or while
+// the call waited for another's turn) gives what a cancellation during the
+// call gives, not a bare context.Canceled without results.
+func TestCanceledBeforeTheCall(t *testing.T) {
+	engines(t, func(t *testing.T, forceSync bool) {
+		dir := t.TempDir()
+		var pairs []Pair
+		for i := range 4 {
+			s := filepath.Join(dir, "src", fmt.Sprint(i))
+			writeFile(t, s, content(i))
+			pairs = append(pairs, Pair{Src: s, Dst: filepath.Join(dir, "dst", fmt.Sprint(i))})
+		}
+		pairs = append(pairs, Pair{Src: pairs[0].Src + "\x00", Dst: filepath.Join(dir, "dst", "nul")})
+		e := newEngine(t, Options{ForceSync: forceSync})
+
+		canceled, cancel := context.WithCancel(context.Background())
+		cancel()
+		caused, cancelCause := context.WithCancelCause(context.Background())
+		cancelCause(errors.New("the user went home"))
+		expired, cancelExpired := context.WithTimeout(context.Background(), -time.Second)
+		defer cancelExpired()
+		for name, ctx := range map[string]context.Context{"canceled": canceled, "cause": caused, "deadline": expired} {
+			t.Run(name, func(t *testing.T) {
+				results, err := e.CopyFiles(ctx, pairs)
+				checkCanceled(t, ctx, err, pairs, results)
+				err = e.CopyTree(ctx, filepath.Join(dir, "src"), filepath.Join(dir, "tree"))
+				checkCanceled(t, ctx, err, nil, nil)
+				if _, err := os.Lstat(filepath.Join(dir, "tree")); err == nil {
+					t.Errorf("the tree was copied")
+				}
+			})
+		}
+
+		// Cancelled while it waits for another call's turn.
+		started, release := make(chan struct{}), make(chan struct{})
+		var once, released sync.Once
+		defer released.Do(func() { close(release) }) // before busy's Close
+		busy := newEngine(t, Options{ForceSync: forceSync, OnFileDone: func(FileDone) {
+			once.Do(func() { close(started) })
+			<-release
+		}})
+		first := make(chan error, 1)
+		go func() {
+			_, err := busy.CopyFiles(context.Background(), []Pair{{Src: pairs[1].Src, Dst: filepath.Join(dir, "first")}})
+			first <- err
+		}()
+		<-started
+		for _, call := range []string{"files", "tree"} {
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			if call == "files" {
+				results, err := busy.CopyFiles(ctx, pairs)
+				checkCanceled(t, ctx, err, pairs, results)
+			} else {
+				checkCanceled(t, ctx, busy.CopyTree(ctx, filepath.Join(dir, "src"), filepath.Join(dir, "tree")), nil, nil)
+			}
+			cancel()
+		}
+		released.Do(func() { close(release) })
+		if err := <-first; err != nil {
+			t.Errorf("first call: %v", err)
+		}
+	})
+}
+
+// TestCanceledWithCause: cancelled during the call with a cause, the error
+// wraps the cause and context.Canceled (ctx.Err()) both.
+func TestCanceledWithCause(t *testing.T) {
+	engines(t, func(t *testing.T, forceSync bool) {
+		dir := t.TempDir()
+		var pairs []Pair
+		for i := range 300 {
+			s := filepath.Join(dir, "src", fmt.Sprint(i))
+			writeFile(t, s, content(i))
+			pairs = append(pairs, Pair{Src: s, Dst: filepath.Join(dir, "dst", fmt.Sprint(i))})
+		}
+		cause := errors.New("the user went home")
+		for _, call := range []string{"files", "tree"} {
+			ctx, cancel := context.WithCancelCause(context.Background())
+			var e *Engine
+			var once sync.Once
+			e = newEngine(t, Options{ForceSync: forceSync, IgnoreTimes: true, OnFileDone: func(FileDone) {
+				once.Do(func() {
+					cancel(cause)
+					e.Cancel()
+				})
+			}})
+			var err error
+			if call == "files" {
+				_, err = e.CopyFiles(ctx, pairs)
+			} else {
+				err = e.CopyTree(ctx, filepath.Join(dir, "src"), filepath.Join(dir, "tree"))
+			}
+			if !errors.Is(err, cause) || !errors.Is(err, context.Canceled) || !errors.Is(err, syscall.ECANCELED) {
+				t.Errorf("%s: err = %v, want one wrapping the cause, context.Canceled and ECANCELED", call, err)
+			}
+		}
+	})
+}
