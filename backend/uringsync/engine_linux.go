@@ -54,7 +54,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"runtime"
 	"runtime/cgo"
@@ -118,6 +117,9 @@ func New(opts *Options) (*Engine, error) {
 		st.opts = *opts
 	}
 	o := &st.opts
+	if err := validate(o); err != nil {
+		return nil, err
+	}
 	var co C.usync_options
 	C.usync_options_init(&co)
 	for _, f := range []struct {
@@ -154,27 +156,13 @@ func New(opts *Options) (*Engine, error) {
 			co.flags |= f.flag
 		}
 	}
-	for _, v := range []int{o.Workers, o.QueueDepth, o.ChunkSize, o.IOWQMaxWorkers} {
-		if v < 0 || v > 1<<30 {
-			return nil, fmt.Errorf("uringsync: option out of range: %d", v)
-		}
-	}
-	if o.BufferBudget < 0 {
-		return nil, fmt.Errorf("uringsync: option out of range: BufferBudget %d", o.BufferBudget)
-	}
 	co.buffer_budget = C.uint64_t(o.BufferBudget)
 	co.workers = C.uint32_t(o.Workers)
 	co.queue_depth = C.uint32_t(o.QueueDepth)
 	co.chunk_size = C.uint32_t(o.ChunkSize)
 	co.iowq_max_workers = C.uint32_t(o.IOWQMaxWorkers)
-	co.progress_interval_ms = C.uint32_t(o.ProgressInterval / time.Millisecond)
-	if o.IdleTimeout < 0 || o.IdleTimeout/time.Millisecond > math.MaxUint32 {
-		return nil, fmt.Errorf("uringsync: option out of range: IdleTimeout %v", o.IdleTimeout)
-	}
-	co.idle_timeout_ms = C.uint32_t((o.IdleTimeout + time.Millisecond - 1) / time.Millisecond)
-	if o.FileMode&^os.ModePerm != 0 {
-		return nil, fmt.Errorf("uringsync: option out of range: FileMode %v", o.FileMode)
-	}
+	co.progress_interval_ms = millis(o.ProgressInterval)
+	co.idle_timeout_ms = millis(o.IdleTimeout)
 	co.file_mode = C.uint32_t(o.FileMode)
 
 	// Exclude patterns live in C memory only for usync_engine_create, which
@@ -189,10 +177,7 @@ func New(opts *Options) (*Engine, error) {
 			C.free(unsafe.Pointer(arr))
 		}()
 		for i, pat := range o.Excludes {
-			if hasNUL(pat) {
-				return nil, fmt.Errorf("uringsync: exclude pattern %q: %w", pat, syscall.EINVAL)
-			}
-			strs[i] = C.CString(pat)
+			strs[i] = C.CString(pat) // validate refused NUL bytes
 		}
 		co.excludes = arr
 		co.exclude_count = C.size_t(n)
@@ -204,6 +189,12 @@ func New(opts *Options) (*Engine, error) {
 		boolInt(o.OnDelete != nil))
 	if rc := C.usync_engine_create(&co, &e.ptr); rc != 0 {
 		e.handle.Delete()
+		if rc == -C.EINVAL {
+			// validate checked all else: a pattern the library cannot compile.
+			if err := badExclude(o.Excludes); err != nil {
+				return nil, err
+			}
+		}
 		return nil, &os.SyscallError{Syscall: "usync_engine_create", Err: errnoOf(rc)}
 	}
 	st.engine = e.ptr

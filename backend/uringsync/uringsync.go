@@ -28,18 +28,21 @@ import (
 var ErrUnsupported = fmt.Errorf("uringsync: %w (needs Linux and cgo)", errors.ErrUnsupported)
 
 // Options configure an [Engine]. The zero value is valid: defaults chosen by
-// the library, no callbacks.
+// the library, no callbacks. [New] refuses a value out of the range given
+// here with an error that names the field and the value (and an exclude
+// pattern, with its index) and wraps syscall.EINVAL.
 type Options struct {
-	Workers          int           // rings or threads; 0 = from the CPU count
-	QueueDepth       int           // files in flight per ring; 0 = 128
-	ChunkSize        int           // bytes per read/write buffer; 0 = 128 KiB
-	IOWQMaxWorkers   int           // io-wq kernel threads per ring; 0 = 4
-	ProgressInterval time.Duration // between OnProgress calls; 0 = 200ms
+	Workers          int           // rings or threads; 0 = from the CPU count; at most 1024
+	QueueDepth       int           // files in flight per ring; 0 = 128; at most 4096
+	ChunkSize        int           // bytes per read/write buffer; 0 = 128 KiB; else 4 KiB to 64 MiB
+	IOWQMaxWorkers   int           // io-wq kernel threads per ring; 0 = 4; at most 1024
+	ProgressInterval time.Duration // between OnProgress calls, rounded up to a millisecond; 0 = 200ms
 	// IdleTimeout is how long an engine thread waits for the next call
 	// before it exits. An engine keeps its threads, and the rings and
 	// buffers they hold, from one call to the next, so that a call on a warm
 	// engine starts no thread and builds no ring; Close ends them at once.
-	// 0 = 5s.
+	// 0 = 5s. Rounded up to a millisecond; at most 2^32-1 ms (about 49
+	// days), as ProgressInterval.
 	IdleTimeout time.Duration
 	// FileMode is the permission bits (os.ModePerm at most) every regular
 	// file the engine creates is made with, less the umask as with
@@ -121,12 +124,14 @@ type Options struct {
 
 	// BufferBudget bounds the I/O buffer bytes of one call, rings (pinned)
 	// and threads together; files in flight (then the chunk) shrink to fit.
-	// 0 = 128 MiB.
+	// 0 = 128 MiB; else at least 4096.
 	BufferBudget int64
 
 	// Excludes are glob patterns (* ? [..] **) for CopyTree: a leading '/'
 	// anchors at the root, a trailing '/' matches directories only, a
-	// pattern without '/' matches the name at any depth.
+	// pattern without '/' matches the name at any depth. An empty pattern
+	// (or one of slashes only), an unclosed '[', a trailing '\' and a NUL
+	// byte are refused.
 	Excludes []string
 
 	// Callbacks run on engine threads (or the calling goroutine's thread:
