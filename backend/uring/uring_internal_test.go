@@ -408,6 +408,15 @@ func TestCopyTreeCommand(t *testing.T) {
 			t.Error("no destination accepted")
 		}
 	})
+	t.Run("destination it cannot make", func(t *testing.T) {
+		// The engine's error names both trees, not the source alone.
+		dst := "/proc/nope/x"
+		_, err := f.Command(context.Background(), "copytree", []string{dst}, nil)
+		if want := "copy tree " + src + " to " + dst + ": "; err == nil || !strings.Contains(err.Error(), want) ||
+			!errors.Is(err, os.ErrNotExist) {
+			t.Errorf("err = %v, want one containing %q and matching os.ErrNotExist", err, want)
+		}
+	})
 }
 
 // TestEngineMeta: the engine applies --metadata only to files whose

@@ -341,18 +341,19 @@ func (e *Engine) acquire(ctx context.Context) (release func(), err error) {
 }
 
 // begin locks the engine for one copy call and arranges for ctx's
-// cancellation to reach the engine; end undoes both. op and path make the
-// error of a call refused from a callback, as finish makes the library's.
+// cancellation to reach the engine; end undoes both. op, src and dst make
+// the error of a call refused from a callback, as finish makes the
+// library's.
 // A ctx that has ended, or ends while the call waits for its turn, gives
 // the error of a call cancelled while it runs (canceledError).
-func (e *Engine) begin(ctx context.Context, op, path string) (end func(), err error) {
+func (e *Engine) begin(ctx context.Context, op, src, dst string) (end func(), err error) {
 	// Waiting for another call's turn ends with ctx, as the call would.
 	if ctx.Err() != nil {
 		return nil, canceledError(ctx, op)
 	}
 	unlock, err := e.acquire(ctx)
 	if errors.Is(err, syscall.EDEADLK) {
-		return nil, startError(op, path, syscall.EDEADLK)
+		return nil, startError(op, src, dst, syscall.EDEADLK)
 	} else if err != nil {
 		return nil, canceledError(ctx, op)
 	}
@@ -403,7 +404,7 @@ func (e *Engine) begin(ctx context.Context, op, path string) (end func(), err er
 
 // finish turns a copy call's return code into an error. A panic in a
 // callback outranks everything, since it cancelled the call.
-func (e *Engine) finish(ctx context.Context, op, path string, rc C.int) error {
+func (e *Engine) finish(ctx context.Context, op, src, dst string, rc C.int) error {
 	if pe := e.state.panicked.Load(); pe != nil {
 		return pe
 	}
@@ -421,7 +422,7 @@ func (e *Engine) finish(ctx context.Context, op, path string, rc C.int) error {
 		}
 		return &CopyError{Op: op, Failed: failed, Errors: e.state.errs}
 	default:
-		return startError(op, path, errnoOf(rc))
+		return startError(op, src, dst, errnoOf(rc))
 	}
 }
 
@@ -436,10 +437,32 @@ func canceledError(ctx context.Context, op string) error {
 	return fmt.Errorf("uringsync: %s canceled: %w (%w, %w)", op, cause, err, syscall.ECANCELED)
 }
 
-// startError is the error of a copy call that could not start.
-func startError(op, path string, errno syscall.Errno) error {
-	return &os.PathError{Op: op, Path: path, Err: errno}
+// startError is the error of a copy call that could not start: with a dst,
+// a *treeError, else an *os.PathError for src.
+func startError(op, src, dst string, errno syscall.Errno) error {
+	pe := &os.PathError{Op: op, Path: src, Err: errno}
+	if dst == "" {
+		return pe
+	}
+	return &treeError{Dst: dst, PathError: pe}
 }
+
+// treeError is the error of a tree copy that could not start. Its message
+// names both trees, "copy tree SRC to DST: errno" (as the CLI's "cannot
+// copy 'SRC' to 'DST'"): the library returns only an errno, which may be
+// about either (a missing source, a destination it cannot make: ENOENT
+// both). It unwraps to the *os.PathError CopyTree has always returned
+// (Path: src), and so to the errno.
+type treeError struct {
+	Dst string
+	*os.PathError
+}
+
+func (e *treeError) Error() string {
+	return e.Op + " " + e.Path + " to " + e.Dst + ": " + e.Err.Error()
+}
+
+func (e *treeError) Unwrap() error { return e.PathError }
 
 // CopyTree copies the tree at src so that dst becomes a copy of it (like
 // cp -rT): dst and its missing parents are made, an existing dst directory
@@ -453,16 +476,19 @@ func startError(op, path string, errno syscall.Errno) error {
 // failed, an error wrapping ctx's error (its cause too, context.Cause, and
 // syscall.ECANCELED) when ctx ended before or during the call (also while
 // it waited for another call's turn), a *CallbackPanicError when a callback
-// panicked, or an
-// *os.PathError when the copy could not start (wrapping syscall.EINVAL for a
-// path that contains a NUL byte, as the os package does).
+// panicked, or, when the copy could not start, one that names both trees
+// ("copy tree SRC to DST: no such file or directory": the library's errno
+// does not say which of the two it could not use) and wraps an
+// *os.PathError (Op "copy tree", Path src) with the errno. A path that
+// contains a NUL byte is refused with an *os.PathError for that path,
+// wrapping syscall.EINVAL, as the os package does.
 func (e *Engine) CopyTree(ctx context.Context, src, dst string) error {
 	for _, p := range []string{src, dst} {
 		if hasNUL(p) {
 			return &os.PathError{Op: "copy tree", Path: p, Err: syscall.EINVAL}
 		}
 	}
-	end, err := e.begin(ctx, "copy tree", src)
+	end, err := e.begin(ctx, "copy tree", src, dst)
 	if err != nil {
 		return err
 	}
@@ -471,7 +497,7 @@ func (e *Engine) CopyTree(ctx context.Context, src, dst string) error {
 	defer C.free(unsafe.Pointer(csrc))
 	defer C.free(unsafe.Pointer(cdst))
 	rc := C.usync_copy_tree(e.ptr, csrc, cdst)
-	return e.finish(ctx, "copy tree", src, rc)
+	return e.finish(ctx, "copy tree", src, dst, rc)
 }
 
 // CopyFiles copies explicit (src, dst) file pairs concurrently and returns
@@ -501,7 +527,7 @@ func (e *Engine) CopyFiles(ctx context.Context, pairs []Pair) ([]Result, error) 
 	if len(pairs) == 0 {
 		return nil, nil
 	}
-	end, err := e.begin(ctx, "copy files", pairs[0].Src)
+	end, err := e.begin(ctx, "copy files", pairs[0].Src, "")
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(err, syscall.ECANCELED) {
 			// As a call cancelled before it copied anything.
@@ -561,7 +587,7 @@ func (e *Engine) CopyFiles(ctx context.Context, pairs []Pair) ([]Result, error) 
 		}
 		rc = C.usync_copy_files(e.ptr, cpairs, C.size_t(n), cresp)
 		if rc != 0 && rc != -C.EIO && rc != -C.ECANCELED {
-			return nil, e.finish(ctx, "copy files", pairs[sent[0]].Src, rc)
+			return nil, e.finish(ctx, "copy files", pairs[sent[0]].Src, "", rc)
 		}
 		cres = unsafe.Slice(cresp, n)
 	}
@@ -620,7 +646,7 @@ func (e *Engine) CopyFiles(ctx context.Context, pairs []Pair) ([]Result, error) 
 	if rc == -C.EIO || (rc == 0 && nfailed > 0) {
 		return results, &CopyError{Op: "copy files", Failed: nfailed, Errors: failed}
 	}
-	return results, e.finish(ctx, "copy files", pairs[0].Src, rc)
+	return results, e.finish(ctx, "copy files", pairs[0].Src, "", rc)
 }
 
 // hasNUL reports whether s would reach C cut short: C strings end at the
