@@ -8,9 +8,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
-#include <cstring>
 #include <memory>
 #include <new>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "buffer_pool.h"
@@ -28,7 +29,7 @@ namespace {
 struct Slot {
   FileTask task;
   FileCopy fc;
-  std::string name;  // destination name being written (may be a temporary; "" when anonymous)
+  std::string name;  // destination name being written (may be a temporary); anonymous: where it is made (anon_dir)
   uint32_t buf = BufferPool::kNone;
   int src_fd = -1;   // the source is a plain descriptor: fstat checks it
   int dst_fd = -1;   // the written file's plain descriptor: anonymous (kInstallDst), or dst_inline_
@@ -80,6 +81,16 @@ int stat_source(int fd, struct stat* st, uint32_t* align) noexcept {
   if ((sx.stx_mask & STATX_DIOALIGN) != 0 && sx.stx_dio_mem_align != 0 && sx.stx_dio_offset_align != 0)
     *align = std::max(sx.stx_dio_mem_align, sx.stx_dio_offset_align);
   return 0;
+}
+
+// Where the anonymous file of t is made, relative to t.dst_dirfd(): "."
+// (a tree's directory, or a pair's whose directory the call holds), or the
+// directory part of a pair's whole path ("/" for "/name").
+std::string anon_dir(const FileTask& t) {
+  const std::string_view rel(t.dst_rel());
+  const size_t slash = t.dir == nullptr ? rel.rfind('/') : std::string_view::npos;
+  if (slash == std::string_view::npos) return ".";
+  return std::string(rel.substr(0, slash == 0 ? 1 : slash));
 }
 
 // What a ring worker keeps between copy calls on its pool thread: the ring
@@ -409,12 +420,12 @@ class UringWorker {
     // up again (measured: rename was 12% of a cold copy's CPU).
     // A file in a directory still under its temporary name is made under
     // its own name instead (FileTask::replace false): no link to make.
-    // So is a pair's (usync_copy_files) whose directory the task holds
-    // (PairDirs: dst_rel() is then a name in dst_dirfd()): a killed call
-    // leaves nothing, where a temporary name would stay (no walk of a
-    // pair's directory would remove it).
-    s.anon = (fd_install_ || dst_inline_) && s.task.replace && job_.tmpfile_ok.load(std::memory_order_relaxed) &&
-             (s.task.dir != nullptr || std::strchr(s.task.dst_rel(), '/') == nullptr);
+    // So is a pair's (usync_copy_files): a killed call leaves nothing,
+    // where a temporary name would stay (no walk of a pair's directory
+    // would remove it).  s.name is then where the anonymous file is made:
+    // "." (in dst_dirfd()), or the directory part of a pair's whole path
+    // (one whose directory the call does not hold open, PairDirs).
+    s.anon = (fd_install_ || dst_inline_) && s.task.replace && job_.tmpfile_ok.load(std::memory_order_relaxed);
     s.buf = pool_->acquire();
     if (s.md5) s.md5->reset();
     if (s.digest) s.digest->reset();
@@ -425,7 +436,7 @@ class UringWorker {
     s.fc.start(job_.chunk, cfg_.has(USYNC_FSYNC) || cfg_.has(USYNC_VERIFY), s.anon, dst_inline_);
     try {
       if (s.anon)
-        s.name.clear();
+        s.name = anon_dir(s.task);
       else
         s.name = s.task.create_name();
     } catch (...) {
@@ -524,7 +535,7 @@ class UringWorker {
       case OpKind::kCloseSrc: return -EINVAL;  // never submitted: advance() defers it to apply()
       case OpKind::kOpenDst:
         if (s.anon)  // readable too when it is to be read back (verify)
-          io_uring_prep_openat_direct(sqe, s.task.dst_dirfd(), ".", O_TMPFILE | (s.digest ? O_RDWR : O_WRONLY),
+          io_uring_prep_openat_direct(sqe, s.task.dst_dirfd(), s.name.c_str(), O_TMPFILE | (s.digest ? O_RDWR : O_WRONLY),
                                       cfg_.create_mode(s.task.mode), i);
         else
           io_uring_prep_openat_direct(sqe, s.task.dst_dirfd(), s.name.c_str(), O_WRONLY | O_CREAT | O_EXCL,
@@ -569,7 +580,7 @@ class UringWorker {
     switch (op.kind) {
       case OpKind::kOpenDst:
         if (s.anon)
-          ret = openat(s.task.dst_dirfd(), ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, cfg_.create_mode(s.task.mode));
+          ret = openat(s.task.dst_dirfd(), s.name.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, cfg_.create_mode(s.task.mode));
         else
           ret = openat(s.task.dst_dirfd(), s.name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
                        cfg_.create_mode(s.task.mode));
