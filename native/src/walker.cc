@@ -487,12 +487,14 @@ class Walker {
       if (!parent->hidden && hiding()) {
         tmp = dir_temp_name(p.name);
         struct stat there {};
-        // The source has an entry of that very name (whose copy is not a
-        // leftover to take over): this one is made under its own name.
-        if (!tmp.empty() && (fstatat(parent->src.get(), tmp.c_str(), &there, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT))
-          tmp.clear();
         // Into a directory that existed, the name may be taken: merge.
         if (!tmp.empty() && !parent->fresh && fstatat(pfd, p.name.c_str(), &there, AT_SYMLINK_NOFOLLOW) == 0)
+          tmp.clear();
+        // The source has an entry of that very name (whose copy is not a
+        // leftover to take over): this one is made under its own name.
+        // (After the check above: a re-run's existing directories pay no
+        // lookup for it.)
+        if (!tmp.empty() && (fstatat(parent->src.get(), tmp.c_str(), &there, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT))
           tmp.clear();
       }
       if (mkdirat(pfd, (tmp.empty() ? p.name : tmp).c_str(), made) == 0) {
