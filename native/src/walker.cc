@@ -161,12 +161,9 @@ class Walker {
       remove_temporaries(job_, dfd, [&](const char* temp, const char* name) {
         struct stat st {};
         // Named so in the source too: a copy (or the source cannot tell).
-        if (sfd >= 0 && (fstatat(sfd, temp, &st, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT)) return true;
-        // An exclude pattern covers it: it is not this run's to touch.
-        if (!job_.cfg.filter.empty()) {
-          const bool is_dir = fstatat(dfd, temp, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
-          if (job_.cfg.filter.excluded(job_.rel_path(d, temp), temp, is_dir)) return true;
-        }
+        if (sfd < 0 || fstatat(sfd, temp, &st, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT) return true;
+        // (Exclude patterns do not protect a name of our forms: a common
+        // one such as '.*' or '*.tmp' would keep every leftover for good.)
         if (name == nullptr) return false;  // a file's: stale
         // Another run's new root (each run holds a shared lock on its root):
         // a destination nested in this one.
