@@ -77,6 +77,9 @@ Budget plan_budget(const Config& cfg, bool uring, uint32_t want_workers, uint64_
   while (need(w, bulk) > file_fds && bulk > 1) --bulk;
   while (need(w, bulk) > file_fds && w > 1) --w;
   if (need(w, bulk) > file_fds) bulk = 0;
+  // Below even that, a ring would take descriptors the walker's opens wait
+  // for, while its own retries wait for theirs (job.h, open_waiting).
+  b.ring_fits = need(1, 0) <= file_fds + kSlack;
   while (uint64_t{w} + bulk > min_buffers && bulk > 1) --bulk;
   while (uint64_t{w} + bulk > min_buffers && w > 1) --w;
   const uint64_t per_ring = file_fds > uint64_t{bulk} * 2 ? (file_fds - uint64_t{bulk} * 2) / w : 0;

@@ -20,6 +20,10 @@ struct Budget {
   uint64_t buffer_bytes = 0;  // I/O buffers of all rings and threads together
   bool inline_copies = false; // io_uring: rings' threads may copy cached files themselves (adaptive)
   uint32_t prefetch_threads = 0;  // adaptive: threads (one descriptor each) warming a cold tree's metadata
+  // io_uring: one ring (its descriptor and a file's two) fits beside the
+  // directories, with the slack; false: the call runs synchronous threads,
+  // which need one descriptor fewer (Engine::run).
+  bool ring_fits = true;
 };
 
 // limit: the RLIMIT_NOFILE soft limit; in_use: descriptors open now (the

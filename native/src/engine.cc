@@ -457,38 +457,53 @@ bool local_writes(int fd, const std::string& path) {
 }
 
 int Engine::run(Job& job, Dir* root, std::vector<FileTask>* feed) {
-  const bool uring = job.engine_kind == USYNC_ENGINE_URING;
-  uint32_t workers = uring ? cfg_.workers : cfg_.sync_workers;
-  // Chosen for a tmpfs source: no device latency to hide, so about two
-  // threads per CPU keep the cores busy without piling onto directory locks.
-  if (!uring && kind_ == USYNC_ENGINE_URING && cfg_.workers_auto)
-    workers = std::max(2u, std::min(cpu_count() * 2, workers));
-  // A pair copy knows its work: no more threads than it has batches for
-  // (small files are queued 64 to a batch, large ones one each; with
-  // io_uring large ones go to the bulk threads, and no small file needs no
-  // ring).  A tree is not known before it is walked.
-  uint32_t max_bulk = UINT32_MAX;
-  bool no_workers = false;  // no ring (io_uring) or no thread at all (sync)
-  uint64_t small = 0, large = 0;
-  if (feed != nullptr) {
-    for (const FileTask& t : *feed) ++(t.size >= cfg_.large_threshold ? large : small);
-    const uint64_t small_batches = (small + 63) / 64;
-    const uint64_t batches = uring ? small_batches : small_batches + large;
-    workers = static_cast<uint32_t>(std::min<uint64_t>(workers, std::max<uint64_t>(1, batches)));
-    no_workers = uring ? small == 0 : batches == 0;
-    if (uring) max_bulk = static_cast<uint32_t>(std::min<uint64_t>(large, UINT32_MAX));
-  }
   {
     std::lock_guard lk(job_mu_);
     current_ = &job;
     if (cancel_.load(std::memory_order_relaxed)) job.stop();
   }
+  bool uring = job.engine_kind == USYNC_ENGINE_URING;
+  uint32_t workers = 0;
+  uint32_t max_bulk = UINT32_MAX;
+  bool no_workers = false;  // no ring (io_uring) or no thread at all (sync)
+  uint64_t small = 0, large = 0;
+  Budget budget;
   // Fit descriptors and pinned memory to what this process has.
   // A tree's root pair is open already (and counted among those in use):
   // the walker's cache counts it as one of its pairs.
   const uint64_t limit = nofile_limit();
-  const Budget budget =
-      plan_budget(cfg_, uring, workers, limit, open_fd_count(limit), max_bulk, root != nullptr ? 1 : 0);
+  const uint64_t in_use = open_fd_count(limit);
+  auto plan = [&] {
+    workers = uring ? cfg_.workers : cfg_.sync_workers;
+    // Chosen for a tmpfs source: no device latency to hide, so about two
+    // threads per CPU keep the cores busy without piling onto directory locks.
+    if (!uring && kind_ == USYNC_ENGINE_URING && cfg_.workers_auto)
+      workers = std::max(2u, std::min(cpu_count() * 2, workers));
+    // A pair copy knows its work: no more threads than it has batches for
+    // (small files are queued 64 to a batch, large ones one each; with
+    // io_uring large ones go to the bulk threads, and no small file needs no
+    // ring).  A tree is not known before it is walked.
+    max_bulk = UINT32_MAX;
+    no_workers = false;
+    small = large = 0;
+    if (feed != nullptr) {
+      for (const FileTask& t : *feed) ++(t.size >= cfg_.large_threshold ? large : small);
+      const uint64_t small_batches = (small + 63) / 64;
+      const uint64_t batches = uring ? small_batches : small_batches + large;
+      workers = static_cast<uint32_t>(std::min<uint64_t>(workers, std::max<uint64_t>(1, batches)));
+      no_workers = uring ? small == 0 : batches == 0;
+      if (uring) max_bulk = static_cast<uint32_t>(std::min<uint64_t>(large, UINT32_MAX));
+    }
+    budget = plan_budget(cfg_, uring, workers, limit, in_use, max_bulk, root != nullptr ? 1 : 0);
+  };
+  plan();
+  if (uring && !budget.ring_fits) {
+    // Too few descriptors for even one ring beside the directories: plain
+    // threads need one fewer, and complete where a ring could not.
+    uring = false;
+    job.engine_kind = USYNC_ENGINE_SYNC;
+    plan();
+  }
   // No room for a bulk thread beside a ring: the ring takes the large files
   // too (and so is needed for a batch of nothing else).
   const bool bulk_path = uring && budget.bulk_threads > 0;

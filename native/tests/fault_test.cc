@@ -436,6 +436,41 @@ INSTANTIATE_TEST_SUITE_P(Nofile16, LowLimitWide,
                                   (std::get<2>(info.param) ? "_archive" : "");
                          });
 
+class LowLimitCrowded : public ::testing::TestWithParam<uint32_t> {};
+
+// Three descriptors beside stdin, stdout and stderr at RLIMIT_NOFILE 16: too
+// few for one ring beside the directories (Budget::ring_fits), so the call
+// runs synchronous threads, which complete.  A ring there waited 5 s for a
+// descriptor that its own waiting opens held, then failed files.
+TEST_P(LowLimitCrowded, RunsSynchronouslyAndCompletes) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "ASan/UBSan need descriptors of their own under RLIMIT_NOFILE=16";
+#endif
+  TempDir t;
+  const std::string src = t / "src", dst = t / "dst";
+  MakeWideTree(src);
+  const auto start = std::chrono::steady_clock::now();
+  const int code = InChild([&, flags = GetParam()] {
+    if (!FewDescriptors(3, 16)) return 10;
+    usync_engine* e = MakeEngine(flags);
+    if (e == nullptr) return 11;
+    const int ret = usync_copy_tree(e, src.c_str(), dst.c_str());
+    usync_stats st{};
+    usync_engine_stats(e, &st, sizeof st);
+    usync_engine_destroy(e);
+    if (ret != 0) return static_cast<int>(std::min<uint64_t>(100 + st.files_failed, 250));
+    return st.engine == USYNC_ENGINE_SYNC ? 0 : 12;
+  });
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_NE(code, 12) << "ran on a ring with no room for one";
+  EXPECT_EQ(code, 0) << (code > 100 ? std::to_string(code - 100) + " files failed" : "exit code");
+  EXPECT_EQ(WrongEntries(src, dst), 0u);
+  EXPECT_LT(took, std::chrono::seconds(4)) << "an open waited for a descriptor";
+}
+
+INSTANTIATE_TEST_SUITE_P(Nofile16, LowLimitCrowded, ::testing::ValuesIn(testing::kEngineFlags),
+                         [](const auto& info) { return testing::EngineName(info.param); });
+
 class LowLimitHeld : public ::testing::TestWithParam<uint32_t> {};
 
 // Another thread of the caller's process takes every free descriptor for a
