@@ -1064,9 +1064,10 @@ TEST_P(EngineTest, NewRootAppearsOnlyWholeAndIsTakenOver) {
 // The cleaner removes only what is ours: names of the two forms temporaries
 // are made with (.usync-<16 hex digits>-<n>.tmp, .usync-dir-<name>.tmp),
 // never an entry the source has under that very name (it is a copy); an
-// exclude pattern as common as '.*' does not keep a leftover.  A source whose listing has such names
-// is copied as any other and a re-run leaves it alone.  A new directory
-// whose temporary name the source also has is made under its own name.
+// exclude pattern as common as '.*' does not keep a leftover.  A source
+// whose listing has such names is copied as any other and a re-run leaves
+// it alone.  A new directory whose temporary name the source also has is
+// made under its own name.
 TEST_P(EngineTest, OnlyOurTemporariesAreRemoved) {
   TempDir t;
   const std::string src = t / "src", dst = t / "dst";

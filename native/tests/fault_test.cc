@@ -389,6 +389,26 @@ bool FewDescriptors(int extra, rlim_t limit) {
   return setrlimit(RLIMIT_NOFILE, &rl) == 0;
 }
 
+// Copies the tree src to dst in a child process that has `extra` descriptors
+// open beside stdin, stdout and stderr, at RLIMIT_NOFILE 16, with engine
+// flags and workers.  0; 100 + the files that failed (at most 250); 10, 11:
+// the child's setup failed; 12: the call ran on another engine than
+// want_engine (0: any).
+int CopyAtSixteen(const std::string& src, const std::string& dst, int extra, uint32_t flags, int workers,
+                  int want_engine = 0) {
+  return InChild([&] {
+    if (!FewDescriptors(extra, 16)) return 10;
+    usync_engine* e = MakeEngine(flags, static_cast<uint32_t>(workers));
+    if (e == nullptr) return 11;
+    const int ret = usync_copy_tree(e, src.c_str(), dst.c_str());
+    usync_stats st{};
+    usync_engine_stats(e, &st, sizeof st);
+    usync_engine_destroy(e);
+    if (ret != 0) return static_cast<int>(std::min<uint64_t>(100 + st.files_failed, 250));
+    return want_engine == 0 || st.engine == static_cast<uint32_t>(want_engine) ? 0 : 12;
+  });
+}
+
 // engine (kEngineFlags), -j, whether -a (USYNC_ARCHIVE: xattrs, ACLs, -H, -S).
 class LowLimitWide : public ::testing::TestWithParam<std::tuple<uint32_t, int, bool>> {};
 
@@ -403,17 +423,7 @@ TEST_P(LowLimitWide, WideTreeCompletes) {
   TempDir t;
   const std::string src = t / "src", dst = t / "dst";
   const bool evicted = MakeWideTree(src);
-  const int code = InChild([&, flags = flags, workers = workers, archive = archive] {
-    if (!FewDescriptors(2, 16)) return 10;
-    usync_engine* e = MakeEngine(flags | (archive ? uint32_t{USYNC_ARCHIVE} : 0u), static_cast<uint32_t>(workers));
-    if (e == nullptr) return 11;
-    const int ret = usync_copy_tree(e, src.c_str(), dst.c_str());
-    usync_stats st{};
-    usync_engine_stats(e, &st, sizeof st);
-    usync_engine_destroy(e);
-    if (ret != 0) return static_cast<int>(std::min<uint64_t>(100 + st.files_failed, 250));
-    return 0;
-  });
+  const int code = CopyAtSixteen(src, dst, 2, flags | (archive ? uint32_t{USYNC_ARCHIVE} : 0u), workers);
   EXPECT_EQ(code, 0) << (code > 100 ? std::to_string(code - 100) + " files failed" : "exit code");
   EXPECT_EQ(WrongEntries(src, dst), 0u);
   // -S keeps the holes, whichever thread copied the file.
@@ -450,17 +460,7 @@ TEST_P(LowLimitCrowded, RunsSynchronouslyAndCompletes) {
   const std::string src = t / "src", dst = t / "dst";
   MakeWideTree(src);
   const auto start = std::chrono::steady_clock::now();
-  const int code = InChild([&, flags = GetParam()] {
-    if (!FewDescriptors(3, 16)) return 10;
-    usync_engine* e = MakeEngine(flags);
-    if (e == nullptr) return 11;
-    const int ret = usync_copy_tree(e, src.c_str(), dst.c_str());
-    usync_stats st{};
-    usync_engine_stats(e, &st, sizeof st);
-    usync_engine_destroy(e);
-    if (ret != 0) return static_cast<int>(std::min<uint64_t>(100 + st.files_failed, 250));
-    return st.engine == USYNC_ENGINE_SYNC ? 0 : 12;
-  });
+  const int code = CopyAtSixteen(src, dst, 3, GetParam(), 0, USYNC_ENGINE_SYNC);
   const auto took = std::chrono::steady_clock::now() - start;
   EXPECT_NE(code, 12) << "ran on a ring with no room for one";
   EXPECT_EQ(code, 0) << (code > 100 ? std::to_string(code - 100) + " files failed" : "exit code");
