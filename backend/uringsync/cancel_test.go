@@ -5,7 +5,6 @@ package uringsync
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -52,12 +51,7 @@ func checkCanceled(t *testing.T, ctx context.Context, err error, pairs []Pair, r
 func TestCanceledBeforeTheCall(t *testing.T) {
 	engines(t, func(t *testing.T, forceSync bool) {
 		dir := t.TempDir()
-		var pairs []Pair
-		for i := range 4 {
-			s := filepath.Join(dir, "src", fmt.Sprint(i))
-			writeFile(t, s, content(i))
-			pairs = append(pairs, Pair{Src: s, Dst: filepath.Join(dir, "dst", fmt.Sprint(i))})
-		}
+		pairs := srcPairs(t, dir, 4)
 		pairs = append(pairs, Pair{Src: pairs[0].Src + "\x00", Dst: filepath.Join(dir, "dst", "nul")})
 		e := newEngine(t, Options{ForceSync: forceSync})
 
@@ -115,12 +109,7 @@ func TestCanceledBeforeTheCall(t *testing.T) {
 func TestCanceledWithCause(t *testing.T) {
 	engines(t, func(t *testing.T, forceSync bool) {
 		dir := t.TempDir()
-		var pairs []Pair
-		for i := range 300 {
-			s := filepath.Join(dir, "src", fmt.Sprint(i))
-			writeFile(t, s, content(i))
-			pairs = append(pairs, Pair{Src: s, Dst: filepath.Join(dir, "dst", fmt.Sprint(i))})
-		}
+		pairs := srcPairs(t, dir, 300)
 		cause := errors.New("the user went home")
 		for _, call := range []string{"files", "tree"} {
 			ctx, cancel := context.WithCancelCause(context.Background())

@@ -58,6 +58,19 @@ func content(i int) []byte {
 	return bytes.Repeat([]byte(fmt.Sprintf("file %d\n", i)), i%300+1)
 }
 
+// srcPairs writes n files dir/src/<i> (content(i)) and returns the pairs
+// that copy each to dir/dst/<i>.
+func srcPairs(t *testing.T, dir string, n int) []Pair {
+	t.Helper()
+	var pairs []Pair
+	for i := range n {
+		s := filepath.Join(dir, "src", fmt.Sprint(i))
+		writeFile(t, s, content(i))
+		pairs = append(pairs, Pair{Src: s, Dst: filepath.Join(dir, "dst", fmt.Sprint(i))})
+	}
+	return pairs
+}
+
 func TestVersion(t *testing.T) {
 	if v := Version(); v == "" {
 		t.Fatal("empty version")
@@ -360,12 +373,7 @@ func TestStepNames(t *testing.T) {
 func TestCancel(t *testing.T) {
 	engines(t, func(t *testing.T, forceSync bool) {
 		dir := t.TempDir()
-		var pairs []Pair
-		for i := range 300 {
-			s := filepath.Join(dir, "src", fmt.Sprint(i))
-			writeFile(t, s, content(i))
-			pairs = append(pairs, Pair{Src: s, Dst: filepath.Join(dir, "dst", fmt.Sprint(i))})
-		}
+		pairs := srcPairs(t, dir, 300)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		var e *Engine
