@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <linux/magic.h>
+#include <linux/openat2.h>
 #include <sys/stat.h>
 #include <sys/random.h>
 #include <sys/statfs.h>
@@ -577,17 +578,17 @@ std::string_view dir_temp_target(const char* name) noexcept {
 
 namespace {
 
-// Calls fn(name) for every entry of the directory open at dfd but . and ..
-// (listed through a descriptor of its own).  Best effort: stops at an error.
+// Calls fn(name) for every entry of the directory open at fd, read from its
+// start, but . and ..  Stops at an error; returns whether the listing got to
+// its end.
 template <typename Fn>
-void for_each_name(int dfd, Fn fn) noexcept {
+bool list_names(int fd, Fn fn) noexcept {
   constexpr size_t kBuf = 16 * 1024;
-  UniqueFd list(openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   std::unique_ptr<char[]> buf(new (std::nothrow) char[kBuf]);
-  if (!list.valid() || !buf) return;
+  if (!buf || lseek(fd, 0, SEEK_SET) < 0) return false;
   for (;;) {
-    const long n = syscall(SYS_getdents64, list.get(), buf.get(), kBuf);
-    if (n <= 0) return;
+    const long n = syscall(SYS_getdents64, fd, buf.get(), kBuf);
+    if (n <= 0) return n == 0;
     for (long off = 0; off < n;) {
       const auto* e = reinterpret_cast<const dirent64*>(buf.get() + off);
       off += e->d_reclen;
@@ -598,34 +599,103 @@ void for_each_name(int dfd, Fn fn) noexcept {
   }
 }
 
+// The directory rel below dfd, reached without following a symlink or
+// leaving dfd's mount, for reading its names.  Short of descriptors, it
+// waits a little (at most ~0.1 s, holding none of its own meanwhile): the
+// copy's threads close theirs soon, but one of them may be waiting for
+// this thread to go on.
+int open_below(int dfd, const std::string& rel) noexcept {
+  open_how how{};
+  how.flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
+  for (int ms = 1;; ms *= 2) {
+    const int fd = static_cast<int>(syscall(SYS_openat2, dfd, rel.c_str(), &how, sizeof how));
+    if (fd >= 0 || (errno != EMFILE && errno != ENFILE) || ms > 64) return fd;
+    const timespec ts{0, ms * 1'000'000L};
+    nanosleep(&ts, nullptr);
+  }
+}
+
 // Removes the entry name in dfd, a whole tree if it is a directory (never
-// following a symlink).  Returns whether it is gone.
-bool remove_entry(int dfd, const char* name, int depth) noexcept {
+// following a symlink, never leaving dfd).  Returns whether it is gone.
+// However deep a killed run's leftover is, it holds one descriptor of the
+// tree at a time: each directory is opened by its path below dfd, its
+// names read whole, its files removed, and it is closed before a
+// directory in it is entered or it is removed from its reopened parent.
+bool remove_entry(int dfd, const char* name) noexcept {
   if (unlinkat(dfd, name, 0) == 0) return true;
-  if (errno != EISDIR || depth > 1024) return false;
-  UniqueFd sub(openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (sub.valid()) for_each_name(sub.get(), [&](const char* n) { remove_entry(sub.get(), n, depth + 1); });
-  return unlinkat(dfd, name, AT_REMOVEDIR) == 0;
+  if (errno != EISDIR) return false;
+  constexpr size_t kMaxDepth = 1024;
+  struct Level {
+    size_t path_len;  // of path, up to and with this level's name
+    std::vector<std::string> subdirs;  // left to enter
+    bool listed = false;
+  };
+  try {
+    std::string path = name;
+    std::vector<Level> levels{Level{path.size(), {}, false}};
+    while (!levels.empty()) {
+      Level& l = levels.back();
+      path.resize(l.path_len);
+      if (!l.listed) {
+        l.listed = true;
+        UniqueFd cur(open_below(dfd, path));
+        if (!cur.valid()) return false;
+        std::vector<std::string> names;
+        if (!list_names(cur.get(), [&](const char* c) { names.emplace_back(c); })) return false;
+        for (std::string& c : names)
+          if (unlinkat(cur.get(), c.c_str(), 0) != 0 && errno == EISDIR) l.subdirs.push_back(std::move(c));
+      }
+      if (!l.subdirs.empty() && levels.size() < kMaxDepth && path.size() + 1 + l.subdirs.back().size() < PATH_MAX) {
+        path.append("/").append(l.subdirs.back());
+        l.subdirs.pop_back();
+        levels.push_back(Level{path.size(), {}, false});
+        continue;
+      }
+      // Empty now, or keeps what could not be entered (its removal fails).
+      const size_t slash = path.rfind('/');
+      levels.pop_back();
+      if (levels.empty()) return unlinkat(dfd, name, AT_REMOVEDIR) == 0;
+      UniqueFd parent(open_below(dfd, path.substr(0, slash)));
+      if (!parent.valid()) return false;
+      unlinkat(parent.get(), path.c_str() + slash + 1, AT_REMOVEDIR);
+    }
+  } catch (...) {
+  }
+  return false;
 }
 
 }  // namespace
 
 void remove_temporaries(const Job& job, int dfd, const std::function<bool(const char*, const char*)>& keep) noexcept {
-  for_each_name(dfd, [&](const char* name) {
-    if (!is_temporary(name)) return;
+  // Listed first (through a descriptor of its own: dfd's offset is the
+  // walker's), removed after: the listing's descriptor is not held while
+  // a leftover tree goes.
+  std::vector<std::string> temps;
+  try {
+    UniqueFd list(open_below(dfd, "."));
+    if (!list.valid()) return;
+    list_names(list.get(), [&](const char* name) {
+      if (is_temporary(name)) temps.emplace_back(name);
+    });
+  } catch (...) {
+    return;
+  }
+  for (const std::string& t : temps) {
+    const char* name = t.c_str();
     if (keep) {
       std::string final_name;
       const std::string_view target = dir_temp_target(name);
       try {
         final_name = target;
       } catch (...) {
-        return;  // keep it: this run may take it over
+        continue;  // keep it: this run may take it over
       }
-      if (keep(name, target.empty() ? nullptr : final_name.c_str())) return;
+      if (keep(name, target.empty() ? nullptr : final_name.c_str())) continue;
     }
-    if (remove_entry(dfd, name, 0))
+    if (remove_entry(dfd, name))
       job.counters.temps_removed.fetch_add(1, std::memory_order_relaxed);
-  });
+  }
 }
 
 int rename_noreplace(int dfd, const char* from, const char* to) noexcept {

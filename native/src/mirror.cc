@@ -102,13 +102,16 @@ class Remover {
 
   // Opens the directory name in pfd (which must still be st), on the
   // destination's mount, and lists it as a new frame.
+  // Short of descriptors for a moment (the copy's threads hold theirs),
+  // its opens wait for one (open_waiting).
   bool push(int pfd, const std::string& name, const std::string& path, const struct stat& st) {
-    UniqueFd fd(openat(pfd, name.c_str(), kDirFlags));
+    auto open_dir = [&] { return open_waiting(job_, [&] { return openat(pfd, name.c_str(), kDirFlags); }); };
+    UniqueFd fd(open_dir());
     mode_t before = 0;
     bool opened_up = false;
     if (!fd.valid() && errno == EACCES && !job_.dry_run() && open_up_dir_at(pfd, name.c_str(), &before)) {
       opened_up = true;  // a 0000 directory of our own
-      fd.reset(openat(pfd, name.c_str(), kDirFlags));
+      fd.reset(open_dir());
     }
     struct stat now {};
     if (!fd.valid()) {
@@ -187,10 +190,11 @@ class Remover {
       if (!frames_.empty()) {
         Frame& p = frames_.back();
         if (!p.fd.valid()) {
-          UniqueFd up(openat(done.fd.get(), "..", kDirFlags));
+          UniqueFd up(open_waiting(job_, [&] { return openat(done.fd.get(), "..", kDirFlags); }));
           struct stat pst {};
           if (!up.valid() || fstat(up.get(), &pst) != 0 || pst.st_dev != p.dev || pst.st_ino != p.ino) {
-            fail(p.path, ESTALE);  // the tree was moved while being removed: stop
+            // Out of descriptors, or the tree was moved while being removed: stop.
+            fail(p.path, up.valid() ? ESTALE : errno);
             if (done.opened_up && done.fd.valid()) fchmod(done.fd.get(), done.mode & 07777);
             close_opened();
             return;

@@ -531,6 +531,37 @@ TEST_P(LowLimitHeld, OpensWaitForDescriptorsHeldForAMoment) {
 INSTANTIATE_TEST_SUITE_P(Nofile16, LowLimitHeld, ::testing::ValuesIn(testing::kEngineFlags),
                          [](const auto& info) { return testing::EngineName(info.param); });
 
+class LowLimitDelete : public ::testing::TestWithParam<uint32_t> {};
+
+// --delete at RLIMIT_NOFILE 16 with two descriptors open beside stdin,
+// stdout and stderr: deep trees the source lacks (deeper than the remover
+// keeps open, so it reopens their directories through ".."), and deep
+// temporary directories a killed run left, all go while the copy's threads
+// hold descriptors of their own.  Their opens failed with EMFILE, and a
+// failed reopen of ".." was reported as "Stale file handle".
+TEST_P(LowLimitDelete, DeepExtraTreesGo) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "ASan/UBSan need descriptors of their own under RLIMIT_NOFILE=16";
+#endif
+  TempDir t;
+  const std::string src = t / "src", dst = t / "dst";
+  MakeWideTree(src);
+  for (int d = 0; d < 6; ++d) {
+    const std::string dir = dst + "/d" + std::to_string(d);
+    for (int x = 0; x < 4; ++x) {
+      const std::string deep = dir + "/old" + std::to_string(x) + "/a/b/c/d/e";
+      for (int f = 0; f < 5; ++f) WriteFile(deep + "/f" + std::to_string(f), "stale");
+    }
+    WriteFile(dir + "/.usync-dir-gone.tmp/a/b/c/d/e/f/g/file", "left by a killed run");
+  }
+  const int code = CopyAtSixteen(src, dst, 2, GetParam() | USYNC_DELETE, 0);
+  EXPECT_EQ(code, 0) << (code > 100 ? std::to_string(code - 100) + " files failed" : "exit code");
+  EXPECT_EQ(WrongEntries(src, dst), 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Nofile16, LowLimitDelete, ::testing::ValuesIn(testing::kEngineFlags),
+                         [](const auto& info) { return testing::EngineName(info.param); });
+
 TEST(FaultBudget, PinnedBuffersStayWithinTheBudget) {
   TempDir t;
   for (int i = 0; i < 50; ++i) WriteFile(t / ("src/f" + std::to_string(i)), Pattern(1000, static_cast<unsigned>(i)));
