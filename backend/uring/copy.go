@@ -133,9 +133,9 @@ func (f *Fs) Copy(ctx context.Context, src fs.Object, remote string) (fs.Object,
 			// will make of its partial.
 			_ = os.Remove(dstPath)
 		}
-		if _, err := os.Lstat(srcPath); errors.Is(err, os.ErrNotExist) {
-			return nil, fs.ErrorObjectNotFound
-		}
+		// Also for a source removed since it was listed: local's copy then
+		// fails as local does ("failed to open source object: lstat ..."),
+		// not with fs.ErrorObjectNotFound, which rclone exits 4 for.
 		fs.Debugf(src, "uring: engine copy failed, using rclone's copy: %v", res.Err)
 		filesFellBack.Add(1)
 		return nil, fs.ErrorCantCopy

@@ -334,12 +334,59 @@ func TestCopyFallsBack(t *testing.T) {
 	if err := os.Remove(filepath.Join(dir, "a")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.Copy(ctx, src, "b"); !errors.Is(err, fs.ErrorObjectNotFound) {
-		t.Errorf("vanished source: err = %v, want fs.ErrorObjectNotFound", err)
+	if _, err := f.Copy(ctx, src, "b"); !errors.Is(err, fs.ErrorCantCopy) {
+		t.Errorf("vanished source: err = %v, want fs.ErrorCantCopy (local's copy then fails as local does)", err)
 	}
 	// Objects of other backends are never copied by the engine.
 	if _, err := f.Copy(ctx, src.(*Object).Object, "c"); !errors.Is(err, fs.ErrorCantCopy) {
 		t.Errorf("local object: err = %v, want fs.ErrorCantCopy", err)
+	}
+}
+
+// TestVanishedSourceFailsAsLocal: a source file removed after rclone
+// listed it fails its copy with local's error ("failed to open source
+// object: lstat ...: no such file or directory"), not fs.ErrorObjectNotFound,
+// which rclone's exit code tells apart (4, "file not found", where local
+// exits 1).
+func TestVanishedSourceFailsAsLocal(t *testing.T) {
+	ctx := context.Background()
+	var errs []error
+	for _, engine := range []bool{true, false} {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "a"), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var fsrc, fdst fs.Fs
+		if engine {
+			fsrc, fdst = newRemote(t, ctx, "uvanish", dir), newRemote(t, ctx, "uvanish2", filepath.Join(dir, "dst"))
+		} else {
+			var err error
+			if fsrc, err = fs.NewFs(ctx, ":local:"+dir); err != nil {
+				t.Fatal(err)
+			}
+			if fdst, err = fs.NewFs(ctx, ":local:"+filepath.Join(dir, "dst")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		src, err := fsrc.NewObject(ctx, "a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(filepath.Join(dir, "a")); err != nil {
+			t.Fatal(err)
+		}
+		_, err = operations.Copy(ctx, fdst, nil, "a", src)
+		if err == nil {
+			t.Fatalf("engine %v: copy of a vanished source succeeded", engine)
+		}
+		errs = append(errs, err)
+		if _, err := os.Lstat(filepath.Join(dir, "dst", "a")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("engine %v: the vanished source left a copy (%v)", engine, err)
+		}
+	}
+	if errors.Is(errs[0], fs.ErrorObjectNotFound) != errors.Is(errs[1], fs.ErrorObjectNotFound) ||
+		!errors.Is(errs[0], os.ErrNotExist) || !strings.Contains(errs[0].Error(), "failed to open source object") {
+		t.Errorf("uring: %v\nlocal: %v", errs[0], errs[1])
 	}
 }
 
