@@ -54,6 +54,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"runtime"
 	"runtime/cgo"
@@ -211,7 +212,8 @@ func boolInt(b bool) C.int {
 func errnoOf(rc C.int) syscall.Errno { return syscall.Errno(-rc) }
 
 // Close destroys the engine, waiting for a running copy call to return.
-// Closing twice is a no-op. Close from a callback of the engine's running
+// Closing twice is a no-op; a copy call after Close returns an error that
+// matches fs.ErrClosed. Close from a callback of the engine's running
 // call (which it would wait for forever) returns an error wrapping
 // syscall.EDEADLK and closes nothing.
 func (e *Engine) Close() error {
@@ -231,7 +233,9 @@ func (e *Engine) Close() error {
 	return nil
 }
 
-var errClosed = errors.New("uringsync: engine is closed")
+// errClosed is the error of a copy call on a closed engine: it matches
+// fs.ErrClosed, as a closed os.File's do.
+var errClosed = fmt.Errorf("uringsync: engine is closed (%w)", fs.ErrClosed)
 
 // Cancel asks the running copy call, if any, to stop. Cancelling the
 // context passed to the call does the same.

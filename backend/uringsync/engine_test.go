@@ -1061,3 +1061,36 @@ func TestNoReplace(t *testing.T) {
 		}
 	})
 }
+
+// TestClosedEngine: every call on a closed engine fails with an error that
+// matches fs.ErrClosed (as an os.File's do), and the rest is harmless.
+func TestClosedEngine(t *testing.T) {
+	dir := t.TempDir()
+	pairs := srcPairs(t, dir, 2)
+	e, err := New(&Options{QuietFallback: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := e.CopyFiles(context.Background(), pairs); !errors.Is(err, fs.ErrClosed) || res != nil {
+		t.Errorf("CopyFiles: %v, %v; want fs.ErrClosed and no results", res, err)
+	}
+	if err := e.CopyTree(context.Background(), filepath.Join(dir, "src"), filepath.Join(dir, "tree")); !errors.Is(err, fs.ErrClosed) {
+		t.Errorf("CopyTree: %v, want fs.ErrClosed", err)
+	}
+	e.Cancel()
+	if k := e.Kind(); k != KindNone {
+		t.Errorf("Kind = %v, want KindNone", k)
+	}
+	if st := e.Stats(); st != (Stats{}) {
+		t.Errorf("Stats = %+v, want zero", st)
+	}
+	if err := e.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "dst")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a closed engine copied: %v", err)
+	}
+}
