@@ -112,6 +112,42 @@ func TestCopyDirBatched(t *testing.T) {
 	t.Logf("%d files in %d engine calls", len(files), b)
 }
 
+// TestEngineOptionsCopy copies a tree between uring remotes with each of
+// the README's engine options set (rclone's own suites run with the
+// defaults only): the copy is whole, with its mtimes, and made by the
+// engine (by rclone's copy with no_engine).
+func TestEngineOptionsCopy(t *testing.T) {
+	for _, opts := range []string{"force_sync=true", "sync_below=1000", "hash=false", "workers=1,queue_depth=1",
+		"batch_size=1", "transfers=2", "no_engine=true"} {
+		t.Run(opts, func(t *testing.T) {
+			ctx := context.Background()
+			dir := t.TempDir()
+			src, dst := filepath.Join(dir, "src"), filepath.Join(dir, "dst")
+			files := makeTree(t, src, 150)
+			fsrc, err := fs.NewFs(ctx, ":uring,"+opts+":"+src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fdst, err := fs.NewFs(ctx, ":uring,"+opts+":"+dst)
+			if err != nil {
+				t.Fatal(err)
+			}
+			copied := filesCopied.Load()
+			if err := sync.CopyDir(ctx, fdst, fsrc, false); err != nil {
+				t.Fatal(err)
+			}
+			checkTree(t, src, dst, files)
+			want := int64(len(files))
+			if opts == "no_engine=true" {
+				want = 0
+			}
+			if n := filesCopied.Load() - copied; n != want {
+				t.Errorf("engine copied %d files, want %d", n, want)
+			}
+		})
+	}
+}
+
 // TestPartialsAreNotMadeForNewFiles: rclone's copy asks for a partial name
 // and renames it; a new file is copied straight to its final name instead
 // (the engine publishes it atomically), while a file that exists keeps the
