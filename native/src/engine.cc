@@ -709,7 +709,9 @@ int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) 
   Job job(cfg_, counters_, cancel_, kind_for(src.c_str()));
   job.umask_known = read_umask(&job.umask_bits);
   struct stat st {};
-  if (lstat(src.c_str(), &st) != 0) return -errno;
+  // USYNC_COPY_LINKS follows a SRC that is itself a symlink too (cp -rL,
+  // rsync -L): a dangling one cannot start.
+  if ((cfg_.has(USYNC_COPY_LINKS) ? stat(src.c_str(), &st) : lstat(src.c_str(), &st)) != 0) return -errno;
 
   if (!S_ISDIR(st.st_mode)) {
     // A single entry: into DST if it is an existing directory, else as DST.

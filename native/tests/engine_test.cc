@@ -583,6 +583,38 @@ TEST_P(EngineTest, SingleFileSource) {
   EXPECT_EQ(testing::ReadFile(AT_FDCWD, t / "dir/f"), "single");
 }
 
+// With USYNC_COPY_LINKS a source that is itself a symlink is copied as what
+// it points to, as cp -rL and rsync -L do: a directory as a tree, a file as
+// a file (not as a link, which would dangle wherever its relative target is
+// missing); a dangling one fails.  Without the flag the link is copied.
+TEST_P(EngineTest, CopyLinksFollowsASymlinkedSource) {
+  TempDir t;
+  WriteFile(t / "real/f", "in dir");
+  WriteFile(t / "file", "a file");
+  ASSERT_EQ(symlink("real", (t / "lnk").c_str()), 0);
+  ASSERT_EQ(symlink("file", (t / "flnk").c_str()), 0);
+  ASSERT_EQ(symlink("nowhere", (t / "dangling").c_str()), 0);
+  usync_engine* e = Make(USYNC_COPY_LINKS);
+  EXPECT_EQ(usync_copy_tree(e, (t / "lnk").c_str(), (t / "out/dir").c_str()), 0);
+  EXPECT_EQ(usync_copy_tree(e, (t / "flnk").c_str(), (t / "out/file").c_str()), 0);
+  EXPECT_NE(usync_copy_tree(e, (t / "dangling").c_str(), (t / "out/dangling").c_str()), 0);
+  usync_engine_destroy(e);
+  struct stat st {};
+  ASSERT_EQ(lstat((t / "out/dir").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISDIR(st.st_mode)) << std::oct << st.st_mode;
+  EXPECT_EQ(testing::ReadFile(AT_FDCWD, t / "out/dir/f"), "in dir");
+  ASSERT_EQ(lstat((t / "out/file").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISREG(st.st_mode)) << std::oct << st.st_mode;
+  EXPECT_EQ(testing::ReadFile(AT_FDCWD, t / "out/file"), "a file");
+  EXPECT_NE(lstat((t / "out/dangling").c_str(), &st), 0);
+
+  e = Make();
+  EXPECT_EQ(usync_copy_tree(e, (t / "lnk").c_str(), (t / "plain").c_str()), 0);
+  usync_engine_destroy(e);
+  ASSERT_EQ(lstat((t / "plain").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISLNK(st.st_mode)) << std::oct << st.st_mode;
+}
+
 TEST_P(EngineTest, PathsDeeperThanPathMax) {
   TempDir t;
   const std::string src = t / "src", dst = t / "dst";
