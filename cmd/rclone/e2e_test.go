@@ -193,3 +193,43 @@ func TestRcloneBinary(t *testing.T) {
 		}
 	})
 }
+
+// TestConfigFileDefinesUring: the predefined uring: remote is a default: a
+// remote called uring in the user's config file (here an alias of another
+// directory) is the one used, as rclone uses every remote of its config
+// file, instead of the local disk under the working directory. Without one,
+// uring: is the predefined remote.
+func TestConfigFileDefinesUring(t *testing.T) {
+	bin := rcloneBin(t)
+	dir := t.TempDir()
+	target, work := filepath.Join(dir, "target"), filepath.Join(dir, "work")
+	for _, f := range []string{filepath.Join(target, "only-in-target"), filepath.Join(work, "only-in-work")} {
+		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct{ conf, want, not string }{
+		{"[uring]\ntype = alias\nremote = " + target + "\n", "only-in-target", "only-in-work"},
+		{"[other]\ntype = alias\nremote = " + target + "\n", "only-in-work", "only-in-target"},
+	} {
+		conf := filepath.Join(dir, "rclone.conf")
+		if err := os.WriteFile(conf, []byte(c.conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bin, "lsf", "uring:")
+		cmd.Dir = work
+		for _, kv := range os.Environ() {
+			if !strings.HasPrefix(kv, "RCLONE_CONFIG") {
+				cmd.Env = append(cmd.Env, kv)
+			}
+		}
+		cmd.Env = append(cmd.Env, "RCLONE_CONFIG="+conf)
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), c.want) || strings.Contains(string(out), c.not) {
+			t.Errorf("config %q: rclone lsf uring: %v, want %s listed and not %s\n%s", c.conf, err, c.want, c.not, out)
+		}
+	}
+}
