@@ -32,8 +32,8 @@ be missing or empty: copytree makes new copies only, it does not compare
 or update (use rclone copy or sync for that). It copies the whole tree,
 so it refuses the flags that would change what or how it copies (filters,
 --max-depth, --metadata, --max-transfer, --bwlimit, --inplace,
---copy-links, --one-file-system, no_clone, no_set_modtime) with an
-error. --dry-run shows what would be copied. Progress shows with -P.
+--copy-links, --one-file-system, no_clone, no_set_modtime, no_engine)
+with an error. --dry-run shows what would be copied. Progress shows with -P.
 
 Options:
 
@@ -139,6 +139,9 @@ func (f *Fs) treeRefuses(ctx context.Context, dst localOptions) string {
 		return why
 	}
 	switch {
+	case f.opt.NoEngine:
+		// The engine is off: uring behaves as local, which has no copytree.
+		return "no_engine"
 	case !filter.GetConfig(ctx).InActive():
 		return "filter flags (--include, --exclude, --min-size, --max-age, ...)"
 	case ci.MaxDepth >= 0:

@@ -469,6 +469,21 @@ func TestCopyTreeCommand(t *testing.T) {
 			t.Errorf("refused copytree created %s (%v)", dst, err)
 		}
 	})
+	t.Run("refuses no_engine", func(t *testing.T) {
+		// The engine is off: nothing may run on it, copytree included.
+		g, err := fs.NewFs(context.Background(), ":uring,no_engine=true:"+src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst := filepath.Join(dir, "noengine")
+		if _, err := g.(*Fs).Command(context.Background(), "copytree", []string{dst}, nil); err == nil ||
+			!strings.Contains(err.Error(), "no_engine") {
+			t.Fatalf("err = %v, want a refusal naming no_engine", err)
+		}
+		if _, err := os.Stat(dst); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("refused copytree created %s (%v)", dst, err)
+		}
+	})
 	t.Run("refuses a non-empty destination", func(t *testing.T) {
 		dst := filepath.Join(dir, "whole") // made by "whole tree"
 		if _, err := f.Command(context.Background(), "copytree", []string{dst}, nil); err == nil || !strings.Contains(err.Error(), "not empty") {
