@@ -793,6 +793,16 @@ int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) 
         fresh = true;
       else if (errno != EEXIST)
         return -errno;
+      else if (!root_tmp.empty() && (lstat(root_tmp.c_str(), &existing) != 0 || !S_ISDIR(existing.st_mode))) {
+        // Not a killed run's directory (a symlink, a file): never followed
+        // (it could lead outside DST, or into SRC past the overlap check)
+        // nor taken over; DST is made under its own name.
+        root_tmp.clear();
+        if (mkdir(dst_in.c_str(), made) == 0)
+          fresh = true;
+        else if (errno != EEXIST)
+          return -errno;
+      }
       if (!root_tmp.empty() && lstat(dst_in.c_str(), &existing) == 0) {
         // DST was made meanwhile (another run named its own): merge into it.
         if (fresh) rmdir(root_tmp.c_str());
@@ -801,7 +811,8 @@ int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) 
       }
     }
     const std::string& opened = root_tmp.empty() ? dst_in : root_tmp;
-    dfd.reset(open(opened.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    // A temporary is ours, never a symlink to follow (one swapped in since).
+    dfd.reset(open(opened.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | (root_tmp.empty() ? 0 : O_NOFOLLOW)));
     if (!dfd.valid()) {
       const int err = errno;
       if (fresh) rmdir(opened.c_str());

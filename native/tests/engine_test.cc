@@ -1093,6 +1093,31 @@ TEST_P(EngineTest, NewRootAppearsOnlyWholeAndIsTakenOver) {
     EXPECT_NE(entry.path().filename().string().rfind(".usync-", 0), 0u) << entry.path();
 }
 
+// Something else under a new root's temporary name (a symlink, a file: not
+// a killed run's directory) is neither followed nor taken over: a symlink
+// there must not send the copy outside DST (or into SRC, past the overlap
+// check) nor become DST.  The root is then made under its own name.
+TEST_P(EngineTest, NewRootTemporaryThatIsNoDirectoryIsNotTakenOver) {
+  TempDir t;
+  const std::string src = t / "src";
+  WriteFile(src + "/a/f", Pattern(100, 1));
+  WriteFile(t / "victim/keep", "not the copy's");
+  ASSERT_EQ(symlink("victim", (t / ".usync-dir-dst.tmp").c_str()), 0);
+  ASSERT_EQ(symlink("src", (t / ".usync-dir-in.tmp").c_str()), 0);
+  WriteFile(t / ".usync-dir-file.tmp", "a file");
+  for (const char* name : {"dst", "in", "file"}) {
+    CopyTree(src, t / name);
+    EXPECT_TRUE(got_.errors.empty()) << name << ": " << got_.errors.front();
+    struct stat st {};
+    ASSERT_EQ(lstat((t / name).c_str(), &st), 0) << name;
+    EXPECT_TRUE(S_ISDIR(st.st_mode)) << name << " is not a directory of its own";
+    EXPECT_EQ(Snapshot(src), Snapshot(t / name)) << name;
+  }
+  EXPECT_FALSE(std::filesystem::exists(t / "victim/a")) << "the copy went through the symlink";
+  EXPECT_FALSE(std::filesystem::exists(src + "/a/a")) << "the copy went into its source";
+  EXPECT_EQ(testing::ReadFile(AT_FDCWD, t / ".usync-dir-file.tmp"), "a file");
+}
+
 // The cleaner removes only what is ours: names of the two forms temporaries
 // are made with (.usync-<16 hex digits>-<n>.tmp, .usync-dir-<name>.tmp),
 // never an entry the source has under that very name (it is a copy); an
