@@ -146,6 +146,12 @@ int FileTask::src_open_flags() const noexcept {
   return O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC | (dir != nullptr && !follow ? O_NOFOLLOW : 0);
 }
 
+int FileTask::open_src_error(int err, int* step) const noexcept {
+  const bool replaced = err == ELOOP && (src_open_flags() & O_NOFOLLOW) != 0;
+  *step = replaced ? USYNC_STEP_CHANGED : USYNC_STEP_OPEN_SRC;
+  return replaced ? ESTALE : err;
+}
+
 void FileTask::set_stat(const struct stat& st) noexcept {
   size = static_cast<uint64_t>(st.st_size);
   mode = st.st_mode;

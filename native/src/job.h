@@ -193,6 +193,11 @@ struct FileTask {
   // Flags for opening the source: a tree entry must still be a regular file
   // (no symlink swapped in); an explicit pair may name a symlink.
   int src_open_flags() const noexcept;
+  // What a failed open of the source (errno err) is reported as: the errno,
+  // and *step.  A tree entry that O_NOFOLLOW found to be a symlink was
+  // replaced since it was listed: ESTALE and USYNC_STEP_CHANGED, as
+  // check_source says of any other replacement.
+  int open_src_error(int err, int* step) const noexcept;
   // The source entry, for its xattrs and ACLs.
   Place src_place() const noexcept { return Place{src_dirfd(), src_rel(), follow}; }
   // Name to create, relative to dst_dirfd(): dst_rel(), or a fresh

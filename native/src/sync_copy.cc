@@ -306,8 +306,7 @@ FileResult copy_file_sync(const Job& job, FileTask& walked, char* buf, size_t bu
     in.reset(open_waiting(job, [&] { return openat(t.src_dirfd(), t.src_rel(), t.src_open_flags()); }));
   }
   if (!in.valid()) {
-    r.error = errno;
-    r.step = USYNC_STEP_OPEN_SRC;
+    r.error = t.open_src_error(errno, &r.step);
     return r;
   }
   struct stat st {};

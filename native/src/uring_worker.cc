@@ -654,6 +654,11 @@ class UringWorker {
       if (kind == OpKind::kWrite && res > 0) job_.add_bytes(static_cast<uint64_t>(res));
       if (kind == OpKind::kCloseSrc && res != -ECANCELED && !keep_src_) s.src_fd = -1;
       if (kind == OpKind::kInstallDst && res >= 0) s.dst_fd = res;
+      if (kind == OpKind::kOpenSrc && res < 0 && res != -ECANCELED) {
+        int step = USYNC_STEP_OPEN_SRC;
+        const int err = s.task.open_src_error(-res, &step);
+        if (step == USYNC_STEP_CHANGED) s.fc.source_changed(err);  // a symlink swapped in
+      }
       s.fc.complete(kind, res);
       if (kind == OpKind::kOpenSrc && res >= 0) {
         s.src_fd = res;

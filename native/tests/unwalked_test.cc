@@ -249,6 +249,46 @@ TEST_P(Unwalked, FilesCopiedTwiceOverAreSizedOnce) {
               i == kFiles - 1 ? (3u << 20) : 1000u + static_cast<unsigned>(i));
 }
 
+std::string g_link_target;  // what the symlinks of ToSymlink point to
+
+// Before a source is opened, a symlink is renamed over it.
+void ToSymlink(int dirfd, const char* name) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  struct stat dir {};
+  ASSERT_EQ(fstat(dirfd, &dir), 0);
+  if (!g_swapped.insert(std::to_string(dir.st_ino) + "/" + name).second) return;
+  const std::string tmp = std::string(name) + ".new";
+  ASSERT_EQ(symlinkat(g_link_target.c_str(), dirfd, tmp.c_str()), 0) << std::strerror(errno);
+  ASSERT_EQ(renameat(dirfd, tmp.c_str(), dirfd, name), 0) << std::strerror(errno);
+}
+
+// A file replaced by a symlink after the listing, walked or not, large or
+// small, is a replaced file like any other (skipped as changed, not an
+// open failure), and neither it nor its target is copied.
+TEST_P(Unwalked, FilesReplacedByASymlinkAreReportedAsChanged) {
+  TempDir t;
+  WriteFile(t / "target", "the symlink's target");
+  g_link_target = t / "target";
+  std::vector<std::string> names;
+  for (int i = 0; i < 40; ++i) names.push_back("d/f" + std::to_string(i));
+  for (int i = 0; i < 3; ++i) names.push_back("big/b" + std::to_string(i));
+  for (const std::string& n : names)
+    WriteFile(t / ("src/" + n), std::string(n.rfind("big/", 0) == 0 ? (2u << 20) : 100u, 'o'));
+  g_swapped.clear();
+  test_seams.before_open_src = ToSymlink;
+  Errors errs;
+  usync_stats st;
+  Copy(t / "src", t / "dst", &errs, &st);
+  ASSERT_EQ(g_swapped.size(), names.size()) << "the seam did not run for every file";
+  EXPECT_TRUE(errs.other.empty()) << *errs.other.begin();
+  EXPECT_EQ(errs.changed.size(), names.size());
+  EXPECT_EQ(st.files_done, 0u);
+  for (const std::string& n : names) {
+    struct stat ignored;
+    EXPECT_NE(lstat((t / ("dst/" + n)).c_str(), &ignored), 0) << n << ": failed, yet published";
+  }
+}
+
 // Exclude patterns apply to files queued unwalked as to the others.
 TEST_P(Unwalked, ExcludedFilesStayOut) {
   TempDir t;
