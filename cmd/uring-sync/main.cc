@@ -157,6 +157,7 @@ extern "C" void on_progress(void* user, const usync_stats* s) {
 int main(int argc, char** argv) {
   using namespace usync::cli;
   std::signal(SIGPIPE, SIG_IGN);  // a closed stdout is an error to handle, not a kill
+  std::signal(SIGXFSZ, SIG_IGN);  // past RLIMIT_FSIZE a write fails that file (EFBIG), as with rsync
   SignalWatcher signals;          // before any engine thread exists, so all inherit the mask
   Options opts;
   if (auto code = parse(argc, argv, &opts, std::cout, std::cerr)) return *code;

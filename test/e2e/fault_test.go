@@ -449,6 +449,44 @@ func TestNoSpaceIsReportedOnce(t *testing.T) {
 	}
 }
 
+// TestFileSizeLimit: under RLIMIT_FSIZE (ulimit -f, like a quota on one file) a write past the
+// limit fails that file, which is reported ("File too large"), exit 1, and the rest is still
+// copied, as rsync does; SIGXFSZ must not kill the copy at its first large file. No partial file
+// is left under a final name, and the same command without the limit completes the copy.
+func TestFileSizeLimit(t *testing.T) {
+	if _, err := exec.LookPath("prlimit"); err != nil {
+		t.Fatalf("prlimit (util-linux) not found: %v", err)
+	}
+	for _, e := range allEngines {
+		t.Run(e.name, func(t *testing.T) {
+			t.Parallel()
+			dir := scratchDir(t)
+			src := NewTree(t, filepath.Join(dir, "src"))
+			var big []string
+			for i := 0; i < 3; i++ {
+				rel := fmt.Sprintf("d%d/big", i)
+				src.File(rel, Data(rel, 2*mib+i), 0o644)
+				big = append(big, rel)
+			}
+			for i := 0; i < 300; i++ {
+				rel := fmt.Sprintf("d%d/f%03d", i%3, i)
+				src.File(rel, Data(rel, 100+i*50), 0o644)
+			}
+			dst := &Tree{t: t, Root: filepath.Join(dir, "dst")}
+			o := runOpts{prefix: []string{"prlimit", fmt.Sprintf("--fsize=%d", mib), "--"}}
+			r := copyTree(t, e, o, 1, src.Root, dst.Root)
+			requireErrorsReported(t, r, big...)
+			if !strings.Contains(r.stderr, "File too large") {
+				t.Errorf("no line says \"File too large\"\n%s", r)
+			}
+			requireSameTree(t, src.Root, dst.Root, CompareOpts{Umask: testUmask, Excluded: setOf(big...)})
+			requireNoWorkLeft(t, dst.Root)
+			copyTree(t, e, runOpts{}, 0, src.Root, dst.Root)
+			requireSameTree(t, src.Root, dst.Root, CompareOpts{Umask: testUmask})
+		})
+	}
+}
+
 // buildChain makes a chain of depth directories below root, each holding one file, through
 // directory fds (the path is far beyond PATH_MAX).
 func buildChain(t *testing.T, root string, depth int) {
