@@ -1,6 +1,8 @@
 #include "cli.h"
 
 #include <CLI/CLI.hpp>
+#include <fcntl.h>
+#include <unistd.h>
 #include <cctype>
 #include <cerrno>
 #include <cstring>
@@ -218,6 +220,15 @@ std::string_view relative(std::string_view path, std::string_view root) {
     while (!path.empty() && path.front() == '/') path.remove_prefix(1);
   }
   return path;
+}
+
+void open_standard_fds() noexcept {
+  for (int fd = 0; fd <= 2; ++fd) {
+    if (fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+    // The lowest free number is fd itself (those below it are open by now).
+    const int null = open("/dev/null", O_RDWR);
+    if (null >= 0 && null != fd) close(null);
+  }
 }
 
 bool source_side(int step) {

@@ -80,6 +80,11 @@ bool source_side(int step);
 // the step gives the errno a plainer meaning (a verify's EBADMSG).
 std::string describe_error(int step, int error);
 
+// Opens /dev/null on each of descriptors 0, 1 and 2 that is closed, so that
+// no file the copy opens takes that number (and receives messages or the -v
+// list meant for stdout or stderr).  Call first, before anything opens.
+void open_standard_fds() noexcept;
+
 // Engine options for the parsed command line (excludes point into opts).
 usync_options engine_options(const Options& opts, std::vector<const char*>* exclude_ptrs);
 

@@ -1,6 +1,11 @@
 #include "cli.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -18,6 +23,37 @@ std::optional<int> Parse(std::vector<const char*> args, Options* o, std::string*
   auto r = parse(static_cast<int>(args.size()), args.data(), o, out, err);
   if (err_text != nullptr) *err_text = err.str() + out.str();
   return r;
+}
+
+// Started with stdin, stdout and stderr closed (`<&- >&- 2>&-`), the CLI
+// must not let the copy's own descriptors take those numbers: a source or
+// destination file at 2 would receive the error messages (and at 1 the -v
+// list).  open_standard_fds puts /dev/null there first, and only there.
+TEST(Cli, ClosedStandardDescriptorsAreNotReused) {
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const int keep = dup(1);  // stays open: not touched
+    close(0);
+    close(1);
+    close(2);
+    open_standard_fds();
+    int bad = 0;
+    for (int fd = 0; fd <= 2; ++fd) {
+      struct stat st {};
+      if (fstat(fd, &st) != 0 || !S_ISCHR(st.st_mode) || st.st_rdev != makedev(1, 3)) bad |= 1 << fd;
+    }
+    const int next = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (next <= 2) bad |= 8;
+    struct stat ks {};
+    if (fstat(keep, &ks) != 0 || S_ISCHR(ks.st_mode)) bad |= 16;
+    _exit(bad);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "bits: 1, 2, 4 = fd 0, 1, 2 not /dev/null; 8 = a new descriptor below 3; "
+                                       "16 = an open descriptor replaced";
 }
 
 TEST(Cli, DeleteFlags) {

@@ -156,6 +156,7 @@ extern "C" void on_progress(void* user, const usync_stats* s) {
 
 int main(int argc, char** argv) {
   using namespace usync::cli;
+  open_standard_fds();            // `2>&-`: no file of the copy's may become stderr
   std::signal(SIGPIPE, SIG_IGN);  // a closed stdout is an error to handle, not a kill
   std::signal(SIGXFSZ, SIG_IGN);  // past RLIMIT_FSIZE a write fails that file (EFBIG), as with rsync
   SignalWatcher signals;          // before any engine thread exists, so all inherit the mask
