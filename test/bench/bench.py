@@ -281,7 +281,7 @@ def build_floor() -> str | None:
     return out
 
 
-def make_tools(bin_path: str, rclone: str | None) -> dict[str, Tool]:
+def make_tools(bin_path: str, rclone: str | None, base_bin: str | None = None) -> dict[str, Tool]:
     nproc = str(os.cpu_count() or 2)
     floor = build_floor()
     tools = [
@@ -302,6 +302,11 @@ def make_tools(bin_path: str, rclone: str | None) -> dict[str, Tool]:
         Tool("uring-sync-sync", "uring-sync --engine=sync", lambda s, d: [bin_path, "--engine=sync", s, d]),
         Tool("uring-sync-uring", "uring-sync --engine=uring", lambda s, d: [bin_path, "--engine=uring", s, d]),
     ]
+    if base_bin:
+        # An older build timed in the same run, interleaved with the rest: a regression check
+        # that no drift of the machine between two runs can fake or hide.
+        tools.append(Tool("uring-sync-base", f"uring-sync, baseline ({os.path.basename(base_bin)})",
+                          lambda s, d: [base_bin, s, d]))
     for binary, (_, version) in CARGO_PEERS.items():
         path = os.path.join(CARGO_ROOT, "bin", binary)
         recursive = ["-r"] if binary == "xcp" else []
@@ -1028,6 +1033,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--reps", type=int, default=None, help="timed runs per tool (default 5; 3 with --quick)")
     ap.add_argument("--quick", action="store_true", help="smoke run: dataset quick, warm only, 3 reps")
     ap.add_argument("--bin", default=os.environ.get("URING_SYNC_BIN", os.path.join(REPO, "build", "bin", "uring-sync")))
+    ap.add_argument("--base-bin", default=None,
+                    help="another uring-sync binary (an older build) offered as the tool uring-sync-base, "
+                         "to time against this one in the same run")
     ap.add_argument("--rclone", default=None, help="rclone binary with the uring backend (default build/bin/rclone)")
     ap.add_argument("--out", default=os.path.join(REPO, "build", "bench"), help="results directory")
     ap.add_argument("--cache", default=None, help="where cold-source ext4 images are kept (default OUT/cache)")
@@ -1060,7 +1068,7 @@ def main() -> int:
         return install_deps()
     rclone = a.rclone or os.path.join(REPO, "build", "bin", "rclone")
     rclone = rclone if os.access(rclone, os.X_OK) else None
-    tools = make_tools(a.bin, rclone)
+    tools = make_tools(a.bin, rclone, a.base_bin)
     if a.list:
         for d in DATASETS.values():
             print(f"dataset   {d.name:14} {d.description}")

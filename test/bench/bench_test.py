@@ -69,6 +69,15 @@ class ScenarioTest(unittest.TestCase):
         plan = bench.scenario_plan(["verify", "fsync"], bench.make_tools(binary, rclone="/bin/true"), binary)
         self.assertEqual(plan, [("verify", "uring-sync", None), ("fsync", "uring-sync", None)])
 
+    def test_base_binary_is_a_tool_of_its_own(self):
+        binary = fake_binary(self.tmp, HELP_WITHOUT)
+        self.assertNotIn("uring-sync-base", bench.make_tools(binary, rclone=None))
+        base = os.path.join(self.tmp, "uring-sync-7a6d72c")
+        tools = bench.make_tools(binary, rclone=None, base_bin=base)
+        self.assertEqual(tools["uring-sync-base"].argv("S", "D"), [base, "S", "D"])
+        self.assertEqual(tools["uring-sync"].argv("S", "D"), [binary, "S", "D"])
+        self.assertIn("uring-sync-7a6d72c", tools["uring-sync-base"].label)
+
     def test_kill_when(self):
         flag = os.path.join(self.tmp, "half")
         t0 = time.monotonic()
