@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -129,6 +130,49 @@ func TestCanceledWithCause(t *testing.T) {
 			}
 			if !errors.Is(err, cause) || !errors.Is(err, context.Canceled) || !errors.Is(err, syscall.ECANCELED) {
 				t.Errorf("%s: err = %v, want one wrapping the cause, context.Canceled and ECANCELED", call, err)
+			}
+		}
+	})
+}
+
+// TestFailFastCountsOnlyFailures: pairs a FailFast call stops before they
+// are copied get ECANCELED at StepCanceled in their results, but are not
+// failures: CopyError counts (and lists) only the pairs that failed, as the
+// library's files_failed and OnError do.
+func TestFailFastCountsOnlyFailures(t *testing.T) {
+	engines(t, func(t *testing.T, forceSync bool) {
+		dir := t.TempDir()
+		pairs := append([]Pair{{Src: filepath.Join(dir, "missing"), Dst: filepath.Join(dir, "dst", "missing")}},
+			srcPairs(t, dir, 200)...)
+		var reported atomic.Int64
+		e := newEngine(t, Options{ForceSync: forceSync, FailFast: true, OnError: func(*FileError) { reported.Add(1) }})
+		results, err := e.CopyFiles(context.Background(), pairs)
+		var ce *CopyError
+		if !errors.As(err, &ce) {
+			t.Fatalf("err = %v, want a *CopyError", err)
+		}
+		failed, canceled := 0, 0
+		for _, r := range results {
+			var fe *FileError
+			switch {
+			case r.Err == nil:
+			case errors.As(r.Err, &fe) && fe.Step == StepCanceled:
+				canceled++
+			default:
+				failed++
+			}
+		}
+		if canceled == 0 {
+			t.Errorf("no pair was stopped before it was copied")
+		}
+		if ce.Failed != uint64(failed) || len(ce.Errors) != failed || int64(failed) != reported.Load() ||
+			e.Stats().FilesFailed != uint64(failed) {
+			t.Errorf("CopyError.Failed %d with %d errors, OnError %d, FilesFailed %d; want each %d (canceled: %d)",
+				ce.Failed, len(ce.Errors), reported.Load(), e.Stats().FilesFailed, failed, canceled)
+		}
+		for _, fe := range ce.Errors {
+			if fe.Step == StepCanceled {
+				t.Errorf("CopyError lists a pair that was not tried: %v", fe)
 			}
 		}
 	})

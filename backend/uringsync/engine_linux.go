@@ -519,8 +519,11 @@ func (e *Engine) CopyTree(ctx context.Context, src, dst string) error {
 // the call too). Pairs a cancelled call did not copy fail with
 // syscall.ECANCELED at StepCanceled: all of them (but those with a NUL
 // byte) when ctx ended before the engine started, also while the call
-// waited for another call's turn; no callback runs then. Results are nil
-// only when the call could not start for another reason.
+// waited for another call's turn; no callback runs then. So do the pairs a
+// FailFast call stopped before copying them: they are not failures of
+// their own, so neither in CopyError (Failed, Errors) nor passed to
+// OnError. Results are nil only when the call could not start for another
+// reason.
 //
 // A batch that one worker would copy (at most 64 files, none of 1 MiB or
 // more, by Pair.Size where given) starts on the calling thread: the
@@ -611,6 +614,13 @@ func (e *Engine) CopyFiles(ctx context.Context, pairs []Pair) ([]Result, error) 
 	for k, r := range cres {
 		res := &results[sent[k]]
 		res.Bytes = int64(r.bytes)
+		if r.error != 0 && Step(r.step) == StepCanceled {
+			// Not tried: the call stopped first (a cancel, or FailFast after
+			// another pair's failure). Not a failure of its own, as in the
+			// library's files_failed and OnError.
+			res.Err = &FileError{Src: pairs[sent[k]].Src, Dst: pairs[sent[k]].Dst, Step: StepCanceled, Errno: syscall.Errno(r.error)}
+			continue
+		}
 		if r.error != 0 {
 			fail(sent[k], Step(r.step), syscall.Errno(r.error))
 			continue

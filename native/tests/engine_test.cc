@@ -783,6 +783,44 @@ TEST_P(EngineTest, CopyFilesWithMd5AndPerPairErrors) {
   EXPECT_EQ(Snapshot(t / "out").size(), 5u);  // new, new/sub, hello, exists, big: no temporaries
 }
 
+// USYNC_FAIL_FAST: the pairs the call stopped before copying get
+// ECANCELED at USYNC_STEP_CANCELED in their results, as a cancelled call's
+// do, and are not failures: files_failed and error_cb count only the pairs
+// that failed, and the call returns -EIO.
+TEST_P(EngineTest, FailFastCountsOnlyTheFailures) {
+  TempDir t;
+  std::vector<std::string> srcs{t / "missing"}, dsts{t / "out/missing"};
+  for (int i = 0; i < 200; ++i) {
+    srcs.push_back(t / ("src/" + std::to_string(i)));
+    dsts.push_back(t / ("out/" + std::to_string(i)));
+    WriteFile(srcs.back(), "x");
+  }
+  std::vector<usync_pair> pairs;
+  for (size_t i = 0; i < srcs.size(); ++i) pairs.push_back({srcs[i].c_str(), dsts[i].c_str(), 0});
+  std::vector<usync_result> res(pairs.size());
+  usync_engine* e = Make(USYNC_FAIL_FAST);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(usync_copy_files(e, pairs.data(), pairs.size(), res.data()), -EIO);
+  usync_stats st{};
+  usync_engine_stats(e, &st, sizeof st);
+  usync_engine_destroy(e);
+  uint64_t failed = 0, canceled = 0;
+  for (const usync_result& r : res) {
+    if (r.error == 0) continue;
+    if (r.step == USYNC_STEP_CANCELED) {
+      EXPECT_EQ(r.error, ECANCELED);
+      ++canceled;
+    } else {
+      ++failed;
+    }
+  }
+  EXPECT_EQ(res[0].error, ENOENT);
+  EXPECT_GT(canceled, 0u);
+  EXPECT_EQ(failed, 1u);
+  EXPECT_EQ(st.files_failed, failed);
+  EXPECT_EQ(got_.errors.size(), failed);
+}
+
 TEST_P(EngineTest, CancelStopsCleanly) {
   TempDir t;
   const std::string src = t / "src", dst = t / "dst";

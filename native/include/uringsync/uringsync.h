@@ -496,9 +496,14 @@ typedef struct usync_result {
 /* Copy count explicit (src, dst) file pairs concurrently.  pairs and the
  * strings they point to are borrowed for the duration of the call.  results
  * (count entries, caller-allocated) receives each pair's outcome in order.
- * Returns 0 when every pair succeeded, -EIO when some failed (see results),
- * -ECANCELED after cancel (unfinished pairs get error ECANCELED), or another
- * negative errno (-EDEADLK and -ECHILD as for usync_copy_tree()).
+ * Returns 0 when every pair succeeded, -EIO when some failed (see results;
+ * each was reported through error_cb and counted in files_failed),
+ * -ECANCELED after cancel (unfinished pairs get error ECANCELED at
+ * USYNC_STEP_CANCELED), or another negative errno (-EDEADLK and -ECHILD as
+ * for usync_copy_tree()).  With USYNC_FAIL_FAST the call stops at the first
+ * failure and returns -EIO: the pairs it had not copied by then get
+ * ECANCELED at USYNC_STEP_CANCELED too, and, not having failed themselves,
+ * are neither counted in files_failed nor passed to error_cb.
  * The call opens the directories its pairs name (O_PATH, at most 16 at a
  * time, only where RLIMIT_NOFILE is 256 or more) and works relative to
  * them until it returns: a directory renamed during the call still
