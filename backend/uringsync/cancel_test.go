@@ -5,8 +5,10 @@ package uringsync
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -130,6 +132,33 @@ func TestCanceledWithCause(t *testing.T) {
 			}
 			if !errors.Is(err, cause) || !errors.Is(err, context.Canceled) || !errors.Is(err, syscall.ECANCELED) {
 				t.Errorf("%s: err = %v, want one wrapping the cause, context.Canceled and ECANCELED", call, err)
+			}
+		}
+	})
+}
+
+// TestEngineCancelReadsAsACancel: a call stopped by Engine.Cancel (its
+// context still live) fails as a cancelled call, wrapping ECANCELED, not as
+// a call that could not start (an *os.PathError naming the first source).
+func TestEngineCancelReadsAsACancel(t *testing.T) {
+	engines(t, func(t *testing.T, forceSync bool) {
+		dir := t.TempDir()
+		pairs := srcPairs(t, dir, 300)
+		for _, call := range []string{"files", "tree"} {
+			var e *Engine
+			var once sync.Once
+			e = newEngine(t, Options{ForceSync: forceSync, IgnoreTimes: true, OnFileDone: func(FileDone) {
+				once.Do(e.Cancel)
+			}})
+			var err error
+			if call == "files" {
+				_, err = e.CopyFiles(context.Background(), pairs)
+			} else {
+				err = e.CopyTree(context.Background(), filepath.Join(dir, "src"), filepath.Join(dir, "tree"))
+			}
+			var pe *os.PathError
+			if !errors.Is(err, syscall.ECANCELED) || errors.As(err, &pe) || strings.Contains(fmt.Sprint(err), pairs[0].Src) {
+				t.Errorf("%s: err = %v, want a cancel of the call wrapping ECANCELED, naming no path", call, err)
 			}
 		}
 	})

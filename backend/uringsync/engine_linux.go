@@ -238,7 +238,10 @@ func (e *Engine) Close() error {
 var errClosed = fmt.Errorf("uringsync: engine is closed (%w)", fs.ErrClosed)
 
 // Cancel asks the running copy call, if any, to stop. Cancelling the
-// context passed to the call does the same.
+// context passed to the call does the same. A call stopped by Cancel
+// returns an error wrapping syscall.ECANCELED ("uringsync: copy files
+// canceled: operation canceled"), and CopyFiles its results, as after a
+// cancelled context (whose error also wraps the context's).
 func (e *Engine) Cancel() {
 	e.life.RLock()
 	defer e.life.RUnlock()
@@ -417,6 +420,9 @@ func (e *Engine) finish(ctx context.Context, op, src, dst string, rc C.int) erro
 		return nil
 	case rc == -C.ECANCELED && ctx.Err() != nil:
 		return canceledError(ctx, op)
+	case rc == -C.ECANCELED:
+		// Engine.Cancel: a cancel of the call, about no path of it.
+		return fmt.Errorf("uringsync: %s canceled: %w", op, syscall.ECANCELED)
 	case rc == -C.EIO:
 		e.state.mu.Lock()
 		defer e.state.mu.Unlock()
@@ -479,7 +485,8 @@ func (e *treeError) Unwrap() error { return e.PathError }
 // It returns nil when everything was copied, a *CopyError when entries
 // failed, an error wrapping ctx's error (its cause too, context.Cause, and
 // syscall.ECANCELED) when ctx ended before or during the call (also while
-// it waited for another call's turn), a *CallbackPanicError when a callback
+// it waited for another call's turn), one wrapping syscall.ECANCELED alone
+// after Cancel, a *CallbackPanicError when a callback
 // panicked, or, when the copy could not start, one that names both trees
 // ("copy tree SRC to DST: no such file or directory": the library's errno
 // does not say which of the two it could not use) and wraps an
@@ -515,7 +522,8 @@ func (e *Engine) CopyTree(ctx context.Context, src, dst string) error {
 // The error is nil when every pair succeeded, a *CopyError when some failed
 // (see the results), an error wrapping ctx's error (its cause too,
 // context.Cause, and syscall.ECANCELED) when ctx ended before or during the
-// call, or a *CallbackPanicError when a callback panicked (which cancels
+// call, one wrapping syscall.ECANCELED alone after Cancel, or a
+// *CallbackPanicError when a callback panicked (which cancels
 // the call too). Pairs a cancelled call did not copy fail with
 // syscall.ECANCELED at StepCanceled: all of them (but those with a NUL
 // byte) when ctx ended before the engine started, also while the call
