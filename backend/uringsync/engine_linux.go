@@ -517,7 +517,10 @@ func (e *Engine) CopyTree(ctx context.Context, src, dst string) error {
 // contain a NUL byte never reaches the engine: it fails with syscall.EINVAL
 // at StepOpenSrc, or StepOpenDst when only Dst has one (and is passed to
 // OnError once the engine is done) while the other pairs are copied. Such
-// pairs are not in Stats, which counts what the engine was given.
+// pairs are not in Stats, which counts what the engine was given. A pair
+// whose Dst is its Src (the same string) fails with syscall.ELOOP at
+// StepOverlap, the file left alone; of pairs naming one Dst the first is
+// copied and each later one fails with syscall.EINVAL at StepOpenDst.
 //
 // The error is nil when every pair succeeded, a *CopyError when some failed
 // (see the results), an error wrapping ctx's error (its cause too,

@@ -20,6 +20,7 @@
 #include <cstring>
 #include <filesystem>
 #include <new>
+#include <string_view>
 #include <thread>
 #include <unordered_set>
 
@@ -883,6 +884,8 @@ int Engine::copy_files_locked(const usync_pair* pairs, size_t count, usync_resul
   std::vector<FileTask> tasks;
   tasks.reserve(count);
   std::unordered_set<std::string> made;  // parent directories known to exist
+  std::unordered_set<std::string_view> dsts;  // destinations named so far
+  dsts.reserve(count);
   // Destroyed after run(): the files' directory descriptors.  A process
   // short of descriptors keeps its paths.
   PairDirs dirs(!cfg_.has(USYNC_DRY_RUN) && nofile_limit() >= 256);
@@ -895,6 +898,22 @@ int Engine::copy_files_locked(const usync_pair* pairs, size_t count, usync_resul
       // The side that has no path is the one at fault.
       r.step = s == nullptr || *s == '\0' ? USYNC_STEP_OPEN_SRC : USYNC_STEP_OPEN_DST;
       job.report(nullptr, s != nullptr ? s : "", d != nullptr ? d : "", r.error, r.step);
+      continue;
+    }
+    // Caller bugs told by the paths alone (a dry run says the same): a file
+    // onto itself (cp: "are the same file"; a copy would replace it with
+    // itself), and a destination an earlier pair names (whose copy this one
+    // would silently replace, or not, by which finishes last).
+    if (std::strcmp(s, d) == 0) {
+      r.error = ELOOP;
+      r.step = USYNC_STEP_OVERLAP;
+      job.report(nullptr, s, d, r.error, r.step);
+      continue;
+    }
+    if (!dsts.insert(std::string_view(d)).second) {
+      r.error = EINVAL;
+      r.step = USYNC_STEP_OPEN_DST;
+      job.report(nullptr, s, d, r.error, r.step);
       continue;
     }
     // The directory the copy goes into, and whether an earlier pair of this

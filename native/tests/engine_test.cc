@@ -821,6 +821,45 @@ TEST_P(EngineTest, FailFastCountsOnlyTheFailures) {
   EXPECT_EQ(got_.errors.size(), failed);
 }
 
+// A pair whose destination is its own source is refused (cp: "are the same
+// file") as a one-file tree copy onto itself is: ELOOP at
+// USYNC_STEP_OVERLAP, the file untouched.  Of pairs naming one destination,
+// the first is copied and each later one fails (EINVAL at
+// USYNC_STEP_OPEN_DST) instead of silently replacing it.  Both by path, so a
+// dry run says the same.
+TEST_P(EngineTest, PairsOntoThemselvesOrOneDestinationAreRefused) {
+  TempDir t;
+  WriteFile(t / "a", "aaa");
+  WriteFile(t / "b", "bb");
+  const std::string a = t / "a", b = t / "b", d = t / "out/d";
+  const usync_pair pairs[] = {{a.c_str(), a.c_str(), 0}, {a.c_str(), d.c_str(), 0}, {b.c_str(), d.c_str(), 2}};
+  for (const uint32_t flags : {0u, uint32_t{USYNC_DRY_RUN}}) {
+    got_.errors.clear();
+    struct stat before {};
+    ASSERT_EQ(stat(a.c_str(), &before), 0);
+    usync_result res[3]{};
+    usync_engine* e = Make(flags);
+    ASSERT_NE(e, nullptr);
+    EXPECT_EQ(usync_copy_files(e, pairs, 3, res), -EIO);
+    usync_stats st{};
+    usync_engine_stats(e, &st, sizeof st);
+    usync_engine_destroy(e);
+    EXPECT_EQ(res[0].error, ELOOP);
+    EXPECT_EQ(res[0].step, USYNC_STEP_OVERLAP);
+    EXPECT_EQ(res[1].error, 0);
+    EXPECT_EQ(res[2].error, EINVAL);
+    EXPECT_EQ(res[2].step, USYNC_STEP_OPEN_DST);
+    EXPECT_EQ(st.files_failed, 2u);
+    EXPECT_EQ(got_.errors.size(), 2u);
+    struct stat after {};
+    ASSERT_EQ(stat(a.c_str(), &after), 0);
+    EXPECT_EQ(after.st_ino, before.st_ino) << "the source was rewritten";
+    if (flags == 0) {
+      EXPECT_EQ(testing::ReadFile(AT_FDCWD, d), "aaa");
+    }
+  }
+}
+
 TEST_P(EngineTest, CancelStopsCleanly) {
   TempDir t;
   const std::string src = t / "src", dst = t / "dst";

@@ -504,6 +504,14 @@ typedef struct usync_result {
  * failure and returns -EIO: the pairs it had not copied by then get
  * ECANCELED at USYNC_STEP_CANCELED too, and, not having failed themselves,
  * are neither counted in files_failed nor passed to error_cb.
+ * Caller bugs refused by path (the same string; another spelling of a path,
+ * through a symlink, ".." or a hard link, is not looked for): a pair whose
+ * dst is its src fails with ELOOP at USYNC_STEP_OVERLAP (cp: "are the same
+ * file"; the file is left as it is), and of pairs naming one dst only the
+ * first is copied: each later one fails with EINVAL at USYNC_STEP_OPEN_DST.
+ * Both are reported through error_cb and counted in files_failed.  Pairs
+ * run concurrently: one whose src is another's dst may read it before or
+ * after that copy.
  * The call opens the directories its pairs name (O_PATH, at most 16 at a
  * time, only where RLIMIT_NOFILE is 256 or more) and works relative to
  * them until it returns: a directory renamed during the call still
