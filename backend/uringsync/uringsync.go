@@ -61,7 +61,7 @@ type Options struct {
 	NoReplace bool
 
 	Preserve  bool // keep permission bits (and directory times; files keep times always)
-	DryRun    bool // walk and report, write nothing
+	DryRun    bool // walk and report, write nothing (CopyFiles fails the pairs a lookup shows would fail: see USYNC_DRY_RUN)
 	ForceSync bool // never use io_uring: use the synchronous thread pool
 	FailFast  bool // stop the whole job at the first per-file error
 	HashMD5   bool // compute the MD5 of each copied file while copying (small files many at a time: see USYNC_HASH_MD5)

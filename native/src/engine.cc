@@ -886,6 +886,7 @@ int Engine::copy_files_locked(const usync_pair* pairs, size_t count, usync_resul
   std::unordered_set<std::string> made;  // parent directories known to exist
   std::unordered_set<std::string_view> dsts;  // destinations named so far
   dsts.reserve(count);
+  std::vector<int> dry_errs(cfg_.has(USYNC_DRY_RUN) ? count : 0);  // a dry run's predicted rename failures
   // Destroyed after run(): the files' directory descriptors.  A process
   // short of descriptors keeps its paths.
   PairDirs dirs(!cfg_.has(USYNC_DRY_RUN) && nofile_limit() >= 256);
@@ -941,6 +942,23 @@ int Engine::copy_files_locked(const usync_pair* pairs, size_t count, usync_resul
       job.report(nullptr, s, d, r.error, r.step);
       continue;
     }
+    if (cfg_.has(USYNC_DRY_RUN)) {
+      // What a real run would meet at the destination, as far as an lstat
+      // tells for certain (nothing is made): a parent that is no directory
+      // (make_parents fails), or a name it may not take (the rename fails).
+      struct stat ds {};
+      if (lstat(d, &ds) == 0) {
+        if (cfg_.has(USYNC_NO_REPLACE))
+          dry_errs[i] = EEXIST;
+        else if (S_ISDIR(ds.st_mode))
+          dry_errs[i] = EISDIR;
+      } else if (errno == ENOTDIR) {
+        r.error = ENOTDIR;
+        r.step = USYNC_STEP_MKDIR;
+        job.report(nullptr, s, d, r.error, r.step);
+        continue;
+      }
+    }
     FileTask t;
     t.src_name = s;
     t.dst_name = d;
@@ -978,7 +996,8 @@ int Engine::copy_files_locked(const usync_pair* pairs, size_t count, usync_resul
   if (cfg_.has(USYNC_DRY_RUN)) {
     for (FileTask& t : tasks) {
       job.add_bytes(t.size);
-      job.finish_file(t, FileResult{0, USYNC_STEP_NONE, t.size});
+      const int err = dry_errs[t.pair];
+      job.finish_file(t, FileResult{err, err != 0 ? USYNC_STEP_RENAME : USYNC_STEP_NONE, err != 0 ? 0 : t.size});
     }
     ret = finish(job);
   } else {

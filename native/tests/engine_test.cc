@@ -860,6 +860,48 @@ TEST_P(EngineTest, PairsOntoThemselvesOrOneDestinationAreRefused) {
   }
 }
 
+// A dry run of pairs looks at what it cheaply can (the destination and
+// its parent, by stat, making nothing) and predicts the failures a real run
+// would meet there, with the same error and step: a parent that is a file
+// (or under one), a destination that is a directory, and with
+// USYNC_NO_REPLACE a destination that exists.
+TEST_P(EngineTest, DryRunPairsPredictDestinationFailures) {
+  TempDir t;
+  WriteFile(t / "a", "aaa");
+  WriteFile(t / "file", "f");
+  WriteFile(t / "exists", "e");
+  std::filesystem::create_directories(t / "dir/sub");
+  const std::string a = t / "a";
+  const std::vector<std::string> dsts{t / "file/x", t / "file/y/z", t / "dir/sub", t / "exists", t / "new/n"};
+  for (const uint32_t extra : {0u, uint32_t{USYNC_NO_REPLACE}}) {
+    std::vector<usync_pair> pairs;
+    for (const std::string& d : dsts) pairs.push_back({a.c_str(), d.c_str(), 0});
+    std::vector<usync_result> dry(pairs.size()), real(pairs.size());
+    usync_engine* e = Make(extra | USYNC_DRY_RUN);
+    ASSERT_NE(e, nullptr);
+    const int dry_ret = usync_copy_files(e, pairs.data(), pairs.size(), dry.data());
+    usync_stats dry_st{};
+    usync_engine_stats(e, &dry_st, sizeof dry_st);
+    usync_engine_destroy(e);
+    EXPECT_FALSE(std::filesystem::exists(t / "new")) << "a dry run made a directory";
+    EXPECT_EQ(testing::ReadFile(AT_FDCWD, t / "exists"), "e");
+    e = Make(extra);
+    ASSERT_NE(e, nullptr);
+    const int real_ret = usync_copy_files(e, pairs.data(), pairs.size(), real.data());
+    usync_stats real_st{};
+    usync_engine_stats(e, &real_st, sizeof real_st);
+    usync_engine_destroy(e);
+    EXPECT_EQ(dry_ret, real_ret);
+    EXPECT_EQ(dry_st.files_failed, real_st.files_failed);
+    for (size_t i = 0; i < pairs.size(); ++i) {
+      EXPECT_EQ(dry[i].error, real[i].error) << dsts[i] << " flags " << extra;
+      EXPECT_EQ(dry[i].step, real[i].step) << dsts[i] << " flags " << extra;
+    }
+    std::filesystem::remove_all(t / "new");
+    WriteFile(t / "exists", "e");
+  }
+}
+
 TEST_P(EngineTest, CancelStopsCleanly) {
   TempDir t;
   const std::string src = t / "src", dst = t / "dst";

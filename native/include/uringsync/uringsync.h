@@ -77,7 +77,14 @@ enum usync_flag {
    * cp -r.  Files keep their access and modification times in every mode
    * (the quick check of a re-run needs them). */
   USYNC_PRESERVE = 1u << 0,
-  /* Walk and report, but create and write nothing. */
+  /* Walk and report, but create and write nothing.  usync_copy_files looks
+   * up each pair's source (stat) and destination (lstat) and predicts the
+   * failures they show, with the error and step a real run would give: a
+   * source missing or not a regular file (USYNC_STEP_STAT), a destination
+   * parent that is not a directory (ENOTDIR, USYNC_STEP_MKDIR), a
+   * destination that is a directory (EISDIR) or, with USYNC_NO_REPLACE,
+   * exists (EEXIST; both USYNC_STEP_RENAME).  What only writing would show
+   * (permissions, space) it does not. */
   USYNC_DRY_RUN = 1u << 1,
   /* Never use io_uring: run the synchronous thread-pool engine.  The
    * environment variable URING_SYNC_FORCE_SYNC=1 has the same effect. */
