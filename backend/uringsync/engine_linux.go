@@ -488,9 +488,10 @@ func (e *treeError) Unwrap() error { return e.PathError }
 // it waited for another call's turn), one wrapping syscall.ECANCELED alone
 // after Cancel, a *CallbackPanicError when a callback
 // panicked, or, when the copy could not start, one that names both trees
-// ("copy tree SRC to DST: no such file or directory": the library's errno
-// does not say which of the two it could not use) and wraps an
-// *os.PathError (Op "copy tree", Path src) with the errno. A path that
+// ("copy tree SRC to DST: no such file or directory": the errno does not
+// say which of the two it could not use; OnError, when set, is called
+// first with that side's path and step) and wraps an *os.PathError (Op
+// "copy tree", Path src) with the errno. A path that
 // contains a NUL byte is refused with an *os.PathError for that path,
 // wrapping syscall.EINVAL, as the os package does.
 func (e *Engine) CopyTree(ctx context.Context, src, dst string) error {

@@ -58,3 +58,30 @@ func TestTreeStartErrorNamesBoth(t *testing.T) {
 		}
 	})
 }
+
+// TestTreeStartErrorCallsOnError: OnError tells which side a tree copy that
+// cannot start could not use, by path and step.
+func TestTreeStartErrorCallsOnError(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	writeFile(t, filepath.Join(src, "f"), content(1))
+	file := filepath.Join(dir, "file")
+	writeFile(t, file, nil)
+	var got []*FileError
+	e := newEngine(t, Options{OnError: func(fe *FileError) { got = append(got, fe) }})
+	for _, c := range []struct {
+		src, dst string
+		step     Step
+	}{
+		{filepath.Join(dir, "nope"), filepath.Join(dir, "dst"), StepStat},
+		{src, filepath.Join(file, "x"), StepMkdir},
+	} {
+		got = nil
+		if err := e.CopyTree(context.Background(), c.src, c.dst); err == nil {
+			t.Fatalf("%s to %s: no error", c.src, c.dst)
+		}
+		if len(got) != 1 || got[0].Step != c.step || got[0].Src != c.src || got[0].Dst != c.dst {
+			t.Errorf("%s to %s: OnError got %v, want one call at %v", c.src, c.dst, got, c.step)
+		}
+	}
+}

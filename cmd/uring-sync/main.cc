@@ -63,6 +63,7 @@ struct Context {
   bool json = false;     // --json: events on stdout, no human lines
   bool stdout_broken = false;
   bool refused = false;  // the overlap check refused; already explained
+  int last_error = 0;    // errno of the last error callback (a start error's names its side)
   // Errors with the same reason: the first few are printed, the rest
   // counted (a full disk fails every file after it, at whatever step).
   // Attributes a destination cannot store are one kind each: one line.
@@ -89,6 +90,7 @@ void out(Context* c, const std::string& text, bool flush) {
 extern "C" void on_error(void* user, const usync_file_error* e) {
   auto* c = static_cast<Context*>(user);
   if (e->step == USYNC_STEP_OVERLAP) c->refused = true;
+  c->last_error = e->error;
   if (c->json) {
     out(c, usync::cli::events::error(*e, c->src_root, c->dst_root), true);
     return;
@@ -253,7 +255,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "uring-sync: %s\n",
                  ctx.stdout_broken ? "stopped: stdout was closed (every file under its name is complete)" : "interrupted");
   if (code == kExitUsage) {
-    if (!ctx.refused)  // else the error callback explained it
+    if (!ctx.refused && ctx.last_error != -ret)  // else the error callback explained it
       std::fprintf(stderr, "uring-sync: cannot copy '%s' to '%s': %s\n", usync::cli::quote_name(opts.src).c_str(),
                    usync::cli::quote_name(opts.dst).c_str(), std::strerror(-ret));
     return code;

@@ -709,10 +709,18 @@ int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) 
   begin();
   Job job(cfg_, counters_, cancel_, kind_for(src.c_str()));
   job.umask_known = read_umask(&job.umask_bits);
+  // A call that cannot start says which side it could not use (error_cb,
+  // as the overlap refusal), then returns the bare -errno.
+  auto cannot_start = [&](int err, int step) {
+    job.report(nullptr, src, dst_in, err, step);
+    finish(job);
+    return -err;
+  };
   struct stat st {};
   // USYNC_COPY_LINKS follows a SRC that is itself a symlink too (cp -rL,
   // rsync -L): a dangling one cannot start.
-  if ((cfg_.has(USYNC_COPY_LINKS) ? stat(src.c_str(), &st) : lstat(src.c_str(), &st)) != 0) return -errno;
+  if ((cfg_.has(USYNC_COPY_LINKS) ? stat(src.c_str(), &st) : lstat(src.c_str(), &st)) != 0)
+    return cannot_start(errno, USYNC_STEP_STAT);
 
   if (!S_ISDIR(st.st_mode)) {
     // A single entry: into DST if it is an existing directory, else as DST.
@@ -767,7 +775,7 @@ int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) 
   // A directory tree.  Refuse overlapping trees: copying into itself (or
   // into an ancestor) would read what it writes, or write over the source.
   UniqueFd sfd(open(src.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!sfd.valid()) return -errno;
+  if (!sfd.valid()) return cannot_start(errno, USYNC_STEP_OPEN_SRC);
   job.src_root = src;
   job.dst_root = dst_in;
   if (const int err = check_overlap(sfd.get(), dst_in); err != 0) {
@@ -782,8 +790,8 @@ int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) 
   if (!cfg_.has(USYNC_DRY_RUN)) {
     struct stat existing {};
     if (lstat(dst_in.c_str(), &existing) != 0) {  // an existing symlink is followed below, like cp
-      if (errno != ENOENT) return -errno;
-      if (const int err = make_parents(dst_in); err != 0) return -err;
+      if (errno != ENOENT) return cannot_start(errno, USYNC_STEP_MKDIR);
+      if (const int err = make_parents(dst_in); err != 0) return cannot_start(err, USYNC_STEP_MKDIR);
       const mode_t want = cfg_.has(USYNC_PRESERVE) ? (st.st_mode & 07777) : (st.st_mode & (0777 | S_ISVTX) & ~job.umask_bits);
       made = (want | S_IRWXU) & ~job.umask_bits;
       root_tmp = temp_path_beside(dst_in);
@@ -793,7 +801,7 @@ int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) 
       if (mkdir(as.c_str(), made) == 0)
         fresh = true;
       else if (errno != EEXIST)
-        return -errno;
+        return cannot_start(errno, USYNC_STEP_MKDIR);
       else if (!root_tmp.empty() && (lstat(root_tmp.c_str(), &existing) != 0 || !S_ISDIR(existing.st_mode))) {
         // Not a killed run's directory (a symlink, a file): never followed
         // (it could lead outside DST, or into SRC past the overlap check)
@@ -802,7 +810,7 @@ int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) 
         if (mkdir(dst_in.c_str(), made) == 0)
           fresh = true;
         else if (errno != EEXIST)
-          return -errno;
+          return cannot_start(errno, USYNC_STEP_MKDIR);
       }
       if (!root_tmp.empty() && lstat(dst_in.c_str(), &existing) == 0) {
         // DST was made meanwhile (another run named its own): merge into it.
@@ -817,7 +825,7 @@ int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) 
     if (!dfd.valid()) {
       const int err = errno;
       if (fresh) rmdir(opened.c_str());
-      return -err;
+      return cannot_start(err, USYNC_STEP_OPEN_DST);
     }
     if (fresh) counters_.dirs_created.fetch_add(1, std::memory_order_relaxed);
     // Every run holds a shared lock on the destination root; one that can
@@ -831,7 +839,7 @@ int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) 
     dfd.reset(open(dst_in.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   }
   struct stat ids {};
-  if (fstat(sfd.get(), &ids) != 0) return -errno;
+  if (fstat(sfd.get(), &ids) != 0) return cannot_start(errno, USYNC_STEP_STAT);
   Dir* root = job.new_dir(nullptr);
   root->src_dev = ids.st_dev;
   root->src_ino = ids.st_ino;

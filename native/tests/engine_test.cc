@@ -571,6 +571,36 @@ TEST_P(EngineTest, RefusesOverlapAndMissingSource) {
   usync_engine_destroy(e);
 }
 
+// A tree copy that cannot start says which side it could not use: one
+// error_cb call with the path and step (as the overlap refusal makes), then
+// the bare -errno; counted in files_failed.
+TEST_P(EngineTest, StartErrorsAreReportedWithTheirSide) {
+  TempDir t;
+  WriteFile(t / "src/a", "a");
+  WriteFile(t / "file", "f");
+  const std::string missing = t / "missing", src = t / "src", under_file = t / "file/x";
+  struct Case {
+    std::string src, dst;
+    int ret;
+    std::string error;  // as CollectError writes it
+  } cases[] = {
+      {missing, t / "out", -ENOENT, std::string("stat:") + std::strerror(ENOENT) + ":" + missing},
+      {src, under_file, -ENOTDIR, std::string("create directory:") + std::strerror(ENOTDIR) + ":" + src},
+      {src, "/proc/nope/x", -ENOENT, std::string("create directory:") + std::strerror(ENOENT) + ":" + src},
+  };
+  for (const Case& c : cases) {
+    got_.errors.clear();
+    usync_engine* e = Make();
+    ASSERT_NE(e, nullptr);
+    EXPECT_EQ(usync_copy_tree(e, c.src.c_str(), c.dst.c_str()), c.ret) << c.src << " " << c.dst;
+    usync_stats st{};
+    usync_engine_stats(e, &st, sizeof st);
+    usync_engine_destroy(e);
+    EXPECT_EQ(got_.errors, std::vector<std::string>{c.error}) << c.src << " " << c.dst;
+    EXPECT_EQ(st.files_failed, 1u);
+  }
+}
+
 TEST_P(EngineTest, SingleFileSource) {
   TempDir t;
   WriteFile(t / "f", "single");

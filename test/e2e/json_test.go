@@ -340,7 +340,23 @@ func TestJSONCannotStart(t *testing.T) {
 	if end.str("result") != "error" || end.obj("error").str("errno_name") != "ENOENT" {
 		t.Errorf("end: result %q, error %v; want error, ENOENT", end.str("result"), end["error"])
 	}
+	// The side it could not use: one error event, the source's stat.
+	var errs []event
+	for _, ev := range evs {
+		if ev.str("type") == "error" {
+			errs = append(errs, ev)
+		}
+	}
+	if len(errs) != 1 || errs[0].str("side") != "src" || errs[0].str("step_name") != "stat" {
+		t.Errorf("error events %v, want one: side src, step stat", errs)
+	}
 	if strings.TrimSpace(r.stderr) != "" {
 		t.Errorf("stderr not empty with --json\n%s", r)
+	}
+	// Without --json: one line, naming the side.
+	r = run(t, runOpts{}, filepath.Join(dir, "missing"), filepath.Join(dir, "dst"))
+	if want := "uring-sync: stat '" + filepath.Join(dir, "missing") + "': no such file or directory"; r.code != 2 ||
+		!strings.EqualFold(strings.TrimSpace(r.stderr), want) {
+		t.Errorf("exit %d, stderr %q; want 2, %q", r.code, r.stderr, want)
 	}
 }

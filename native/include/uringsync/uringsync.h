@@ -448,7 +448,12 @@ USYNC_API int usync_engine_kind(const usync_engine *engine);
  * one or more entries failed (each was reported through error_cb and counted
  * in files_failed), -ECANCELED after usync_engine_cancel(), or another
  * negative errno when the job could not start (e.g. -ENOENT for src;
- * -EDEADLK from one of this engine's callbacks; -ECHILD in a forked child). */
+ * -EDEADLK from one of this engine's callbacks; -ECHILD in a forked child).
+ * A start that fails at src or dst (not -EINVAL for a missing path,
+ * -EDEADLK, -ECHILD, -ENOMEM) first makes one error_cb call, counted in
+ * files_failed, as the overlap refusal does, naming the side by its step:
+ * USYNC_STEP_STAT or USYNC_STEP_OPEN_SRC for src, USYNC_STEP_MKDIR (dst or
+ * a parent it needs) or USYNC_STEP_OPEN_DST for dst. */
 USYNC_API int usync_copy_tree(usync_engine *engine, const char *src, const char *dst);
 
 /* One explicit file copy for usync_copy_files(). */
