@@ -112,6 +112,21 @@ int publish_anonymous(const Job& job, const FileTask& t, int src_fd, int fd, con
 
 namespace {
 
+// After a FICLONE of the whole source: the file as it was when opened.  A
+// reflink shares the source as it is now, so a file that grew since its
+// size was taken is cut back to that size (a file that shrank keeps its new
+// end).  *done: the copy's length.  False with errno set.
+bool clone_as_opened(const FileTask& t, int out, uint64_t* done) noexcept {
+  struct stat st {};
+  if (fstat(out, &st) != 0) return false;
+  *done = static_cast<uint64_t>(st.st_size);
+  if (t.size != 0 && *done > t.size) {
+    if (ftruncate(out, static_cast<off_t>(t.size)) != 0) return false;
+    *done = t.size;
+  }
+  return true;
+}
+
 // -S: the data of a file with holes, segment by segment (SEEK_DATA,
 // SEEK_HOLE), at the same offsets, so the holes stay holes; then the size.
 // A reflink shares the extents, holes included, when nothing needs the
@@ -124,8 +139,12 @@ int copy_sparse(const Job& job, const FileTask& t, int in, int out, char* buf, s
   const off_t first_hole = lseek(in, 0, SEEK_HOLE);
   if (first_hole < 0 || static_cast<uint64_t>(first_hole) >= t.size) return -1;
   if (md5 == nullptr && digest == nullptr && ioctl(out, FICLONE, in) == 0) {
-    *done = *length = t.size;
-    job.add_bytes(t.size);
+    if (!clone_as_opened(t, out, done)) {
+      *step = USYNC_STEP_WRITE;
+      return errno;
+    }
+    *length = *done;
+    job.add_bytes(*done);
     return 0;
   }
   uint64_t size = t.size, off = 0;
@@ -230,8 +249,7 @@ int copy_pieces(const Job& job, const FileTask& t, uint64_t* done, Copy copy) no
 int copy_in_kernel(const Job& job, const FileTask& t, int in, int out, uint64_t* done, CopyRangeFn cfr,
                    SendFileFn sf) noexcept {
   if (ioctl(out, FICLONE, in) == 0) {
-    struct stat st {};
-    if (fstat(out, &st) == 0) *done = static_cast<uint64_t>(st.st_size);
+    if (!clone_as_opened(t, out, done)) return -1;
     job.add_bytes(*done);
     return 1;
   }

@@ -6,7 +6,9 @@
 // about options it does not know and process state it must not touch.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/fs.h>
 #include <linux/magic.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -287,6 +289,32 @@ TEST(FaultKernelCopy, CrossDeviceCopiesBySendfile) {
     EXPECT_EQ(counted, data.size());
     EXPECT_EQ(testing::ReadFile(AT_FDCWD, t / "out"), data);
   }
+}
+
+// A reflink (XFS with reflink=1, Btrfs) shares the whole source as it is at
+// the clone, not as it was opened: a file that grew after its open (size
+// taken) is still copied at that size, as the read/write path copies it.
+// Skipped where TMPDIR cannot clone (ext4, tmpfs).
+TEST(FaultKernelCopy, ReflinkOfAGrownFileStopsAtTheOpenedSize) {
+  TempDir t;
+  const std::string data = Pattern(3 << 20, 11);
+  WriteFile(t / "big", data);
+  {
+    const int in = open((t / "big").c_str(), O_RDONLY | O_CLOEXEC);
+    const int out = open((t / "probe").c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    const bool clones = in >= 0 && out >= 0 && ioctl(out, FICLONE, in) == 0;
+    if (in >= 0) close(in);
+    if (out >= 0) close(out);
+    if (!clones) GTEST_SKIP() << "TMPDIR cannot reflink (set TMPDIR to an XFS or Btrfs directory)";
+  }
+  const uint64_t opened = 1 << 20;  // the size when opened; it grew to 3 MiB since
+  uint64_t done = 0, counted = 0;
+  EXPECT_EQ(KernelCopy(t, opened, ::copy_file_range, ::sendfile, &done, &counted), 1);
+  EXPECT_EQ(done, opened);
+  EXPECT_EQ(counted, opened);
+  const std::string copied = testing::ReadFile(AT_FDCWD, t / "out");
+  EXPECT_EQ(copied.size(), opened);
+  EXPECT_TRUE(copied == data.substr(0, opened));
 }
 
 usync_engine* MakeEngine(uint32_t flags, uint32_t workers = 0) {
