@@ -464,9 +464,13 @@ namespace {
 
 bool same_time(const timespec& dst, const timespec& src) noexcept {
   if (dst.tv_sec != src.tv_sec) return false;
-  // A destination without sub-second times (some network and FUSE
-  // filesystems) stored the seconds only.
-  return dst.tv_nsec == src.tv_nsec || dst.tv_nsec == 0;
+  if (dst.tv_nsec == src.tv_nsec) return true;
+  // A destination with coarser times stored the source's cut to its
+  // granularity: the seconds only (some network and FUSE filesystems),
+  // 10 ms (exFAT), 100 ns (NTFS, SMB).
+  for (long g = 10; g <= 1'000'000'000; g *= 10)
+    if (dst.tv_nsec == src.tv_nsec - src.tv_nsec % g) return true;
+  return false;
 }
 
 bool older(const timespec& a, const timespec& b) noexcept {

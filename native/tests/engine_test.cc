@@ -1317,6 +1317,45 @@ TEST_P(EngineTest, OnlyOurTemporariesAreRemoved) {
   EXPECT_EQ(testing::ReadFile(AT_FDCWD, dst + "/.usync-dir-q.tmp/f"), "a source directory named like one");
 }
 
+// A destination whose times are coarser than a nanosecond stores the
+// source's mtime cut to its granularity (exFAT 10 ms, NTFS and SMB 100 ns,
+// some FUSE and network filesystems 1 s): a re-run finds those files
+// complete instead of copying them again on every run.  A time that is no
+// such cut (a later or an unrelated one) still means changed.
+TEST_P(EngineTest, TimesCutToACoarserGranularityAreUpToDate) {
+  TempDir t;
+  const std::string src = t / "src", dst = t / "dst";
+  const long cuts[] = {100, 1'000, 10'000'000, 1'000'000'000};
+  const timespec mtime{1700000001, 123456789};
+  for (const long g : cuts) {
+    const std::string name = "/cut" + std::to_string(g);
+    WriteFile(src + name, Pattern(5000, 3));
+    const timespec ts[2] = {mtime, mtime};
+    ASSERT_EQ(utimensat(AT_FDCWD, (src + name).c_str(), ts, 0), 0);
+  }
+  WriteFile(src + "/later", Pattern(5000, 4));
+  WriteFile(src + "/other", Pattern(5000, 5));
+  for (const char* name : {"/later", "/other"}) {
+    const timespec ts[2] = {mtime, mtime};
+    ASSERT_EQ(utimensat(AT_FDCWD, (src + name).c_str(), ts, 0), 0);
+  }
+  CopyTree(src, dst);
+  ASSERT_TRUE(got_.errors.empty()) << got_.errors.front();
+  for (const long g : cuts) {  // as the coarser filesystem stores it
+    const timespec cut{mtime.tv_sec, mtime.tv_nsec - mtime.tv_nsec % g};
+    const timespec ts[2] = {cut, cut};
+    ASSERT_EQ(utimensat(AT_FDCWD, (dst + "/cut" + std::to_string(g)).c_str(), ts, 0), 0);
+  }
+  const timespec later{mtime.tv_sec, 123456800}, other{mtime.tv_sec, 120000001};
+  const timespec lt[2] = {later, later}, ot[2] = {other, other};
+  ASSERT_EQ(utimensat(AT_FDCWD, (dst + "/later").c_str(), lt, 0), 0);
+  ASSERT_EQ(utimensat(AT_FDCWD, (dst + "/other").c_str(), ot, 0), 0);
+  const usync_stats st = CopyTree(src, dst);
+  EXPECT_TRUE(got_.errors.empty()) << got_.errors.front();
+  EXPECT_EQ(st.files_skipped, 4u) << "a coarser time was taken for a change";
+  EXPECT_EQ(st.files_done, 2u) << "a time that is no cut of the source's was taken as the same";
+}
+
 // --update keeps a destination file newer than its source; not in a
 // directory a killed run was building: a partial file there is newer too.
 TEST_P(EngineTest, TakenOverDirectoryIgnoresUpdatesNewerRule) {
