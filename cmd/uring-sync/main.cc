@@ -244,11 +244,15 @@ int main(int argc, char** argv) {
   }
   if (opts.json) {
     std::string message;
-    if (code == kExitUsage)
+    int err = 0;
+    if (code == kExitUsage) {
       message = ctx.refused ? "source and destination overlap" : "cannot copy: " + std::string(std::strerror(-ret));
-    else if (code == kExitInterrupted)
+      err = -ret;
+    } else if (code == kExitInterrupted) {  // cut short: the cause, as an errno too
       message = ctx.stdout_broken ? "stdout closed" : "interrupted";
-    out(&ctx, events::end(st, code, code == kExitUsage ? -ret : 0, message), true);
+      err = ctx.stdout_broken ? EPIPE : ECANCELED;
+    }
+    out(&ctx, events::end(st, code, err, message), true);
     return code;
   }
   if (code == kExitInterrupted)

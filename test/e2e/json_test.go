@@ -6,10 +6,13 @@ package e2e
 import (
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
@@ -359,4 +362,31 @@ func TestJSONCannotStart(t *testing.T) {
 		!strings.EqualFold(strings.TrimSpace(r.stderr), want) {
 		t.Errorf("exit %d, stderr %q; want 2, %q", r.code, r.stderr, want)
 	}
+}
+
+// TestJSONInterrupted: SIGINT ends the stream with an end event whose error names the cause, with
+// errno and errno_name as for a copy that cannot start.
+func TestJSONInterrupted(t *testing.T) {
+	dir := tempDir(t)
+	src := killSource(t, filepath.Join(dir, "src"))
+	for i, delay := range []time.Duration{150, 80, 40, 20, 10} {
+		p := start(t, runOpts{}, "--json", src.Root, filepath.Join(dir, fmt.Sprint("dst", i)))
+		time.Sleep(delay * time.Millisecond)
+		p.signal(syscall.SIGINT)
+		r := p.wait()
+		if r.code == 0 {
+			continue // finished first
+		}
+		if r.code != 130 {
+			t.Fatalf("exit %d, want 130\n%s", r.code, r)
+		}
+		evs := parseEvents(t, r)
+		end := evs[len(evs)-1]
+		e := end.obj("error")
+		if end.str("result") != "interrupted" || e.str("errno_name") != "ECANCELED" || e.num("errno") != float64(unix.ECANCELED) || e.str("message") == "" {
+			t.Errorf("end: result %q, error %v; want interrupted, ECANCELED and a message", end.str("result"), end["error"])
+		}
+		return
+	}
+	t.Skip("every copy finished before its SIGINT")
 }
