@@ -7,7 +7,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <sstream>
 #include <stdexcept>
@@ -197,6 +199,36 @@ TEST(Progress, RendersCountsRateAndEta) {
   s.walk_done = 0;
   EXPECT_NE(render_progress(s, 120).find("50/100+ files"), std::string::npos);
   EXPECT_LE(render_progress(s, 30).size(), 30u);
+}
+
+// Not on a terminal (a log, a pipe): a line every 2 s, and the final state
+// last, however soon after the previous line the copy ends, so a log never
+// ends on counts the copy went past.
+TEST(Progress, NotOnATerminalTheLastLineIsTheEnd) {
+  FILE* f = std::tmpfile();
+  ASSERT_NE(f, nullptr);
+  ProgressLine line(f);
+  usync_stats s{};
+  s.files_found = 6;
+  s.walk_done = 1;
+  s.elapsed_ns = 100000000ull;
+  line.update(s);  // the first: printed
+  s.files_done = 3;
+  s.elapsed_ns = 500000000ull;
+  line.update(s);  // within 2 s: not
+  s.files_done = 6;
+  s.elapsed_ns = 800000000ull;
+  line.update(s, true);  // the end
+  line.finish();
+  std::rewind(f);
+  std::string out;
+  for (int c; (c = std::fgetc(f)) != EOF;) out += static_cast<char>(c);
+  std::fclose(f);
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 2) << out;
+  EXPECT_NE(out.find("0/6 files"), std::string::npos) << out;
+  EXPECT_EQ(out.find("3/6 files"), std::string::npos) << out;
+  EXPECT_NE(out.rfind("6/6 files"), std::string::npos) << out;
+  EXPECT_GT(out.rfind("6/6 files"), out.find("0/6 files")) << out;
 }
 
 TEST(Cli, QuoteNameKeepsOneEntryPerLine) {

@@ -228,7 +228,7 @@ int main(int argc, char** argv) {
   usync_stats st{};
   usync_engine_stats(engine, &st, sizeof st);
   if (ctx.progress != nullptr) {
-    progress.update(st);
+    progress.update(st, true);
     progress.finish();
   }
   g_engine.store(nullptr);

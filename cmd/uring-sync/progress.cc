@@ -60,14 +60,14 @@ std::string render_progress(const usync_stats& s, unsigned width) {
 
 ProgressLine::ProgressLine(FILE* out) : out_(out), tty_(isatty(fileno(out)) != 0) {}
 
-void ProgressLine::update(const usync_stats& s) {
+void ProgressLine::update(const usync_stats& s, bool last) {
   if (tty_) {
     winsize ws{};
     const unsigned width = (ioctl(fileno(out_), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 20) ? ws.ws_col - 1 : 79;
     std::fprintf(out_, "\r%s\033[K", render_progress(s, width).c_str());
     drawn_ = true;
   } else {
-    if (s.elapsed_ns < last_print_ns_ + 2000000000ull && last_print_ns_ != 0) return;
+    if (!last && s.elapsed_ns < last_print_ns_ + 2000000000ull && last_print_ns_ != 0) return;
     last_print_ns_ = s.elapsed_ns;
     std::fprintf(out_, "%s\n", render_progress(s, 200).c_str());
   }

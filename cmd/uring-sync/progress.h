@@ -19,7 +19,9 @@ std::string render_progress(const usync_stats& s, unsigned width);
 class ProgressLine {
  public:
   explicit ProgressLine(FILE* out);
-  void update(const usync_stats& s);
+  // last: the copy's final state, printed also off a terminal within 2 s of
+  // the previous line.
+  void update(const usync_stats& s, bool last = false);
   void finish();  // ends the line on a terminal
 
  private:
