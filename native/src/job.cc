@@ -460,8 +460,6 @@ int chmod_nofollow(int dfd, const char* name, mode_t mode) noexcept {
   return ret;
 }
 
-namespace {
-
 bool same_time(const timespec& dst, const timespec& src) noexcept {
   if (dst.tv_sec != src.tv_sec) return false;
   if (dst.tv_nsec == src.tv_nsec) return true;
@@ -472,6 +470,8 @@ bool same_time(const timespec& dst, const timespec& src) noexcept {
     if (dst.tv_nsec == src.tv_nsec - src.tv_nsec % g) return true;
   return false;
 }
+
+namespace {
 
 bool older(const timespec& a, const timespec& b) noexcept {
   return a.tv_sec < b.tv_sec || (a.tv_sec == b.tv_sec && a.tv_nsec < b.tv_nsec);

@@ -393,6 +393,11 @@ int settle_entry(const Job& job, int dfd, const char* written, const char* final
 // unlink; where it has no hard links either, a check and a rename.
 int rename_noreplace(int dfd, const char* from, const char* to) noexcept;
 
+// Whether a destination's time dst is the source's src as the destination
+// stores it: the same, or src cut to a coarser granularity (whole seconds on
+// some network and FUSE filesystems, 10 ms on exFAT, 100 ns on NTFS, SMB).
+bool same_time(const timespec& dst, const timespec& src) noexcept;
+
 // The quick check: whether the destination entry of t is already a copy of
 // it (rsync's rule: same size and modification time, which every mode keeps
 // on files; --checksum: same size and bytes; --update: a newer destination

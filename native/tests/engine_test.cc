@@ -1356,6 +1356,48 @@ TEST_P(EngineTest, TimesCutToACoarserGranularityAreUpToDate) {
   EXPECT_EQ(st.files_done, 2u) << "a time that is no cut of the source's was taken as the same";
 }
 
+// The same for the times of directories (-p) and symlinks (every mode): a
+// re-run leaves the coarser time the destination stored as it is, instead
+// of setting it again (a ctime change per entry on every run).
+TEST_P(EngineTest, CoarserTimesOfDirectoriesAndSymlinksAreNotSetAgain) {
+  TempDir t;
+  const std::string src = t / "src", dst = t / "dst";
+  WriteFile(src + "/sub/f", "f");
+  ASSERT_EQ(symlink("f", (src + "/sub/l").c_str()), 0);
+  const timespec mtime{1700000001, 123456789};
+  const timespec ts[2] = {mtime, mtime};
+  ASSERT_EQ(utimensat(AT_FDCWD, (src + "/sub/l").c_str(), ts, AT_SYMLINK_NOFOLLOW), 0);
+  ASSERT_EQ(utimensat(AT_FDCWD, (src + "/sub").c_str(), ts, 0), 0);
+  usync_engine* e = Make(USYNC_PRESERVE);
+  ASSERT_NE(e, nullptr);
+  ASSERT_EQ(usync_copy_tree(e, src.c_str(), dst.c_str()), 0);
+  usync_engine_destroy(e);
+  const timespec cut{mtime.tv_sec, 120000000};  // exFAT's 10 ms
+  const timespec cuts[2] = {cut, cut};
+  struct stat before[2] {};
+  int i = 0;
+  for (const char* p : {"/sub/l", "/sub"}) {
+    ASSERT_EQ(utimensat(AT_FDCWD, (dst + p).c_str(), cuts, AT_SYMLINK_NOFOLLOW), 0);
+    ASSERT_EQ(lstat((dst + p).c_str(), &before[i++]), 0);
+  }
+  const timespec pause{0, 20'000'000};  // a ctime set now would differ
+  nanosleep(&pause, nullptr);
+  e = Make(USYNC_PRESERVE);
+  ASSERT_NE(e, nullptr);
+  ASSERT_EQ(usync_copy_tree(e, src.c_str(), dst.c_str()), 0);
+  usync_engine_destroy(e);
+  EXPECT_TRUE(got_.errors.empty()) << got_.errors.front();
+  i = 0;
+  for (const char* p : {"/sub/l", "/sub"}) {
+    struct stat now {};
+    ASSERT_EQ(lstat((dst + p).c_str(), &now), 0);
+    EXPECT_EQ(now.st_ctim.tv_sec, before[i].st_ctim.tv_sec) << p << " was written";
+    EXPECT_EQ(now.st_ctim.tv_nsec, before[i].st_ctim.tv_nsec) << p << " was written";
+    EXPECT_EQ(now.st_ino, before[i].st_ino) << p << " was made again";
+    ++i;
+  }
+}
+
 // --update keeps a destination file newer than its source; not in a
 // directory a killed run was building: a partial file there is newer too.
 TEST_P(EngineTest, TakenOverDirectoryIgnoresUpdatesNewerRule) {
