@@ -974,11 +974,13 @@ int copy_special(const Job& job, int sfd, const char* name, const struct stat& s
     if (errno == EEXIST && !replace) return copy_special(job, sfd, name, st, dfd, dname, true, step, wrote, dir);
     return errno;
   }
-  (S_ISLNK(st.st_mode) ? job.counters.symlinks_created : job.counters.specials_created)
-      .fetch_add(1, std::memory_order_relaxed);
   const SourceMeta meta{Place{sfd, name}, st.st_uid, st.st_gid, dir, dname};
-  return settle_entry(job, dfd, target_name, replace ? dname : nullptr, st.st_mode, st.st_atim, st.st_mtim, meta,
-                      step);
+  const int err = settle_entry(job, dfd, target_name, replace ? dname : nullptr, st.st_mode, st.st_atim, st.st_mtim,
+                               meta, step);
+  if (err == 0)  // else it was removed: not made
+    (S_ISLNK(st.st_mode) ? job.counters.symlinks_created : job.counters.specials_created)
+        .fetch_add(1, std::memory_order_relaxed);
+  return err;
 }
 
 void run_walker(Job& job, Dir* root, bool route_large) noexcept {

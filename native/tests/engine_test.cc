@@ -1398,6 +1398,28 @@ TEST_P(EngineTest, CoarserTimesOfDirectoriesAndSymlinksAreNotSetAgain) {
   }
 }
 
+// A symlink or FIFO that cannot take its name (a directory is in the way,
+// without --delete) is reported and removed: not counted as made.
+TEST_P(EngineTest, SpecialEntryThatFailsIsNotCountedAsMade) {
+  TempDir t;
+  const std::string src = t / "src", dst = t / "dst";
+  WriteFile(src + "/f", "f");
+  ASSERT_EQ(symlink("f", (src + "/l").c_str()), 0);
+  ASSERT_EQ(mkfifo((src + "/p").c_str(), 0644), 0);
+  WriteFile(dst + "/l/x", "in the way");
+  WriteFile(dst + "/p/x", "in the way");
+  usync_engine* e = Make();
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(usync_copy_tree(e, src.c_str(), dst.c_str()), -EIO);
+  usync_stats st{};
+  EXPECT_EQ(usync_engine_stats(e, &st, sizeof st), 0);
+  usync_engine_destroy(e);
+  EXPECT_EQ(got_.errors.size(), 2u);
+  EXPECT_EQ(st.files_failed, 2u);
+  EXPECT_EQ(st.symlinks_created, 0u);
+  EXPECT_EQ(st.specials_created, 0u);
+}
+
 // --update keeps a destination file newer than its source; not in a
 // directory a killed run was building: a partial file there is newer too.
 TEST_P(EngineTest, TakenOverDirectoryIgnoresUpdatesNewerRule) {
