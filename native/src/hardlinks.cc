@@ -87,7 +87,7 @@ bool HardLinks::walked(Dir* d, const char* name, const struct stat& st) {
   if (err != 0)
     job_.report(d, name, name, err, step);  // the same inode as a failed copy: it fails alike
   else
-    link(dir_rel, leaf, d, name, st.st_mode);
+    link(dir_rel, leaf, d, name, st.st_mode, Key{st.st_dev, st.st_ino});
   return true;
 }
 
@@ -167,7 +167,7 @@ void HardLinks::leader_done(const FileTask& t, int error, int step) noexcept {
   }
   for (Waiter& w : waiters) {
     if (error == 0)
-      link(dir_rel, leaf, w.dir, w.name, w.mode);
+      link(dir_rel, leaf, w.dir, w.name, w.mode, key);
     else if (!stopping && !job_.cancelled())
       job_.report(w.dir, w.name, w.name, error, step);
     job_.unpin_dir(w.dir);
@@ -222,7 +222,7 @@ int HardLinks::copy_waiter(const Waiter& w, const Key& key, int* step) noexcept 
 }
 
 void HardLinks::link(const std::string& dir_rel, const std::string& leaf, Dir* d, const std::string& name,
-                     mode_t mode) noexcept {
+                     mode_t mode, const Key& key) noexcept {
   const int dfd = d->dst.get();
   UniqueFd from(open_beneath(job_.dst_root_fd, dir_rel));
   if (!from.valid()) {
@@ -257,6 +257,23 @@ void HardLinks::link(const std::string& dir_rel, const std::string& leaf, Dir* d
         err = ENOMEM;
       }
     }
+  }
+  if ((err == EMLINK || err == EPERM || err == EOPNOTSUPP) && S_ISREG(mode) && !job_.cancelled()) {
+    // The destination refuses the link for the inode (its copy has as many
+    // links as the filesystem allows; a filesystem without hard links, as
+    // FAT): the path gets a copy of its own, as rsync makes it, and the
+    // link that could not be kept is still reported.
+    int step = USYNC_STEP_NONE, copied;
+    try {
+      copied = copy_waiter(Waiter{d, name, mode}, key, &step);
+    } catch (...) {
+      copied = ENOMEM;
+    }
+    if (copied != 0)
+      job_.report(d, name, name, copied, step);
+    else
+      job_.report(d, name, name, err, USYNC_STEP_LINK);
+    return;
   }
   if (err != 0) {
     job_.report(d, name, name, err, USYNC_STEP_LINK);

@@ -73,8 +73,10 @@ class HardLinks {
   // an errno and sets *step; reports nothing.
   int copy_waiter(const Waiter& w, const Key& key, int* step) noexcept;
 
-  // Links name in d to the group's copy; reports a failure.
-  void link(const std::string& dir_rel, const std::string& leaf, Dir* d, const std::string& name, mode_t mode) noexcept;
+  // Links name in d to the group's copy (of the inode key), or copies it
+  // where the destination refuses the link; reports a failure.
+  void link(const std::string& dir_rel, const std::string& leaf, Dir* d, const std::string& name, mode_t mode,
+            const Key& key) noexcept;
 
   Job& job_;
   std::mutex mu_;
