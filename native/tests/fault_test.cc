@@ -23,8 +23,11 @@
 #include <cstddef>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <future>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -291,22 +294,65 @@ TEST(FaultKernelCopy, CrossDeviceCopiesBySendfile) {
   }
 }
 
+// Whether files in dir can be cloned (FICLONE: XFS with reflink=1, Btrfs).
+bool Clones(const std::string& dir) {
+  const std::string a = dir + "/clone-probe-a", b = dir + "/clone-probe-b";
+  WriteFile(a, "x");
+  const int in = open(a.c_str(), O_RDONLY | O_CLOEXEC);
+  const int out = open(b.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  const bool clones = in >= 0 && out >= 0 && ioctl(out, FICLONE, in) == 0;
+  if (in >= 0) close(in);
+  if (out >= 0) close(out);
+  unlink(a.c_str());
+  unlink(b.c_str());
+  return clones;
+}
+
+// An XFS image (Debian's mkfs.xfs makes it with reflink=1) loop-mounted for
+// as long as this lives; mounted false where that cannot be done (no root,
+// no mkfs.xfs, no loop devices).
+struct XfsMount {
+  TempDir base;
+  std::string mnt = base / "mnt";
+  bool mounted = false;
+  XfsMount() {
+    const std::string img = base / "xfs.img";
+    if (geteuid() != 0 || mkdir(mnt.c_str(), 0755) != 0) return;
+    const int fd = open(img.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    const bool sized = fd >= 0 && ftruncate(fd, off_t{320} << 20) == 0;  // XFS wants 300 MiB
+    if (fd >= 0) close(fd);
+    const std::string cmd = "mkfs.xfs -q -m reflink=1 '" + img + "' >/dev/null 2>&1 && mount -o loop '" + img +
+                            "' '" + mnt + "' >/dev/null 2>&1";
+    mounted = sized && std::system(cmd.c_str()) == 0;
+  }
+  ~XfsMount() {
+    if (mounted && umount2(mnt.c_str(), 0) != 0) umount2(mnt.c_str(), MNT_DETACH);
+  }
+};
+
 // A reflink (XFS with reflink=1, Btrfs) shares the whole source as it is at
 // the clone, not as it was opened: a file that grew after its open (size
 // taken) is still copied at that size, as the read/write path copies it.
-// Skipped where TMPDIR cannot clone (ext4, tmpfs).
+// Where TMPDIR cannot clone (ext4, tmpfs), on an XFS image of its own.
 TEST(FaultKernelCopy, ReflinkOfAGrownFileStopsAtTheOpenedSize) {
-  TempDir t;
+  std::unique_ptr<XfsMount> xfs;  // outlives t
+  std::string dir = std::filesystem::temp_directory_path().string();
+  if (!Clones(dir)) {
+    xfs = std::make_unique<XfsMount>();
+    if (!xfs->mounted || !Clones(xfs->mnt))
+      GTEST_SKIP() << "TMPDIR cannot reflink, and no XFS image could be mounted here (needs root, mkfs.xfs, loop)";
+    dir = xfs->mnt;
+  }
+  const char* had = std::getenv("TMPDIR");
+  const std::string before = had != nullptr ? had : "";
+  setenv("TMPDIR", dir.c_str(), 1);
+  TempDir t;  // in dir
+  if (had != nullptr)
+    setenv("TMPDIR", before.c_str(), 1);
+  else
+    unsetenv("TMPDIR");
   const std::string data = Pattern(3 << 20, 11);
   WriteFile(t / "big", data);
-  {
-    const int in = open((t / "big").c_str(), O_RDONLY | O_CLOEXEC);
-    const int out = open((t / "probe").c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    const bool clones = in >= 0 && out >= 0 && ioctl(out, FICLONE, in) == 0;
-    if (in >= 0) close(in);
-    if (out >= 0) close(out);
-    if (!clones) GTEST_SKIP() << "TMPDIR cannot reflink (set TMPDIR to an XFS or Btrfs directory)";
-  }
   const uint64_t opened = 1 << 20;  // the size when opened; it grew to 3 MiB since
   uint64_t done = 0, counted = 0;
   EXPECT_EQ(KernelCopy(t, opened, ::copy_file_range, ::sendfile, &done, &counted), 1);
