@@ -97,6 +97,10 @@ struct TestSeams {
   // into a local filesystem (Job::dst_ops_inline false): the tests run
   // both ways on this machine's disk.
   bool dst_ops_on_ring = false;
+  // The destination's time granularity in ns (Job::dst_time_ns) in place of
+  // what its filesystem type says (time_granularity): tests stand in for an
+  // exFAT or SMB destination on this machine's ext4.  0: from the type.
+  long dst_time_granularity = 0;
 };
 extern TestSeams test_seams;
 

@@ -862,6 +862,8 @@ int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) 
   root->hidden = !root->tmp.empty();
   root->resumed = !fresh && root->hidden;  // a killed run's, taken over
   job.dst_root_fd = root->dst.get();  // the root is never closed before the job ends
+  job.dst_time_ns = test_seams.dst_time_granularity != 0 ? test_seams.dst_time_granularity
+                                                          : time_granularity(root->dst.get());
   std::unique_ptr<HardLinks> links;
   if (cfg_.has(USYNC_HARD_LINKS) && !cfg_.has(USYNC_DRY_RUN)) {
     links = std::make_unique<HardLinks>(job);

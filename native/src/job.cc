@@ -460,15 +460,29 @@ int chmod_nofollow(int dfd, const char* name, mode_t mode) noexcept {
   return ret;
 }
 
-bool same_time(const timespec& dst, const timespec& src) noexcept {
+bool same_time(const timespec& dst, const timespec& src, long granularity) noexcept {
   if (dst.tv_sec != src.tv_sec) return false;
-  if (dst.tv_nsec == src.tv_nsec) return true;
-  // A destination with coarser times stored the source's cut to its
-  // granularity: the seconds only (some network and FUSE filesystems),
-  // 10 ms (exFAT), 100 ns (NTFS, SMB).
-  for (long g = 10; g <= 1'000'000'000; g *= 10)
-    if (dst.tv_nsec == src.tv_nsec - src.tv_nsec % g) return true;
-  return false;
+  // A destination without sub-second times (some network and FUSE
+  // filesystems) stored the seconds only.
+  if (dst.tv_nsec == src.tv_nsec || dst.tv_nsec == 0) return true;
+  return granularity > 1 && dst.tv_nsec == src.tv_nsec - src.tv_nsec % granularity;
+}
+
+long time_granularity(int fd) noexcept {
+  struct statfs sf {};
+  if (fd < 0 || fstatfs(fd, &sf) != 0) return 1;
+  switch (static_cast<unsigned long>(sf.f_type)) {
+    case 0x2011BAB0UL:  // exFAT
+      return 10'000'000;
+    case 0x7366746eUL:  // NTFS (ntfs3)
+    case 0x5346544eUL:  // NTFS (ntfs)
+    case 0xFF534D42UL:  // CIFS
+    case 0xFE534D42UL:  // SMB2
+    case 0x517BUL:      // SMB
+      return 100;
+    default:
+      return 1;
+  }
 }
 
 namespace {
@@ -530,7 +544,7 @@ bool up_to_date(const Job& job, const FileTask& t) noexcept {
     same = a.valid() && b.valid() && fstat(a.get(), &as) == 0 && S_ISREG(as.st_mode) &&
            same_bytes(a.get(), b.get(), t.size);
   } else {
-    same = same_time(d.st_mtim, t.mtime);  // files keep their mtime in every mode
+    same = same_time(d.st_mtim, t.mtime, job.dst_time_ns);  // files keep their mtime in every mode
   }
   if (same && !job.dry_run()) {  // the bytes are there: bring the metadata along
     const char* name = t.dst_rel();
@@ -541,7 +555,7 @@ bool up_to_date(const Job& job, const FileTask& t) noexcept {
     }
     if (job.preserve() && (d.st_mode & 07777) != (t.mode & 07777) && chmod_nofollow(dfd, name, t.mode & 07777) != 0)
       report_metadata(job, t.dir, t.dst_name, errno);
-    if (!same_time(d.st_mtim, t.mtime)) {
+    if (!same_time(d.st_mtim, t.mtime, job.dst_time_ns)) {
       const timespec ts[2] = {job.cfg.file_atime(t.atime, t.mtime), t.mtime};
       if (utimensat(dfd, name, ts, AT_SYMLINK_NOFOLLOW) != 0) report_metadata(job, t.dir, t.dst_name, errno);
     }

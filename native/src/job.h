@@ -275,6 +275,7 @@ class Job {
   // back to stat'ing the first files of each directory in full (Walker::entry).
   mutable std::atomic<bool> unwalked_large{false};
   std::vector<usync_result>* results = nullptr;  // pair copies
+  long dst_time_ns = 1;                // the destination's time granularity (same_time)
   int dst_root_fd = -1;                // tree copies: the destination root (open all along)
   class HardLinks* links = nullptr;    // -H: hard-link groups
 
@@ -394,9 +395,16 @@ int settle_entry(const Job& job, int dfd, const char* written, const char* final
 int rename_noreplace(int dfd, const char* from, const char* to) noexcept;
 
 // Whether a destination's time dst is the source's src as the destination
-// stores it: the same, or src cut to a coarser granularity (whole seconds on
-// some network and FUSE filesystems, 10 ms on exFAT, 100 ns on NTFS, SMB).
-bool same_time(const timespec& dst, const timespec& src) noexcept;
+// stores it: the same; the seconds only (some network and FUSE filesystems);
+// or src cut to granularity ns, the destination's (Job::dst_time_ns), where
+// that is coarser than 1 ns.  A cut to any other granularity is a change: on
+// a filesystem with nanosecond times, X.120000000 is not X.123456789.
+bool same_time(const timespec& dst, const timespec& src, long granularity) noexcept;
+
+// The granularity (ns) of the times the filesystem of fd stores, where its
+// type says it is coarser than 1 ns: exFAT 10 ms, NTFS (ntfs3) and SMB 100 ns;
+// else 1.
+long time_granularity(int fd) noexcept;
 
 // The quick check: whether the destination entry of t is already a copy of
 // it (rsync's rule: same size and modification time, which every mode keeps

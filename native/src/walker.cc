@@ -357,7 +357,7 @@ class Walker {
         if (set_mode && have != want) {
           if (fchmod(d->dst.get(), want) != 0) job_.report(d, "", "", errno, USYNC_STEP_METADATA);
         }
-        const bool times_right = known && same_time(now.st_mtim, d->mtime);
+        const bool times_right = known && same_time(now.st_mtim, d->mtime, job_.dst_time_ns);
         if (job_.preserve() && !times_right) {
           const timespec ts[2] = {d->atime, d->mtime};
           if (futimens(d->dst.get(), ts) != 0) job_.report(d, "", "", errno, USYNC_STEP_METADATA);
@@ -903,7 +903,7 @@ bool same_special(const Job& job, const struct stat& st, const std::string& targ
 
 // Whether ex (a same_special entry) has st's time, and -p's mode.
 bool special_meta_right(const Job& job, const struct stat& st, const struct stat& ex) noexcept {
-  return same_time(ex.st_mtim, st.st_mtim) &&
+  return same_time(ex.st_mtim, st.st_mtim, job.dst_time_ns) &&
          (!job.preserve() || S_ISLNK(st.st_mode) || (ex.st_mode & 07777) == (st.st_mode & 07777));
 }
 
