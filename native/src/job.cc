@@ -623,6 +623,27 @@ bool list_names(int fd, Fn fn) noexcept {
   }
 }
 
+// rel below dfd one component at a time, each opened from the last with
+// O_NOFOLLOW: openat2's RESOLVE_NO_SYMLINKS where openat2 is refused (before
+// Linux 5.6, or a seccomp policy).  rel's names come from listings: never
+// "..".
+int open_components(int dfd, const std::string& rel) noexcept {
+  int cur = -1;
+  for (size_t pos = 0;;) {
+    const size_t slash = rel.find('/', pos);
+    const std::string part = rel.substr(pos, slash == std::string::npos ? std::string::npos : slash - pos);
+    const int fd = openat(cur < 0 ? dfd : cur, part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (cur >= 0) {
+      const int err = errno;
+      close(cur);
+      errno = err;
+    }
+    if (fd < 0 || slash == std::string::npos) return fd;
+    cur = fd;
+    pos = slash + 1;
+  }
+}
+
 // The directory rel below dfd, reached without following a symlink or
 // leaving dfd's mount, for reading its names.  Short of descriptors, it
 // waits a little (at most ~0.1 s, holding none of its own meanwhile): the
@@ -633,7 +654,8 @@ int open_below(int dfd, const std::string& rel) noexcept {
   how.flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
   how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
   for (int ms = 1;; ms *= 2) {
-    const int fd = static_cast<int>(syscall(SYS_openat2, dfd, rel.c_str(), &how, sizeof how));
+    int fd = static_cast<int>(syscall(SYS_openat2, dfd, rel.c_str(), &how, sizeof how));
+    if (fd < 0 && (errno == ENOSYS || errno == EPERM)) fd = open_components(dfd, rel);
     if (fd >= 0 || (errno != EMFILE && errno != ENFILE) || ms > 64) return fd;
     const timespec ts{0, ms * 1'000'000L};
     nanosleep(&ts, nullptr);
@@ -663,12 +685,19 @@ bool remove_entry(int dfd, const char* name) noexcept {
       path.resize(l.path_len);
       if (!l.listed) {
         l.listed = true;
+        // One that cannot be opened or listed (a mount point, no descriptor
+        // free) stays, and so do its parents; its siblings still go.
         UniqueFd cur(open_below(dfd, path));
-        if (!cur.valid()) return false;
         std::vector<std::string> names;
-        if (!list_names(cur.get(), [&](const char* c) { names.emplace_back(c); })) return false;
-        for (std::string& c : names)
-          if (unlinkat(cur.get(), c.c_str(), 0) != 0 && errno == EISDIR) l.subdirs.push_back(std::move(c));
+        if (cur.valid() && list_names(cur.get(), [&](const char* c) { names.emplace_back(c); })) {
+          for (std::string& c : names)
+            if (unlinkat(cur.get(), c.c_str(), 0) != 0 && errno == EISDIR) l.subdirs.push_back(std::move(c));
+        } else if (levels.size() == 1) {
+          return false;
+        } else {
+          levels.pop_back();
+          continue;
+        }
       }
       if (!l.subdirs.empty() && levels.size() < kMaxDepth && path.size() + 1 + l.subdirs.back().size() < PATH_MAX) {
         path.append("/").append(l.subdirs.back());

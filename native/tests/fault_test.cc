@@ -702,6 +702,61 @@ TEST(FaultAbi, LibraryLeavesTheDescriptorLimitAlone) {
   EXPECT_EQ(code, 0);
 }
 
+class NoOpenat2 : public ::testing::TestWithParam<uint32_t> {};
+
+// Without openat2 (before Linux 5.6, or refused by a seccomp policy) the
+// copy works, and killed runs' leftovers, files and directory trees, are
+// still removed: each directory is then reached one name at a time with
+// O_NOFOLLOW.  With openat2 refused, none was removed.
+TEST_P(NoOpenat2, LeftoversGoWithoutOpenat2) {
+  TempDir t;
+  const std::string src = t / "src", dst = t / "dst";
+  WriteFile(src + "/a/f", "f");
+  WriteFile(dst + "/a/.usync-0123456789abcdef-3.tmp", "a killed run's file");
+  WriteFile(dst + "/a/.usync-dir-old.tmp/b/c/g", "a killed run's directory");
+  WriteFile(dst + "/.usync-dir-x.tmp/d/h", "another");
+  const uint32_t flags = GetParam();
+  const int code = InChild([&] {
+    usync_engine* e = MakeEngine(flags);
+    if (e == nullptr) return 10;
+    if (!DenySyscall(__NR_openat2)) return 21;
+    const int ret = usync_copy_tree(e, src.c_str(), dst.c_str());
+    usync_engine_destroy(e);
+    return ret == 0 ? 0 : 12;
+  });
+  if (code == 21) GTEST_SKIP() << "seccomp is not available here";
+  ASSERT_EQ(code, 0);
+  EXPECT_EQ(Snapshot(src), Snapshot(dst));
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, NoOpenat2, ::testing::ValuesIn(testing::kEngineFlags),
+                         [](const auto& info) { return testing::EngineName(info.param); });
+
+// A directory in a leftover that cannot be entered (here a mount point:
+// never crossed) stays, with its parents; its siblings still go.  The
+// removal used to stop at it.
+TEST(Cleaner, WhatCannotBeEnteredStaysAndItsSiblingsGo) {
+  if (geteuid() != 0) GTEST_SKIP() << "mounts a tmpfs (needs root)";
+  TempDir t;
+  const std::string src = t / "src", dst = t / "dst", left = dst + "/.usync-dir-x.tmp";
+  WriteFile(src + "/f", "f");
+  WriteFile(left + "/b/c/g", "g");
+  WriteFile(left + "/d/h", "h");
+  ASSERT_EQ(mkdir((left + "/a").c_str(), 0755), 0);
+  if (mount("tmpfs", (left + "/a").c_str(), "tmpfs", 0, "size=1m") != 0) GTEST_SKIP() << "cannot mount a tmpfs here";
+  WriteFile(left + "/a/inside", "on another mount");
+  usync_engine* e = MakeEngine(0);
+  ASSERT_NE(e, nullptr);
+  const int ret = usync_copy_tree(e, src.c_str(), dst.c_str());
+  usync_engine_destroy(e);
+  EXPECT_EQ(testing::ReadFile(AT_FDCWD, left + "/a/inside"), "on another mount");
+  umount2((left + "/a").c_str(), MNT_DETACH);
+  EXPECT_EQ(ret, 0);
+  struct stat st {};
+  EXPECT_NE(lstat((left + "/b").c_str(), &st), 0) << "a sibling after the mount point stayed";
+  EXPECT_NE(lstat((left + "/d").c_str(), &st), 0) << "a sibling after the mount point stayed";
+}
+
 class RefusedMidRun : public ::testing::TestWithParam<int> {};
 
 // The engine was made while io_uring worked; then the kernel refuses it:
