@@ -731,6 +731,15 @@ int Engine::copy_tree_locked(const std::string& src, const std::string& dst_in) 
       job.report(nullptr, src, dst, ELOOP, USYNC_STEP_OVERLAP);  // the same file
       return -ELOOP;
     }
+    // A symlink onto the very file it points to (`l -> f`, DST f) would
+    // replace that file by a link to itself: cp -P refuses it as the same
+    // file.  (A DST that is itself another link to it is replaced as usual.)
+    struct stat target {}, here {};
+    if (S_ISLNK(st.st_mode) && stat(src.c_str(), &target) == 0 && lstat(dst.c_str(), &here) == 0 &&
+        here.st_dev == target.st_dev && here.st_ino == target.st_ino) {
+      job.report(nullptr, src, dst, ELOOP, USYNC_STEP_OVERLAP);
+      return -ELOOP;
+    }
     if (S_ISREG(st.st_mode)) {
       std::vector<FileTask> one(1);
       FileTask& t = one[0];

@@ -1396,6 +1396,29 @@ TEST_P(EngineTest, CoarserTimesOfDirectoriesAndSymlinksAreNotSetAgain) {
   }
 }
 
+// A symlink copied onto the file it points to is refused as the same file
+// (cp -P does so): replacing the file by the link would leave a link to
+// itself and lose the file.  Onto another link to the file, it is copied.
+TEST_P(EngineTest, SymlinkOntoItsOwnTargetIsRefused) {
+  TempDir t;
+  WriteFile(t / "f", "the data");
+  ASSERT_EQ(symlink("f", (t / "l").c_str()), 0);
+  ASSERT_EQ(symlink("f", (t / "m").c_str()), 0);
+  usync_engine* e = Make(0);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(usync_copy_tree(e, (t / "l").c_str(), (t / "f").c_str()), -ELOOP);
+  EXPECT_EQ(testing::ReadFile(AT_FDCWD, t / "f"), "the data");
+  struct stat st {};
+  ASSERT_EQ(lstat((t / "f").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISREG(st.st_mode));
+  EXPECT_EQ(usync_copy_tree(e, (t / "l").c_str(), (t / "m").c_str()), 0);
+  usync_engine_destroy(e);
+  char target[16] = {};
+  EXPECT_EQ(readlink((t / "m").c_str(), target, sizeof target - 1), 1);
+  EXPECT_STREQ(target, "f");
+  EXPECT_EQ(testing::ReadFile(AT_FDCWD, t / "f"), "the data");
+}
+
 // A symlink or FIFO that cannot take its name (a directory is in the way,
 // without --delete) is reported and removed: not counted as made.
 TEST_P(EngineTest, SpecialEntryThatFailsIsNotCountedAsMade) {
