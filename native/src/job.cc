@@ -600,28 +600,32 @@ std::string_view dir_temp_target(const char* name) noexcept {
   return n.substr(kDirTempPrefix.size(), n.size() - kDirTempPrefix.size() - kTempSuffix.size());
 }
 
-namespace {
-
-// Calls fn(name) for every entry of the directory open at fd, read from its
-// start, but . and ..  Stops at an error; returns whether the listing got to
-// its end.
-template <typename Fn>
-bool list_names(int fd, Fn fn) noexcept {
-  constexpr size_t kBuf = 16 * 1024;
-  std::unique_ptr<char[]> buf(new (std::nothrow) char[kBuf]);
-  if (!buf || lseek(fd, 0, SEEK_SET) < 0) return false;
-  for (;;) {
-    const long n = syscall(SYS_getdents64, fd, buf.get(), kBuf);
-    if (n <= 0) return n == 0;
-    for (long off = 0; off < n;) {
-      const auto* e = reinterpret_cast<const dirent64*>(buf.get() + off);
-      off += e->d_reclen;
-      const char* name = e->d_name;
-      if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0))) continue;
-      fn(name);
+int list_dir(int fd, const std::function<void(const char*, unsigned char)>& fn) noexcept {
+  constexpr size_t kBuf = 32 * 1024;
+  try {
+    std::unique_ptr<char[]> buf(new char[kBuf]);
+    if (lseek(fd, 0, SEEK_SET) < 0) return errno;
+    for (;;) {
+      const long n = syscall(SYS_getdents64, fd, buf.get(), kBuf);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return errno;
+      }
+      if (n == 0) return 0;
+      for (long off = 0; off < n;) {
+        const auto* e = reinterpret_cast<const dirent64*>(buf.get() + off);
+        off += e->d_reclen;
+        const char* name = e->d_name;
+        if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0))) continue;
+        fn(name, e->d_type);
+      }
     }
+  } catch (...) {
+    return ENOMEM;
   }
 }
+
+namespace {
 
 // rel below dfd one component at a time, each opened from the last with
 // O_NOFOLLOW: openat2's RESOLVE_NO_SYMLINKS where openat2 is refused (before
@@ -689,7 +693,7 @@ bool remove_entry(int dfd, const char* name) noexcept {
         // free) stays, and so do its parents; its siblings still go.
         UniqueFd cur(open_below(dfd, path));
         std::vector<std::string> names;
-        if (cur.valid() && list_names(cur.get(), [&](const char* c) { names.emplace_back(c); })) {
+        if (cur.valid() && list_dir(cur.get(), [&](const char* c, unsigned char) { names.emplace_back(c); }) == 0) {
           for (std::string& c : names)
             if (unlinkat(cur.get(), c.c_str(), 0) != 0 && errno == EISDIR) l.subdirs.push_back(std::move(c));
         } else if (levels.size() == 1) {
@@ -728,7 +732,7 @@ void remove_temporaries(const Job& job, int dfd, const std::function<bool(const 
   try {
     UniqueFd list(open_below(dfd, "."));
     if (!list.valid()) return;
-    list_names(list.get(), [&](const char* name) {
+    list_dir(list.get(), [&](const char* name, unsigned char) {
       if (is_temporary(name)) temps.emplace_back(name);
     });
   } catch (...) {

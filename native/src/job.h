@@ -439,6 +439,10 @@ int open_waiting(const Job& job, Open&& open) noexcept {
   }
 }
 
+// Calls fn(name, d_type) for every entry of the directory open at fd but .
+// and .., read from its start.  Returns 0 or an errno (ENOMEM: fn threw).
+int list_dir(int fd, const std::function<void(const char*, unsigned char)>& fn) noexcept;
+
 // Removes temporaries (is_temporary) that killed runs left in the
 // destination directory dfd; those that are directories, recursively.  One
 // stays when keep(its name, the final name of a directory built under it

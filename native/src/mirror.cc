@@ -3,12 +3,10 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <memory>
 #include <string_view>
 #include <type_traits>
 #include <unordered_map>
@@ -17,37 +15,17 @@ namespace usync {
 namespace {
 
 constexpr int kDirFlags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
-constexpr size_t kDentsBuf = 32 * 1024;
-
 // Every name in the directory open at fd but . and .., read from its start.
 // Returns 0 or an errno.  (Read whole before anything in it is removed:
 // removing entries while listing them is allowed but not portable.)
 template <typename Out>
 int read_names(int fd, Out* out) noexcept {
-  try {
-    std::unique_ptr<char[]> buf(new char[kDentsBuf]);
-    if (lseek(fd, 0, SEEK_SET) < 0) return errno;
-    for (;;) {
-      const long n = syscall(SYS_getdents64, fd, buf.get(), kDentsBuf);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return errno;
-      }
-      if (n == 0) return 0;
-      for (long off = 0; off < n;) {
-        const auto* e = reinterpret_cast<const dirent64*>(buf.get() + off);
-        off += e->d_reclen;
-        const char* name = e->d_name;
-        if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0))) continue;
-        if constexpr (std::is_same_v<Out, std::vector<SourceName>>)
-          out->push_back(SourceName{name, e->d_type});
-        else
-          out->emplace_back(name);
-      }
-    }
-  } catch (...) {
-    return ENOMEM;
-  }
+  return list_dir(fd, [out](const char* name, unsigned char type) {
+    if constexpr (std::is_same_v<Out, std::vector<SourceName>>)
+      out->push_back(SourceName{name, type});
+    else
+      out->emplace_back(name);
+  });
 }
 
 // Removes entries below one directory of the walk, d, reporting each.
